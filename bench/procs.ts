@@ -1,0 +1,161 @@
+/**
+ * Processes the bench starts: every one is registered here by PID and killed by PID on exit,
+ * on error and on SIGINT/SIGTERM. Nothing else is ever killed.
+ */
+import { mkdtempSync, readFileSync, readdirSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import type { Subprocess } from "bun";
+
+/** One temp dir for configs and logs of this run; removed by `cleanup()`. */
+export const workDir = mkdtempSync(join(tmpdir(), "tcprouter-bench-"));
+
+const live = new Set<Subprocess>();
+
+/** Bash prefix that raises the soft fd limit to the hard one (65536 when allowed). */
+const RAISE_FDS = 'ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)"; exec "$@"';
+
+/** argv wrapped in bash so the child gets the raised fd limit; `exec` keeps the PID. */
+export function withFdLimit(argv: string[]): string[] {
+  return ["bash", "-c", RAISE_FDS, "bash", ...argv];
+}
+
+/** A long-lived server (Redis, HAProxy, ...) with stdout+stderr going to a log file. */
+export interface Server {
+  name: string;
+  proc: Subprocess;
+  pid: number;
+  log: string;
+  stop(): Promise<void>;
+}
+
+export function startServer(name: string, argv: string[], cwd?: string): Server {
+  const log = join(workDir, `${name}.log`);
+  const file = Bun.file(log);
+  const proc = Bun.spawn(withFdLimit(argv), { cwd, stdin: "ignore", stdout: file, stderr: file });
+  live.add(proc);
+  return { name, proc, pid: proc.pid, log, stop: () => stop(proc) };
+}
+
+/** SIGTERM, then SIGKILL after `graceMs`; also kills any leftover descendants by PID. */
+export async function stop(proc: Subprocess, graceMs = 3000): Promise<void> {
+  const kids = descendants(proc.pid);
+  if (proc.exitCode === null && proc.signalCode === null) {
+    proc.kill("SIGTERM");
+    const done = await Promise.race([proc.exited.then(() => true), Bun.sleep(graceMs).then(() => false)]);
+    if (!done) {
+      proc.kill("SIGKILL");
+      await proc.exited;
+    }
+  }
+  for (const pid of kids) killPid(pid, "SIGKILL");
+  live.delete(proc);
+}
+
+function killPid(pid: number, sig: NodeJS.Signals): void {
+  try {
+    process.kill(pid, sig);
+  } catch {
+    // already gone
+  }
+}
+
+/** Last lines of a server's log, for error messages. */
+export function logTail(server: Server, lines = 15): string {
+  try {
+    return readFileSync(server.log, "utf8").trimEnd().split("\n").slice(-lines).join("\n");
+  } catch {
+    return "";
+  }
+}
+
+/** PIDs of all descendants of `pid` (from /proc/*\/stat ppid). */
+export function descendants(pid: number): number[] {
+  const parent = new Map<number, number>();
+  for (const entry of readdirSync("/proc")) {
+    if (!/^\d+$/.test(entry)) continue;
+    try {
+      const stat = readFileSync(`/proc/${entry}/stat`, "utf8");
+      // field 4 (ppid) follows the ")" that closes the command name
+      const ppid = Number(stat.slice(stat.lastIndexOf(")") + 2).split(" ")[1]);
+      parent.set(Number(entry), ppid);
+    } catch {
+      // raced with exit
+    }
+  }
+  const out: number[] = [];
+  const queue = [pid];
+  for (let i = 0; i < queue.length && i < 10_000; i++) {
+    for (const [child, ppid] of parent) {
+      if (ppid === queue[i]) {
+        out.push(child);
+        queue.push(child);
+      }
+    }
+  }
+  return out;
+}
+
+/** Sum of VmRSS (KiB) over `pid` and all its descendants. */
+export function treeRssKiB(pid: number): number {
+  let total = 0;
+  for (const p of [pid, ...descendants(pid)]) {
+    try {
+      const m = /^VmRSS:\s+(\d+) kB/m.exec(readFileSync(`/proc/${p}/status`, "utf8"));
+      if (m) total += Number(m[1]);
+    } catch {
+      // raced with exit
+    }
+  }
+  return total;
+}
+
+export interface RunResult {
+  code: number | null;
+  stdout: string;
+  stderr: string;
+  timedOut: boolean;
+}
+
+/** Runs a short command to completion, killed after `timeoutMs`. */
+export async function run(argv: string[], timeoutMs: number): Promise<RunResult> {
+  const proc = Bun.spawn(withFdLimit(argv), {
+    stdin: "ignore",
+    stdout: "pipe",
+    stderr: "pipe",
+  });
+  live.add(proc);
+  let timedOut = false;
+  const timer = setTimeout(() => {
+    timedOut = true;
+    proc.kill("SIGKILL");
+  }, timeoutMs);
+  try {
+    const [stdout, stderr] = await Promise.all([
+      new Response(proc.stdout).text(),
+      new Response(proc.stderr).text(),
+    ]);
+    const code = await proc.exited;
+    return { code, stdout, stderr, timedOut };
+  } finally {
+    clearTimeout(timer);
+    live.delete(proc);
+  }
+}
+
+/** Output of a version command, first line, or "not installed". */
+export async function versionOf(argv: string[]): Promise<string> {
+  try {
+    const r = await run(argv, 5000);
+    const line = (r.stdout + r.stderr).trim().split("\n")[0] ?? "";
+    return line || "unknown";
+  } catch {
+    return "not installed";
+  }
+}
+
+/** Kills everything still registered and removes the temp dir. Safe to call twice. */
+export async function cleanup(): Promise<void> {
+  await Promise.all([...live].map((p) => stop(p, 2000)));
+  rmSync(workDir, { recursive: true, force: true });
+}

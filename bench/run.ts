@@ -1,0 +1,220 @@
+/**
+ * tcprouter bench: the same workloads against Redis/iperf3 directly and through each
+ * contender, rounds interleaved (A B A B, start rotated each round), medians and ratios.
+ * Usage: bun run bench/run.ts [--smoke] [--rounds N] [--requests N] ... (see bench/README.md)
+ */
+import { mkdirSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
+import { parseArgs } from "node:util";
+import { startIperf } from "./bulk.ts";
+import { CONTENDER_NAMES, ROOT, loadContenders, type Contender, type ContenderName, type Instance } from "./contenders.ts";
+import { collectMeta, headerText } from "./meta.ts";
+import { cleanup } from "./procs.ts";
+import { checkRedisPath, startRedis } from "./redis.ts";
+import { ROWS, ROW_IDS, idleSample, takeSample, type Params, type Ports, type Row } from "./rows.ts";
+import { TABLE_NOTE, markdownTable, summarize, textTable, type Cell } from "./table.ts";
+
+const HELP = `bun run bench/run.ts [flags]
+  --rounds N            rounds, interleaved across contenders (default 5; smoke 1)
+  --requests N          redis-benchmark -n per row before the row's scale (default 100000; smoke 2000)
+  --seconds N           iperf3 -t per bulk sample (default 5; smoke 1)
+  --sessions N          idle sessions for the memory row (default 5000; smoke 200)
+  --smoke               tiny counts, finishes in well under a minute (CI)
+  --only ROW[,ROW]      rows: ${ROW_IDS.join(",")}
+  --contenders A[,B]    ${CONTENDER_NAMES.join(",")} (default: all)
+  --tcprouter-cmd CMD   command instead of "bun run src/cli.ts", e.g. dist/tcprouter
+  --json                print the JSON result on stdout (the table goes to stderr)
+  --markdown            also print the table as Markdown
+`;
+
+function parseFlags() {
+  const { values } = parseArgs({
+    options: {
+      rounds: { type: "string" },
+      requests: { type: "string" },
+      seconds: { type: "string" },
+      sessions: { type: "string" },
+      smoke: { type: "boolean", default: false },
+      only: { type: "string" },
+      contenders: { type: "string" },
+      "tcprouter-cmd": { type: "string" },
+      json: { type: "boolean", default: false },
+      markdown: { type: "boolean", default: false },
+      help: { type: "boolean", short: "h", default: false },
+    },
+  });
+  if (values.help) {
+    process.stdout.write(HELP);
+    process.exit(0);
+  }
+  const smoke = values.smoke;
+  const int = (flag: string, raw: string | undefined, dflt: number, smokeDflt: number) => {
+    if (raw === undefined) return smoke ? smokeDflt : dflt;
+    const n = Number(raw);
+    if (!Number.isInteger(n) || n < 1) fail(`--${flag}: expected a positive integer, got "${raw}"`);
+    return n;
+  };
+  const list = <T extends string>(flag: string, raw: string | undefined, allowed: readonly T[]): T[] => {
+    if (raw === undefined) return [...allowed];
+    const items = raw.split(",").map((s) => s.trim()).filter(Boolean);
+    for (const item of items) if (!allowed.includes(item as T)) fail(`--${flag}: unknown "${item}" (one of ${allowed.join(",")})`);
+    return items as T[];
+  };
+  return {
+    smoke,
+    rounds: int("rounds", values.rounds, 5, 1),
+    params: {
+      requests: int("requests", values.requests, 100_000, 2_000),
+      seconds: int("seconds", values.seconds, 5, 1),
+      sessions: int("sessions", values.sessions, 5_000, 200),
+    } satisfies Params,
+    rows: list("only", values.only, ROW_IDS),
+    contenders: list("contenders", values.contenders, CONTENDER_NAMES),
+    tcprouterCmd: values["tcprouter-cmd"],
+    json: values.json,
+    markdown: values.markdown,
+  };
+}
+
+function fail(message: string): never {
+  process.stderr.write(`bench: ${message}\n`);
+  process.exit(1);
+}
+
+const say = (line: string) => process.stderr.write(`${line}\n`);
+
+/** Instances of one contender that stay up for all rounds (idle rows start their own). */
+interface Running {
+  contender: Contender;
+  ports: Ports;
+  instances: Instance[];
+}
+
+async function startContender(c: Contender, redisPort: number, iperfPort: number | undefined): Promise<Running> {
+  const instances: Instance[] = [];
+  try {
+    const redis = await c.start(redisPort, `${c.name}-redis`);
+    instances.push(redis);
+    await checkRedisPath(redis.port, c.name);
+    let iperf = iperfPort ?? 0;
+    if (iperfPort !== undefined) {
+      const inst = await c.start(iperfPort, `${c.name}-iperf`);
+      instances.push(inst);
+      iperf = inst.port;
+    }
+    return { contender: c, ports: { redis: redis.port, iperf, redisTarget: redisPort }, instances };
+  } catch (err) {
+    for (const i of instances) await i.stop();
+    throw err;
+  }
+}
+
+function fmt(row: Row, value: number): string {
+  return row.unit === "req/s" ? `${Math.round(value)} req/s` : `${value.toFixed(2)} ${row.unit}`;
+}
+
+async function main(): Promise<void> {
+  const opts = parseFlags();
+  const rows = ROWS.filter((r) => opts.rows.includes(r.id));
+  const all = await loadContenders(opts.contenders, opts.tcprouterCmd);
+  for (const c of all) if (c.skip) say(`skip ${c.name}: ${c.skip}`);
+  const runnable = all.filter((c) => !c.skip);
+
+  const params = { rounds: opts.rounds, ...opts.params, smoke: opts.smoke, rows: rows.map((r) => r.id) };
+  const meta = await collectMeta(all, params);
+  say(`bench: ${opts.rounds} round(s) of ${rows.map((r) => r.id).join(",")} for ${runnable.map((c) => c.name).join(",")}`);
+
+  const redis = await startRedis();
+  const iperf = rows.some((r) => r.kind === "bulk") ? await startIperf() : undefined;
+  const running: Running[] = [];
+  const cells: Cell[] = [];
+  const cellOf = (row: Row, name: ContenderName) => {
+    let cell = cells.find((c) => c.row === row.id && c.contender === name);
+    if (!cell) {
+      cell = { row: row.id, title: row.title, unit: row.unit, contender: name, samples: [], p50Samples: [], errors: [] };
+      cells.push(cell);
+    }
+    return cell;
+  };
+  // fixed table order: rows as listed, contenders as given
+  for (const row of rows) for (const c of runnable) if (!(row.kind === "idle" && c.name === "direct")) cellOf(row, c.name);
+
+  for (const c of runnable) {
+    try {
+      running.push(await startContender(c, redis.port, iperf?.port));
+      say(`check ${c.name}: PONG and 64 KiB SET/GET round trip ok`);
+    } catch (err) {
+      say(`FAIL ${c.name}: ${(err as Error).message}`);
+      for (const row of rows) cells.find((x) => x.row === row.id && x.contender === c.name)?.errors.push((err as Error).message.split("\n")[0]!);
+    }
+  }
+
+  for (let round = 0; round < opts.rounds; round++) {
+    const order = running.map((_, i) => running[(i + round) % running.length]!);
+    for (const row of rows) {
+      for (const r of order) {
+        if (row.kind === "idle" && r.contender.name === "direct") continue;
+        const cell = cellOf(row, r.contender.name);
+        try {
+          const s = row.kind === "idle" ? await idleRound(r.contender, redis.port, opts.params) : await takeSample(row, r.ports, opts.params);
+          cell.samples.push(s.value);
+          cell.p50Samples.push(s.p50ms);
+          say(`round ${round + 1}/${opts.rounds}  ${row.id.padEnd(12)} ${r.contender.name.padEnd(9)} ${fmt(row, s.value)}`);
+        } catch (err) {
+          cell.errors.push((err as Error).message.split("\n")[0]!);
+          say(`round ${round + 1}/${opts.rounds}  ${row.id.padEnd(12)} ${r.contender.name.padEnd(9)} FAILED ${(err as Error).message}`);
+        }
+      }
+    }
+  }
+  for (const r of running) for (const i of r.instances) await i.stop();
+
+  const lines = summarize(cells);
+  const result = { ...meta, note: TABLE_NOTE, results: lines };
+  const table = `${headerText(meta)}\n\n${textTable(lines)}\n${TABLE_NOTE}\n`;
+  (opts.json ? process.stderr : process.stdout).write(`\n${table}`);
+  if (opts.markdown) (opts.json ? process.stderr : process.stdout).write(`\n${markdownTable(lines)}\n`);
+  if (opts.json) process.stdout.write(`${JSON.stringify(result, null, 2)}\n`);
+  writeResults(result, opts.smoke);
+}
+
+/** A fresh instance per idle sample, so earlier rows' buffers are not counted. */
+async function idleRound(c: Contender, redisPort: number, params: Params) {
+  const inst = await c.start(redisPort, `${c.name}-idle`);
+  try {
+    return await idleSample(inst.pid!, inst.port, redisPort, params);
+  } finally {
+    await inst.stop();
+  }
+}
+
+/** bench/results/<date>.json and latest.json; smoke runs write smoke-*.json (git-ignored). */
+function writeResults(result: { date: string }, smoke: boolean): void {
+  const dir = join(ROOT, "bench/results");
+  mkdirSync(dir, { recursive: true });
+  const prefix = smoke ? "smoke-" : "";
+  const body = `${JSON.stringify(result, null, 2)}\n`;
+  const dated = join(dir, `${prefix}${result.date.replace(/:/g, "-").replace(/\.\d+Z$/, "Z")}.json`);
+  writeFileSync(dated, body);
+  writeFileSync(join(dir, `${prefix}latest.json`), body);
+  say(`wrote ${dated} and ${prefix}latest.json`);
+}
+
+let exiting = false;
+for (const sig of ["SIGINT", "SIGTERM"] as const) {
+  process.on(sig, () => {
+    if (exiting) return;
+    exiting = true;
+    say(`bench: ${sig}, stopping everything it started`);
+    void cleanup().finally(() => process.exit(130));
+  });
+}
+
+try {
+  await main();
+  await cleanup();
+} catch (err) {
+  say(`bench: ${(err as Error).stack ?? String(err)}`);
+  await cleanup();
+  process.exit(1);
+}
