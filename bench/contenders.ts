@@ -83,7 +83,7 @@ async function haproxy(): Promise<Contender> {
     command: "haproxy -f haproxy.cfg -db (mode tcp, nbthread default, no logging)",
     async start(targetPort, tag) {
       const port = await freePort();
-      const cfg = join(workDir, `${tag}.cfg`);
+      const cfg = join(workDir(), `${tag}.cfg`);
       writeFileSync(cfg, haproxyConfig(port, targetPort));
       return launch(tag, [bin!, "-f", cfg, "-db"], port);
     },
@@ -122,7 +122,7 @@ async function nginx(): Promise<Contender> {
     command: "nginx -c nginx.conf -g 'daemon off;' (stream proxy_pass, worker_processes auto)",
     async start(targetPort, tag) {
       const port = await freePort();
-      const prefix = join(workDir, tag);
+      const prefix = join(workDir(), tag);
       await Bun.write(join(prefix, "logs", ".keep"), "");
       const cfg = join(prefix, "nginx.conf");
       writeFileSync(cfg, nginxConfig(port, targetPort, prefix, existsSync(NGINX_STREAM_MODULE)));

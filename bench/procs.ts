@@ -7,10 +7,29 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type { Subprocess } from "bun";
 
-/** One temp dir for configs and logs of this run; removed by `cleanup()`. */
-export const workDir = mkdtempSync(join(tmpdir(), "tcprouter-bench-"));
+let dir: string | undefined;
+
+/** One temp dir for configs and logs of this run, made on first use; removed by `cleanup()`. */
+export function workDir(): string {
+  dir ??= mkdtempSync(join(tmpdir(), "tcprouter-bench-"));
+  return dir;
+}
 
 const live = new Set<Subprocess>();
+let stopping = false;
+
+/** Once cleanup has begun nothing new may start: it would outlive the bench. */
+function refuseWhenStopping(): void {
+  if (stopping) throw new StoppingError();
+}
+
+export const isStopping = () => stopping;
+
+export class StoppingError extends Error {
+  constructor() {
+    super("bench is stopping");
+  }
+}
 
 /** Bash prefix that raises the soft fd limit to the hard one (65536 when allowed). */
 const RAISE_FDS = 'ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)"; exec "$@"';
@@ -30,7 +49,8 @@ export interface Server {
 }
 
 export function startServer(name: string, argv: string[], cwd?: string): Server {
-  const log = join(workDir, `${name}.log`);
+  refuseWhenStopping();
+  const log = join(workDir(), `${name}.log`);
   const file = Bun.file(log);
   const proc = Bun.spawn(withFdLimit(argv), { cwd, stdin: "ignore", stdout: file, stderr: file });
   live.add(proc);
@@ -119,6 +139,7 @@ export interface RunResult {
 
 /** Runs a short command to completion, killed after `timeoutMs`. */
 export async function run(argv: string[], timeoutMs: number): Promise<RunResult> {
+  refuseWhenStopping();
   const proc = Bun.spawn(withFdLimit(argv), {
     stdin: "ignore",
     stdout: "pipe",
@@ -156,6 +177,34 @@ export async function versionOf(argv: string[]): Promise<string> {
 
 /** Kills everything still registered and removes the temp dir. Safe to call twice. */
 export async function cleanup(): Promise<void> {
+  stopping = true;
   await Promise.all([...live].map((p) => stop(p, 2000)));
-  rmSync(workDir, { recursive: true, force: true });
+  if (dir) rmSync(dir, { recursive: true, force: true });
+}
+
+/** This process's soft limit on open files (from /proc/self/limits). */
+export function softFdLimit(): number {
+  const m = /^Max open files\s+(\d+|unlimited)/m.exec(readFileSync("/proc/self/limits", "utf8"));
+  return !m || m[1] === "unlimited" ? Number.MAX_SAFE_INTEGER : Number(m[1]);
+}
+
+const REEXEC_ENV = "TCPROUTER_BENCH_FDS_RAISED";
+
+/**
+ * The harness holds one socket per idle session itself. When its soft fd limit is below
+ * `needed`, run this same script again under `ulimit -n` (once: an env var guards the loop)
+ * and exit with its code. Returns normally when no re-run is needed or possible.
+ */
+export async function ensureOwnFdLimit(needed: number): Promise<void> {
+  if (softFdLimit() >= needed || process.env[REEXEC_ENV]) return;
+  const child = Bun.spawn(withFdLimit([process.execPath, ...process.argv.slice(1)]), {
+    stdio: ["inherit", "inherit", "inherit"],
+    env: { ...process.env, [REEXEC_ENV]: "1" },
+  });
+  // Ctrl-C reaches the child through the process group; it cleans up and exits.
+  // This process started nothing else, so its own signal handlers step aside.
+  process.removeAllListeners("SIGINT").removeAllListeners("SIGTERM");
+  process.on("SIGINT", () => {});
+  process.on("SIGTERM", () => child.kill("SIGTERM"));
+  process.exit(await child.exited);
 }

@@ -11,7 +11,7 @@ import { exchange } from "./resp.ts";
 export async function startRedis(): Promise<{ server: Server; port: number }> {
   const port = await freePort();
   const argv = ["redis-server", "--port", String(port), "--bind", HOST, "--save", "", "--appendonly", "no"];
-  argv.push("--dir", workDir, "--loglevel", "warning", "--maxclients", "10000", "--daemonize", "no");
+  argv.push("--dir", workDir(), "--loglevel", "warning", "--maxclients", "10000", "--daemonize", "no");
   const server = startServer("redis", argv);
   await waitForPort(port, 10_000, () => server.proc.exitCode === null);
   return { server, port };

@@ -9,10 +9,10 @@ import { parseArgs } from "node:util";
 import { startIperf } from "./bulk.ts";
 import { CONTENDER_NAMES, ROOT, loadContenders, type Contender, type ContenderName, type Instance } from "./contenders.ts";
 import { collectMeta, headerText } from "./meta.ts";
-import { cleanup } from "./procs.ts";
+import { StoppingError, cleanup, ensureOwnFdLimit, isStopping, softFdLimit } from "./procs.ts";
 import { checkRedisPath, startRedis } from "./redis.ts";
 import { ROWS, ROW_IDS, idleSample, takeSample, type Params, type Ports, type Row } from "./rows.ts";
-import { TABLE_NOTE, markdownTable, summarize, textTable, type Cell } from "./table.ts";
+import { TABLE_NOTE, errorNotes, markdownTable, summarize, textTable, type Cell } from "./table.ts";
 
 const HELP = `bun run bench/run.ts [flags]
   --rounds N            rounds, interleaved across contenders (default 5; smoke 1)
@@ -113,8 +113,17 @@ function fmt(row: Row, value: number): string {
   return row.unit === "req/s" ? `${Math.round(value)} req/s` : `${value.toFixed(2)} ${row.unit}`;
 }
 
+/** Sessions the idle row may open: Redis maxclients and HAProxy/nginx maxconn are 9000+. */
+const MAX_SESSIONS = 9000;
+
 async function main(): Promise<void> {
   const opts = parseFlags();
+  if (opts.params.sessions > MAX_SESSIONS) fail(`--sessions: at most ${MAX_SESSIONS}`);
+  if (opts.rows.includes("idle")) {
+    const needed = opts.params.sessions + 1000;
+    await ensureOwnFdLimit(needed);
+    if (softFdLimit() < needed) fail(`open-file limit ${softFdLimit()} is too low for --sessions ${opts.params.sessions}`);
+  }
   const rows = ROWS.filter((r) => opts.rows.includes(r.id));
   const all = await loadContenders(opts.contenders, opts.tcprouterCmd);
   for (const c of all) if (c.skip) say(`skip ${c.name}: ${c.skip}`);
@@ -161,6 +170,7 @@ async function main(): Promise<void> {
           cell.p50Samples.push(s.p50ms);
           say(`round ${round + 1}/${opts.rounds}  ${row.id.padEnd(12)} ${r.contender.name.padEnd(9)} ${fmt(row, s.value)}`);
         } catch (err) {
+          if (err instanceof StoppingError || isStopping()) throw new StoppingError();
           cell.errors.push((err as Error).message.split("\n")[0]!);
           say(`round ${round + 1}/${opts.rounds}  ${row.id.padEnd(12)} ${r.contender.name.padEnd(9)} FAILED ${(err as Error).message}`);
         }
@@ -171,11 +181,14 @@ async function main(): Promise<void> {
 
   const lines = summarize(cells);
   const result = { ...meta, note: TABLE_NOTE, results: lines };
-  const table = `${headerText(meta)}\n\n${textTable(lines)}\n${TABLE_NOTE}\n`;
+  const errors = errorNotes(lines);
+  const table = `${headerText(meta)}\n\n${textTable(lines)}\n${TABLE_NOTE}\n${errors ? `${errors}\n` : ""}`;
   (opts.json ? process.stderr : process.stdout).write(`\n${table}`);
   if (opts.markdown) (opts.json ? process.stderr : process.stdout).write(`\n${markdownTable(lines)}\n`);
   if (opts.json) process.stdout.write(`${JSON.stringify(result, null, 2)}\n`);
   writeResults(result, opts.smoke);
+  // a contender that failed its check or every sample is a failure of the run (CI runs --smoke)
+  if (lines.some((l) => l.median === null)) process.exitCode = 1;
 }
 
 /** A fresh instance per idle sample, so earlier rows' buffers are not counted. */
@@ -214,6 +227,8 @@ try {
   await main();
   await cleanup();
 } catch (err) {
+  // a signal is being handled: its handler cleans up and exits
+  if (err instanceof StoppingError) await new Promise(() => {});
   say(`bench: ${(err as Error).stack ?? String(err)}`);
   await cleanup();
   process.exit(1);

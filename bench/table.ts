@@ -71,7 +71,7 @@ const fmtRatio = (x: number | null) => (x === null ? "-" : `${x.toFixed(2)}x`);
 const COLUMNS = ["row", "contender", "median", "min..max", "p50 ms", "vs direct", "vs HAProxy"];
 
 function cellsOf(l: Line): string[] {
-  const value = l.median === null ? `failed: ${l.errors[0] ?? "no samples"}`.slice(0, 60) : `${fmtValue(l.median, l.unit)} ${l.unit}`;
+  const value = l.median === null ? "FAILED" : `${fmtValue(l.median, l.unit)} ${l.unit}`;
   const range = l.min === null ? "-" : `${fmtValue(l.min, l.unit)}..${fmtValue(l.max, l.unit)}`;
   return [l.title, l.contender, value, range, l.p50ms === null ? "-" : l.p50ms.toFixed(3), fmtRatio(l.vsDirect), fmtRatio(l.vsHaproxy)];
 }
@@ -100,3 +100,11 @@ export function markdownTable(lines: Line[]): string {
 export const TABLE_NOTE =
   "median over rounds; ratios are median / median of direct or HAProxy in the same row " +
   "(higher is better for req/s and Gbit/s, lower is better for KiB/session).";
+
+/** One line per cell that had errors, first error only (all are in the JSON). */
+export function errorNotes(lines: Line[]): string {
+  return lines
+    .filter((l) => l.errors.length > 0)
+    .map((l) => `${l.median === null ? "FAILED" : "partly failed"}: ${l.contender} / ${l.title} (${l.errors.length}x): ${l.errors[0]}`)
+    .join("\n");
+}
