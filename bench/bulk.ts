@@ -18,8 +18,19 @@ interface IperfJson {
   end?: { sum_received?: { bits_per_second?: number } };
 }
 
-/** Gbit/s received over `seconds` through `port`; `reverse` adds -R. */
+/** Gbit/s received over `seconds` through `port`; `reverse` adds -R. Retries once if busy. */
 export async function runBulk(port: number, seconds: number, reverse: boolean): Promise<number> {
+  try {
+    return await runIperf(port, seconds, reverse);
+  } catch (err) {
+    // iperf3 -s serves one test at a time and may still be tearing down the previous one
+    if (!/busy/i.test((err as Error).message)) throw err;
+    await Bun.sleep(2000);
+    return runIperf(port, seconds, reverse);
+  }
+}
+
+async function runIperf(port: number, seconds: number, reverse: boolean): Promise<number> {
   const argv = ["iperf3", "-c", HOST, "-p", String(port), "-t", String(seconds), "-J", "--connect-timeout", "3000"];
   if (reverse) argv.push("-R");
   const r = await run(argv, (seconds + 20) * 1000);
