@@ -1,0 +1,64 @@
+/**
+ * Addresses of listeners and targets: `host:port`, `[v6]:port`, `name:port` and `unix:/path`.
+ * Parsing is pure; hostnames are resolved by the socket layer when it dials or binds.
+ */
+
+export type Address =
+  | { kind: "tcp"; host: string; port: number }
+  | { kind: "unix"; path: string };
+
+export class AddressError extends Error {}
+
+const HOSTNAME = /^(?=.{1,253}$)[A-Za-z0-9_]([A-Za-z0-9_-]{0,62})(\.[A-Za-z0-9_]([A-Za-z0-9_-]{0,62}))*\.?$/;
+const IPV4 = /^(\d{1,3})\.(\d{1,3})\.(\d{1,3})\.(\d{1,3})$/;
+
+/**
+ * Parses an address. `allowPortZero` is for listeners (port 0 = pick a free port).
+ * Throws AddressError with a message that quotes the input.
+ */
+export function parseAddress(input: string, allowPortZero = false): Address {
+  const text = input.trim();
+  if (text.startsWith("unix:")) {
+    const path = text.slice(5);
+    if (path === "") throw new AddressError(`"${input}": unix: needs a path`);
+    return { kind: "unix", path };
+  }
+  let host: string;
+  let portText: string;
+  if (text.startsWith("[")) {
+    const close = text.indexOf("]");
+    if (close < 0 || text[close + 1] !== ":") throw new AddressError(`"${input}": expected [ipv6]:port`);
+    host = text.slice(1, close);
+    portText = text.slice(close + 2);
+    if (!host.includes(":")) throw new AddressError(`"${input}": "${host}" is not an IPv6 address`);
+  } else {
+    const colon = text.lastIndexOf(":");
+    if (colon < 0) throw new AddressError(`"${input}": expected host:port`);
+    host = text.slice(0, colon);
+    portText = text.slice(colon + 1);
+    if (host.includes(":")) throw new AddressError(`"${input}": write IPv6 addresses as [addr]:port`);
+    if (host === "") throw new AddressError(`"${input}": missing host`);
+    const v4 = IPV4.exec(host);
+    if (v4) {
+      if (v4.slice(1).some((octet) => Number(octet) > 255)) throw new AddressError(`"${input}": "${host}" is not an IPv4 address`);
+    } else if (!HOSTNAME.test(host)) {
+      throw new AddressError(`"${input}": "${host}" is not a valid hostname`);
+    }
+  }
+  if (!/^\d{1,5}$/.test(portText)) throw new AddressError(`"${input}": port "${portText}" is not a number`);
+  const port = Number(portText);
+  if (port > 65535 || (port === 0 && !allowPortZero)) {
+    throw new AddressError(`"${input}": port ${port} is out of range (${allowPortZero ? 0 : 1}-65535)`);
+  }
+  return { kind: "tcp", host, port };
+}
+
+/** Formats an address the way it is written on the command line. */
+export function formatAddress(address: Address): string {
+  if (address.kind === "unix") return `unix:${address.path}`;
+  return formatHostPort(address.host, address.port);
+}
+
+export function formatHostPort(host: string, port: number): string {
+  return host.includes(":") ? `[${host}]:${port}` : `${host}:${port}`;
+}

@@ -1,0 +1,50 @@
+/** Flag fragments shared by commands. Defaults are documented here and live in router.ts DEFAULTS. */
+import type { ArgsDef } from "citty";
+import { DurationError, parseDuration } from "../duration.ts";
+
+export const logArgs = {
+  "log-level": { type: "enum", options: ["error", "warn", "info", "debug"], default: "info", description: "Log level" },
+  "log-format": { type: "enum", options: ["fancy", "json"], default: "fancy", description: "Log format: fancy (text) or json (one object per line)" },
+} as const satisfies ArgsDef;
+
+export const forwardArgs = {
+  listen: { type: "string", default: "127.0.0.1:11000", description: "Address to listen on: host:port, [v6]:port, name:port or unix:/path" },
+  to: { type: "string", description: "Target address (required): host:port, [v6]:port, name:port or unix:/path" },
+  "connect-timeout": { type: "string", default: "10s", description: "Give up on an upstream connect after this long (500ms, 10s, 2m; off)" },
+  "idle-timeout": { type: "string", default: "off", description: "Close a session with no bytes either way for this long" },
+  "max-connections": { type: "string", default: "off", description: "Sessions open at once; more are closed at once and counted" },
+  "drain-timeout": { type: "string", default: "10s", description: "On SIGINT/SIGTERM, how long open sessions may take to finish" },
+} as const satisfies ArgsDef;
+
+export class UsageError extends Error {}
+
+/** citty ignores flags it does not know; a typo must not pass silently. */
+export function rejectUnknownFlags(rawArgs: string[], known: ArgsDef): void {
+  const names = new Set(["help", "h", "version", "v"]);
+  for (const [name, def] of Object.entries(known)) {
+    names.add(name);
+    for (const alias of ["alias" in def ? (def.alias ?? []) : []].flat()) names.add(alias);
+  }
+  for (const arg of rawArgs) {
+    if (arg === "--") break;
+    if (!arg.startsWith("-") || /^-\d/.test(arg)) continue;
+    const name = arg.replace(/^--?/, "").split("=")[0]!.replace(/^no-/, "");
+    if (!names.has(name)) throw new UsageError(`unknown flag ${arg.split("=")[0]} (see --help)`);
+  }
+}
+
+/** A count flag: a whole number ≥ 0, or `off` (0). */
+export function parseCount(flag: string, value: string): number {
+  if (value === "off") return 0;
+  if (!/^\d+$/.test(value)) throw new UsageError(`--${flag}: "${value}" is not a whole number (or off)`);
+  return Number(value);
+}
+
+/** A duration flag, in ms (0 = off). */
+export function flagDuration(flag: string, value: string): number {
+  try {
+    return parseDuration(value);
+  } catch (error) {
+    throw new UsageError(`--${flag}: ${(error as DurationError).message}`);
+  }
+}

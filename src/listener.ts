@@ -1,0 +1,113 @@
+/**
+ * A listener is one bound address. It accepts client connections, applies its connection limit
+ * and starts a session for each, dialled to its target.
+ *
+ * `Bun.listen` hands every new socket the listener as `socket.data`; `open` replaces it with
+ * the socket's own session (or `undefined` for a connection it refuses).
+ */
+import type { Socket, TCPSocketListener, UnixSocketListener } from "bun";
+import { formatAddress, formatHostPort, type Address } from "./address.ts";
+import type { Router } from "./router.ts";
+import { Session } from "./session.ts";
+
+export class ListenError extends Error {}
+
+export interface ListenerOptions {
+  address: Address;
+  target: Address;
+  /** Sessions open at once through this listener; 0 = no limit. */
+  maxConnections: number;
+}
+
+export class Listener {
+  /** Sessions open through this listener now. */
+  active = 0;
+  private server: TCPSocketListener<unknown> | UnixSocketListener<unknown> | null = null;
+  private lastRefusalLog = 0;
+
+  constructor(
+    readonly router: Router,
+    readonly options: ListenerOptions,
+  ) {}
+
+  /** Binds the address. Throws ListenError with a one-line reason. */
+  open(): void {
+    const address = this.options.address;
+    const common = { socket: clientHandlers, data: this as unknown, allowHalfOpen: true };
+    try {
+      this.server =
+        address.kind === "unix"
+          ? Bun.listen({ ...common, unix: address.path })
+          : Bun.listen({ ...common, hostname: address.host, port: address.port });
+    } catch (error) {
+      throw new ListenError(`cannot listen on ${formatAddress(address)}: ${listenErrorText(error)}`);
+    }
+  }
+
+  /** The bound address, with the real port where port 0 was asked for. */
+  get address(): Address {
+    const address = this.options.address;
+    if (address.kind === "unix" || this.server === null) return address;
+    return { kind: "tcp", host: address.host, port: (this.server as TCPSocketListener<unknown>).port };
+  }
+
+  /** Stops accepting; open sessions are not touched. */
+  close(): void {
+    this.server?.stop(false);
+    this.server = null;
+  }
+
+  accept(socket: Socket<Session>): void {
+    const { maxConnections, target } = this.options;
+    const router = this.router;
+    if ((maxConnections > 0 && this.active >= maxConnections) || router.draining) {
+      socket.data = undefined as unknown as Session;
+      router.stats.refused++;
+      socket.end();
+      const now = Date.now();
+      if (now - this.lastRefusalLog > 1000) {
+        this.lastRefusalLog = now;
+        router.log.warn(`listener ${formatAddress(this.address)}: max_connections ${maxConnections} reached, refusing connections`);
+      }
+      return;
+    }
+    const session = new Session(this, socket, target);
+    socket.data = session;
+    this.active++;
+    router.sessionOpened(session);
+    session.dial();
+  }
+}
+
+function listenErrorText(error: unknown): string {
+  const code = (error as { code?: string } | null)?.code;
+  if (code === "EADDRINUSE") return "address already in use";
+  if (code === "EACCES" || code === "EPERM") return "permission denied";
+  if (code === "EADDRNOTAVAIL") return "address not available on this machine";
+  if (code === "ENOENT") return "no such directory";
+  const message = error instanceof Error ? error.message : String(error);
+  return message.split("\n")[0]!;
+}
+
+/** Handlers of client sockets (Bun.listen). `socket.data` is the session, or undefined if refused. */
+const clientHandlers = {
+  binaryType: "buffer" as const,
+  open(socket: Socket<Session>) {
+    (socket.data as unknown as Listener).accept(socket);
+  },
+  data(socket: Socket<Session>, chunk: Buffer) {
+    socket.data?.up.push(chunk);
+  },
+  drain(socket: Socket<Session>) {
+    socket.data?.down.flush();
+  },
+  end(socket: Socket<Session>) {
+    socket.data?.ended("client");
+  },
+  close(socket: Socket<Session>, error?: Error) {
+    socket.data?.socketClosed("client", error);
+  },
+  error(socket: Socket<Session>, error: Error) {
+    socket.data?.router.log.debug(`client ${formatHostPort(socket.remoteAddress, socket.remotePort)}: ${error.message}`);
+  },
+};

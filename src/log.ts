@@ -1,0 +1,49 @@
+/**
+ * The one consola instance. Fancy on a TTY, plain text otherwise, or one JSON object per line
+ * with `format: "json"`. Everything goes to stderr: stdout stays free for data (access logs).
+ * Components take a tagged child (`log.withTag("listener")`) once, never per session.
+ */
+import { createConsola, type ConsolaInstance, type ConsolaReporter, type LogObject } from "consola";
+
+export type LogLevel = "error" | "warn" | "info" | "debug";
+export type LogFormat = "fancy" | "json";
+export type Logger = ConsolaInstance;
+
+export const LOG_LEVELS: Record<LogLevel, number> = { error: 0, warn: 1, info: 3, debug: 4 };
+/** consola's numeric level at which per-session debug lines are written. */
+export const DEBUG = 4;
+
+function messageOf(entry: LogObject): string {
+  return entry.args.map((arg) => (typeof arg === "string" ? arg : arg instanceof Error ? arg.message : JSON.stringify(arg))).join(" ");
+}
+
+const jsonReporter: ConsolaReporter = {
+  log(entry) {
+    const line: Record<string, unknown> = { time: entry.date.toISOString(), level: entry.type, message: messageOf(entry) };
+    if (entry.tag) line.component = entry.tag;
+    process.stderr.write(JSON.stringify(line) + "\n");
+  },
+};
+
+/** Plain text, one line per entry, for logs that are not on a terminal. */
+const textReporter: ConsolaReporter = {
+  log(entry) {
+    const tag = entry.tag ? ` [${entry.tag}]` : "";
+    process.stderr.write(`${entry.date.toISOString()} ${entry.type.toUpperCase()}${tag} ${messageOf(entry)}\n`);
+  },
+};
+
+export function createLogger(options: { level?: LogLevel; format?: LogFormat } = {}): Logger {
+  const logger = createConsola({
+    level: LOG_LEVELS[options.level ?? "info"],
+    stdout: process.stderr,
+    stderr: process.stderr,
+    formatOptions: { date: false, colors: process.stderr.isTTY === true },
+  });
+  if (options.format === "json") logger.setReporters([jsonReporter]);
+  else if (!process.stderr.isTTY) logger.setReporters([textReporter]);
+  return logger;
+}
+
+/** The logger used when a caller of the library gives none: warnings and errors only. */
+export const defaultLogger: Logger = createLogger({ level: "warn" });

@@ -1,0 +1,126 @@
+/**
+ * A pipe is one direction of a session: it reads `from` and writes `to`, and owns the queue of
+ * bytes that `to` has not taken yet.
+ *
+ * Bun's `write()` takes what the kernel takes and keeps nothing, so the pipe keeps the rest.
+ * Once anything is queued, new bytes are appended and written only from `flush()` (called on
+ * `to`'s drain), which keeps the stream in order. Above the high-water mark the reading socket
+ * is paused; it is resumed when the queue is at or below the low-water mark.
+ *
+ * A FIN from `from` (`end()`) is passed on with `to.shutdown()` once the queue is empty.
+ */
+import type { Socket } from "bun";
+import type { Session } from "./session.ts";
+
+/** Queued chunks smaller than this are joined into one write: each write is a syscall. */
+const COALESCE_BYTES = 64 * 1024;
+
+export class Pipe {
+  /** The socket this pipe reads; null until the upstream is connected (for the upstream → client pipe). */
+  from: Socket<Session> | null;
+  /** The socket this pipe writes; null until the upstream is connected (for the client → upstream pipe). */
+  to: Socket<Session> | null;
+  /** Bytes read from `from`, whether written yet or not. */
+  bytes = 0;
+  /** Bytes waiting for `to`: `queue[head..]`. */
+  queued = 0;
+  /** `from` sent FIN (or went away cleanly): no more bytes will come. */
+  ended = false;
+  /** Nothing more will be written: the FIN was passed on, or `to` is gone. */
+  done = false;
+  private queue: Uint8Array[] = [];
+  private head = 0;
+  private paused = false;
+
+  constructor(
+    private readonly session: Session,
+    from: Socket<Session> | null,
+    to: Socket<Session> | null,
+  ) {
+    this.from = from;
+    this.to = to;
+  }
+
+  /** Bytes arrived from `from`. */
+  push(chunk: Uint8Array): void {
+    this.bytes += chunk.length;
+    this.session.idleTicks = 0;
+    if (this.done) return; // `to` is gone; the session closes once the other pipe finishes
+    const to = this.to;
+    if (this.queued === 0 && to !== null) {
+      const written = to.write(chunk);
+      if (written === chunk.length) return;
+      if (written < 0) return this.session.writeFailed(to);
+      chunk = chunk.subarray(written);
+    }
+    this.queue.push(chunk);
+    this.queued += chunk.length;
+    if (!this.paused && this.queued >= this.session.limits.highWaterMark && this.from !== null) {
+      this.paused = true;
+      this.from.pause();
+    }
+  }
+
+  /** `to` can take more (drain), or has just connected: write what is queued. */
+  flush(): void {
+    const to = this.to;
+    if (to === null || this.done) return;
+    const queue = this.queue;
+    while (this.head < queue.length) {
+      let chunk = queue[this.head]!;
+      let taken = 1;
+      if (chunk.length < COALESCE_BYTES && this.head + 1 < queue.length) {
+        let end = this.head + 1;
+        let total = chunk.length;
+        while (end < queue.length && total < COALESCE_BYTES) total += queue[end++]!.length;
+        chunk = Buffer.concat(queue.slice(this.head, end), total);
+        taken = end - this.head;
+      }
+      const written = to.write(chunk);
+      if (written < 0) return this.session.writeFailed(to);
+      this.queued -= written;
+      if (written < chunk.length) {
+        this.head += taken - 1;
+        queue[this.head] = chunk.subarray(written);
+        break;
+      }
+      this.head += taken;
+    }
+    if (this.head === queue.length) {
+      queue.length = 0;
+      this.head = 0;
+    } else if (this.head > 1024) {
+      this.queue = queue.slice(this.head);
+      this.head = 0;
+    }
+    if (this.paused && this.queued <= this.session.limits.lowWaterMark) {
+      this.paused = false;
+      this.from?.resume();
+    }
+    if (this.queued === 0 && this.ended) this.finish();
+  }
+
+  /** `from` sent FIN: pass it on once the queue is written. */
+  end(): void {
+    if (this.ended) return;
+    this.ended = true;
+    if (this.queued === 0 && this.to !== null) this.finish();
+  }
+
+  /** `to` is gone: nothing more can be written; queued bytes are dropped. Returns how many. */
+  abandon(): number {
+    const dropped = this.queued;
+    this.done = true;
+    this.queue.length = 0;
+    this.head = 0;
+    this.queued = 0;
+    return dropped;
+  }
+
+  private finish(): void {
+    if (this.done) return;
+    this.done = true;
+    this.to!.shutdown();
+    this.session.pipeDone();
+  }
+}

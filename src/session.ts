@@ -1,0 +1,197 @@
+/**
+ * A session is one accepted client connection plus the upstream connection dialled for it.
+ *
+ * The session owns both sockets: it is the only code that closes them, and it closes both.
+ * Bytes move through two pipes (`up`: client → upstream, `down`: upstream → client). The
+ * session ends when both pipes are done (each FIN passed on, or its peer gone), or at once on
+ * a reset, a write error, an idle timeout, a failed connect or a drain deadline.
+ *
+ * Socket handlers are module-level functions; per-session state lives in `socket.data`.
+ */
+import type { Socket } from "bun";
+import { formatAddress, formatHostPort, type Address } from "./address.ts";
+import { DEBUG } from "./log.ts";
+import { Pipe } from "./pipe.ts";
+import type { Listener } from "./listener.ts";
+import type { Router } from "./router.ts";
+
+export type CloseReason =
+  | "client_fin" // the client ended first, cleanly
+  | "upstream_fin" // the upstream ended first, cleanly
+  | "client_reset"
+  | "upstream_reset"
+  | "write_error"
+  | "idle_timeout"
+  | "connect_failed"
+  | "connect_timeout"
+  | "drained"; // still open when the drain deadline passed
+
+export class Session {
+  readonly up: Pipe;
+  readonly down: Pipe;
+  upstream: Socket<Session> | null = null;
+  /** Sweeps of the idle timer since bytes last moved. */
+  idleTicks = 0;
+  closed = false;
+  reason: CloseReason | null = null;
+  detail = "";
+  readonly openedAt = Date.now();
+  /** The client's address, kept: Bun forgets it once the socket closes. */
+  readonly clientHost: string;
+  readonly clientPort: number;
+  readonly router: Router;
+  private connectTimer: ReturnType<typeof setTimeout> | undefined;
+
+  constructor(
+    readonly listener: Listener,
+    readonly client: Socket<Session>,
+    readonly target: Address,
+  ) {
+    this.router = listener.router;
+    this.clientHost = client.remoteAddress;
+    this.clientPort = client.remotePort;
+    this.up = new Pipe(this, client, null);
+    this.down = new Pipe(this, null, client);
+  }
+
+  get limits() {
+    return this.router.limits;
+  }
+
+  /** Opens the upstream connection. Client bytes that arrive meanwhile are queued in `up`. */
+  dial(): void {
+    const target = this.target;
+    const options = { socket: upstreamHandlers, data: this, allowHalfOpen: true };
+    const pending =
+      target.kind === "unix"
+        ? Bun.connect({ ...options, unix: target.path })
+        : Bun.connect({ ...options, hostname: target.host, port: target.port });
+    pending.catch(ignore); // connectError reports the failure
+    const timeout = this.router.options.connectTimeout;
+    if (timeout > 0) this.connectTimer = setTimeout(connectTimedOut, timeout, this);
+  }
+
+  upstreamOpened(socket: Socket<Session>): void {
+    if (this.closed) return void socket.terminate();
+    clearTimeout(this.connectTimer);
+    this.upstream = socket;
+    this.up.to = socket;
+    this.down.from = socket;
+    this.up.flush();
+  }
+
+  connectFailed(reason: "connect_failed" | "connect_timeout", detail: string): void {
+    if (this.closed) return;
+    this.router.stats.connectFailures++;
+    this.router.log.warn(`client ${this.clientAddress()} → ${formatAddress(this.target)}: ${detail}`);
+    this.close(reason, detail);
+  }
+
+  /** Called by a pipe once it has passed its FIN on. */
+  pipeDone(): void {
+    if (this.up.done && this.down.done) this.close(this.reason ?? "client_fin");
+  }
+
+  /** One side sent FIN. */
+  ended(side: "client" | "upstream"): void {
+    this.reason ??= side === "client" ? "client_fin" : "upstream_fin";
+    (side === "client" ? this.up : this.down).end();
+  }
+
+  /**
+   * One side's socket closed. A reset closes the session at once. A clean close is a FIN for
+   * the pipe reading that socket, and the pipe writing to it is done: the session closes as
+   * soon as the other pipe has written what it holds.
+   */
+  socketClosed(side: "client" | "upstream", error: Error | undefined): void {
+    if (this.closed) return;
+    if (side === "client") this.client.data = undefined as unknown as Session;
+    else this.upstream = null;
+    const into = side === "client" ? this.down : this.up;
+    const from = side === "client" ? this.up : this.down;
+    if (error !== undefined) return this.close(side === "client" ? "client_reset" : "upstream_reset", errorText(error));
+    this.reason ??= side === "client" ? "client_fin" : "upstream_fin";
+    this.router.stats.droppedBytes += into.abandon();
+    into.to = null;
+    from.from = null;
+    from.end();
+    if (from.done) this.close(this.reason);
+  }
+
+  writeFailed(socket: Socket<Session>): void {
+    this.close("write_error", socket === this.client ? "client write failed" : "upstream write failed");
+  }
+
+  /** Ends the session: closes whichever sockets are still open. Idempotent. */
+  close(reason: CloseReason, detail = ""): void {
+    if (this.closed) return;
+    this.closed = true;
+    this.reason = reason;
+    this.detail = detail;
+    clearTimeout(this.connectTimer);
+    const dropped = this.up.abandon() + this.down.abandon();
+    this.router.stats.droppedBytes += dropped;
+    if (this.upstream !== null) {
+      const upstream = this.upstream;
+      this.upstream = null;
+      upstream.end();
+    }
+    if (this.client.data === this) this.client.end();
+    this.listener.active--;
+    this.router.sessionClosed(this);
+    if (this.router.log.level >= DEBUG) this.logClose();
+  }
+
+  clientAddress(): string {
+    return formatHostPort(this.clientHost, this.clientPort);
+  }
+
+  private logClose(): void {
+    const ms = Date.now() - this.openedAt;
+    const detail = this.detail ? ` (${this.detail})` : "";
+    this.router.log.debug(
+      `session ${this.clientAddress()} → ${formatAddress(this.target)}: ${this.up.bytes} B up, ${this.down.bytes} B down, ${ms} ms, ${this.reason}${detail}`,
+    );
+  }
+}
+
+function ignore(): void {}
+
+function connectTimedOut(session: Session): void {
+  session.connectFailed("connect_timeout", `connect timed out after ${session.router.options.connectTimeout} ms`);
+}
+
+function errorText(error: Error): string {
+  const code = (error as { code?: string }).code;
+  return code ?? error.message;
+}
+
+/** Handlers of upstream sockets (Bun.connect). */
+export const upstreamHandlers = {
+  binaryType: "buffer" as const,
+  open(socket: Socket<Session>) {
+    socket.data.upstreamOpened(socket);
+  },
+  data(socket: Socket<Session>, chunk: Buffer) {
+    const session = socket.data;
+    if (session.upstream === socket) session.down.push(chunk);
+  },
+  drain(socket: Socket<Session>) {
+    const session = socket.data;
+    if (session.upstream === socket) session.up.flush();
+  },
+  end(socket: Socket<Session>) {
+    const session = socket.data;
+    if (session.upstream === socket) session.ended("upstream");
+  },
+  close(socket: Socket<Session>, error?: Error) {
+    const session = socket.data;
+    if (session.upstream === socket) session.socketClosed("upstream", error);
+  },
+  connectError(socket: Socket<Session>, error: Error) {
+    socket.data?.connectFailed("connect_failed", errorText(error));
+  },
+  error(socket: Socket<Session>, error: Error) {
+    socket.data?.router.log.debug(`upstream socket error: ${errorText(error)}`);
+  },
+};
