@@ -1,0 +1,78 @@
+/** A reader that stops reading must stop its writer, not grow the forwarder's memory. */
+import { expect, test } from "bun:test";
+import { dial, listen, MiB, sink, slowReader, source, startForward, waitFor, within } from "./_helpers.ts";
+
+const highWaterMark = 64 * 1024;
+const lowWaterMark = 16 * 1024;
+/** The most one pipe may hold: the high-water mark plus the one read that crossed it (Bun reads up to 512 KiB at once). */
+const QUEUE_BOUND = highWaterMark + 512 * 1024;
+
+/** Samples `read()` `count` times, 20 ms apart; returns the largest value. */
+async function peak(read: () => number, count: number): Promise<number> {
+  let max = 0;
+  for (let i = 0; i < count; i++) {
+    max = Math.max(max, read());
+    await Bun.sleep(20);
+  }
+  return max;
+}
+
+test("bounds queued bytes while the client stops reading, then delivers all 256 MiB exactly", async () => {
+  const size = 256 * MiB;
+  await using upstream = listen(source(size));
+  await using fwd = await startForward({ to: upstream.address, highWaterMark, lowWaterMark });
+  await using client = await dial(fwd.port, { ...slowReader, keep: false });
+  const server = await upstream.peer(0);
+
+  // Stalled: the down pipe filled to its high-water mark and paused the upstream socket.
+  await waitFor(() => fwd.stats().queuedBytes >= highWaterMark, 10_000, "the down pipe to fill");
+  // The source is held back by TCP (kernel buffers are a few MiB), not let run into our memory.
+  const stalledAt = server.bytesOut;
+  expect(await peak(() => fwd.stats().queuedBytes, 25)).toBeLessThanOrEqual(QUEUE_BOUND);
+  expect(server.bytesOut).toBeLessThan(48 * MiB);
+  expect(stalledAt).toBeLessThan(size);
+
+  client.resume();
+  await waitFor(() => client.ended, 30_000, "all bytes and the FIN");
+  expect(client.bytesIn).toBe(size);
+  expect(client.hashIn.digest("hex")).toBe(server.hashOut.digest("hex"));
+  client.shutdown(); // the session stays half-open until the client ends its side too
+  await waitFor(() => fwd.stats().activeSessions === 0, 5000, "the session to close");
+  expect(fwd.stats()).toMatchObject({ bytesDown: size, queuedBytes: 0, droppedBytes: 0 });
+}, 60_000);
+
+test("bounds queued bytes while the upstream stops reading, then delivers the upload exactly", async () => {
+  const size = 64 * MiB;
+  await using upstream = listen({ ...slowReader, end: sink.end });
+  await using fwd = await startForward({ to: upstream.address, highWaterMark, lowWaterMark });
+  await using client = await dial(fwd.port, { keep: false });
+  const uploaded = client.stream(size, 5);
+
+  await waitFor(() => fwd.stats().queuedBytes >= highWaterMark, 10_000, "the up pipe to fill");
+  expect(await peak(() => fwd.stats().queuedBytes, 25)).toBeLessThanOrEqual(QUEUE_BOUND);
+  expect(client.bytesOut).toBeLessThan(48 * MiB);
+
+  const server = await upstream.peer(0);
+  server.resume();
+  await within(uploaded, 30_000, "the upload");
+  client.shutdown();
+  await waitFor(() => server.ended && client.ended, 30_000, "FIN both ways");
+  expect(server.bytesIn).toBe(size);
+  expect(server.hashIn.digest("hex")).toBe(client.hashOut.digest("hex"));
+}, 60_000);
+
+test("passes the client's FIN on only after the queued bytes reached the upstream", async () => {
+  const size = 8 * MiB;
+  await using upstream = listen({ ...slowReader, end: sink.end });
+  await using fwd = await startForward({ to: upstream.address, highWaterMark, lowWaterMark });
+  await using client = await dial(fwd.port, { keep: false });
+  void client.stream(size, 77).then(() => client.shutdown());
+
+  await waitFor(() => fwd.stats().queuedBytes >= highWaterMark, 10_000, "the up pipe to fill");
+  const server = await upstream.peer(0);
+  expect(server.ended).toBe(false);
+  server.resume();
+  await waitFor(() => server.ended, 30_000, "the FIN at the upstream");
+  expect(server.bytesIn).toBe(size);
+  expect(server.hashIn.digest("hex")).toBe(client.hashOut.digest("hex"));
+}, 60_000);
