@@ -106,6 +106,11 @@ export class Peer {
     this.whenClosed = new Promise((resolve) => (this.resolveClosed = resolve));
   }
 
+  /** The other side ended the connection: FIN, reset or close. */
+  get hungUp(): boolean {
+    return this.ended || this.closed;
+  }
+
   received(): Buffer {
     return Buffer.concat(this.chunks);
   }
@@ -293,14 +298,14 @@ const serverHandlers = {
   },
 };
 
-/** A server on 127.0.0.1:0 (or a unix path, or `[::1]`) whose connections follow `behaviour`. */
-export function listen(behaviour: Behaviour = {}, where: { unix?: string; hostname?: string } = {}): Server {
+/** A server on 127.0.0.1:0 (or another port or host, or a unix path) whose connections follow `behaviour`. */
+export function listen(behaviour: Behaviour = {}, where: { unix?: string; hostname?: string; port?: number } = {}): Server {
   const server = new Server(behaviour);
   const common = { socket: serverHandlers, data: server as unknown, allowHalfOpen: true };
   server.listener =
     where.unix !== undefined
       ? Bun.listen({ ...common, unix: where.unix })
-      : Bun.listen({ ...common, hostname: where.hostname ?? HOST, port: 0 });
+      : Bun.listen({ ...common, hostname: where.hostname ?? HOST, port: where.port ?? 0 });
   return server;
 }
 
