@@ -1,0 +1,77 @@
+/**
+ * `tcprouter check --config FILE`: validates a config file and prints what it would serve,
+ * without binding or dialling anything.
+ *
+ * A valid file prints the plan on stdout (warnings on stderr) and exits 0. An invalid one
+ * prints every error on stderr, one `FILE: path: message` line each, and exits 1. Those lines
+ * are written here rather than thrown: the CLI's error path writes one log line (timestamp,
+ * level) per error, which would wrap a list of errors in a single entry.
+ */
+import { defineCommand } from "citty";
+import { formatAddress } from "../address.ts";
+import { ConfigError, configWarnings, loadConfig, type BackendConfig, type Config, type ListenerConfig } from "../config.ts";
+import { formatDuration } from "../duration.ts";
+import { UsageError } from "./args.ts";
+
+export const configArgs = {
+  config: { type: "string", alias: "c", description: "Config file: .toml or .json (see test/fixtures/config/example.toml)" },
+} as const;
+
+export default defineCommand({
+  meta: { name: "check", description: "Validate a config file and print its listeners, backends and targets" },
+  args: configArgs,
+  async run({ args }) {
+    if (!args.config) throw new UsageError("--config is required: the file to check, e.g. --config tcprouter.toml");
+    let config: Config;
+    try {
+      config = await loadConfig(args.config);
+    } catch (error) {
+      if (!(error instanceof ConfigError)) throw error;
+      for (const line of error.errors) process.stderr.write(`${error.source}: ${line}\n`);
+      process.exitCode = 1;
+      return;
+    }
+    for (const warning of configWarnings(config)) process.stderr.write(`${args.config}: warning: ${warning}\n`);
+    process.stdout.write(renderPlan(config));
+  },
+});
+
+/**
+ * One line for the defaults, then per listener its backend and the backend's targets:
+ * `listener redis 127.0.0.1:11000 → backend redis (least-conn, retries 2, health: send/expect every 2s)`.
+ * A listener's own values are shown where they differ from the defaults.
+ */
+export function renderPlan(config: Config): string {
+  const d = config.defaults;
+  const lines = [
+    `defaults: connect_timeout ${formatDuration(d.connectTimeout)}, idle_timeout ${formatDuration(d.idleTimeout)}, ` +
+      `drain_timeout ${formatDuration(d.drainTimeout)}, queue_timeout ${formatDuration(d.queueTimeout)}`,
+  ];
+  for (const listener of config.listeners) {
+    const backend = config.backends.get(listener.backend)!;
+    lines.push(`${describeListener(listener, config)} → backend ${backend.name} (${describeBackend(backend)})`);
+    for (const target of backend.targets) {
+      const parts = [formatAddress(target.address)];
+      if (!target.backup || target.weight !== 1) parts.push(`weight ${target.weight}`);
+      if (target.maxConnections > 0) parts.push(`max_connections ${target.maxConnections}`);
+      if (target.backup) parts.push("backup");
+      lines.push(`  ${parts.join(" ")}`);
+    }
+  }
+  return lines.join("\n") + "\n";
+}
+
+function describeListener(listener: ListenerConfig, config: Config): string {
+  const address = formatAddress(listener.listen);
+  const own: string[] = [];
+  if (listener.maxConnections > 0) own.push(`max_connections ${listener.maxConnections}`);
+  if (listener.connectTimeout !== config.defaults.connectTimeout) own.push(`connect_timeout ${formatDuration(listener.connectTimeout)}`);
+  if (listener.idleTimeout !== config.defaults.idleTimeout) own.push(`idle_timeout ${formatDuration(listener.idleTimeout)}`);
+  return `listener ${listener.name === address ? "" : `${listener.name} `}${address}${own.length > 0 ? ` (${own.join(", ")})` : ""}`;
+}
+
+function describeBackend(backend: BackendConfig): string {
+  const { health } = backend;
+  const kind = health === null ? null : health.send !== null ? "send/expect" : health.expect !== null ? "expect" : "connect";
+  return `${backend.balance}, retries ${backend.retries}, ${health === null ? "no health checks" : `health: ${kind} every ${formatDuration(health.interval)}`}`;
+}
