@@ -478,7 +478,7 @@ export class Child implements AsyncDisposable {
 export const ROOT = new URL("..", import.meta.url).pathname;
 
 export function spawn(cmd: string[], env: Record<string, string> = {}): Child {
-  const proc = Bun.spawn(cmd, { cwd: ROOT, stdin: "ignore", stdout: "pipe", stderr: "pipe", env: { ...process.env, NO_COLOR: "1", ...env } });
+  const proc = Bun.spawn(cmd, { cwd: ROOT, stdin: "ignore", stdout: "pipe", stderr: "pipe", env: { ...process.env, ...env } });
   return new Child(proc);
 }
 
