@@ -7,28 +7,44 @@
  */
 import type { Socket, TCPSocketListener, UnixSocketListener } from "bun";
 import { formatAddress, formatHostPort, type Address } from "./address.ts";
+import type { Backend } from "./backend.ts";
 import type { Router } from "./router.ts";
 import { Session } from "./session.ts";
 
 export class ListenError extends Error {}
 
 export interface ListenerOptions {
+  /** Unique in a router; used in logs and metrics. */
+  name: string;
   address: Address;
-  target: Address;
+  backend: Backend;
   /** Sessions open at once through this listener; 0 = no limit. */
   maxConnections: number;
+  /** ms for one upstream connect attempt; 0 = no limit. */
+  connectTimeout: number;
+  /** ms without bytes either way after which a session is closed; 0 = off. */
+  idleTimeout: number;
 }
 
 export class Listener {
   /** Sessions open through this listener now. */
   active = 0;
+  /** Sessions accepted; connections refused at accept. */
+  accepted = 0;
+  refused = 0;
+  /** Idle sweeps after which a session is closed (set by the router); 0 = never. */
+  idleTicks = 0;
+  /** Where new sessions go. */
+  backend: Backend;
   private server: TCPSocketListener<unknown> | UnixSocketListener<unknown> | null = null;
   private lastRefusalLog = 0;
 
   constructor(
     readonly router: Router,
     readonly options: ListenerOptions,
-  ) {}
+  ) {
+    this.backend = options.backend;
+  }
 
   /** Binds the address. Throws ListenError with a one-line reason. */
   open(): void {
@@ -58,22 +74,25 @@ export class Listener {
   }
 
   accept(socket: Socket<Session>): void {
-    const { maxConnections, target } = this.options;
+    const { maxConnections } = this.options;
     const router = this.router;
     if ((maxConnections > 0 && this.active >= maxConnections) || router.draining) {
       socket.data = undefined as unknown as Session;
       router.stats.refused++;
+      this.refused++;
       socket.end();
       const now = Date.now();
       if (now - this.lastRefusalLog > 1000) {
         this.lastRefusalLog = now;
-        router.log.warn(`listener ${formatAddress(this.address)}: max_connections ${maxConnections} reached, refusing connections`);
+        const why = router.draining ? "draining" : `max_connections ${maxConnections} reached`;
+        router.log.warn(`listener ${this.options.name}: ${why}, refusing connections`);
       }
       return;
     }
-    const session = new Session(this, socket, target);
+    const session = new Session(this, socket);
     socket.data = session;
     this.active++;
+    this.accepted++;
     router.sessionOpened(session);
     session.dial();
   }

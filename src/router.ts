@@ -1,9 +1,12 @@
 /**
- * The router owns the listeners and every open session: it counts them, sweeps idle ones and
- * drains them on stop. `forward({ listen, to })` is the one-route form the CLI uses.
+ * The router owns the listeners, the backends and every open session: it counts them, sweeps
+ * idle ones and drains them on stop. `createRouter(config)` runs a whole config;
+ * `forward({ listen, to })` is the one-route form.
  */
-import { AddressError, formatAddress, parseAddress, type Address } from "./address.ts";
-import { DurationError, parseDuration } from "./duration.ts";
+import { formatAddress, parseAddress, type Address } from "./address.ts";
+import { Backend, type TargetState } from "./backend.ts";
+import type { Config } from "./config.ts";
+import { parseDuration } from "./duration.ts";
 import { Listener, ListenError } from "./listener.ts";
 import { defaultLogger, type Logger } from "./log.ts";
 import type { Session } from "./session.ts";
@@ -29,6 +32,12 @@ export interface ForwardOptions {
   logger?: Logger;
 }
 
+export interface RouterOptions {
+  highWaterMark?: number;
+  lowWaterMark?: number;
+  logger?: Logger;
+}
+
 export const DEFAULTS = {
   listen: "127.0.0.1:11000",
   connectTimeout: 10_000,
@@ -48,8 +57,10 @@ export interface Stats {
   bytesUp: number;
   /** Bytes read from upstreams (upstream → client). */
   bytesDown: number;
-  /** Upstream connects that failed or timed out. */
+  /** Upstream connect attempts that failed or timed out (a retried attempt counts too). */
   connectFailures: number;
+  /** Sessions closed because no target was available (none healthy, all tried, or all full too long). */
+  noTarget: number;
   /** Connections closed at accept: over max connections, or while draining. */
   refused: number;
   /** Bytes queued in pipes now, waiting for a slow reader. */
@@ -66,14 +77,28 @@ export interface StopSummary {
   durationMs: number;
 }
 
-export interface ForwardHandle {
+export interface BoundListener {
+  name: string;
+  /** The bound address (`127.0.0.1:43211`, `unix:/tmp/x.sock`). */
+  address: string;
+  /** The bound port (0 for unix sockets). */
+  port: number;
+}
+
+export interface RouterHandle {
+  readonly listeners: BoundListener[];
+  stats(): Stats;
+  /** Target states by backend name (health, open sessions, counters). */
+  backends(): Map<string, readonly TargetState[]>;
+  /** Stops accepting, waits for open sessions up to the drain timeout, then closes the rest. */
+  stop(options?: { drainTimeout?: number | string }): Promise<StopSummary>;
+}
+
+export interface ForwardHandle extends RouterHandle {
   /** The bound address (`127.0.0.1:43211`, `unix:/tmp/x.sock`). */
   readonly address: string;
   /** The bound port (0 for unix sockets). */
   readonly port: number;
-  stats(): Stats;
-  /** Stops accepting, waits for open sessions up to the drain timeout, then closes the rest. */
-  stop(options?: { drainTimeout?: number | string }): Promise<StopSummary>;
 }
 
 export class OptionsError extends Error {}
@@ -85,24 +110,29 @@ export interface Limits {
 
 export class Router {
   readonly sessions = new Set<Session>();
-  readonly stats = { totalSessions: 0, bytesUp: 0, bytesDown: 0, connectFailures: 0, refused: 0, droppedBytes: 0 };
+  readonly stats = { totalSessions: 0, bytesUp: 0, bytesDown: 0, connectFailures: 0, noTarget: 0, refused: 0, droppedBytes: 0 };
   readonly listeners: Listener[] = [];
+  readonly backends = new Map<string, Backend>();
   draining = false;
   private sweepTimer: ReturnType<typeof setInterval> | undefined;
-  private sweepTicks = 0;
   private onEmpty: (() => void) | null = null;
 
   constructor(
-    readonly options: { connectTimeout: number; idleTimeout: number; drainTimeout: number },
+    readonly drainTimeout: number,
     readonly limits: Limits,
     readonly log: Logger,
-  ) {
-    if (options.idleTimeout > 0) {
-      const tick = Math.min(1000, Math.max(10, Math.floor(options.idleTimeout / 10)));
-      this.sweepTicks = Math.ceil(options.idleTimeout / tick);
-      this.sweepTimer = setInterval(sweepIdle, tick, this);
-      this.sweepTimer.unref();
+  ) {}
+
+  /** Starts the idle sweep at a tick fine enough for the shortest idle timeout. */
+  startSweep(): void {
+    const timeouts = this.listeners.map((listener) => listener.options.idleTimeout).filter((ms) => ms > 0);
+    if (timeouts.length === 0) return;
+    const tick = Math.min(1000, Math.max(10, Math.floor(Math.min(...timeouts) / 10)));
+    for (const listener of this.listeners) {
+      listener.idleTicks = listener.options.idleTimeout > 0 ? Math.ceil(listener.options.idleTimeout / tick) : 0;
     }
+    this.sweepTimer = setInterval(sweepIdle, tick, this);
+    this.sweepTimer.unref();
   }
 
   sessionOpened(session: Session): void {
@@ -117,10 +147,11 @@ export class Router {
     if (this.sessions.size === 0) this.onEmpty?.();
   }
 
-  /** Closes sessions that have been idle for the idle timeout. */
+  /** Closes sessions that have been idle for their listener's idle timeout. */
   sweep(): void {
     for (const session of this.sessions) {
-      if (++session.idleTicks >= this.sweepTicks) session.close("idle_timeout");
+      const limit = session.listener.idleTicks;
+      if (++session.idleTicks >= limit && limit > 0) session.close("idle_timeout");
     }
   }
 
@@ -133,11 +164,11 @@ export class Router {
       bytesDown += session.down.bytes;
       queuedBytes += session.up.queued + session.down.queued;
     }
-    const { totalSessions, connectFailures, refused, droppedBytes } = this.stats;
-    return { activeSessions: this.sessions.size, totalSessions, bytesUp, bytesDown, connectFailures, refused, queuedBytes, droppedBytes };
+    const { totalSessions, connectFailures, noTarget, refused, droppedBytes } = this.stats;
+    return { activeSessions: this.sessions.size, totalSessions, bytesUp, bytesDown, connectFailures, noTarget, refused, queuedBytes, droppedBytes };
   }
 
-  async stop(drainTimeout = this.options.drainTimeout): Promise<StopSummary> {
+  async stop(drainTimeout = this.drainTimeout): Promise<StopSummary> {
     const started = Date.now();
     this.draining = true;
     for (const listener of this.listeners) listener.close();
@@ -155,6 +186,7 @@ export class Router {
     const closed = this.sessions.size;
     for (const session of this.sessions) session.close("drained");
     clearInterval(this.sweepTimer);
+    for (const backend of this.backends.values()) backend.stop();
     return { drained: before - closed, closed, durationMs: Date.now() - started };
   }
 }
@@ -163,13 +195,48 @@ function sweepIdle(router: Router): void {
   router.sweep();
 }
 
-/** Resolves option values, throwing OptionsError with the option's name on bad input. */
-export function resolveOptions(options: ForwardOptions) {
-  const duration = (name: keyof ForwardOptions, value: number | string | undefined, fallback: number) => {
+/**
+ * Opens every listener of a validated config. Rejects with ListenError (a one-line message)
+ * after closing whatever it had opened.
+ */
+export async function createRouter(config: Config, options: RouterOptions = {}): Promise<RouterHandle> {
+  const highWaterMark = Math.max(1, options.highWaterMark ?? DEFAULTS.highWaterMark);
+  const limits = { highWaterMark, lowWaterMark: Math.min(options.lowWaterMark ?? DEFAULTS.lowWaterMark, highWaterMark) };
+  const log = options.logger ?? defaultLogger;
+  const router = new Router(config.defaults.drainTimeout, limits, log);
+  for (const backend of config.backends.values()) {
+    router.backends.set(backend.name, new Backend({ ...backend, queueTimeout: config.defaults.queueTimeout }, log));
+  }
+  try {
+    for (const listener of config.listeners) {
+      const backend = router.backends.get(listener.backend)!;
+      const opened = new Listener(router, { ...listener, address: listener.listen, backend });
+      opened.open();
+      router.listeners.push(opened);
+    }
+  } catch (error) {
+    await router.stop(0);
+    throw error;
+  }
+  router.startSweep();
+  return {
+    listeners: router.listeners.map((listener) => {
+      const bound = listener.address;
+      return { name: listener.options.name, address: formatAddress(bound), port: bound.kind === "tcp" ? bound.port : 0 };
+    }),
+    stats: () => router.snapshot(),
+    backends: () => new Map([...router.backends].map(([name, backend]) => [name, backend.targets])),
+    stop: (stopOptions) => router.stop(stopOptions?.drainTimeout === undefined ? undefined : parseDuration(stopOptions.drainTimeout)),
+  };
+}
+
+/** The config of one listener forwarding to one target. Throws OptionsError naming the option. */
+export function forwardConfig(options: ForwardOptions): Config {
+  const duration = (name: string, value: number | string | undefined, fallback: number) => {
     try {
       return value === undefined ? fallback : parseDuration(value);
     } catch (error) {
-      throw new OptionsError(`${name}: ${(error as DurationError).message}`);
+      throw new OptionsError(`${name}: ${(error as Error).message}`);
     }
   };
   const address = (name: string, value: string | undefined, listen: boolean): Address => {
@@ -177,24 +244,19 @@ export function resolveOptions(options: ForwardOptions) {
     try {
       return parseAddress(value, listen);
     } catch (error) {
-      throw new OptionsError(`${name}: ${(error as AddressError).message}`);
+      throw new OptionsError(`${name}: ${(error as Error).message}`);
     }
   };
-  const count = (name: string, value: number | undefined, fallback: number) => {
-    if (value === undefined) return fallback;
-    if (!Number.isInteger(value) || value < 0) throw new OptionsError(`${name}: "${value}" is not a whole number ≥ 0`);
-    return value;
-  };
-  const highWaterMark = count("highWaterMark", options.highWaterMark, DEFAULTS.highWaterMark);
-  const lowWaterMark = Math.min(count("lowWaterMark", options.lowWaterMark, DEFAULTS.lowWaterMark), highWaterMark);
+  const maxConnections = options.maxConnections ?? DEFAULTS.maxConnections;
+  if (!Number.isInteger(maxConnections) || maxConnections < 0) throw new OptionsError(`maxConnections: "${maxConnections}" is not a whole number ≥ 0`);
+  const listen = address("listen", options.listen ?? DEFAULTS.listen, true);
+  const to = address("to", options.to, false);
+  const connectTimeout = duration("connectTimeout", options.connectTimeout, DEFAULTS.connectTimeout);
+  const idleTimeout = duration("idleTimeout", options.idleTimeout, DEFAULTS.idleTimeout);
   return {
-    listen: address("listen", options.listen ?? DEFAULTS.listen, true),
-    to: address("to", options.to, false),
-    connectTimeout: duration("connectTimeout", options.connectTimeout, DEFAULTS.connectTimeout),
-    idleTimeout: duration("idleTimeout", options.idleTimeout, DEFAULTS.idleTimeout),
-    drainTimeout: duration("drainTimeout", options.drainTimeout, DEFAULTS.drainTimeout),
-    maxConnections: count("maxConnections", options.maxConnections, DEFAULTS.maxConnections),
-    limits: { highWaterMark: Math.max(1, highWaterMark), lowWaterMark },
+    defaults: { connectTimeout, idleTimeout, drainTimeout: duration("drainTimeout", options.drainTimeout, DEFAULTS.drainTimeout), queueTimeout: 0 },
+    listeners: [{ name: formatAddress(listen), listen, backend: "default", maxConnections, connectTimeout, idleTimeout }],
+    backends: new Map([["default", { name: "default", balance: "round-robin", retries: 0, targets: [{ address: to, weight: 1, maxConnections: 0, backup: false }], health: null }]]),
   };
 }
 
@@ -203,23 +265,10 @@ export function resolveOptions(options: ForwardOptions) {
  * Rejects with OptionsError or ListenError (one-line messages) before anything is left open.
  */
 export async function forward(options: ForwardOptions): Promise<ForwardHandle> {
-  const resolved = resolveOptions(options);
-  const router = new Router(resolved, resolved.limits, options.logger ?? defaultLogger);
-  const listener = new Listener(router, { address: resolved.listen, target: resolved.to, maxConnections: resolved.maxConnections });
-  try {
-    listener.open();
-  } catch (error) {
-    await router.stop(0);
-    throw error;
-  }
-  router.listeners.push(listener);
-  const bound = listener.address;
-  return {
-    address: formatAddress(bound),
-    port: bound.kind === "tcp" ? bound.port : 0,
-    stats: () => router.snapshot(),
-    stop: (stopOptions) => router.stop(stopOptions?.drainTimeout === undefined ? undefined : parseDuration(stopOptions.drainTimeout)),
-  };
+  const config = forwardConfig(options);
+  const handle = await createRouter(config, options);
+  const bound = handle.listeners[0]!;
+  return { ...handle, address: bound.address, port: bound.port };
 }
 
 export { ListenError };

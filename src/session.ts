@@ -9,7 +9,8 @@
  * Socket handlers are module-level functions; per-session state lives in `socket.data`.
  */
 import type { Socket } from "bun";
-import { formatAddress, formatHostPort, type Address } from "./address.ts";
+import { formatHostPort } from "./address.ts";
+import type { TargetState } from "./backend.ts";
 import { DEBUG } from "./log.ts";
 import { Pipe } from "./pipe.ts";
 import type { Listener } from "./listener.ts";
@@ -24,12 +25,18 @@ export type CloseReason =
   | "idle_timeout"
   | "connect_failed"
   | "connect_timeout"
+  | "no_target" // no healthy target (or every one tried)
+  | "queue_timeout" // every target full for the backend's queue timeout
   | "drained"; // still open when the drain deadline passed
 
 export class Session {
   readonly up: Pipe;
   readonly down: Pipe;
   upstream: Socket<Session> | null = null;
+  /** The target dialled (and counted on) now; null before a pick and after release. */
+  target: TargetState | null = null;
+  /** The key of the last target picked ("-" before any), kept for logs after release. */
+  targetKey = "-";
   /** Sweeps of the idle timer since bytes last moved. */
   idleTicks = 0;
   closed = false;
@@ -40,16 +47,20 @@ export class Session {
   readonly clientHost: string;
   readonly clientPort: number;
   readonly router: Router;
-  private connectTimer: ReturnType<typeof setTimeout> | undefined;
+  /** The connect deadline, or the queue deadline while waiting for a target. */
+  private timer: ReturnType<typeof setTimeout> | undefined;
+  /** Targets whose connect failed for this session (retries skip them). */
+  private tried: Set<TargetState> | null = null;
+  private queued = false;
 
   constructor(
     readonly listener: Listener,
     readonly client: Socket<Session>,
-    readonly target: Address,
   ) {
     this.router = listener.router;
-    this.clientHost = client.remoteAddress;
-    this.clientPort = client.remotePort;
+    // A unix-socket client has no address.
+    this.clientHost = client.remoteAddress ?? "";
+    this.clientPort = client.remotePort ?? 0;
     this.up = new Pipe(this, client, null);
     this.down = new Pipe(this, null, client);
   }
@@ -58,33 +69,89 @@ export class Session {
     return this.router.limits;
   }
 
-  /** Opens the upstream connection. Client bytes that arrive meanwhile are queued in `up`. */
+  /**
+   * Picks a target and opens the upstream connection. Client bytes that arrive meanwhile are
+   * queued in `up`. When every target is full the session waits for a free place, up to the
+   * backend's queue timeout.
+   */
   dial(): void {
-    const target = this.target;
+    const backend = this.listener.backend;
+    const target = backend.acquire(this.clientHost, this.tried);
+    if (target === null) {
+      if (backend.queueTimeout > 0 && backend.full(this.tried)) {
+        if (!this.queued) {
+          this.queued = true;
+          this.timer = setTimeout(queueTimedOut, backend.queueTimeout, this);
+        }
+        return backend.enqueue(this);
+      }
+      this.router.stats.noTarget++;
+      const last = this.detail ? ` (last: ${this.detail})` : "";
+      this.router.log.warn(`client ${this.clientAddress()} → backend ${backend.name}: no target available${last}`);
+      return this.close("no_target", this.detail);
+    }
+    if (this.queued) {
+      this.queued = false;
+      clearTimeout(this.timer);
+    }
+    this.target = target;
+    this.targetKey = target.key;
+    const address = target.address;
     const options = { socket: upstreamHandlers, data: this, allowHalfOpen: true };
     const pending =
-      target.kind === "unix"
-        ? Bun.connect({ ...options, unix: target.path })
-        : Bun.connect({ ...options, hostname: target.host, port: target.port });
+      address.kind === "unix"
+        ? Bun.connect({ ...options, unix: address.path })
+        : Bun.connect({ ...options, hostname: address.host, port: address.port });
     pending.catch(ignore); // connectError reports the failure
-    const timeout = this.router.options.connectTimeout;
-    if (timeout > 0) this.connectTimer = setTimeout(connectTimedOut, timeout, this);
+    const timeout = this.listener.options.connectTimeout;
+    if (timeout > 0) this.timer = setTimeout(connectTimedOut, timeout, this);
+  }
+
+  /** The backend has a free place again (see Backend.release). */
+  dequeued(): void {
+    if (!this.closed) this.dial();
   }
 
   upstreamOpened(socket: Socket<Session>): void {
-    if (this.closed) return void socket.terminate();
-    clearTimeout(this.connectTimer);
+    if (this.closed || this.upstream !== null) return void socket.terminate();
+    clearTimeout(this.timer);
     this.upstream = socket;
     this.up.to = socket;
     this.down.from = socket;
     this.up.flush();
   }
 
+  /**
+   * A connect failed. A refused or failed connect is retried on another target while retries
+   * are left; a timeout is not (a late connection could still open).
+   */
   connectFailed(reason: "connect_failed" | "connect_timeout", detail: string): void {
-    if (this.closed) return;
+    if (this.closed || this.upstream !== null || this.target === null) return;
+    clearTimeout(this.timer);
+    const backend = this.listener.backend;
+    const target = this.target;
+    this.target = null;
+    backend.connectFailed(target);
+    backend.release(target);
     this.router.stats.connectFailures++;
-    this.router.log.warn(`client ${this.clientAddress()} → ${formatAddress(this.target)}: ${detail}`);
-    this.close(reason, detail);
+    this.detail = `${target.key} ${detail}`;
+    const tried = (this.tried ??= new Set());
+    tried.add(target);
+    if (reason === "connect_failed" && tried.size <= backend.retries) {
+      this.router.log.debug(`client ${this.clientAddress()} → ${backend.name} ${target.key}: ${detail}, retrying`);
+      return this.dial();
+    }
+    this.router.log.warn(`client ${this.clientAddress()} → ${backend.name} ${target.key}: ${detail}`);
+    this.close(reason, this.detail);
+  }
+
+  queueTimedOut(): void {
+    if (this.closed || !this.queued) return;
+    this.queued = false;
+    this.listener.backend.dequeue(this);
+    this.router.stats.noTarget++;
+    this.router.log.warn(`client ${this.clientAddress()} → backend ${this.listener.backend.name}: every target full for ${this.listener.backend.queueTimeout} ms`);
+    this.close("queue_timeout");
   }
 
   /** Called by a pipe once it has passed its FIN on. */
@@ -128,7 +195,12 @@ export class Session {
     this.closed = true;
     this.reason = reason;
     this.detail = detail;
-    clearTimeout(this.connectTimer);
+    clearTimeout(this.timer);
+    if (this.queued) this.listener.backend.dequeue(this);
+    if (this.target !== null) {
+      this.listener.backend.release(this.target);
+      this.target = null;
+    }
     const dropped = this.up.abandon() + this.down.abandon();
     this.router.stats.droppedBytes += dropped;
     if (this.upstream !== null) {
@@ -143,14 +215,14 @@ export class Session {
   }
 
   clientAddress(): string {
-    return formatHostPort(this.clientHost, this.clientPort);
+    return this.clientHost === "" ? "unix" : formatHostPort(this.clientHost, this.clientPort);
   }
 
   private logClose(): void {
     const ms = Date.now() - this.openedAt;
     const detail = this.detail ? ` (${this.detail})` : "";
     this.router.log.debug(
-      `session ${this.clientAddress()} → ${formatAddress(this.target)}: ${this.up.bytes} B up, ${this.down.bytes} B down, ${ms} ms, ${this.reason}${detail}`,
+      `session ${this.clientAddress()} → ${this.listener.backend.name} ${this.targetKey}: ${this.up.bytes} B up, ${this.down.bytes} B down, ${ms} ms, ${this.reason}${detail}`,
     );
   }
 }
@@ -158,7 +230,11 @@ export class Session {
 function ignore(): void {}
 
 function connectTimedOut(session: Session): void {
-  session.connectFailed("connect_timeout", `connect timed out after ${session.router.options.connectTimeout} ms`);
+  session.connectFailed("connect_timeout", `connect timed out after ${session.listener.options.connectTimeout} ms`);
+}
+
+function queueTimedOut(session: Session): void {
+  session.queueTimedOut();
 }
 
 function errorText(error: Error): string {

@@ -9,7 +9,7 @@ export const logArgs = {
 
 export const forwardArgs = {
   listen: { type: "string", default: "127.0.0.1:11000", description: "Address to listen on: host:port, [v6]:port, name:port or unix:/path" },
-  to: { type: "string", description: "Target address (required): host:port, [v6]:port, name:port or unix:/path" },
+  to: { type: "string", description: "Target address (required without --config): host:port, [v6]:port, name:port or unix:/path" },
   "connect-timeout": { type: "string", default: "10s", description: "Give up on an upstream connect after this long (500ms, 10s, 2m; off)" },
   "idle-timeout": { type: "string", default: "off", description: "Close a session with no bytes either way for this long" },
   "max-connections": { type: "string", default: "off", description: "Sessions open at once; more are closed at once and counted" },

@@ -14,7 +14,7 @@ import { formatDuration } from "../duration.ts";
 import { UsageError } from "./args.ts";
 
 export const configArgs = {
-  config: { type: "string", alias: "c", description: "Config file: .toml or .json (see test/fixtures/config/example.toml)" },
+  config: { type: "string", alias: "c", description: "Config file (.toml or .json): listeners, backends, targets; replaces --listen/--to and the timeout flags" },
 } as const;
 
 export default defineCommand({

@@ -1,48 +1,79 @@
 /** `tcprouter serve` (the default command): listen and forward until SIGINT/SIGTERM. */
 import { defineCommand } from "citty";
-import { createLogger, type LogFormat, type LogLevel } from "../log.ts";
-import { forward } from "../router.ts";
+import { ConfigError, configWarnings, loadConfig, type Config } from "../config.ts";
+import { createLogger, type LogFormat, type LogLevel, type Logger } from "../log.ts";
+import { createRouter, forwardConfig, OptionsError, type RouterHandle } from "../router.ts";
 import { flagDuration, forwardArgs, logArgs, parseCount, UsageError } from "./args.ts";
+import { configArgs } from "./check.ts";
 
-const args = { ...forwardArgs, ...logArgs };
+const args = { ...configArgs, ...forwardArgs, ...logArgs };
 
 export default defineCommand({
-  meta: { name: "serve", description: "Listen and forward every connection to the target (default command)" },
+  meta: { name: "serve", description: "Listen and forward every connection (default command)" },
   args,
-  async run({ args: flags }) {
-    if (!flags.to) throw new UsageError("--to is required: the target address, e.g. --to 127.0.0.1:6379");
+  async run({ args: flags, rawArgs }) {
     const log = createLogger({ level: flags["log-level"] as LogLevel, format: flags["log-format"] as LogFormat });
-    const handle = await forward({
-      listen: flags.listen,
-      to: flags.to,
-      connectTimeout: flagDuration("connect-timeout", flags["connect-timeout"]),
-      idleTimeout: flagDuration("idle-timeout", flags["idle-timeout"]),
-      maxConnections: parseCount("max-connections", flags["max-connections"]),
-      drainTimeout: flagDuration("drain-timeout", flags["drain-timeout"]),
-      logger: log,
-    });
-    log.info(`listening on ${handle.address} → ${flags.to}`);
-
-    let stopping = false;
-    const stop = (signal: string) => {
-      if (stopping) {
-        log.warn(`${signal} again: exiting now`);
+    let config: Config;
+    if (flags.config) {
+      const routeFlags = ["--to", "--listen", "--max-connections", "--connect-timeout", "--idle-timeout", "--drain-timeout"];
+      const clash = rawArgs.find((arg) => routeFlags.includes(arg.split("=")[0]!));
+      if (clash) throw new UsageError(`${clash.split("=")[0]} cannot be used with --config: set it in the config file`);
+      try {
+        config = await loadConfig(flags.config);
+      } catch (error) {
+        if (!(error instanceof ConfigError)) throw error;
+        for (const line of error.errors) log.error(`${error.source}: ${line}`);
         process.exit(1);
       }
-      stopping = true;
-      const open = handle.stats().activeSessions;
-      log.info(`${signal}: stopped accepting, draining ${open} open session${open === 1 ? "" : "s"}`);
-      handle.stop().then((summary) => {
-        const stats = handle.stats();
-        log.info(
-          `stopped after ${summary.durationMs} ms: ${summary.drained} drained, ${summary.closed} closed at the deadline; ` +
-            `${stats.totalSessions} sessions, ${stats.bytesUp} B up, ${stats.bytesDown} B down, ${stats.connectFailures} connect failures`,
-        );
-        process.exit(0);
-      });
-    };
-    process.on("SIGINT", () => stop("SIGINT"));
-    process.on("SIGTERM", () => stop("SIGTERM"));
+      for (const warning of configWarnings(config)) log.warn(`${flags.config}: ${warning}`);
+    } else {
+      if (!flags.to) throw new UsageError("--to is required (or --config FILE): the target address, e.g. --to 127.0.0.1:6379");
+      try {
+        config = forwardConfig({
+          listen: flags.listen,
+          to: flags.to,
+          connectTimeout: flagDuration("connect-timeout", flags["connect-timeout"]),
+          idleTimeout: flagDuration("idle-timeout", flags["idle-timeout"]),
+          maxConnections: parseCount("max-connections", flags["max-connections"]),
+          drainTimeout: flagDuration("drain-timeout", flags["drain-timeout"]),
+        });
+      } catch (error) {
+        if (error instanceof OptionsError) throw new UsageError(`--${error.message}`);
+        throw error;
+      }
+    }
+    const handle = await createRouter(config, { logger: log });
+    for (const [index, bound] of handle.listeners.entries()) {
+      const listener = config.listeners[index]!;
+      const backend = config.backends.get(listener.backend)!;
+      const targets = flags.config ? `backend ${backend.name} (${backend.targets.length} target${backend.targets.length === 1 ? "" : "s"})` : flags.to;
+      log.info(`listening on ${bound.address} → ${targets}`);
+    }
+    stopOnSignals(handle, log);
     await new Promise(() => {}); // serve until a signal
   },
 });
+
+/** SIGINT/SIGTERM: stop accepting, drain, exit 0 with a summary. A second signal exits at once. */
+function stopOnSignals(handle: RouterHandle, log: Logger): void {
+  let stopping = false;
+  const stop = (signal: string) => {
+    if (stopping) {
+      log.warn(`${signal} again: exiting now`);
+      process.exit(1);
+    }
+    stopping = true;
+    const open = handle.stats().activeSessions;
+    log.info(`${signal}: stopped accepting, draining ${open} open session${open === 1 ? "" : "s"}`);
+    handle.stop().then((summary) => {
+      const stats = handle.stats();
+      log.info(
+        `stopped after ${summary.durationMs} ms: ${summary.drained} drained, ${summary.closed} closed at the deadline; ` +
+          `${stats.totalSessions} sessions, ${stats.bytesUp} B up, ${stats.bytesDown} B down, ${stats.connectFailures} connect failures`,
+      );
+      process.exit(0);
+    });
+  };
+  process.on("SIGINT", () => stop("SIGINT"));
+  process.on("SIGTERM", () => stop("SIGTERM"));
+}
