@@ -87,6 +87,8 @@ export interface BoundListener {
 
 export interface RouterHandle {
   readonly listeners: BoundListener[];
+  /** The live router: sessions, listeners, backends, observers (for metrics and admin endpoints). */
+  readonly router: Router;
   stats(): Stats;
   /** Target states by backend name (health, open sessions, counters). */
   backends(): Map<string, readonly TargetState[]>;
@@ -103,6 +105,17 @@ export interface ForwardHandle extends RouterHandle {
 
 export class OptionsError extends Error {}
 
+/**
+ * Watches sessions (metrics, access log). Called synchronously on the forwarding path: keep it
+ * cheap and never throw.
+ */
+export interface SessionObserver {
+  /** The upstream connection opened, `connectMs` after the target was picked. */
+  connected?(session: Session, connectMs: number): void;
+  /** The session ended; `session.reason` says why. */
+  closed?(session: Session): void;
+}
+
 export interface Limits {
   highWaterMark: number;
   lowWaterMark: number;
@@ -113,6 +126,7 @@ export class Router {
   readonly stats = { totalSessions: 0, bytesUp: 0, bytesDown: 0, connectFailures: 0, noTarget: 0, refused: 0, droppedBytes: 0 };
   readonly listeners: Listener[] = [];
   readonly backends = new Map<string, Backend>();
+  readonly observers: SessionObserver[] = [];
   draining = false;
   private sweepTimer: ReturnType<typeof setInterval> | undefined;
   private onEmpty: (() => void) | null = null;
@@ -144,6 +158,7 @@ export class Router {
     this.sessions.delete(session);
     this.stats.bytesUp += session.up.bytes;
     this.stats.bytesDown += session.down.bytes;
+    for (const observer of this.observers) observer.closed?.(session);
     if (this.sessions.size === 0) this.onEmpty?.();
   }
 
@@ -220,6 +235,7 @@ export async function createRouter(config: Config, options: RouterOptions = {}):
   }
   router.startSweep();
   return {
+    router,
     listeners: router.listeners.map((listener) => {
       const bound = listener.address;
       return { name: listener.options.name, address: formatAddress(bound), port: bound.kind === "tcp" ? bound.port : 0 };

@@ -37,6 +37,8 @@ export class Session {
   target: TargetState | null = null;
   /** The key of the last target picked ("-" before any), kept for logs after release. */
   targetKey = "-";
+  /** performance.now() when the current connect attempt started (kept only when observed). */
+  dialedAt = 0;
   /** Sweeps of the idle timer since bytes last moved. */
   idleTicks = 0;
   closed = false;
@@ -96,6 +98,7 @@ export class Session {
     }
     this.target = target;
     this.targetKey = target.key;
+    if (this.router.observers.length > 0) this.dialedAt = performance.now();
     const address = target.address;
     const options = { socket: upstreamHandlers, data: this, allowHalfOpen: true };
     const pending =
@@ -116,6 +119,11 @@ export class Session {
     if (this.closed || this.upstream !== null) return void socket.terminate();
     clearTimeout(this.timer);
     this.upstream = socket;
+    const observers = this.router.observers;
+    if (observers.length > 0) {
+      const connectMs = performance.now() - this.dialedAt;
+      for (const observer of observers) observer.connected?.(this, connectMs);
+    }
     this.up.to = socket;
     this.down.from = socket;
     this.up.flush();
