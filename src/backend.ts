@@ -8,7 +8,7 @@
 import { formatAddress, type Address } from "./address.ts";
 import { createBalancer, isAvailable, type Balance, type Balancer, type Target } from "./balancer.ts";
 import { HealthChecker, type HealthConfig } from "./health.ts";
-import type { Logger } from "./log.ts";
+import { LogLimiter, type Logger } from "./log.ts";
 import type { Session } from "./session.ts";
 
 export interface TargetOptions {
@@ -46,6 +46,8 @@ export class Backend {
   readonly retries: number;
   readonly queueTimeout: number;
   targets: TargetState[];
+  /** Connect failures and "no target" lines of this backend: one per second, with a count. */
+  readonly failureLog = new LogLimiter();
   private readonly balancer: Balancer;
   private readonly health: HealthChecker | null;
   /** Sessions waiting for a target that is not full, oldest first. */

@@ -8,6 +8,7 @@
 import type { Socket, TCPSocketListener, UnixSocketListener } from "bun";
 import { formatAddress, formatHostPort, type Address } from "./address.ts";
 import type { Backend } from "./backend.ts";
+import { heldBack, LogLimiter } from "./log.ts";
 import type { Router } from "./router.ts";
 import { Session } from "./session.ts";
 
@@ -37,7 +38,7 @@ export class Listener {
   /** Where new sessions go. */
   backend: Backend;
   private server: TCPSocketListener<unknown> | UnixSocketListener<unknown> | null = null;
-  private lastRefusalLog = 0;
+  private readonly refusals = new LogLimiter();
 
   constructor(
     readonly router: Router,
@@ -76,16 +77,21 @@ export class Listener {
   accept(socket: Socket<Session>): void {
     const { maxConnections } = this.options;
     const router = this.router;
-    if ((maxConnections > 0 && this.active >= maxConnections) || router.draining) {
+    const full = maxConnections > 0 && this.active >= maxConnections;
+    const noFds = router.capacity > 0 && router.sessions.size >= router.capacity;
+    if (full || noFds || router.draining) {
       socket.data = undefined as unknown as Session;
       router.stats.refused++;
       this.refused++;
       socket.end();
-      const now = Date.now();
-      if (now - this.lastRefusalLog > 1000) {
-        this.lastRefusalLog = now;
-        const why = router.draining ? "draining" : `max_connections ${maxConnections} reached`;
-        router.log.warn(`listener ${this.options.name}: ${why}, refusing connections`);
+      const held = this.refusals.allow();
+      if (held >= 0) {
+        const why = router.draining
+          ? "draining"
+          : full
+            ? `max_connections ${maxConnections} reached`
+            : `the open file limit allows ${router.capacity} sessions (raise it with ulimit -n)`;
+        router.log.warn(`listener ${this.options.name}: ${why}, refusing connections${heldBack(held)}`);
       }
       return;
     }

@@ -47,3 +47,32 @@ export function createLogger(options: { level?: LogLevel; format?: LogFormat } =
 
 /** The logger used when a caller of the library gives none: warnings and errors only. */
 export const defaultLogger: Logger = createLogger({ level: "warn" });
+
+/**
+ * Lets one line through per interval and counts the rest, so a burst (a dead target, a full
+ * listener) logs once instead of once per connection.
+ */
+export class LogLimiter {
+  private last = -Infinity;
+  private suppressed = 0;
+
+  constructor(private readonly intervalMs = 1000) {}
+
+  /** Returns how many lines were held back since the last one let through, or -1 to hold this one back. */
+  allow(): number {
+    const now = performance.now();
+    if (now - this.last < this.intervalMs) {
+      this.suppressed++;
+      return -1;
+    }
+    this.last = now;
+    const held = this.suppressed;
+    this.suppressed = 0;
+    return held;
+  }
+}
+
+/** ` (and 12 more)` for a LogLimiter count, or nothing. */
+export function heldBack(count: number): string {
+  return count > 0 ? ` (and ${count} more since the last line)` : "";
+}

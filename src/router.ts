@@ -7,6 +7,7 @@ import { formatAddress, parseAddress, type Address } from "./address.ts";
 import { Backend, type TargetState } from "./backend.ts";
 import type { Config } from "./config.ts";
 import { parseDuration } from "./duration.ts";
+import { sessionCapacity } from "./fd-limit.ts";
 import { Listener, ListenError } from "./listener.ts";
 import { defaultLogger, type Logger } from "./log.ts";
 import type { Session } from "./session.ts";
@@ -127,6 +128,8 @@ export class Router {
   readonly listeners: Listener[] = [];
   readonly backends = new Map<string, Backend>();
   readonly observers: SessionObserver[] = [];
+  /** Sessions the open file limit leaves room for; 0 = unknown (no cap). */
+  readonly capacity = sessionCapacity();
   draining = false;
   private sweepTimer: ReturnType<typeof setInterval> | undefined;
   private onEmpty: (() => void) | null = null;

@@ -11,7 +11,7 @@
 import type { Socket } from "bun";
 import { formatHostPort } from "./address.ts";
 import type { TargetState } from "./backend.ts";
-import { DEBUG } from "./log.ts";
+import { DEBUG, heldBack } from "./log.ts";
 import { Pipe } from "./pipe.ts";
 import type { Listener } from "./listener.ts";
 import type { Router } from "./router.ts";
@@ -89,7 +89,8 @@ export class Session {
       }
       this.router.stats.noTarget++;
       const last = this.detail ? ` (last: ${this.detail})` : "";
-      this.router.log.warn(`client ${this.clientAddress()} → backend ${backend.name}: no target available${last}`);
+      const held = backend.failureLog.allow();
+      if (held >= 0) this.router.log.warn(`client ${this.clientAddress()} → backend ${backend.name}: no target available${last}${heldBack(held)}`);
       return this.close("no_target", this.detail);
     }
     if (this.queued) {
@@ -149,7 +150,8 @@ export class Session {
       this.router.log.debug(`client ${this.clientAddress()} → ${backend.name} ${target.key}: ${detail}, retrying`);
       return this.dial();
     }
-    this.router.log.warn(`client ${this.clientAddress()} → ${backend.name} ${target.key}: ${detail}`);
+    const held = backend.failureLog.allow();
+    if (held >= 0) this.router.log.warn(`client ${this.clientAddress()} → ${backend.name} ${target.key}: ${detail}${heldBack(held)}`);
     this.close(reason, this.detail);
   }
 
@@ -158,7 +160,9 @@ export class Session {
     this.queued = false;
     this.listener.backend.dequeue(this);
     this.router.stats.noTarget++;
-    this.router.log.warn(`client ${this.clientAddress()} → backend ${this.listener.backend.name}: every target full for ${this.listener.backend.queueTimeout} ms`);
+    const backend = this.listener.backend;
+    const held = backend.failureLog.allow();
+    if (held >= 0) this.router.log.warn(`client ${this.clientAddress()} → backend ${backend.name}: every target full for ${backend.queueTimeout} ms${heldBack(held)}`);
     this.close("queue_timeout");
   }
 
