@@ -50,7 +50,8 @@ export class Listener {
   /** Binds the address. Throws ListenError with a one-line reason. */
   open(): void {
     const address = this.options.address;
-    const common = { socket: clientHandlers, data: this as unknown, allowHalfOpen: true };
+    // reusePort is missing from Bun's types for listen; it works on Linux (see workers.ts).
+    const common = { socket: clientHandlers, data: this as unknown, allowHalfOpen: true, ...(this.router.reusePort ? { reusePort: true } : {}) };
     try {
       this.server =
         address.kind === "unix"

@@ -37,6 +37,8 @@ export interface RouterOptions {
   highWaterMark?: number;
   lowWaterMark?: number;
   logger?: Logger;
+  /** Bind with SO_REUSEPORT so that several processes share each address (workers). Default false. */
+  reusePort?: boolean;
 }
 
 export const DEFAULTS = {
@@ -131,6 +133,7 @@ export class Router {
   /** Sessions the open file limit leaves room for; 0 = unknown (no cap). */
   readonly capacity = sessionCapacity();
   draining = false;
+  reusePort = false;
   private sweepTimer: ReturnType<typeof setInterval> | undefined;
   private onEmpty: (() => void) | null = null;
 
@@ -222,6 +225,7 @@ export async function createRouter(config: Config, options: RouterOptions = {}):
   const limits = { highWaterMark, lowWaterMark: Math.min(options.lowWaterMark ?? DEFAULTS.lowWaterMark, highWaterMark) };
   const log = options.logger ?? defaultLogger;
   const router = new Router(config.defaults.drainTimeout, limits, log);
+  router.reusePort = options.reusePort ?? false;
   for (const backend of config.backends.values()) {
     router.backends.set(backend.name, new Backend({ ...backend, queueTimeout: config.defaults.queueTimeout }, log));
   }

@@ -16,6 +16,10 @@ export const forwardArgs = {
   "drain-timeout": { type: "string", default: "10s", description: "On SIGINT/SIGTERM, how long open sessions may take to finish" },
 } as const satisfies ArgsDef;
 
+export const processArgs = {
+  workers: { type: "string", default: "1", description: "Worker processes sharing the listeners (SO_REUSEPORT); auto = one per core" },
+} as const satisfies ArgsDef;
+
 export class UsageError extends Error {}
 
 /** citty ignores flags it does not know; a typo must not pass silently. */

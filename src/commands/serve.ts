@@ -3,16 +3,24 @@ import { defineCommand } from "citty";
 import { ConfigError, configWarnings, loadConfig, type Config } from "../config.ts";
 import { createLogger, type LogFormat, type LogLevel, type Logger } from "../log.ts";
 import { createRouter, forwardConfig, OptionsError, type RouterHandle } from "../router.ts";
-import { flagDuration, forwardArgs, logArgs, parseCount, UsageError } from "./args.ts";
+import { isWorker, parseWorkers, supervise } from "../workers.ts";
+import { flagDuration, forwardArgs, logArgs, parseCount, processArgs, UsageError } from "./args.ts";
 import { configArgs } from "./check.ts";
 
-const args = { ...configArgs, ...forwardArgs, ...logArgs };
+const args = { ...configArgs, ...forwardArgs, ...processArgs, ...logArgs };
 
 export default defineCommand({
   meta: { name: "serve", description: "Listen and forward every connection (default command)" },
   args,
   async run({ args: flags, rawArgs }) {
-    const log = createLogger({ level: flags["log-level"] as LogLevel, format: flags["log-format"] as LogFormat });
+    const baseLog = createLogger({ level: flags["log-level"] as LogLevel, format: flags["log-format"] as LogFormat });
+    const log = isWorker() ? baseLog.withTag(`worker ${process.env.TCPROUTER_WORKER}`) : baseLog;
+    let workers: number;
+    try {
+      workers = parseWorkers(flags.workers);
+    } catch (error) {
+      throw new UsageError((error as Error).message);
+    }
     let config: Config;
     if (flags.config) {
       const routeFlags = ["--to", "--listen", "--max-connections", "--connect-timeout", "--idle-timeout", "--drain-timeout"];
@@ -42,7 +50,13 @@ export default defineCommand({
         throw error;
       }
     }
-    const handle = await createRouter(config, { logger: log });
+    if (workers > 1 && !isWorker()) {
+      const anyPort = config.listeners.find((listener) => listener.listen.kind === "tcp" && listener.listen.port === 0);
+      if (anyPort) throw new UsageError(`--workers: listener ${anyPort.name} asks for port 0; workers must share a fixed port`);
+      await supervise(workers, rawArgs, log);
+    }
+    const handle = await createRouter(config, { logger: log, reusePort: workers > 1 });
+    if (isWorker()) exitWithSupervisor(handle, log);
     for (const [index, bound] of handle.listeners.entries()) {
       const listener = config.listeners[index]!;
       const backend = config.backends.get(listener.backend)!;
@@ -76,4 +90,16 @@ function stopOnSignals(handle: RouterHandle, log: Logger): void {
   };
   process.on("SIGINT", () => stop("SIGINT"));
   process.on("SIGTERM", () => stop("SIGTERM"));
+}
+
+/** A worker whose supervisor is gone (killed with SIGKILL) drains and exits rather than live on alone. */
+function exitWithSupervisor(handle: RouterHandle, log: Logger): void {
+  const supervisor = process.ppid;
+  const timer = setInterval(() => {
+    if (process.ppid === supervisor) return;
+    clearInterval(timer);
+    log.warn("the supervisor is gone: draining and exiting");
+    process.kill(process.pid, "SIGTERM");
+  }, 1000);
+  timer.unref();
 }

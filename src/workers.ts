@@ -1,0 +1,90 @@
+/**
+ * Workers: N copies of `serve` on the same listeners, spread over the cores by the kernel
+ * (SO_REUSEPORT: every worker binds the same address; Linux hashes new connections across
+ * them). The supervisor binds nothing itself: it starts the workers, restarts one that dies,
+ * and passes SIGINT/SIGTERM on; it exits once every worker has exited.
+ *
+ * A worker is this same program (the script under `bun`, or the compiled binary) started with
+ * TCPROUTER_WORKER set; a worker never starts workers of its own.
+ */
+import { availableParallelism } from "node:os";
+import type { Logger } from "./log.ts";
+
+export const WORKER_ENV = "TCPROUTER_WORKER";
+
+/** This process is a worker started by a supervisor. */
+export function isWorker(): boolean {
+  return process.env[WORKER_ENV] !== undefined;
+}
+
+/** `auto` = one per core; otherwise a whole number ≥ 1. Throws a one-line message. */
+export function parseWorkers(value: string): number {
+  if (value === "auto") return availableParallelism();
+  if (!/^\d+$/.test(value) || Number(value) < 1) throw new Error(`--workers: "${value}" is not a whole number ≥ 1 (or auto)`);
+  return Number(value);
+}
+
+/** The command line that starts a worker: this program with the same arguments. */
+function workerCommand(args: string[]): string[] {
+  const standalone = (Bun as unknown as { isStandaloneExecutable?: boolean }).isStandaloneExecutable === true || !process.argv[1]?.endsWith(".ts");
+  return standalone ? [process.execPath, ...args] : [process.execPath, "run", process.argv[1]!, ...args];
+}
+
+/** Restarts within this long of a start count as a crash loop and are delayed. */
+const CRASH_WINDOW_MS = 1000;
+const RESTART_DELAY_MS = 1000;
+
+export async function supervise(count: number, args: string[], log: Logger): Promise<never> {
+  const command = workerCommand(args);
+  const workers = new Map<number, { proc: Bun.Subprocess; started: number }>();
+  let stopping: NodeJS.Signals | null = null;
+
+  const start = (index: number) => {
+    const proc = Bun.spawn(command, {
+      env: { ...process.env, [WORKER_ENV]: String(index) },
+      stdin: "ignore",
+      stdout: "inherit",
+      stderr: "inherit",
+      onExit: (_proc, code, signal) => exited(index, code, signal),
+    });
+    workers.set(index, { proc, started: Date.now() });
+  };
+
+  const exited = (index: number, code: number | null, signal: number | NodeJS.Signals | null) => {
+    const worker = workers.get(index);
+    workers.delete(index);
+    if (stopping !== null) {
+      if (workers.size === 0) {
+        log.info(`all ${count} workers stopped`);
+        process.exit(0);
+      }
+      return;
+    }
+    const how = signal !== null ? `signal ${signal}` : `exit code ${code}`;
+    const crashLoop = worker !== undefined && Date.now() - worker.started < CRASH_WINDOW_MS;
+    log.warn(`worker ${index} (pid ${worker?.proc.pid}) died (${how}); restarting${crashLoop ? ` in ${RESTART_DELAY_MS} ms` : ""}`);
+    if (crashLoop) setTimeout(() => stopping === null && start(index), RESTART_DELAY_MS);
+    else start(index);
+  };
+
+  const stop = (signal: NodeJS.Signals) => {
+    if (stopping !== null) {
+      log.warn(`${signal} again: killing the workers`);
+      for (const { proc } of workers.values()) proc.kill("SIGKILL");
+      process.exit(1);
+    }
+    stopping = signal;
+    log.info(`${signal}: stopping ${workers.size} workers`);
+    for (const { proc } of workers.values()) proc.kill(signal);
+    if (workers.size === 0) process.exit(0);
+  };
+  process.on("SIGINT", () => stop("SIGINT"));
+  process.on("SIGTERM", () => stop("SIGTERM"));
+  process.on("SIGHUP", () => {
+    for (const { proc } of workers.values()) proc.kill("SIGHUP");
+  });
+
+  for (let index = 1; index <= count; index++) start(index);
+  log.info(`started ${count} workers (pids ${[...workers.values()].map((w) => w.proc.pid).join(", ")})`);
+  return await new Promise<never>(() => {});
+}
