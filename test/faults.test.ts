@@ -1,6 +1,6 @@
 /** Failures on either side end the session at once, are counted, and leave the forwarder serving. */
 import { expect, test } from "bun:test";
-import { dial, echo, freePort, HOST, listen, MiB, resetter, source, startForward, unacceptingListener, waitFor } from "./_helpers.ts";
+import { dial, echo, freePort, HOST, listen, MiB, resetter, slowReader, source, startForward, unacceptingListener, waitFor } from "./_helpers.ts";
 
 const ECONNRESET = 104;
 
@@ -65,6 +65,32 @@ test("closes the upstream when the client resets mid-stream", async () => {
   await waitFor(() => server.hungUp, 5000, "the upstream to be closed");
   expect(server.bytesOut).toBeLessThan(1024 * MiB);
   await waitFor(() => fwd.stats().activeSessions === 0, 5000, "the session to close");
+}, 15_000);
+
+test("closes at once when the client resets, dropping what was queued for the upstream", async () => {
+  await using upstream = listen(slowReader);
+  await using fwd = await startForward({ to: upstream.address, highWaterMark: 64 * 1024, lowWaterMark: 16 * 1024 });
+  await using client = await dial(fwd.port);
+  void client.stream(8 * MiB);
+  await waitFor(() => fwd.stats().queuedBytes >= 64 * 1024, 10_000, "the up pipe to fill");
+
+  client.terminate();
+  // A clean close would wait for the queue to reach the (stalled) upstream; a reset does not.
+  await waitFor(() => fwd.stats().activeSessions === 0, 5000, "the session to close");
+  expect(fwd.stats().droppedBytes).toBeGreaterThanOrEqual(64 * 1024);
+  expect(fwd.matching("client_reset")).toHaveLength(1);
+}, 15_000);
+
+test("closes at once when the upstream resets, dropping what was queued for the client", async () => {
+  await using upstream = listen(source(1024 * MiB));
+  await using fwd = await startForward({ to: upstream.address, highWaterMark: 64 * 1024, lowWaterMark: 16 * 1024 });
+  await using client = await dial(fwd.port, slowReader);
+  await waitFor(() => fwd.stats().queuedBytes >= 64 * 1024, 10_000, "the down pipe to fill");
+
+  (await upstream.peer(0)).terminate();
+  await waitFor(() => fwd.stats().activeSessions === 0, 5000, "the session to close");
+  expect(fwd.stats().droppedBytes).toBeGreaterThanOrEqual(64 * 1024);
+  expect(fwd.matching("upstream_reset")).toHaveLength(1);
 }, 15_000);
 
 test("closes the client when the upstream resets", async () => {
