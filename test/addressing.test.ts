@@ -15,12 +15,11 @@ afterEach(() => {
   for (const dir of dirs.splice(0)) rmSync(dir, { recursive: true, force: true });
 });
 
-// Bug (src/session.ts constructor + clientAddress(), src/address.ts formatHostPort): a client
-// accepted on a unix listener has `remoteAddress === undefined`, so `clientAddress()` throws
-// "TypeError: undefined is not an object (evaluating 'host.includes')" whenever a session logs
-// its client: the debug close line (this test's logger is at debug) and the connect-failure
-// warning (next test). The throw escapes session.close() after the sockets are closed, and
-// aborts router.stop()'s loop. Passes once a unix client is named without a host:port.
+// Regression: a client accepted on a unix listener has `remoteAddress === undefined`, and
+// naming it with formatHostPort() threw "TypeError: undefined is not an object (evaluating
+// 'host.includes')" wherever a session logged its client: the debug close line (this test's
+// logger is at debug) and the connect-failure warning (next test). The session now keeps ""
+// for a unix client and clientAddress() calls it "unix" without formatting a host:port.
 test("listens on a unix socket and forwards to a TCP target", async () => {
   const path = socketPath("listen.sock");
   await using upstream = listen(echo);
@@ -37,8 +36,9 @@ test("listens on a unix socket and forwards to a TCP target", async () => {
   expect(fwd.matching("session ")).toHaveLength(1); // the debug line for the closed session
 }, 15_000);
 
-// Same bug as above, on the warn path that every log level reaches: the connect-failure warning
-// names the client, throws inside Bun's connectError handler, and the client is never closed.
+// Regression, same bug on the warn path that every log level reaches: the connect-failure
+// warning threw inside Bun's connectError handler, so the session was counted as a connect
+// failure but never closed, and the client hung until stop().
 test("closes a unix-socket client when the target refuses, and counts it", async () => {
   const path = socketPath("listen.sock");
   await using fwd = await startForward({ listen: `unix:${path}`, to: `127.0.0.1:${freePort()}` });
