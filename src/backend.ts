@@ -34,8 +34,14 @@ export interface BackendOptions {
   queueTimeout?: number;
 }
 
-/** Counters of one target, for stats and metrics. */
+/**
+ * One target and its counters. A reload keeps the object of a target whose address stays
+ * (sessions on it keep counting in `active`) and updates its settings in place.
+ */
 export interface TargetState extends Target {
+  weight: number;
+  maxConnections: number;
+  backup: boolean;
   /** Sessions sent to this target since start. */
   sessions: number;
   connectFailures: number;
@@ -48,29 +54,50 @@ export class Backend {
   targets: TargetState[];
   /** Connect failures and "no target" lines of this backend: one per second, with a count. */
   readonly failureLog = new LogLimiter();
+  private readonly balance: Balance;
   private readonly balancer: Balancer;
-  private readonly health: HealthChecker | null;
+  private readonly healthConfig: HealthConfig | null;
+  private health: HealthChecker | null;
   /** Sessions waiting for a target that is not full, oldest first. */
   private readonly waiting: Session[] = [];
+  /** After a reload, the backend that replaced this one: freed places wake its queue. */
+  private successor: Backend | null = null;
 
-  constructor(options: BackendOptions, log: Logger) {
+  /**
+   * With `previous` (a reload), targets whose address stays keep their object (health, open
+   * sessions, counters), the health checker is kept if its settings did not change, and
+   * waiting sessions move over. Nothing here can fail once the config is valid.
+   */
+  constructor(options: BackendOptions, log: Logger, previous?: Backend) {
     this.name = options.name;
     this.retries = options.retries ?? 0;
     this.queueTimeout = options.queueTimeout ?? 0;
-    this.balancer = createBalancer(options.balance ?? "round-robin");
-    this.targets = options.targets.map((target) => ({
-      address: target.address,
-      key: formatAddress(target.address),
-      weight: target.weight ?? 1,
-      maxConnections: target.maxConnections ?? 0,
-      backup: target.backup ?? false,
-      healthy: true,
-      active: 0,
-      sessions: 0,
-      connectFailures: 0,
-    }));
-    this.health = options.health ? new HealthChecker(this.name, options.health, log.withTag("health")) : null;
+    this.balance = options.balance ?? "round-robin";
+    this.balancer = previous !== undefined && previous.balance === this.balance ? previous.balancer : createBalancer(this.balance);
+    const kept = new Map(previous?.targets.map((target) => [target.key, target]));
+    this.targets = options.targets.map((target) => {
+      const key = formatAddress(target.address);
+      const state = kept.get(key) ?? { address: target.address, key, weight: 1, maxConnections: 0, backup: false, healthy: true, active: 0, sessions: 0, connectFailures: 0 };
+      state.weight = target.weight ?? 1;
+      state.maxConnections = target.maxConnections ?? 0;
+      state.backup = target.backup ?? false;
+      return state;
+    });
+    this.healthConfig = options.health ?? null;
+    if (previous !== undefined && previous.health !== null && sameHealth(previous.healthConfig, this.healthConfig)) {
+      this.health = previous.health;
+      previous.health = null;
+    } else {
+      previous?.health?.stop();
+      if (previous !== undefined) previous.health = null;
+      this.health = this.healthConfig ? new HealthChecker(this.name, this.healthConfig, log.withTag("health")) : null;
+      if (this.health === null) for (const target of this.targets) target.healthy = true; // no checks: healthy until a connect fails
+    }
     this.health?.setTargets(this.targets);
+    if (previous !== undefined) {
+      previous.successor = this;
+      this.waiting.push(...previous.waiting.splice(0));
+    }
   }
 
   /**
@@ -89,7 +116,9 @@ export class Backend {
   /** A session to `target` ended: free its place and let a waiting session in. */
   release(target: TargetState): void {
     target.active--;
-    const next = this.waiting.shift();
+    let backend: Backend = this;
+    while (backend.successor !== null) backend = backend.successor;
+    const next = backend.waiting.shift();
     if (next !== undefined) next.dequeued();
   }
 
@@ -115,5 +144,12 @@ export class Backend {
 
   stop(): void {
     this.health?.stop();
+    this.health = null;
   }
+}
+
+function sameHealth(a: HealthConfig | null, b: HealthConfig | null): boolean {
+  if (a === null || b === null) return a === b;
+  const bytes = (x: Uint8Array | null, y: Uint8Array | null) => (x === null || y === null ? x === y : Buffer.from(x).equals(Buffer.from(y)));
+  return a.interval === b.interval && a.timeout === b.timeout && a.rise === b.rise && a.fall === b.fall && bytes(a.send, b.send) && bytes(a.expect, b.expect);
 }

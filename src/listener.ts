@@ -6,7 +6,7 @@
  * the socket's own session (or `undefined` for a connection it refuses).
  */
 import type { Socket, TCPSocketListener, UnixSocketListener } from "bun";
-import { formatAddress, formatHostPort, type Address } from "./address.ts";
+import { formatAddress, type Address } from "./address.ts";
 import type { Backend } from "./backend.ts";
 import { heldBack, LogLimiter } from "./log.ts";
 import type { Router } from "./router.ts";
@@ -42,7 +42,8 @@ export class Listener {
 
   constructor(
     readonly router: Router,
-    readonly options: ListenerOptions,
+    /** Replaced as a whole by a reload. */
+    public options: ListenerOptions,
   ) {
     this.backend = options.backend;
   }
@@ -134,6 +135,7 @@ const clientHandlers = {
     socket.data?.socketClosed("client", error);
   },
   error(socket: Socket<Session>, error: Error) {
-    socket.data?.router.log.debug(`client ${formatHostPort(socket.remoteAddress, socket.remotePort)}: ${error.message}`);
+    const session = socket.data;
+    if (session !== undefined) session.router.log.debug(`client ${session.clientAddress()}: ${error.message}`);
   },
 };

@@ -88,7 +88,15 @@ export interface BoundListener {
   port: number;
 }
 
+export interface ReloadSummary {
+  /** Listen addresses opened, closed (their sessions go on) and kept with their socket. */
+  opened: string[];
+  closed: string[];
+  kept: string[];
+}
+
 export interface RouterHandle {
+  /** The bound listeners now (a reload changes them). */
   readonly listeners: BoundListener[];
   /** The live router: sessions, listeners, backends, observers (for metrics and admin endpoints). */
   readonly router: Router;
@@ -97,6 +105,11 @@ export interface RouterHandle {
   backends(): Map<string, readonly TargetState[]>;
   /** Stops accepting, waits for open sessions up to the drain timeout, then closes the rest. */
   stop(options?: { drainTimeout?: number | string }): Promise<StopSummary>;
+  /**
+   * Applies a new validated config: new sessions use it, open sessions are untouched. Throws
+   * ListenError (changing nothing) when a new listener cannot be bound.
+   */
+  reload(config: Config): ReloadSummary;
 }
 
 export interface ForwardHandle extends RouterHandle {
@@ -126,9 +139,9 @@ export interface Limits {
 
 export class Router {
   readonly sessions = new Set<Session>();
-  readonly stats = { totalSessions: 0, bytesUp: 0, bytesDown: 0, connectFailures: 0, noTarget: 0, refused: 0, droppedBytes: 0 };
-  readonly listeners: Listener[] = [];
-  readonly backends = new Map<string, Backend>();
+  readonly stats = { totalSessions: 0, bytesUp: 0, bytesDown: 0, connectFailures: 0, noTarget: 0, refused: 0, droppedBytes: 0, reloads: 0 };
+  listeners: Listener[] = [];
+  backends = new Map<string, Backend>();
   readonly observers: SessionObserver[] = [];
   /** Sessions the open file limit leaves room for; 0 = unknown (no cap). */
   readonly capacity = sessionCapacity();
@@ -138,13 +151,74 @@ export class Router {
   private onEmpty: (() => void) | null = null;
 
   constructor(
-    readonly drainTimeout: number,
+    public drainTimeout: number,
     readonly limits: Limits,
     readonly log: Logger,
   ) {}
 
-  /** Starts the idle sweep at a tick fine enough for the shortest idle timeout. */
+  /** Opens every listener and backend of a config; on a bind error closes what it opened and throws. */
+  async start(config: Config): Promise<void> {
+    try {
+      this.reload(config);
+    } catch (error) {
+      await this.stop(0);
+      throw error;
+    }
+  }
+
+  /**
+   * Makes `config` the live config, all at once (nothing here awaits, so no connection is
+   * accepted halfway). Listeners are matched by listen address: a kept one keeps its socket,
+   * so no connection is refused; a new one is bound first, and if any bind fails nothing
+   * changes. Backends are matched by name: targets that stay keep their state.
+   */
+  reload(config: Config): ReloadSummary {
+    const current = new Map(this.listeners.map((listener) => [formatAddress(listener.options.address), listener]));
+    const wanted = new Set(config.listeners.map((listener) => formatAddress(listener.listen)));
+    const opened: Listener[] = [];
+    const next: Listener[] = [];
+    const placeholder = undefined as unknown as Backend; // set below, before any callback can run
+    try {
+      for (const options of config.listeners) {
+        const existing = current.get(formatAddress(options.listen));
+        if (existing !== undefined) {
+          next.push(existing);
+          continue;
+        }
+        const listener = new Listener(this, { ...options, address: options.listen, backend: placeholder });
+        listener.open();
+        opened.push(listener);
+        next.push(listener);
+      }
+    } catch (error) {
+      for (const listener of opened) listener.close();
+      throw error;
+    }
+    const backends = new Map<string, Backend>();
+    for (const options of config.backends.values()) {
+      backends.set(options.name, new Backend({ ...options, queueTimeout: config.defaults.queueTimeout }, this.log, this.backends.get(options.name)));
+    }
+    for (const [name, backend] of this.backends) if (!backends.has(name)) backend.stop();
+    for (const [index, listener] of next.entries()) {
+      const options = config.listeners[index]!;
+      const backend = backends.get(options.backend)!;
+      listener.options = { ...options, address: listener.options.address, backend };
+      listener.backend = backend;
+    }
+    const closed = [...current].filter(([key]) => !wanted.has(key));
+    for (const [, listener] of closed) listener.close();
+    const kept = next.filter((listener) => !opened.includes(listener));
+    this.listeners = next;
+    this.backends = backends;
+    this.drainTimeout = config.defaults.drainTimeout;
+    this.startSweep();
+    return { opened: opened.map((l) => formatAddress(l.address)), closed: closed.map(([key]) => key), kept: kept.map((l) => formatAddress(l.address)) };
+  }
+
+  /** (Re)starts the idle sweep at a tick fine enough for the shortest idle timeout. */
   startSweep(): void {
+    clearInterval(this.sweepTimer);
+    this.sweepTimer = undefined;
     const timeouts = this.listeners.map((listener) => listener.options.idleTimeout).filter((ms) => ms > 0);
     if (timeouts.length === 0) return;
     const tick = Math.min(1000, Math.max(10, Math.floor(Math.min(...timeouts) / 10)));
@@ -226,27 +300,20 @@ export async function createRouter(config: Config, options: RouterOptions = {}):
   const log = options.logger ?? defaultLogger;
   const router = new Router(config.defaults.drainTimeout, limits, log);
   router.reusePort = options.reusePort ?? false;
-  for (const backend of config.backends.values()) {
-    router.backends.set(backend.name, new Backend({ ...backend, queueTimeout: config.defaults.queueTimeout }, log));
-  }
-  try {
-    for (const listener of config.listeners) {
-      const backend = router.backends.get(listener.backend)!;
-      const opened = new Listener(router, { ...listener, address: listener.listen, backend });
-      opened.open();
-      router.listeners.push(opened);
-    }
-  } catch (error) {
-    await router.stop(0);
-    throw error;
-  }
-  router.startSweep();
+  await router.start(config);
   return {
     router,
-    listeners: router.listeners.map((listener) => {
-      const bound = listener.address;
-      return { name: listener.options.name, address: formatAddress(bound), port: bound.kind === "tcp" ? bound.port : 0 };
-    }),
+    get listeners() {
+      return router.listeners.map((listener) => {
+        const bound = listener.address;
+        return { name: listener.options.name, address: formatAddress(bound), port: bound.kind === "tcp" ? bound.port : 0 };
+      });
+    },
+    reload: (next) => {
+      const summary = router.reload(next);
+      router.stats.reloads++;
+      return summary;
+    },
     stats: () => router.snapshot(),
     backends: () => new Map([...router.backends].map(([name, backend]) => [name, backend.targets])),
     stop: (stopOptions) => router.stop(stopOptions?.drainTimeout === undefined ? undefined : parseDuration(stopOptions.drainTimeout)),

@@ -10,7 +10,7 @@
  */
 import type { Socket } from "bun";
 import { formatHostPort } from "./address.ts";
-import type { TargetState } from "./backend.ts";
+import type { Backend, TargetState } from "./backend.ts";
 import { DEBUG, heldBack } from "./log.ts";
 import { Pipe } from "./pipe.ts";
 import type { Listener } from "./listener.ts";
@@ -33,6 +33,8 @@ export class Session {
   readonly up: Pipe;
   readonly down: Pipe;
   upstream: Socket<Session> | null = null;
+  /** The backend of the listener when the session started (a reload may change the listener's). */
+  backend: Backend;
   /** The target dialled (and counted on) now; null before a pick and after release. */
   target: TargetState | null = null;
   /** The key of the last target picked ("-" before any), kept for logs after release. */
@@ -60,6 +62,7 @@ export class Session {
     readonly client: Socket<Session>,
   ) {
     this.router = listener.router;
+    this.backend = listener.backend;
     // A unix-socket client has no address.
     this.clientHost = client.remoteAddress ?? "";
     this.clientPort = client.remotePort ?? 0;
@@ -77,7 +80,7 @@ export class Session {
    * backend's queue timeout.
    */
   dial(): void {
-    const backend = this.listener.backend;
+    const backend = this.backend;
     const target = backend.acquire(this.clientHost, this.tried);
     if (target === null) {
       if (backend.queueTimeout > 0 && backend.full(this.tried)) {
@@ -137,7 +140,7 @@ export class Session {
   connectFailed(reason: "connect_failed" | "connect_timeout", detail: string): void {
     if (this.closed || this.upstream !== null || this.target === null) return;
     clearTimeout(this.timer);
-    const backend = this.listener.backend;
+    const backend = this.backend;
     const target = this.target;
     this.target = null;
     backend.connectFailed(target);
@@ -158,9 +161,9 @@ export class Session {
   queueTimedOut(): void {
     if (this.closed || !this.queued) return;
     this.queued = false;
-    this.listener.backend.dequeue(this);
+    this.backend.dequeue(this);
     this.router.stats.noTarget++;
-    const backend = this.listener.backend;
+    const backend = this.backend;
     const held = backend.failureLog.allow();
     if (held >= 0) this.router.log.warn(`client ${this.clientAddress()} → backend ${backend.name}: every target full for ${backend.queueTimeout} ms${heldBack(held)}`);
     this.close("queue_timeout");
@@ -208,9 +211,9 @@ export class Session {
     this.reason = reason;
     this.detail = detail;
     clearTimeout(this.timer);
-    if (this.queued) this.listener.backend.dequeue(this);
+    if (this.queued) this.backend.dequeue(this);
     if (this.target !== null) {
-      this.listener.backend.release(this.target);
+      this.backend.release(this.target);
       this.target = null;
     }
     const dropped = this.up.abandon() + this.down.abandon();
@@ -234,7 +237,7 @@ export class Session {
     const ms = Date.now() - this.openedAt;
     const detail = this.detail ? ` (${this.detail})` : "";
     this.router.log.debug(
-      `session ${this.clientAddress()} → ${this.listener.backend.name} ${this.targetKey}: ${this.up.bytes} B up, ${this.down.bytes} B down, ${ms} ms, ${this.reason}${detail}`,
+      `session ${this.clientAddress()} → ${this.backend.name} ${this.targetKey}: ${this.up.bytes} B up, ${this.down.bytes} B down, ${ms} ms, ${this.reason}${detail}`,
     );
   }
 }

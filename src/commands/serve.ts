@@ -64,9 +64,36 @@ export default defineCommand({
       log.info(`listening on ${bound.address} → ${targets}`);
     }
     stopOnSignals(handle, log);
+    reloadOnHangup(handle, log, flags.config);
     await new Promise(() => {}); // serve until a signal
   },
 });
+
+/**
+ * SIGHUP re-reads the config file. A valid file replaces listeners, backends and targets at
+ * once (open sessions are untouched); an invalid one, or a listener that cannot be bound,
+ * changes nothing: the errors are logged and the current config keeps serving.
+ */
+function reloadOnHangup(handle: RouterHandle, log: Logger, path: string | undefined): void {
+  let reloading = Promise.resolve();
+  process.on("SIGHUP", () => {
+    if (path === undefined) return void log.warn("SIGHUP: nothing to reload without --config");
+    reloading = reloading.then(async () => {
+      try {
+        const config = await loadConfig(path);
+        const summary = handle.reload(config);
+        const parts = [`${config.listeners.length} listeners`, `${config.backends.size} backends`];
+        if (summary.opened.length > 0) parts.push(`opened ${summary.opened.join(", ")}`);
+        if (summary.closed.length > 0) parts.push(`closed ${summary.closed.join(", ")}`);
+        log.info(`SIGHUP: reloaded ${path}: ${parts.join("; ")}`);
+      } catch (error) {
+        const lines = error instanceof ConfigError ? error.errors.map((line) => `${path}: ${line}`) : [(error as Error).message];
+        for (const line of lines) log.error(`SIGHUP: ${line}`);
+        log.error("SIGHUP: reload failed; the current config keeps serving");
+      }
+    });
+  });
+}
 
 /** SIGINT/SIGTERM: stop accepting, drain, exit 0 with a summary. A second signal exits at once. */
 function stopOnSignals(handle: RouterHandle, log: Logger): void {
