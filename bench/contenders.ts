@@ -35,7 +35,7 @@ export interface Contender {
 const START_TIMEOUT_MS = 15_000;
 
 /** Starts `argv`, waits until `port` accepts, and fails with the log tail if it does not. */
-async function launch(tag: string, argv: string[], port: number, cwd?: string): Promise<Instance> {
+export async function launch(tag: string, argv: string[], port: number, cwd?: string): Promise<Instance> {
   const server = startServer(tag, argv, cwd);
   try {
     await waitForPort(port, START_TIMEOUT_MS, () => server.proc.exitCode === null && server.proc.signalCode === null);
@@ -74,8 +74,13 @@ async function tcprouter(cmd: string | undefined): Promise<Contender> {
   };
 }
 
+/** The haproxy binary, also where Debian puts it outside a user's PATH; null when not installed. */
+export function findHaproxy(): string | null {
+  return Bun.which("haproxy") ?? Bun.which("haproxy", { PATH: "/usr/sbin:/usr/local/sbin" });
+}
+
 async function haproxy(): Promise<Contender> {
-  const bin = Bun.which("haproxy") ?? Bun.which("haproxy", { PATH: "/usr/sbin:/usr/local/sbin" });
+  const bin = findHaproxy();
   return {
     name: "haproxy",
     version: bin ? await versionOf([bin, "-v"]) : "not installed",

@@ -1,27 +1,30 @@
 /**
  * tcprouter bench: the same workloads against Redis/iperf3 directly and through each
  * contender, rounds interleaved (A B A B, start rotated each round), medians and ratios.
+ * `--suite backends`: three Redis servers behind one listener, tcprouter vs HAProxy (backends.ts).
  * Usage: bun run bench/run.ts [--smoke] [--rounds N] [--requests N] ... (see bench/README.md)
  */
-import { mkdirSync, writeFileSync } from "node:fs";
-import { join } from "node:path";
 import { parseArgs } from "node:util";
+import { BACKEND_BALANCES, BACKEND_CONTENDERS, BACKEND_ROW_IDS, runBackends } from "./backends.ts";
 import { startIperf } from "./bulk.ts";
-import { CONTENDER_NAMES, ROOT, loadContenders, type Contender, type ContenderName, type Instance } from "./contenders.ts";
+import { CONTENDER_NAMES, loadContenders, type Contender, type ContenderName, type Instance } from "./contenders.ts";
 import { collectMeta, headerText } from "./meta.ts";
 import { StoppingError, cleanup, ensureOwnFdLimit, isStopping, softFdLimit } from "./procs.ts";
 import { checkRedisPath, startRedis } from "./redis.ts";
 import { ROWS, ROW_IDS, idleSample, takeSample, type Params, type Ports, type Row } from "./rows.ts";
-import { TABLE_NOTE, errorNotes, markdownTable, summarize, textTable, type Cell } from "./table.ts";
+import { TABLE_NOTE, errorNotes, markdownTable, summarize, textTable, writeResults, type Cell } from "./table.ts";
 
 const HELP = `bun run bench/run.ts [flags]
+  --suite NAME          main (default): the table below; backends: three Redis servers behind
+                        one listener, tcprouter vs HAProxy per balance (rows ${BACKEND_ROW_IDS.join(",")})
+  --balance A[,B]       backends suite: ${BACKEND_BALANCES.join(",")} (default: both)
   --rounds N            rounds, interleaved across contenders (default 5; smoke 1)
   --requests N          redis-benchmark -n per row before the row's scale (default 100000; smoke 2000)
   --seconds N           iperf3 -t per bulk sample (default 5; smoke 1)
   --sessions N          idle sessions for the memory row (default 5000; smoke 200)
   --smoke               tiny counts, finishes in well under a minute (CI)
-  --only ROW[,ROW]      rows: ${ROW_IDS.join(",")}
-  --contenders A[,B]    ${CONTENDER_NAMES.join(",")} (default: all)
+  --only ROW[,ROW]      rows: ${ROW_IDS.join(",")} (backends: ${BACKEND_ROW_IDS.join(",")})
+  --contenders A[,B]    ${CONTENDER_NAMES.join(",")} (default: all; backends: ${BACKEND_CONTENDERS.join(",")})
   --tcprouter-cmd CMD   command instead of "bun run src/cli.ts", e.g. dist/tcprouter
   --json                print the JSON result on stdout (the table goes to stderr)
   --markdown            also print the table as Markdown
@@ -30,6 +33,8 @@ const HELP = `bun run bench/run.ts [flags]
 function parseFlags() {
   const { values } = parseArgs({
     options: {
+      suite: { type: "string", default: "main" },
+      balance: { type: "string" },
       rounds: { type: "string" },
       requests: { type: "string" },
       seconds: { type: "string" },
@@ -60,7 +65,18 @@ function parseFlags() {
     for (const item of items) if (!allowed.includes(item as T)) fail(`--${flag}: unknown "${item}" (one of ${allowed.join(",")})`);
     return items as T[];
   };
+  if (values.suite !== "main" && values.suite !== "backends") fail(`--suite: unknown "${values.suite}" (main or backends)`);
+  const backends = values.suite === "backends";
+  if (!backends && values.balance !== undefined) fail("--balance: only with --suite backends");
   return {
+    suite: values.suite,
+    backends: backends
+      ? {
+          balances: list("balance", values.balance, BACKEND_BALANCES),
+          rows: list("only", values.only, BACKEND_ROW_IDS),
+          contenders: list("contenders", values.contenders, BACKEND_CONTENDERS),
+        }
+      : undefined,
     smoke,
     rounds: int("rounds", values.rounds, 5, 1),
     params: {
@@ -68,8 +84,8 @@ function parseFlags() {
       seconds: int("seconds", values.seconds, 5, 1),
       sessions: int("sessions", values.sessions, 5_000, 200),
     } satisfies Params,
-    rows: list("only", values.only, ROW_IDS),
-    contenders: list("contenders", values.contenders, CONTENDER_NAMES),
+    rows: backends ? [] : list("only", values.only, ROW_IDS),
+    contenders: backends ? [] : list("contenders", values.contenders, CONTENDER_NAMES),
     tcprouterCmd: values["tcprouter-cmd"],
     json: values.json,
     markdown: values.markdown,
@@ -118,6 +134,19 @@ const MAX_SESSIONS = 9000;
 
 async function main(): Promise<void> {
   const opts = parseFlags();
+  if (opts.backends !== undefined) {
+    const ok = await runBackends({
+      ...opts.backends,
+      rounds: opts.rounds,
+      requests: opts.params.requests,
+      smoke: opts.smoke,
+      tcprouterCmd: opts.tcprouterCmd,
+      json: opts.json,
+      markdown: opts.markdown,
+    });
+    if (!ok) process.exitCode = 1;
+    return;
+  }
   if (opts.params.sessions > MAX_SESSIONS) fail(`--sessions: at most ${MAX_SESSIONS}`);
   if (opts.rows.includes("idle")) {
     const needed = opts.params.sessions + 1000;
@@ -199,18 +228,6 @@ async function idleRound(c: Contender, redisPort: number, params: Params) {
   } finally {
     await inst.stop();
   }
-}
-
-/** bench/results/<date>.json and latest.json; smoke runs write smoke-*.json (git-ignored). */
-function writeResults(result: { date: string }, smoke: boolean): void {
-  const dir = join(ROOT, "bench/results");
-  mkdirSync(dir, { recursive: true });
-  const prefix = smoke ? "smoke-" : "";
-  const body = `${JSON.stringify(result, null, 2)}\n`;
-  const dated = join(dir, `${prefix}${result.date.replace(/:/g, "-").replace(/\.\d+Z$/, "Z")}.json`);
-  writeFileSync(dated, body);
-  writeFileSync(join(dir, `${prefix}latest.json`), body);
-  say(`wrote ${dated} and ${prefix}latest.json`);
 }
 
 let exiting = false;

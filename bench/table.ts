@@ -1,4 +1,6 @@
 /** Results: medians and ratios, the header, the text/Markdown table and the JSON file. */
+import { mkdirSync, writeFileSync } from "node:fs";
+import { join, resolve } from "node:path";
 
 export type Unit = "req/s" | "Gbit/s" | "KiB/session";
 
@@ -107,4 +109,19 @@ export function errorNotes(lines: Line[]): string {
     .filter((l) => l.errors.length > 0)
     .map((l) => `${l.median === null ? "FAILED" : "partly failed"}: ${l.contender} / ${l.title} (${l.errors.length}x): ${l.errors[0]}`)
     .join("\n");
+}
+
+/**
+ * bench/results/<suite->date.json and <suite->latest.json; smoke runs write smoke-*.json
+ * (git-ignored). `suite` is "" for the main table, "backends" for the backends suite.
+ */
+export function writeResults(result: { date: string }, smoke: boolean, suite = ""): void {
+  const dir = resolve(import.meta.dir, "results");
+  mkdirSync(dir, { recursive: true });
+  const prefix = `${smoke ? "smoke-" : ""}${suite ? `${suite}-` : ""}`;
+  const body = `${JSON.stringify(result, null, 2)}\n`;
+  const dated = join(dir, `${prefix}${result.date.replace(/:/g, "-").replace(/\.\d+Z$/, "Z")}.json`);
+  writeFileSync(dated, body);
+  writeFileSync(join(dir, `${prefix}latest.json`), body);
+  process.stderr.write(`wrote ${dated} and ${prefix}latest.json\n`);
 }
