@@ -5,14 +5,14 @@
  */
 import { defineCommand, renderUsage, runCommand, type ArgsDef, type CommandDef } from "citty";
 import pkg from "../package.json" with { type: "json" };
-import { forwardArgs, logArgs, processArgs, rejectUnknownFlags } from "./commands/args.ts";
+import { forwardArgs, logArgs, observeArgs, processArgs, rejectUnknownFlags } from "./commands/args.ts";
 import { configArgs } from "./commands/check.ts";
 import { createLogger } from "./log.ts";
 
 const main = defineCommand({
   meta: { name: "tcprouter", version: pkg.version, description: "A TCP forwarder and L4 router" },
   // The default command's flags are known here too, so that a flag value is never taken for a command name.
-  args: { ...configArgs, ...forwardArgs, ...processArgs, ...logArgs },
+  args: { ...configArgs, ...forwardArgs, ...processArgs, ...observeArgs, ...logArgs },
   default: "serve",
   subCommands: {
     serve: () => import("./commands/serve.ts").then((m) => m.default),

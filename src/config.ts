@@ -21,6 +21,15 @@ export interface Config {
   listeners: ListenerConfig[];
   /** By name, in file order. A backend no listener names is kept (see `configWarnings`). */
   backends: Map<string, BackendConfig>;
+  /** The admin listener (metrics, health, status page); absent = off. */
+  admin?: AdminConfig;
+  /** `"stdout"` or a file path: one line per session; absent = off. */
+  accessLog?: string;
+}
+
+export interface AdminConfig {
+  /** Where the admin HTTP server listens (port 0: any free port). */
+  listen: Address;
 }
 
 /** Durations in ms, 0 = off. */
@@ -319,9 +328,16 @@ const Backend = table(
   { targets: 'a list of addresses such as ["127.0.0.1:6379"]' },
 );
 
+const Admin = table({ listen: address(true) }, { listen: 'the address to serve metrics and status on, e.g. "127.0.0.1:9901"' });
+
+/** `"stdout"`, a file path, or `"off"`. */
+const accessLog = v.pipe(v.string(expected('"stdout", "off" or a file path')), v.minLength(1, expected('"stdout", "off" or a file path')));
+
 const ConfigSchema = v.pipe(
   table(
     {
+      access_log: v.optional(accessLog),
+      admin: v.optional(Admin),
       defaults: v.optional(Defaults),
       listeners: v.pipe(v.array(Listener, expected("an array of tables ([[listeners]])")), v.minLength(1, "expected at least one listener")),
       backends: v.optional(v.pipe(v.custom<Record<string, unknown>>(isRecord, expected("a table of backends ([backends.NAME])")), v.record(name, Backend))),
@@ -360,7 +376,10 @@ const ConfigSchema = v.pipe(
         health: b.health ?? null,
       });
     }
-    return { defaults, listeners, backends };
+    const config: Config = { defaults, listeners, backends };
+    if (file.admin !== undefined) config.admin = { listen: file.admin.listen };
+    if (file.access_log !== undefined && file.access_log !== "off") config.accessLog = file.access_log;
+    return config;
   }),
 );
 
@@ -413,6 +432,13 @@ function checkReferences(file: unknown, issues: readonly v.BaseIssue<unknown>[])
       errors.push({ path: ["listeners", i, "backend"], message: `unknown backend "${listener.backend}"` });
     }
   });
+
+  if (isRecord(file.admin) && valid("admin", "listen") && isAddress(file.admin.listen)) {
+    const first = addresses.get(identity(file.admin.listen));
+    if (first !== undefined && !(file.admin.listen.kind === "tcp" && file.admin.listen.port === 0)) {
+      errors.push({ path: ["admin", "listen"], message: `${formatAddress(file.admin.listen)} is already used by listeners[${first}]` });
+    }
+  }
 
   for (const [name, backend] of Object.entries(backends ?? {})) {
     if (!isRecord(backend) || !Array.isArray(backend.targets)) continue;

@@ -230,6 +230,20 @@ const BAD: [name: string, text: string, errors: string[]][] = [
       'listeners[1].backend: unknown backend "cache"',
     ],
   ],
+  ["an [admin] table without listen", VALID + "[admin]\n", ['admin.listen: missing (the address to serve metrics and status on, e.g. "127.0.0.1:9901")']],
+  [
+    "a bad admin address, and an unknown admin key",
+    VALID + '[admin]\nlisten = "9901"\nport = 9901\n',
+    ['admin.listen: "9901": expected host:port', "admin.port: unknown key (expected one of: listen)"],
+  ],
+  ["the admin listener on a listener's address", VALID + '[admin]\nlisten = "127.0.0.1:11000"\n', ["admin.listen: 127.0.0.1:11000 is already used by listeners[0]"]],
+  ["admin written as a plain value", 'admin = "127.0.0.1:9901"\n' + VALID, ['admin: expected a table, got "127.0.0.1:9901"']],
+  [
+    "an empty access_log",
+    'access_log = ""\n' + VALID,
+    ['access_log: expected "stdout", "off" or a file path, got ""'],
+  ],
+  ["access_log as a number", "access_log = 1\n" + VALID, ['access_log: expected "stdout", "off" or a file path, got 1']],
 ];
 
 const BAD_JSON: [name: string, text: string, errors: string[]][] = [
@@ -361,6 +375,16 @@ describe("a valid config resolves to a typed Config", () => {
     const health = parseConfig(VALID + '[backends.redis.health]\nexpect = "SSH-2.0-\\u00e9"\n', "toml").backends.get("redis")!.health!;
     expect(health.send).toBeNull();
     expect(health.expect).toEqual(new Uint8Array([...bytes("SSH-2.0-"), 0xc3, 0xa9]));
+  });
+
+  test("[admin] listen and access_log are read; absent or \"off\" they are off", () => {
+    const config = parseConfig('access_log = "/var/log/tcprouter/access.log"\n' + VALID + '[admin]\nlisten = "127.0.0.1:9901"\n', "toml");
+    expect(config.admin).toEqual({ listen: { kind: "tcp", host: "127.0.0.1", port: 9901 } });
+    expect(config.accessLog).toBe("/var/log/tcprouter/access.log");
+    expect(parseConfig('access_log = "stdout"\n' + VALID, "toml").accessLog).toBe("stdout");
+    const off = parseConfig('access_log = "off"\n' + VALID, "toml");
+    expect([off.admin, off.accessLog]).toEqual([undefined, undefined]);
+    expect(parseConfig(VALID + '[admin]\nlisten = "unix:/run/tcprouter-admin.sock"\n', "toml").admin).toEqual({ listen: { kind: "unix", path: "/run/tcprouter-admin.sock" } });
   });
 
   test("an unused backend is allowed, with a warning", () => {

@@ -16,6 +16,12 @@ export const forwardArgs = {
   "drain-timeout": { type: "string", default: "10s", description: "On SIGINT/SIGTERM, how long open sessions may take to finish" },
 } as const satisfies ArgsDef;
 
+/** Off unless given; `[admin] listen` and `access_log` in a config file, which these override. */
+export const observeArgs = {
+  admin: { type: "string", description: "Serve /metrics, /healthz, /readyz, /status and a status page on this address, e.g. 127.0.0.1:9901 (off unless given)" },
+  "access-log": { type: "string", description: "One line per session when it ends, to stdout or a file (reopened on SIGUSR1); JSON with --log-format json (off unless given)" },
+} as const satisfies ArgsDef;
+
 export const processArgs = {
   workers: { type: "string", default: "1", description: "Worker processes sharing the listeners (SO_REUSEPORT); auto = one per core" },
 } as const satisfies ArgsDef;

@@ -1,13 +1,16 @@
 /** `tcprouter serve` (the default command): listen and forward until SIGINT/SIGTERM. */
 import { defineCommand } from "citty";
+import { AccessLog } from "../access-log.ts";
+import { AddressError, parseAddress, type Address } from "../address.ts";
+import { startAdmin, type AdminServer } from "../admin.ts";
 import { ConfigError, configWarnings, loadConfig, type Config } from "../config.ts";
 import { createLogger, type LogFormat, type LogLevel, type Logger } from "../log.ts";
 import { createRouter, forwardConfig, OptionsError, type RouterHandle } from "../router.ts";
 import { isWorker, parseWorkers, supervise } from "../workers.ts";
-import { flagDuration, forwardArgs, logArgs, parseCount, processArgs, UsageError } from "./args.ts";
+import { flagDuration, forwardArgs, logArgs, observeArgs, parseCount, processArgs, UsageError } from "./args.ts";
 import { configArgs } from "./check.ts";
 
-const args = { ...configArgs, ...forwardArgs, ...processArgs, ...logArgs };
+const args = { ...configArgs, ...forwardArgs, ...processArgs, ...observeArgs, ...logArgs };
 
 export default defineCommand({
   meta: { name: "serve", description: "Listen and forward every connection (default command)" },
@@ -50,12 +53,29 @@ export default defineCommand({
         throw error;
       }
     }
+    const observe = observeOptions(flags, config);
+    if (workers > 1 && (observe.admin !== null || observe.accessLog !== null)) {
+      throw new UsageError(`--workers: ${observe.admin !== null ? "--admin" : "--access-log"} cannot be used with more than one worker yet`);
+    }
     if (workers > 1 && !isWorker()) {
       const anyPort = config.listeners.find((listener) => listener.listen.kind === "tcp" && listener.listen.port === 0);
       if (anyPort) throw new UsageError(`--workers: listener ${anyPort.name} asks for port 0; workers must share a fixed port`);
       await supervise(workers, rawArgs, log);
     }
+    // Opened before listening: a path that cannot be opened stops the start.
+    const accessLog = observe.accessLog === null ? null : new AccessLog({ to: observe.accessLog, format: flags["log-format"] === "json" ? "json" : "text", logger: log });
     const handle = await createRouter(config, { logger: log, reusePort: workers > 1 });
+    if (accessLog !== null) handle.router.observers.push(accessLog);
+    let admin: AdminServer | null = null;
+    if (observe.admin !== null) {
+      try {
+        admin = startAdmin({ listen: observe.admin, router: handle.router, logger: log });
+      } catch (error) {
+        await handle.stop({ drainTimeout: 0 });
+        accessLog?.close();
+        throw error;
+      }
+    }
     if (isWorker()) exitWithSupervisor(handle, log);
     for (const [index, bound] of handle.listeners.entries()) {
       const listener = config.listeners[index]!;
@@ -63,7 +83,9 @@ export default defineCommand({
       const targets = flags.config ? `backend ${backend.name} (${backend.targets.length} target${backend.targets.length === 1 ? "" : "s"})` : flags.to;
       log.info(`listening on ${bound.address} → ${targets}`);
     }
-    stopOnSignals(handle, log);
+    if (admin !== null) log.info(`admin on ${admin.url} (/metrics, /healthz, /readyz, /status)`);
+    stopOnSignals(handle, log, () => accessLog?.close());
+    reopenOnUser1(accessLog, log);
     reloadOnHangup(handle, log, flags.config);
     await new Promise(() => {}); // serve until a signal
   },
@@ -95,12 +117,44 @@ function reloadOnHangup(handle: RouterHandle, log: Logger, path: string | undefi
   });
 }
 
-/** SIGINT/SIGTERM: stop accepting, drain, exit 0 with a summary. A second signal exits at once. */
-function stopOnSignals(handle: RouterHandle, log: Logger): void {
+/**
+ * `--admin` and `--access-log` override `[admin] listen` and `access_log` of the config file;
+ * "off" turns either off.
+ */
+function observeOptions(flags: { admin?: string; "access-log"?: string }, config: Config): { admin: Address | null; accessLog: string | null } {
+  let admin = config.admin?.listen ?? null;
+  if (flags.admin !== undefined) {
+    try {
+      admin = flags.admin === "off" ? null : parseAddress(flags.admin, true);
+    } catch (error) {
+      if (error instanceof AddressError) throw new UsageError(`--admin: ${error.message}`);
+      throw error;
+    }
+  }
+  const accessLog = flags["access-log"] ?? config.accessLog ?? null;
+  if (accessLog === "") throw new UsageError('--access-log: expected stdout, off or a file path');
+  return { admin, accessLog: accessLog === "off" ? null : accessLog };
+}
+
+/** SIGUSR1 (logrotate's postrotate) reopens the access log file; without one it is ignored. */
+function reopenOnUser1(accessLog: AccessLog | null, log: Logger): void {
+  process.on("SIGUSR1", () => {
+    if (accessLog === null || accessLog.to === "stdout") return void log.info("SIGUSR1: no access log file to reopen");
+    if (accessLog.reopen()) log.info(`SIGUSR1: reopened the access log ${accessLog.to}`);
+  });
+}
+
+/**
+ * SIGINT/SIGTERM: stop accepting, drain, exit 0 with a summary. A second signal exits at once.
+ * `closing` runs just before either exit (it writes the access log's last lines); the admin
+ * listener stays up meanwhile, so /readyz answers 503 while draining.
+ */
+function stopOnSignals(handle: RouterHandle, log: Logger, closing: () => void): void {
   let stopping = false;
   const stop = (signal: string) => {
     if (stopping) {
       log.warn(`${signal} again: exiting now`);
+      closing();
       process.exit(1);
     }
     stopping = true;
@@ -112,6 +166,7 @@ function stopOnSignals(handle: RouterHandle, log: Logger): void {
         `stopped after ${summary.durationMs} ms: ${summary.drained} drained, ${summary.closed} closed at the deadline; ` +
           `${stats.totalSessions} sessions, ${stats.bytesUp} B up, ${stats.bytesDown} B down, ${stats.connectFailures} connect failures`,
       );
+      closing();
       process.exit(0);
     });
   };
