@@ -6,10 +6,13 @@
  *   GET /healthz   200 "ok" while the process runs
  *   GET /readyz    200 "ready" while every listener is bound and the router is not draining,
  *                  503 "draining" from the moment stop() begins
- *   GET /status    the state as JSON (listeners, backends, targets, health, counters)
+ *   GET /status    the state as JSON (listeners, backends, targets, health, counters);
+ *                  `/status?history` adds the totals of each of the last five minutes
  *   GET /          the live status page (status-page.ts), which polls /status
  *
- * The server owns its Metrics observer when it made it: stop() detaches it.
+ * The server keeps one sample of the totals per second (for the page's charts, so they are
+ * full when the page opens). It owns that timer, and its Metrics observer when it made it:
+ * stop() ends both.
  */
 import pkg from "../package.json" with { type: "json" };
 import { formatAddress, parseAddress, type Address } from "./address.ts";
@@ -53,7 +56,22 @@ export interface Status {
   listeners: ListenerStatus[];
   backends: BackendStatus[];
   process: { rssBytes: number; cpuSeconds: number };
+  /** Only with `?history`: one sample per second, oldest first. */
+  history?: HistorySample[];
 }
+
+/** Totals at one moment; rates are the differences between samples. */
+export interface HistorySample {
+  /** ms since the epoch. */
+  t: number;
+  activeSessions: number;
+  totalSessions: number;
+  bytesUp: number;
+  bytesDown: number;
+}
+
+/** Samples kept: five minutes at one a second. */
+const HISTORY_LENGTH = 300;
 
 export interface ListenerStatus {
   name: string;
@@ -140,6 +158,7 @@ export function startAdmin(options: AdminOptions): AdminServer {
   const log = options.logger ?? defaultLogger;
   const owned = options.metrics === undefined;
   const metrics = options.metrics ?? new Metrics(router).attach();
+  const history: HistorySample[] = [];
 
   const fetch = (request: Request): Response => {
     if (request.method !== "GET" && request.method !== "HEAD") {
@@ -156,8 +175,11 @@ export function startAdmin(options: AdminOptions): AdminServer {
         const body = ready ? "ready\n" : router.draining ? "draining\n" : "no listeners\n";
         return new Response(body, { status: ready ? 200 : 503, headers: { "content-type": "text/plain; charset=utf-8", ...NO_STORE } });
       }
-      case "/status":
-        return Response.json(status(router, metrics), { headers: NO_STORE });
+      case "/status": {
+        const body = status(router, metrics);
+        if (new URL(request.url).searchParams.has("history")) body.history = history;
+        return Response.json(body, { headers: NO_STORE });
+      }
       case "/":
         return new Response(STATUS_PAGE, { headers: { "content-type": "text/html; charset=utf-8", ...NO_STORE } });
       default:
@@ -179,6 +201,8 @@ export function startAdmin(options: AdminOptions): AdminServer {
     if (owned) metrics.detach();
     throw new ListenError(`admin: cannot listen on ${formatAddress(address)}: ${bindErrorText(cause)}`);
   }
+  const sampler = setInterval(sample, 1000, router, history);
+  sampler.unref();
   const bound: Address = address.kind === "unix" ? address : { ...address, port: server.port ?? address.port };
   const text = formatAddress(bound);
   return {
@@ -187,10 +211,17 @@ export function startAdmin(options: AdminOptions): AdminServer {
     url: bound.kind === "tcp" ? `http://${text}/` : `unix://${bound.path}`,
     metrics,
     async stop() {
+      clearInterval(sampler);
       if (owned) metrics.detach();
       await server.stop(true);
     },
   };
+}
+
+function sample(router: Router, history: HistorySample[]): void {
+  const { activeSessions, totalSessions, bytesUp, bytesDown } = router.snapshot();
+  history.push({ t: Date.now(), activeSessions, totalSessions, bytesUp, bytesDown });
+  if (history.length > HISTORY_LENGTH) history.shift();
 }
 
 function bindErrorText(error: unknown): string {

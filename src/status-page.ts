@@ -2,8 +2,8 @@
  * The live status page served at `/` by the admin listener: one self-contained HTML document
  * (inline CSS and JS, no external assets, works offline). It polls `status` (relative, so it
  * also works behind a path prefix) every second, fills a table per listener and per backend,
- * and draws the last five minutes of sessions and throughput as inline SVG. History lives in
- * the page: a fresh load starts with empty charts.
+ * and draws the last five minutes of sessions and throughput as inline SVG. The first request
+ * asks for the server's per-second samples (`status?history`), so the charts start full.
  *
  * Cells a test or a script may read carry `data-listener` / `data-backend` / `data-target`
  * on their row and `data-field` on the cell.
@@ -38,6 +38,7 @@ export const STATUS_PAGE = `<!doctype html>
   svg path { fill: none; stroke-width: 2; vector-effect: non-scaling-stroke; }
   svg text { fill: var(--muted); font-size: 10px; }
   .legend span { margin-right: 14px; }
+  .legend .span { float: right; margin-right: 0; }
   .swatch { display: inline-block; width: 10px; height: 10px; border-radius: 2px; margin-right: 4px; vertical-align: -1px; }
   table { width: 100%; border-collapse: collapse; font-variant-numeric: tabular-nums; }
   th, td { text-align: right; padding: 4px 8px; border-bottom: 1px solid var(--line); white-space: nowrap; }
@@ -66,12 +67,12 @@ export const STATUS_PAGE = `<!doctype html>
     <section>
       <h2>Sessions</h2>
       <svg id="chart-sessions" viewBox="0 0 600 160" preserveAspectRatio="none" role="img" aria-label="sessions over the last five minutes"></svg>
-      <div class="legend muted"><span><i class="swatch" style="background:var(--up)"></i>open</span><span><i class="swatch" style="background:var(--down)"></i>new per second</span></div>
+      <div class="legend muted"><span><i class="swatch" style="background:var(--up)"></i>open</span><span><i class="swatch" style="background:var(--down)"></i>new per second</span><span class="span">last 5 minutes</span></div>
     </section>
     <section>
       <h2>Throughput</h2>
       <svg id="chart-bytes" viewBox="0 0 600 160" preserveAspectRatio="none" role="img" aria-label="throughput over the last five minutes"></svg>
-      <div class="legend muted"><span><i class="swatch" style="background:var(--up)"></i>up (client → upstream)</span><span><i class="swatch" style="background:var(--down)"></i>down</span></div>
+      <div class="legend muted"><span><i class="swatch" style="background:var(--up)"></i>up (client → upstream)</span><span><i class="swatch" style="background:var(--down)"></i>down</span><span class="span">last 5 minutes</span></div>
     </section>
   </div>
   <section>
@@ -211,9 +212,26 @@ function niceCeil(v) {
   return 10 * p;
 }
 
+/** Adds one point to the charts from two consecutive totals. */
+function addPoint(t, totals) {
+  if (previous && t > previous.t) {
+    const dt = (t - previous.t) / 1000;
+    history.push({
+      t,
+      active: totals.activeSessions,
+      newPerSec: Math.max(0, (totals.totalSessions - previous.totals.totalSessions) / dt),
+      upPerSec: Math.max(0, (totals.bytesUp - previous.totals.bytesUp) / dt),
+      downPerSec: Math.max(0, (totals.bytesDown - previous.totals.bytesDown) / dt),
+    });
+    while (history.length && history[0].t < t - WINDOW * 1000) history.shift();
+  }
+  previous = { t, totals };
+}
+
 function render(s) {
   const t = Date.parse(s.time);
   const totals = s.totals;
+  for (const sample of s.history || []) if (sample.t < t) addPoint(sample.t, sample);
   const state = $("state");
   state.textContent = s.ready ? "ready" : s.draining ? "draining" : "not ready";
   state.className = "badge " + (s.ready ? "ok" : "bad");
@@ -228,27 +246,18 @@ function render(s) {
   $("total-refused").textContent = count(totals.refused);
   renderListeners(s, t);
   renderBackends(s);
-  if (previous && t > previous.t) {
-    const dt = (t - previous.t) / 1000;
-    history.push({
-      t,
-      active: totals.activeSessions,
-      newPerSec: Math.max(0, (totals.totalSessions - previous.totals.totalSessions) / dt),
-      upPerSec: Math.max(0, (totals.bytesUp - previous.totals.bytesUp) / dt),
-      downPerSec: Math.max(0, (totals.bytesDown - previous.totals.bytesDown) / dt),
-    });
-    while (history.length && history[0].t < t - WINDOW * 1000) history.shift();
-  }
-  previous = { t, totals };
+  addPoint(t, totals);
   const css = getComputedStyle(document.documentElement);
   const up = css.getPropertyValue("--up").trim(), down = css.getPropertyValue("--down").trim();
   chart("chart-sessions", [{ key: "active", color: up }, { key: "newPerSec", color: down }], (v) => count(Math.round(v * 10) / 10));
   chart("chart-bytes", [{ key: "upPerSec", color: up }, { key: "downPerSec", color: down }], (v) => bytes(v) + "/s");
 }
 
+let first = true;
 async function poll() {
   try {
-    const response = await fetch("status", { cache: "no-store" });
+    const response = await fetch(first ? "status?history" : "status", { cache: "no-store" });
+    first = false;
     if (!response.ok) throw new Error("status " + response.status);
     render(await response.json());
     $("error").textContent = "";
