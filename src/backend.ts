@@ -19,6 +19,8 @@ export interface TargetOptions {
   maxConnections?: number;
   /** Used only when no primary target is available. Default false. */
   backup?: boolean;
+  /** The configured address when this target is one address of a hostname (`redis.svc:6379`). Default: the address. */
+  name?: string;
 }
 
 export interface BackendOptions {
@@ -39,10 +41,12 @@ export interface BackendOptions {
  * (sessions on it keep counting in `active`) and updates its settings in place.
  */
 export interface TargetState extends Target {
+  /** The address as configured: `key` for a literal address, the hostname form (`redis.svc:6379`) for a resolved one. */
+  name: string;
   weight: number;
   maxConnections: number;
   backup: boolean;
-  /** Sessions sent to this target since start. */
+  /** Sessions connected to this target since start (failed attempts are in connectFailures). */
   sessions: number;
   connectFailures: number;
 }
@@ -74,15 +78,7 @@ export class Backend {
     this.queueTimeout = options.queueTimeout ?? 0;
     this.balance = options.balance ?? "round-robin";
     this.balancer = previous !== undefined && previous.balance === this.balance ? previous.balancer : createBalancer(this.balance);
-    const kept = new Map(previous?.targets.map((target) => [target.key, target]));
-    this.targets = options.targets.map((target) => {
-      const key = formatAddress(target.address);
-      const state = kept.get(key) ?? { address: target.address, key, weight: 1, maxConnections: 0, backup: false, healthy: true, active: 0, sessions: 0, connectFailures: 0 };
-      state.weight = target.weight ?? 1;
-      state.maxConnections = target.maxConnections ?? 0;
-      state.backup = target.backup ?? false;
-      return state;
-    });
+    this.targets = targetStates(options.targets, previous?.targets ?? []);
     this.healthConfig = options.health ?? null;
     if (previous !== undefined && previous.health !== null && sameHealth(previous.healthConfig, this.healthConfig)) {
       this.health = previous.health;
@@ -94,6 +90,7 @@ export class Backend {
       if (this.health === null) for (const target of this.targets) target.healthy = true; // no checks: healthy until a connect fails
     }
     this.health?.setTargets(this.targets);
+    if (this.health !== null) this.health.onUp = () => this.wake();
     if (previous !== undefined) {
       previous.successor = this;
       this.waiting.push(...previous.waiting.splice(0));
@@ -106,11 +103,20 @@ export class Backend {
    */
   acquire(clientKey: string, exclude: ReadonlySet<Target> | null): TargetState | null {
     const target = this.balancer.pick(this.targets, clientKey, exclude) as TargetState | null;
-    if (target !== null) {
-      target.active++;
-      target.sessions++;
-    }
+    if (target !== null) target.active++;
     return target;
+  }
+
+  /**
+   * Replaces the targets at runtime (DNS discovery): as in a reload, a target whose key stays
+   * keeps its object (health, open sessions, counters) with its settings updated, and a new
+   * one starts healthy. A removed target is no longer picked; sessions on it hold its object
+   * and finish normally. Waiting sessions get a chance at new places.
+   */
+  replaceTargets(targets: TargetOptions[]): void {
+    this.targets = targetStates(targets, this.targets);
+    this.health?.setTargets(this.targets);
+    for (let n = this.waiting.length; n > 0 && this.targets.some(isAvailable); n--) this.waiting.shift()!.dequeued();
   }
 
   /** A session to `target` ended: free its place and let a waiting session in. */
@@ -120,6 +126,11 @@ export class Backend {
     while (backend.successor !== null) backend = backend.successor;
     const next = backend.waiting.shift();
     if (next !== undefined) next.dequeued();
+  }
+
+  /** A target came up: let waiting sessions in while some target is available. */
+  wake(): void {
+    for (let n = this.waiting.length; n > 0 && this.targets.some(isAvailable); n--) this.waiting.shift()!.dequeued();
   }
 
   /** A connect to `target` failed: a passive health check failure. */
@@ -133,8 +144,10 @@ export class Backend {
     return this.targets.some((target) => target.healthy && !isAvailable(target) && (exclude === null || !exclude.has(target)));
   }
 
-  enqueue(session: Session): void {
-    this.waiting.push(session);
+  /** `first`: a woken session that could not use the free place keeps its turn. */
+  enqueue(session: Session, first = false): void {
+    if (first) this.waiting.unshift(session);
+    else this.waiting.push(session);
   }
 
   dequeue(session: Session): void {
@@ -146,6 +159,20 @@ export class Backend {
     this.health?.stop();
     this.health = null;
   }
+}
+
+/** The states of `targets`, reusing the object of each key already in `previous`. */
+function targetStates(targets: readonly TargetOptions[], previous: readonly TargetState[]): TargetState[] {
+  const kept = new Map(previous.map((target) => [target.key, target]));
+  return targets.map((target) => {
+    const key = formatAddress(target.address);
+    const state = kept.get(key) ?? { address: target.address, key, name: key, weight: 1, maxConnections: 0, backup: false, healthy: true, active: 0, sessions: 0, connectFailures: 0 };
+    state.name = target.name ?? key;
+    state.weight = target.weight ?? 1;
+    state.maxConnections = target.maxConnections ?? 0;
+    state.backup = target.backup ?? false;
+    return state;
+  });
 }
 
 function sameHealth(a: HealthConfig | null, b: HealthConfig | null): boolean {

@@ -46,6 +46,8 @@ export interface CheckedTarget {
 }
 
 export class HealthChecker {
+  /** Called when a target is marked up (the backend lets waiting sessions in). */
+  onUp: (() => void) | null = null;
   readonly config: HealthConfig;
   private readonly states = new Map<string, TargetState>();
   private stopped = false;
@@ -125,6 +127,7 @@ export class HealthChecker {
     const name = `backend ${this.backendName}: target ${formatAddress(target.address)}`;
     if (passed) this.log.info(`${name} is up (${needed} passed ${needed === 1 ? "check" : "checks"})`);
     else this.log.info(`${name} is down (${needed} failed ${needed === 1 ? "check" : "checks"}: ${reason})`);
+    if (passed) this.onUp?.();
   }
 }
 

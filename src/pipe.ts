@@ -17,9 +17,9 @@ const COALESCE_BYTES = 64 * 1024;
 
 export class Pipe {
   /** The socket this pipe reads; null until the upstream is connected (for the upstream → client pipe). */
-  from: Socket<Session> | null;
+  from: Socket<any> | null;
   /** The socket this pipe writes; null until the upstream is connected (for the client → upstream pipe). */
-  to: Socket<Session> | null;
+  to: Socket<any> | null;
   /** Bytes read from `from`, whether written yet or not. */
   bytes = 0;
   /** Bytes waiting for `to`: `queue[head..]`. */
@@ -34,8 +34,8 @@ export class Pipe {
 
   constructor(
     private readonly session: Session,
-    from: Socket<Session> | null,
-    to: Socket<Session> | null,
+    from: Socket<any> | null,
+    to: Socket<any> | null,
   ) {
     this.from = from;
     this.to = to;

@@ -32,11 +32,13 @@ export type CloseReason =
 export class Session {
   readonly up: Pipe;
   readonly down: Pipe;
-  upstream: Socket<Session> | null = null;
+  upstream: Socket<Attempt> | null = null;
   /** The backend of the listener when the session started (a reload may change the listener's). */
   backend: Backend;
   /** The target dialled (and counted on) now; null before a pick and after release. */
   target: TargetState | null = null;
+  /** The connect attempt under way or done; an older attempt's socket is dropped. */
+  attempt: Attempt | null = null;
   /** The key of the last target picked ("-" before any), kept for logs after release. */
   targetKey = "-";
   /** performance.now() when the current connect attempt started (kept only when observed). */
@@ -84,11 +86,12 @@ export class Session {
     const target = backend.acquire(this.clientHost, this.tried);
     if (target === null) {
       if (backend.queueTimeout > 0 && backend.full(this.tried)) {
+        const woken = this.queued; // woken but the free place was no use: keep the turn
         if (!this.queued) {
           this.queued = true;
           this.timer = setTimeout(queueTimedOut, backend.queueTimeout, this);
         }
-        return backend.enqueue(this);
+        return backend.enqueue(this, woken);
       }
       this.router.stats.noTarget++;
       const last = this.detail ? ` (last: ${this.detail})` : "";
@@ -104,7 +107,8 @@ export class Session {
     this.targetKey = target.key;
     if (this.router.observers.length > 0) this.dialedAt = performance.now();
     const address = target.address;
-    const options = { socket: upstreamHandlers, data: this, allowHalfOpen: true };
+    this.attempt = new Attempt(this, target);
+    const options = { socket: upstreamHandlers, data: this.attempt, allowHalfOpen: true };
     const pending =
       address.kind === "unix"
         ? Bun.connect({ ...options, unix: address.path })
@@ -119,10 +123,12 @@ export class Session {
     if (!this.closed) this.dial();
   }
 
-  upstreamOpened(socket: Socket<Session>): void {
-    if (this.closed || this.upstream !== null) return void socket.terminate();
+  upstreamOpened(socket: Socket<Attempt>): void {
+    // A connect that opens after its attempt timed out (or after the session ended) is dropped.
+    if (this.closed || this.upstream !== null || socket.data !== this.attempt) return void socket.terminate();
     clearTimeout(this.timer);
     this.upstream = socket;
+    this.attempt.target.sessions++;
     const observers = this.router.observers;
     if (observers.length > 0) {
       const connectMs = performance.now() - this.dialedAt;
@@ -134,8 +140,8 @@ export class Session {
   }
 
   /**
-   * A connect failed. A refused or failed connect is retried on another target while retries
-   * are left; a timeout is not (a late connection could still open).
+   * A connect attempt failed or timed out: retried on another target while retries are left.
+   * A timed-out attempt that opens later is terminated (see upstreamOpened).
    */
   connectFailed(reason: "connect_failed" | "connect_timeout", detail: string): void {
     if (this.closed || this.upstream !== null || this.target === null) return;
@@ -149,7 +155,7 @@ export class Session {
     this.detail = `${target.key} ${detail}`;
     const tried = (this.tried ??= new Set());
     tried.add(target);
-    if (reason === "connect_failed" && tried.size <= backend.retries) {
+    if (tried.size <= backend.retries) {
       this.router.log.debug(`client ${this.clientAddress()} → ${backend.name} ${target.key}: ${detail}, retrying`);
       return this.dial();
     }
@@ -165,7 +171,7 @@ export class Session {
     this.router.stats.noTarget++;
     const backend = this.backend;
     const held = backend.failureLog.allow();
-    if (held >= 0) this.router.log.warn(`client ${this.clientAddress()} → backend ${backend.name}: every target full for ${backend.queueTimeout} ms${heldBack(held)}`);
+    if (held >= 0) this.router.log.warn(`client ${this.clientAddress()} → backend ${backend.name}: no target free for ${backend.queueTimeout} ms${heldBack(held)}`);
     this.close("queue_timeout");
   }
 
@@ -200,7 +206,7 @@ export class Session {
     if (from.done) this.close(this.reason);
   }
 
-  writeFailed(socket: Socket<Session>): void {
+  writeFailed(socket: Socket<unknown>): void {
     this.close("write_error", socket === this.client ? "client write failed" : "upstream write failed");
   }
 
@@ -244,6 +250,14 @@ export class Session {
 
 function ignore(): void {}
 
+/** One connect attempt: the upstream socket's data, so that a late socket of an abandoned attempt is told apart. */
+export class Attempt {
+  constructor(
+    readonly session: Session,
+    readonly target: TargetState,
+  ) {}
+}
+
 function connectTimedOut(session: Session): void {
   session.connectFailed("connect_timeout", `connect timed out after ${session.listener.options.connectTimeout} ms`);
 }
@@ -257,32 +271,33 @@ function errorText(error: Error): string {
   return code ?? error.message;
 }
 
-/** Handlers of upstream sockets (Bun.connect). */
+/** Handlers of upstream sockets (Bun.connect). `socket.data` is the connect attempt. */
 export const upstreamHandlers = {
   binaryType: "buffer" as const,
-  open(socket: Socket<Session>) {
-    socket.data.upstreamOpened(socket);
+  open(socket: Socket<Attempt>) {
+    socket.data.session.upstreamOpened(socket);
   },
-  data(socket: Socket<Session>, chunk: Buffer) {
-    const session = socket.data;
+  data(socket: Socket<Attempt>, chunk: Buffer) {
+    const session = socket.data.session;
     if (session.upstream === socket) session.down.push(chunk);
   },
-  drain(socket: Socket<Session>) {
-    const session = socket.data;
+  drain(socket: Socket<Attempt>) {
+    const session = socket.data.session;
     if (session.upstream === socket) session.up.flush();
   },
-  end(socket: Socket<Session>) {
-    const session = socket.data;
+  end(socket: Socket<Attempt>) {
+    const session = socket.data.session;
     if (session.upstream === socket) session.ended("upstream");
   },
-  close(socket: Socket<Session>, error?: Error) {
-    const session = socket.data;
+  close(socket: Socket<Attempt>, error?: Error) {
+    const session = socket.data.session;
     if (session.upstream === socket) session.socketClosed("upstream", error);
   },
-  connectError(socket: Socket<Session>, error: Error) {
-    socket.data?.connectFailed("connect_failed", errorText(error));
+  connectError(socket: Socket<Attempt>, error: Error) {
+    const attempt = socket.data;
+    if (attempt !== undefined && attempt === attempt.session.attempt) attempt.session.connectFailed("connect_failed", errorText(error));
   },
-  error(socket: Socket<Session>, error: Error) {
-    socket.data?.router.log.debug(`upstream socket error: ${errorText(error)}`);
+  error(socket: Socket<Attempt>, error: Error) {
+    socket.data?.session.router.log.debug(`upstream socket error: ${errorText(error)}`);
   },
 };

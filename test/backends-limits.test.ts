@@ -120,7 +120,7 @@ describe.skipIf(!hasRedis)("max_connections per target", () => {
     expect(fifth.bytesIn).toBe(0);
     expect(await counters.connectionsSince()).toEqual([0, 0]); // it never reached a server
     expect(router.stats()).toMatchObject({ noTarget: 1, activeSessions: 4 });
-    expect(router.matching("every target full")).toEqual([`warn client 127.0.0.1:${sourcePort} → backend redis: every target full for ${QUEUE_TIMEOUT} ms`]);
+    expect(router.matching("no target free")).toEqual([`warn client 127.0.0.1:${sourcePort} → backend redis: no target free for ${QUEUE_TIMEOUT} ms`]);
     // The held sessions are untouched.
     for (const client of held.slice(0, 4)) expect(await client.call("PING")).toBe("PONG");
   }, 30_000);
@@ -156,12 +156,10 @@ describe.skipIf(!hasRedis)("max_connections per target", () => {
     expect(router.stats().noTarget).toBe(0);
   }, 30_000);
 
-  // BUG (open, src/backend.ts): waiting sessions are woken only by `Backend.release()`, never
-  // when a health check marks a target up, so a client waits out its whole queue_timeout and is
-  // closed while a target has had room for it all along. Fix: the health checker tells the
-  // backend when a target comes up, and the backend dials waiting sessions while they find a
-  // place. `.failing` until then: this test passes only while the bug is there.
-  test.failing("a waiting client is served as soon as a down target comes back up", async () => {
+  // Regression: waiting sessions were woken only by `Backend.release()`, never when a health
+  // check marked a target up, so a client waited out its whole queue_timeout. The health
+  // checker now calls the backend's `wake()` on every transition to up.
+  test("a waiting client is served as soon as a down target comes back up", async () => {
     await using redis = await startRedises(2);
     const [a, b] = [redis[0]!, redis[1]!];
     const toml = config(redis, { perTarget: [1, 1], queueTimeout: "3s" }) + '\n[backends.redis.health]\ninterval = "100ms"\nfall = 1\nrise = 1\n';

@@ -282,14 +282,10 @@ describe.skipIf(!hasRedis)("retries", () => {
 });
 
 describe.skipIf(!hasRedis)("retries after a connect timeout", () => {
-  // BUG (open, src/session.ts connectFailed): a connect that times out is never retried
-  // ("a late connection could still open"), so a target whose host is down on a real network
-  // (SYNs unanswered, not refused) makes clients fail even with retries left: here 2 clients of
-  // 4 are closed after connect_timeout. HAProxy retries (and with `option redispatch`
-  // redispatches) on a connect timeout. Fix: retry timeouts too, and ignore a late open of an
-  // abandoned attempt (give each attempt its own socket data, or compare the opened socket with
-  // the one being dialled, and terminate stale ones). `.failing` until then.
-  test.failing("a target whose connects hang is skipped by a retry after connect_timeout", async () => {
+  // Regression: a connect that timed out was never retried, so a target whose host does not
+  // answer SYNs failed clients even with retries left. Each attempt is now the upstream
+  // socket's own data, so a timed-out attempt is retried and its late socket is terminated.
+  test("a target whose connects hang is skipped by a retry after connect_timeout", async () => {
     await using redis = await startRedises(1);
     await using hanging = await unacceptingListener(); // connects to it neither succeed nor fail
     await using router = await startRouter(
