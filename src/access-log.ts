@@ -56,6 +56,10 @@ export class AccessLog implements SessionObserver {
   private readonly timer: ReturnType<typeof setInterval>;
   private readonly log: Logger;
   private lastWarning = 0;
+  /** Listener, backend and target names as written in a text line. */
+  private readonly names = new Map<string, string>();
+  private timeMs = 0;
+  private time = "";
   private done = false;
 
   /** Opens the file (or takes stdout). Throws AccessLogError naming the path. */
@@ -70,11 +74,9 @@ export class AccessLog implements SessionObserver {
 
   /** Observer hook: the session ended. */
   closed(session: Session): void {
-    const backend = session.backend.name;
-    const target = session.targetKey;
+    const now = Date.now();
     const reason = session.reason ?? "client_fin";
-    const ms = Date.now() - session.openedAt;
-    this.add(session.listener, session.clientAddress(), "", backend, target, session.up.bytes, session.down.bytes, ms, reason, session.detail);
+    this.add(now, session.listener, session.clientAddress(), "", session.backend.name, session.targetKey, session.up.bytes, session.down.bytes, now - session.openedAt, reason, session.detail);
   }
 
   /**
@@ -83,10 +85,11 @@ export class AccessLog implements SessionObserver {
    */
   denied(listener: Listener, clientHost: string, clientPort: number, detail = ""): void {
     const client = clientHost === "" ? "unix" : formatHostPort(clientHost, clientPort);
-    this.add(listener, client, "", listener.backend.name, "-", 0, 0, 0, "denied", detail);
+    this.add(Date.now(), listener, client, "", listener.backend.name, "-", 0, 0, 0, "denied", detail);
   }
 
   private add(
+    now: number,
     listener: Listener,
     client: string,
     sni: string,
@@ -99,7 +102,12 @@ export class AccessLog implements SessionObserver {
     detail: string,
   ): void {
     if (this.done) return;
-    const time = new Date().toISOString();
+    if (now !== this.timeMs) {
+      // Sessions that end in the same millisecond share the time text.
+      this.timeMs = now;
+      this.time = new Date(now).toISOString();
+    }
+    const time = this.time;
     const name = listener.options.name;
     let line: string;
     if (this.format === "json") {
@@ -118,13 +126,23 @@ export class AccessLog implements SessionObserver {
       });
     } else {
       line =
-        `time=${time} listener=${value(name)} client=${value(client)} sni=${sni === "" ? "-" : value(sni)} backend=${value(backend)} ` +
-        `target=${value(target)} bytes_up=${up} bytes_down=${down} duration_ms=${ms} reason=${reason}`;
+        // A client address never needs quotes; names and targets are quoted once and kept.
+        `time=${time} listener=${this.quoted(name)} client=${client} sni=${sni === "" ? "-" : value(sni)} backend=${this.quoted(backend)} ` +
+        `target=${this.quoted(target)} bytes_up=${up} bytes_down=${down} duration_ms=${ms} reason=${reason}`;
       if (detail !== "") line += ` detail=${JSON.stringify(detail)}`;
     }
     this.pending += line + "\n";
     this.lines++;
     if (this.pending.length >= FLUSH_CHARS) this.flush();
+  }
+
+  private quoted(text: string): string {
+    let out = this.names.get(text);
+    if (out === undefined) {
+      if (this.names.size >= 10_000) this.names.clear();
+      this.names.set(text, (out = value(text)));
+    }
+    return out;
   }
 
   /** Writes every waiting line. */

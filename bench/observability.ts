@@ -1,0 +1,266 @@
+/**
+ * What observability costs: redis-benchmark through tcprouter with metrics and the access log
+ * off, and on (`--admin` with /metrics scraped every --scrape-ms, `--access-log FILE`), side by
+ * side. Target: "on" loses at most 3 % requests/s.
+ *
+ *   bun run bench/observability.ts [--rounds N] [--requests N] [--only ROW[,ROW]] [--smoke] [--json]
+ *
+ * One dedicated redis-server; one tcprouter instance of each kind for the whole run. Rounds
+ * are interleaved per row (off on, then on off in the next round, so neither always goes
+ * first). Before timing, both pass the PONG and 64 KiB SET/GET check, and "on" must show its
+ * sessions in /metrics and in the access log. After the last round, "on" is stopped (SIGTERM),
+ * and the access log must hold exactly one line per session that /metrics counted.
+ *
+ * Rows: PING -c 50 (50 long connections: the hooks almost never run) and PING -c 50 -k 0 (a
+ * new connection per request: both hooks and one access log line per request, the worst
+ * case).
+ */
+import { readFileSync } from "node:fs";
+import { join } from "node:path";
+import { parseArgs } from "node:util";
+import { ROOT, launch, type Instance } from "./contenders.ts";
+import { collectMeta, headerText } from "./meta.ts";
+import { HOST, freePort } from "./net.ts";
+import { StoppingError, cleanup, isStopping, workDir } from "./procs.ts";
+import { checkRedisPath, runRedisRow, startRedis, type RedisRow } from "./redis.ts";
+import { median, writeResults } from "./table.ts";
+
+const ROWS: RedisRow[] = [
+  { id: "ping", title: "PING -c 50", args: ["-t", "ping_mbulk", "-c", "50"], scale: 1 },
+  { id: "ping-k0", title: "PING -c 50 -k 0 (new conn/req)", args: ["-t", "ping_mbulk", "-c", "50", "-k", "0"], scale: 0.2 },
+];
+const KINDS = ["off", "on"] as const;
+type Kind = (typeof KINDS)[number];
+/** "on" may lose this much at most. */
+const TARGET_RATIO = 0.97;
+
+const HELP = `bun run bench/observability.ts [flags]
+  --rounds N          rounds, interleaved (default 7; smoke 1)
+  --requests N        redis-benchmark -n before the row's scale (default 100000; smoke 2000)
+  --only ROW[,ROW]    ${ROWS.map((row) => row.id).join(",")} (default: all)
+  --scrape-ms N       how often "on" is scraped while it runs (default 1000; Prometheus usually scrapes every 15 s)
+  --tcprouter-cmd CMD command instead of "bun run src/cli.ts", e.g. dist/tcprouter
+  --smoke             tiny counts
+  --json              print the JSON result on stdout (the table goes to stderr)
+`;
+
+function parseFlags() {
+  const { values } = parseArgs({
+    options: {
+      rounds: { type: "string" },
+      requests: { type: "string" },
+      only: { type: "string" },
+      "scrape-ms": { type: "string" },
+      "tcprouter-cmd": { type: "string" },
+      smoke: { type: "boolean", default: false },
+      json: { type: "boolean", default: false },
+      help: { type: "boolean", short: "h", default: false },
+    },
+  });
+  if (values.help) {
+    process.stdout.write(HELP);
+    process.exit(0);
+  }
+  const int = (flag: string, raw: string | undefined, dflt: number, smokeDflt: number) => {
+    if (raw === undefined) return values.smoke ? smokeDflt : dflt;
+    const n = Number(raw);
+    if (!Number.isInteger(n) || n < 1) fail(`--${flag}: expected a positive integer, got "${raw}"`);
+    return n;
+  };
+  const only = values.only?.split(",").map((id) => id.trim()) ?? ROWS.map((row) => row.id);
+  for (const id of only) if (!ROWS.some((row) => row.id === id)) fail(`--only: unknown row "${id}"`);
+  return {
+    rounds: int("rounds", values.rounds, 7, 1),
+    requests: int("requests", values.requests, 100_000, 2_000),
+    scrapeMs: int("scrape-ms", values["scrape-ms"], 1000, 1000),
+    rows: ROWS.filter((row) => only.includes(row.id)),
+    command: values["tcprouter-cmd"] ?? `${Bun.which("bun") ? "bun" : process.execPath} run src/cli.ts`,
+    smoke: values.smoke,
+    json: values.json,
+  };
+}
+
+function fail(message: string): never {
+  process.stderr.write(`bench: ${message}\n`);
+  process.exit(1);
+}
+
+const say = (line: string) => process.stderr.write(`${line}\n`);
+
+interface Running {
+  kind: Kind;
+  instance: Instance;
+  /** "on" only. */
+  adminPort?: number;
+  accessLog?: string;
+}
+
+async function start(kind: Kind, command: string, redisPort: number): Promise<Running> {
+  const port = await freePort();
+  let line = `exec ${command} --listen ${HOST}:${port} --to ${HOST}:${redisPort} --log-level warn`;
+  if (kind === "off") return { kind, instance: await launch(`tcprouter-${kind}`, ["bash", "-c", line], port, ROOT) };
+  const adminPort = await freePort();
+  const accessLog = join(workDir(), "access.log");
+  line += ` --admin ${HOST}:${adminPort} --access-log ${accessLog}`;
+  return { kind, instance: await launch(`tcprouter-${kind}`, ["bash", "-c", line], port, ROOT), adminPort, accessLog };
+}
+
+async function metricsText(adminPort: number): Promise<string> {
+  const response = await fetch(`http://${HOST}:${adminPort}/metrics`);
+  if (response.status !== 200) throw new Error(`/metrics answered ${response.status}`);
+  return response.text();
+}
+
+/** Sessions that ended, from tcprouter_sessions_closed_total (all listeners and reasons). */
+function closedSessions(text: string): number {
+  let sum = 0;
+  for (const match of text.matchAll(/^tcprouter_sessions_closed_total\{[^}]*\} (\d+)$/gm)) sum += Number(match[1]);
+  return sum;
+}
+
+function activeSessions(text: string): number {
+  let sum = 0;
+  for (const match of text.matchAll(/^tcprouter_sessions_active\{[^}]*\} (\d+)$/gm)) sum += Number(match[1]);
+  return sum;
+}
+
+const lineCount = (path: string) => readFileSync(path, "utf8").split("\n").filter((line) => line !== "").length;
+
+async function waitUntil(condition: () => boolean | Promise<boolean>, ms: number, what: string): Promise<void> {
+  const deadline = Date.now() + ms;
+  while (!(await condition())) {
+    if (Date.now() > deadline) throw new Error(`timed out after ${ms} ms waiting for ${what}`);
+    await Bun.sleep(50);
+  }
+}
+
+/** PONG and 64 KiB round trip for both; "on" also shows the check's sessions in /metrics and the log. */
+async function check(running: Running): Promise<void> {
+  await checkRedisPath(running.instance.port, `tcprouter-${running.kind}`);
+  if (running.kind === "off") return;
+  await waitUntil(async () => closedSessions(await metricsText(running.adminPort!)) >= 2, 5000, "the check's sessions in /metrics");
+  await waitUntil(() => lineCount(running.accessLog!) >= 2, 5000, "the check's sessions in the access log");
+}
+
+interface Result {
+  row: string;
+  title: string;
+  off: number[];
+  on: number[];
+  offP50: number[];
+  onP50: number[];
+  errors: string[];
+}
+
+async function main(): Promise<void> {
+  const opts = parseFlags();
+  const meta = await collectMeta([{ name: "tcprouter", version: "", command: opts.command, skip: undefined }], {
+    rounds: opts.rounds,
+    requests: opts.requests,
+    rows: opts.rows.map((row) => row.id),
+    scrapeMs: opts.scrapeMs,
+    off: `${opts.command} --listen … --to … --log-level warn`,
+    on: `… --admin ${HOST}:PORT --access-log FILE (and GET /metrics every ${opts.scrapeMs} ms)`,
+  });
+  delete meta.versions.tcprouter;
+  delete meta.versions.iperf3;
+  say(`bench: observability off vs on, ${opts.rounds} round(s) of ${opts.rows.map((row) => row.id).join(",")}`);
+  const redis = await startRedis();
+  const running: Record<Kind, Running> = { off: await start("off", opts.command, redis.port), on: await start("on", opts.command, redis.port) };
+  for (const kind of KINDS) {
+    await check(running[kind]);
+    say(`check ${kind}: PONG and 64 KiB SET/GET ok${kind === "on" ? "; sessions in /metrics and in the access log" : ""}`);
+  }
+
+  // "on" is scraped while it runs, as Prometheus would (more often than it usually does).
+  let scraping = false;
+  const scrapes = { count: 0, failed: 0 };
+  const scraper = setInterval(() => {
+    if (!scraping) return;
+    metricsText(running.on.adminPort!).then(
+      () => scrapes.count++,
+      () => scrapes.failed++,
+    );
+  }, opts.scrapeMs);
+
+  const results: Result[] = opts.rows.map((row) => ({ row: row.id, title: row.title, off: [], on: [], offP50: [], onP50: [], errors: [] }));
+  for (let round = 0; round < opts.rounds; round++) {
+    const order: Kind[] = round % 2 === 0 ? ["off", "on"] : ["on", "off"];
+    for (const [i, row] of opts.rows.entries()) {
+      for (const kind of order) {
+        const result = results[i]!;
+        scraping = kind === "on";
+        try {
+          const sample = await runRedisRow(row, running[kind].instance.port, redis.port, opts.requests);
+          result[kind].push(sample.rps);
+          result[kind === "off" ? "offP50" : "onP50"].push(sample.p50ms);
+          say(`round ${round + 1}/${opts.rounds}  ${row.id.padEnd(8)} ${kind.padEnd(3)} ${Math.round(sample.rps)} req/s`);
+        } catch (error) {
+          if (error instanceof StoppingError || isStopping()) throw new StoppingError();
+          result.errors.push(`${kind}: ${(error as Error).message.split("\n")[0]}`);
+          say(`round ${round + 1}/${opts.rounds}  ${row.id.padEnd(8)} ${kind.padEnd(3)} FAILED ${(error as Error).message}`);
+        } finally {
+          scraping = false;
+        }
+      }
+    }
+  }
+  clearInterval(scraper);
+
+  // Every session /metrics counted has exactly one access log line once "on" has stopped.
+  await waitUntil(async () => activeSessions(await metricsText(running.on.adminPort!)) === 0, 10_000, "the last sessions to close");
+  const counted = closedSessions(await metricsText(running.on.adminPort!));
+  for (const kind of KINDS) await running[kind].instance.stop();
+  const lines = lineCount(running.on.accessLog!);
+  const consistent = counted === lines;
+
+  const summary = results.map((r) => {
+    const off = median(r.off);
+    const on = median(r.on);
+    const ratio = off !== null && on !== null ? on / off : null;
+    return { ...r, offMedian: off, onMedian: on, ratio, offP50Median: median(r.offP50), onP50Median: median(r.onP50), meetsTarget: ratio !== null && ratio >= TARGET_RATIO };
+  });
+  const table = renderTable(summary);
+  const footer = [
+    `target: on ≥ ${TARGET_RATIO} × off (≤ ${Math.round((1 - TARGET_RATIO) * 100)} % fewer requests/s): ${summary.every((s) => s.meetsTarget) ? "met" : "NOT met"} (${summary.map((s) => `${s.row} ${s.ratio === null ? "-" : s.ratio.toFixed(3)}`).join(", ")})`,
+    `on: ${counted} sessions in /metrics, ${lines} access log lines: ${consistent ? "one line per session" : "MISMATCH"}; ${scrapes.count} scrapes during its runs (${scrapes.failed} failed)`,
+    ...summary.flatMap((s) => s.errors.map((error) => `error: ${s.row} ${error}`)),
+  ].join("\n");
+  const out = opts.json ? process.stderr : process.stdout;
+  out.write(`\n${headerText(meta)}\n\n${table}\n${footer}\n`);
+  const result = { ...meta, suite: "observability", targetRatio: TARGET_RATIO, results: summary, sessionsCounted: counted, accessLogLines: lines, scrapes };
+  if (opts.json) process.stdout.write(`${JSON.stringify(result, null, 2)}\n`);
+  writeResults(result, opts.smoke, "observability");
+  if (!consistent || summary.some((s) => s.offMedian === null || s.onMedian === null)) process.exitCode = 1;
+}
+
+function renderTable(summary: { title: string; offMedian: number | null; onMedian: number | null; ratio: number | null; off: number[]; on: number[]; offP50Median: number | null; onP50Median: number | null }[]): string {
+  const rps = (x: number | null) => (x === null ? "FAILED" : `${Math.round(x).toLocaleString("en-US")} req/s`);
+  const range = (xs: number[]) => (xs.length === 0 ? "-" : `${Math.round(Math.min(...xs)).toLocaleString("en-US")}..${Math.round(Math.max(...xs)).toLocaleString("en-US")}`);
+  const ms = (x: number | null) => (x === null ? "-" : x.toFixed(3));
+  const head = ["row", "off (median)", "on (median)", "on / off", "off min..max", "on min..max", "p50 ms off", "p50 ms on"];
+  const rows = summary.map((s) => [s.title, rps(s.offMedian), rps(s.onMedian), s.ratio === null ? "-" : s.ratio.toFixed(3), range(s.off), range(s.on), ms(s.offP50Median), ms(s.onP50Median)]);
+  const widths = head.map((_, i) => Math.max(...[head, ...rows].map((r) => r[i]!.length)));
+  const fmt = (r: string[]) => r.map((c, i) => (i === 0 ? c.padEnd(widths[i]!) : c.padStart(widths[i]!))).join("  ");
+  return [fmt(head), widths.map((w) => "-".repeat(w)).join("  "), ...rows.map(fmt)].join("\n");
+}
+
+let exiting = false;
+for (const signal of ["SIGINT", "SIGTERM"] as const) {
+  process.on(signal, () => {
+    if (exiting) return;
+    exiting = true;
+    say(`bench: ${signal}, stopping everything it started`);
+    void cleanup().finally(() => process.exit(130));
+  });
+}
+
+try {
+  await main();
+  await cleanup();
+} catch (error) {
+  if (error instanceof StoppingError) await new Promise(() => {});
+  say(`bench: ${(error as Error).stack ?? String(error)}`);
+  await cleanup();
+  process.exit(1);
+}
