@@ -14,6 +14,10 @@
  * Rows: PING -c 50 (50 long connections: the hooks almost never run) and PING -c 50 -k 0 (a
  * new connection per request: both hooks and one access log line per request, the worst
  * case).
+ *
+ * Besides requests/s, each sample records the CPU time tcprouter spent per request (user +
+ * system from /proc, 10 ms ticks): on a small shared machine, where load generator, Redis and
+ * tcprouter share two cores, it moves much less with other load than requests/s does.
  */
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
@@ -21,7 +25,7 @@ import { parseArgs } from "node:util";
 import { ROOT, launch, type Instance } from "./contenders.ts";
 import { collectMeta, headerText } from "./meta.ts";
 import { HOST, freePort } from "./net.ts";
-import { StoppingError, cleanup, isStopping, workDir } from "./procs.ts";
+import { StoppingError, cleanup, descendants, isStopping, workDir } from "./procs.ts";
 import { checkRedisPath, runRedisRow, startRedis, type RedisRow } from "./redis.ts";
 import { median, writeResults } from "./table.ts";
 
@@ -124,6 +128,21 @@ function activeSessions(text: string): number {
   return sum;
 }
 
+/** User + system CPU seconds of a process and its descendants, from /proc (clock ticks of 10 ms). */
+function cpuSeconds(pid: number): number {
+  let ticks = 0;
+  for (const one of [pid, ...descendants(pid)]) {
+    try {
+      const stat = readFileSync(`/proc/${one}/stat`, "utf8");
+      const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+      ticks += Number(fields[11]) + Number(fields[12]); // utime, stime (fields 14 and 15)
+    } catch {
+      // gone
+    }
+  }
+  return ticks / 100;
+}
+
 const lineCount = (path: string) => readFileSync(path, "utf8").split("\n").filter((line) => line !== "").length;
 
 async function waitUntil(condition: () => boolean | Promise<boolean>, ms: number, what: string): Promise<void> {
@@ -149,6 +168,9 @@ interface Result {
   on: number[];
   offP50: number[];
   onP50: number[];
+  /** tcprouter CPU µs per request. */
+  offCpu: number[];
+  onCpu: number[];
   errors: string[];
 }
 
@@ -183,7 +205,7 @@ async function main(): Promise<void> {
     );
   }, opts.scrapeMs);
 
-  const results: Result[] = opts.rows.map((row) => ({ row: row.id, title: row.title, off: [], on: [], offP50: [], onP50: [], errors: [] }));
+  const results: Result[] = opts.rows.map((row) => ({ row: row.id, title: row.title, off: [], on: [], offP50: [], onP50: [], offCpu: [], onCpu: [], errors: [] }));
   for (let round = 0; round < opts.rounds; round++) {
     const order: Kind[] = round % 2 === 0 ? ["off", "on"] : ["on", "off"];
     for (const [i, row] of opts.rows.entries()) {
@@ -191,10 +213,15 @@ async function main(): Promise<void> {
         const result = results[i]!;
         scraping = kind === "on";
         try {
+          const pid = running[kind].instance.pid!;
+          const cpuBefore = cpuSeconds(pid);
           const sample = await runRedisRow(row, running[kind].instance.port, redis.port, opts.requests);
+          const requests = Math.max(100, Math.round(opts.requests * row.scale));
+          const cpu = ((cpuSeconds(pid) - cpuBefore) / requests) * 1e6;
           result[kind].push(sample.rps);
           result[kind === "off" ? "offP50" : "onP50"].push(sample.p50ms);
-          say(`round ${round + 1}/${opts.rounds}  ${row.id.padEnd(8)} ${kind.padEnd(3)} ${Math.round(sample.rps)} req/s`);
+          result[kind === "off" ? "offCpu" : "onCpu"].push(cpu);
+          say(`round ${round + 1}/${opts.rounds}  ${row.id.padEnd(8)} ${kind.padEnd(3)} ${Math.round(sample.rps)} req/s, ${cpu.toFixed(1)} CPU µs/request`);
         } catch (error) {
           if (error instanceof StoppingError || isStopping()) throw new StoppingError();
           result.errors.push(`${kind}: ${(error as Error).message.split("\n")[0]}`);
@@ -218,7 +245,20 @@ async function main(): Promise<void> {
     const off = median(r.off);
     const on = median(r.on);
     const ratio = off !== null && on !== null ? on / off : null;
-    return { ...r, offMedian: off, onMedian: on, ratio, offP50Median: median(r.offP50), onP50Median: median(r.onP50), meetsTarget: ratio !== null && ratio >= TARGET_RATIO };
+    const offCpu = median(r.offCpu);
+    const onCpu = median(r.onCpu);
+    return {
+      ...r,
+      offMedian: off,
+      onMedian: on,
+      ratio,
+      offP50Median: median(r.offP50),
+      onP50Median: median(r.onP50),
+      offCpuMedian: offCpu,
+      onCpuMedian: onCpu,
+      cpuRatio: offCpu && onCpu !== null ? onCpu / offCpu : null,
+      meetsTarget: ratio !== null && ratio >= TARGET_RATIO,
+    };
   });
   const table = renderTable(summary);
   const footer = [
@@ -234,12 +274,38 @@ async function main(): Promise<void> {
   if (!consistent || summary.some((s) => s.offMedian === null || s.onMedian === null)) process.exitCode = 1;
 }
 
-function renderTable(summary: { title: string; offMedian: number | null; onMedian: number | null; ratio: number | null; off: number[]; on: number[]; offP50Median: number | null; onP50Median: number | null }[]): string {
+interface Summary {
+  title: string;
+  offMedian: number | null;
+  onMedian: number | null;
+  ratio: number | null;
+  off: number[];
+  on: number[];
+  offP50Median: number | null;
+  onP50Median: number | null;
+  offCpuMedian: number | null;
+  onCpuMedian: number | null;
+  cpuRatio: number | null;
+}
+
+function renderTable(summary: Summary[]): string {
   const rps = (x: number | null) => (x === null ? "FAILED" : `${Math.round(x).toLocaleString("en-US")} req/s`);
   const range = (xs: number[]) => (xs.length === 0 ? "-" : `${Math.round(Math.min(...xs)).toLocaleString("en-US")}..${Math.round(Math.max(...xs)).toLocaleString("en-US")}`);
   const ms = (x: number | null) => (x === null ? "-" : x.toFixed(3));
-  const head = ["row", "off (median)", "on (median)", "on / off", "off min..max", "on min..max", "p50 ms off", "p50 ms on"];
-  const rows = summary.map((s) => [s.title, rps(s.offMedian), rps(s.onMedian), s.ratio === null ? "-" : s.ratio.toFixed(3), range(s.off), range(s.on), ms(s.offP50Median), ms(s.onP50Median)]);
+  const cpu = (x: number | null) => (x === null ? "-" : x.toFixed(1));
+  const ratio = (x: number | null) => (x === null ? "-" : x.toFixed(3));
+  const head = ["row", "off (median)", "on (median)", "on / off", "off min..max", "on min..max", "p50 ms off / on", "CPU µs/req off / on", "on / off"];
+  const rows = summary.map((s) => [
+    s.title,
+    rps(s.offMedian),
+    rps(s.onMedian),
+    ratio(s.ratio),
+    range(s.off),
+    range(s.on),
+    `${ms(s.offP50Median)} / ${ms(s.onP50Median)}`,
+    `${cpu(s.offCpuMedian)} / ${cpu(s.onCpuMedian)}`,
+    ratio(s.cpuRatio),
+  ]);
   const widths = head.map((_, i) => Math.max(...[head, ...rows].map((r) => r[i]!.length)));
   const fmt = (r: string[]) => r.map((c, i) => (i === 0 ? c.padEnd(widths[i]!) : c.padStart(widths[i]!))).join("  ");
   return [fmt(head), widths.map((w) => "-".repeat(w)).join("  "), ...rows.map(fmt)].join("\n");
