@@ -7,8 +7,13 @@
  * one line in its transform. Relations between sections (references, duplicates) are checked
  * once, in `checkReferences`. The reference with every key is test/fixtures/config/example.toml.
  */
+import { createPrivateKey, X509Certificate, type KeyObject } from "node:crypto";
+import { readFileSync } from "node:fs";
+import { dirname, resolve } from "node:path";
 import * as v from "valibot";
 import { formatAddress, parseAddress, type Address } from "./address.ts";
+import { formatCidr, parseCidr } from "./cidr.ts";
+import { parseServerNamePattern } from "./sni.ts";
 import { BALANCES, DEFAULT_BALANCE, type Balance } from "./balancer.ts";
 import { formatDuration, parseDuration } from "./duration.ts";
 import { HEALTH_DEFAULTS, type HealthConfig } from "./health.ts";
@@ -45,13 +50,75 @@ export interface ListenerConfig {
   /** Unique; defaults to the formatted listen address. */
   name: string;
   listen: Address;
-  /** The name of a backend of `Config.backends`. */
-  backend: string;
+  /**
+   * "tcp" (default): every connection goes to `backend`. "sni": TLS passthrough; the
+   * ClientHello's server name and ALPN pick one of `routes`, else `backend`.
+   */
+  mode: "tcp" | "sni";
+  /**
+   * The name of a backend of `Config.backends`. Always set in tcp mode. In sni mode it is the
+   * default route (no route matched, or no SNI); null = such clients get the TLS alert
+   * unrecognized_name (112) and are closed.
+   */
+  backend: string | null;
+  /** sni mode: the routes in file order (empty in tcp mode). See `RouteConfig`. */
+  routes: RouteConfig[];
+  /** sni mode: ms a client has to send its whole ClientHello; default 10 s, never 0. */
+  helloTimeout: number;
+  /** Every connection starts with a PROXY header (v1 or v2) from a `trusted` address; default false. */
+  acceptProxy: boolean;
+  /** CIDRs (canonical, `127.0.0.1/32`) allowed to send a PROXY header; non-empty iff `acceptProxy`. */
+  trusted: string[];
+  /**
+   * Source ACLs on the client address (the PROXY header's source when `acceptProxy`), as
+   * canonical CIDRs. A client is refused when it is in `deny`, or when `allow` is not empty and
+   * it is in none of `allow`. Empty = no rule. IPv6 ranges match only IPv6 clients.
+   */
+  allow: string[];
+  deny: string[];
+  /** Sessions open at once from one client IP; 0 = no limit. */
+  maxConnectionsPerIp: number;
+  /** New connections per second from one client IP; 0 = no limit. */
+  connectionRatePerIp: number;
+  /** Terminate TLS with this certificate and forward plaintext (tcp mode only); null = no TLS. */
+  tls: ListenerTlsConfig | null;
   /** Sessions open at once on this listener; 0 = no limit. */
   maxConnections: number;
   /** The defaults' values unless overridden on the listener. */
   connectTimeout: number;
   idleTimeout: number;
+}
+
+/**
+ * One SNI route: a client that matches goes to `backend`. At least one of `serverNames` and
+ * `alpn` is non-empty; with both, both must match. Precedence (src/sni.ts): exact name, then
+ * wildcard, then ALPN-only, then the listener's backend; the first listed wins within a kind.
+ * An empty `alpn` means "any protocol" (pass it to `ServerNameRoutes` as undefined).
+ */
+export interface RouteConfig {
+  /** Normalized by `parseServerNamePattern`: lower case, no trailing dot; `*.example.com` = one label. */
+  serverNames: string[];
+  /** ALPN protocol ids (`h2`, `http/1.1`), exact; the client must offer one of them. */
+  alpn: string[];
+  backend: string;
+}
+
+/** Absolute paths (relative ones are taken from the config file's directory), checked at load. */
+export interface ListenerTlsConfig {
+  /** PEM certificate chain, leaf first. */
+  cert: string;
+  /** PEM private key of the leaf certificate (not encrypted). */
+  key: string;
+}
+
+/** How a backend dials its targets over TLS. */
+export interface BackendTlsConfig {
+  /** SNI sent and the name the certificate is verified against; null = the target's host. */
+  serverName: string | null;
+  /** Absolute path of a PEM bundle of trusted CAs; null = the system's. */
+  ca: string | null;
+  /** Close the session when the certificate does not verify; default true. */
+  verify: boolean;
 }
 
 export interface BackendConfig {
@@ -63,6 +130,10 @@ export interface BackendConfig {
   targets: TargetConfig[];
   /** null = no active checks. */
   health: HealthConfig | null;
+  /** A PROXY header sent first on every upstream connection, so targets learn the client's address; null = none. */
+  sendProxy: "v1" | "v2" | null;
+  /** Dial targets over TLS; null = plain TCP. */
+  tls: BackendTlsConfig | null;
 }
 
 export interface TargetConfig {
@@ -88,6 +159,8 @@ export const CONFIG_DEFAULTS = {
   retries: 2,
   weight: 1,
   health: HEALTH_DEFAULTS,
+  /** Real clients send their hello in the first packet; 10 s allows for slow links and retransmits. */
+  helloTimeout: 10_000,
 } as const;
 
 export type ConfigFormat = "toml" | "json";
@@ -125,7 +198,11 @@ export function formatOf(path: string): ConfigFormat {
   throw new ConfigError(path, [`unsupported file type ${extension === "" ? "(no extension)" : `"${extension}"`}: use .toml or .json`]);
 }
 
-/** Parses and validates config text. Pure. Throws ConfigError with every error found. */
+/**
+ * Parses and validates config text. Pure, except that it reads the TLS files the config names
+ * (relative paths are taken from the directory of `source`). Throws ConfigError with every
+ * error found.
+ */
 export function parseConfig(text: string, format: ConfigFormat, source = `config.${format}`): Config {
   let data: unknown;
   try {
@@ -136,14 +213,16 @@ export function parseConfig(text: string, format: ConfigFormat, source = `config
     throw new ConfigError(source, [`${line === null ? "" : `line ${line}: `}not valid ${format.toUpperCase()}: ${message}`]);
   }
   const result = v.safeParse(ConfigSchema, data);
-  if (result.success) return result.output;
-  const errors = result.issues.map((issue) => at(issue.path, issue.message));
-  throw new ConfigError(source, errors);
+  const base = dirname(resolve(source));
+  const fileErrors = checkFiles(data, base).map(({ path, message }) => at(path.map((key) => ({ key })), message));
+  if (result.success && fileErrors.length === 0) return withAbsolutePaths(result.output, base);
+  const errors = result.success ? [] : result.issues.map((issue) => at(issue.path, issue.message));
+  throw new ConfigError(source, [...errors, ...fileErrors]);
 }
 
-/** Things that are allowed but probably a mistake: a backend no listener uses. */
+/** Things that are allowed but probably a mistake: a backend no listener or route uses. */
 export function configWarnings(config: Config): string[] {
-  const used = new Set(config.listeners.map((listener) => listener.backend));
+  const used = new Set(config.listeners.flatMap((listener) => [listener.backend, ...listener.routes.map((route) => route.backend)]));
   return [...config.backends.keys()].filter((name) => !used.has(name)).map((name) => at([{ key: "backends" }, { key: name }], "not used by any listener"));
 }
 
@@ -230,6 +309,57 @@ function table<const E extends v.ObjectEntries>(entries: E, required: { [K in ke
   );
 }
 
+/** CIDR ranges (a bare address is a /32 or /128), kept in canonical form: `"10.0.0.0/8"`. */
+function cidrList(min: 0 | 1, emptyMessage = "") {
+  const list = v.array(
+    v.pipe(v.string(expected('a CIDR range such as "10.0.0.0/8"')), parsedBy((text) => formatCidr(parseCidr(text)))),
+    expected('a list of CIDR ranges such as ["10.0.0.0/8", "::1/128"]'),
+  );
+  return min === 0 ? list : v.pipe(list, v.minLength(1, emptyMessage));
+}
+
+/** `db.example.com` or `*.example.com`, normalized (lower case, no trailing dot). */
+const serverNames = v.pipe(
+  v.array(
+    v.pipe(v.string(expected('a server name such as "db.example.com" or "*.example.com"')), parsedBy(parseServerNamePattern)),
+    expected('a list of server names such as ["db.example.com", "*.example.com"]'),
+  ),
+  v.minLength(1, "expected at least one name (leave server_names out to match by alpn alone)"),
+);
+
+/** RFC 7301 protocol ids as bytes on the wire: printable ASCII, 1-255 of them. */
+const alpnList = v.pipe(
+  v.array(
+    v.pipe(
+      v.string(expected('an ALPN protocol id such as "h2"')),
+      v.regex(/^[\x21-\x7e]{1,255}$/, expected('an ALPN protocol id such as "h2" or "http/1.1" (1-255 printable ASCII characters)')),
+    ),
+    expected('a list of ALPN protocol ids such as ["h2", "http/1.1"]'),
+  ),
+  v.minLength(1, "expected at least one protocol (leave alpn out to match by server name alone)"),
+);
+
+/** A file path; whether it can be read is checked after the schema, in `checkFiles`. */
+const filePath = v.pipe(v.string(expected("a file path")), v.minLength(1, expected("a file path")));
+
+/** The name sent as SNI to a TLS target: a DNS name, no wildcard. */
+const sendServerName = v.pipe(
+  v.string(expected('a server name such as "db.example.com"')),
+  parsedBy((text) => {
+    const name = parseServerNamePattern(text);
+    if (name.startsWith("*.")) throw new Error(`"${text}": a wildcard cannot be sent as a server name`);
+    return name;
+  }),
+);
+
+const sendProxy = v.picklist(["v1", "v2", "off"], (issue) =>
+  typeof issue.input === "string" ? `unknown PROXY protocol version ${describe(issue.input)} (use "v1", "v2" or "off")` : expected('"v1", "v2" or "off"')(issue),
+);
+
+const mode = v.picklist(["tcp", "sni"], (issue) =>
+  typeof issue.input === "string" ? `unknown mode ${describe(issue.input)} (use "tcp" or "sni")` : expected('"tcp" or "sni"')(issue),
+);
+
 // ── Sections ───────────────────────────────────────────────────────────────────────────────
 
 const Defaults = table({
@@ -239,16 +369,43 @@ const Defaults = table({
   queue_timeout: v.optional(duration()),
 });
 
+/** `[[listeners.routes]]`: server_names and/or alpn → backend (checked in `checkListener`). */
+const Route = v.pipe(
+  table(
+    { server_names: v.optional(serverNames), alpn: v.optional(alpnList), backend: name },
+    { backend: "the name of the backend for clients this route matches" },
+    'a table such as { server_names = ["db.example.com"], backend = "db" }',
+  ),
+  v.transform((r): RouteConfig => ({ serverNames: r.server_names ?? [], alpn: r.alpn ?? [], backend: r.backend })),
+);
+
+const ListenerTls = table(
+  { cert: filePath, key: filePath },
+  { cert: "the certificate chain file, PEM", key: "the private key file, PEM" },
+  'a table such as { cert = "cert.pem", key = "key.pem" }',
+);
+
+/** Which keys go with which mode, and `backend` being required in tcp mode, are in `checkListener`. */
 const Listener = table(
   {
     name: v.optional(name),
     listen: address(true),
-    backend: name,
+    mode: v.optional(mode),
+    backend: v.optional(name),
+    routes: v.optional(v.array(Route, expected("an array of tables ([[listeners.routes]])"))),
+    hello_timeout: v.optional(duration(true)),
+    accept_proxy: v.optional(boolean),
+    trusted: v.optional(cidrList(1, 'expected at least one range (the proxies in front, e.g. ["127.0.0.1/32"])')),
+    allow: v.optional(cidrList(0)),
+    deny: v.optional(cidrList(0)),
+    max_connections_per_ip: v.optional(count(0)),
+    connection_rate_per_ip: v.optional(count(0)),
+    tls: v.optional(ListenerTls),
     max_connections: v.optional(count(0)),
     connect_timeout: v.optional(duration()),
     idle_timeout: v.optional(duration()),
   },
-  { listen: 'the address to listen on, e.g. "127.0.0.1:11000"', backend: "the name of the backend to forward to" },
+  { listen: 'the address to listen on, e.g. "127.0.0.1:11000"' },
 );
 
 const TargetTable = v.pipe(
@@ -318,12 +475,24 @@ const balance = v.picklist(BALANCES, (issue) =>
   typeof issue.input === "string" ? `unknown balance ${describe(issue.input)} (use ${BALANCE_LIST})` : expected(BALANCE_LIST)(issue),
 );
 
+/** `tls = {}` dials over TLS, verifying against the system CAs and the target's host name. */
+const BackendTls = v.pipe(
+  table(
+    { servername: v.optional(sendServerName), ca: v.optional(filePath), verify: v.optional(boolean) },
+    {},
+    'a table such as { servername = "db.example.com", ca = "ca.pem" }',
+  ),
+  v.transform((t): BackendTlsConfig => ({ serverName: t.servername ?? null, ca: t.ca ?? null, verify: t.verify ?? true })),
+);
+
 const Backend = table(
   {
     balance: v.optional(balance),
     retries: v.optional(count(0)),
     targets: v.pipe(v.array(Target, expected('a list of targets such as ["127.0.0.1:6379"]')), v.minLength(1, "expected at least one target")),
     health: v.optional(Health),
+    send_proxy: v.optional(sendProxy),
+    tls: v.optional(BackendTls),
   },
   { targets: 'a list of addresses such as ["127.0.0.1:6379"]' },
 );
@@ -361,7 +530,17 @@ const ConfigSchema = v.pipe(
     const listeners = file.listeners.map((l): ListenerConfig => ({
       name: l.name ?? formatAddress(l.listen),
       listen: l.listen,
-      backend: l.backend,
+      mode: l.mode ?? "tcp",
+      backend: l.backend ?? null,
+      routes: l.routes ?? [],
+      helloTimeout: l.hello_timeout ?? CONFIG_DEFAULTS.helloTimeout,
+      acceptProxy: l.accept_proxy ?? false,
+      trusted: l.trusted ?? [],
+      allow: l.allow ?? [],
+      deny: l.deny ?? [],
+      maxConnectionsPerIp: l.max_connections_per_ip ?? 0,
+      connectionRatePerIp: l.connection_rate_per_ip ?? 0,
+      tls: l.tls === undefined ? null : { cert: l.tls.cert, key: l.tls.key },
       maxConnections: l.max_connections ?? CONFIG_DEFAULTS.maxConnections,
       connectTimeout: l.connect_timeout ?? defaults.connectTimeout,
       idleTimeout: l.idle_timeout ?? defaults.idleTimeout,
@@ -374,6 +553,8 @@ const ConfigSchema = v.pipe(
         retries: b.retries ?? CONFIG_DEFAULTS.retries,
         targets: b.targets,
         health: b.health ?? null,
+        sendProxy: b.send_proxy === undefined || b.send_proxy === "off" ? null : b.send_proxy,
+        tls: b.tls ?? null,
       });
     }
     const config: Config = { defaults, listeners, backends };
@@ -431,6 +612,9 @@ function checkReferences(file: unknown, issues: readonly v.BaseIssue<unknown>[])
     if (backends !== null && valid("listeners", i, "backend") && typeof listener.backend === "string" && !Object.hasOwn(backends, listener.backend)) {
       errors.push({ path: ["listeners", i, "backend"], message: `unknown backend "${listener.backend}"` });
     }
+    for (const { path, message } of checkListener(listener, (...path) => valid("listeners", i, ...path), backends)) {
+      errors.push({ path: ["listeners", i, ...path], message });
+    }
   });
 
   if (isRecord(file.admin) && valid("admin", "listen") && isAddress(file.admin.listen)) {
@@ -454,9 +638,119 @@ function checkReferences(file: unknown, issues: readonly v.BaseIssue<unknown>[])
   return errors;
 }
 
+/**
+ * The keys of one listener that go together: `backend` is required in tcp mode; `routes` and
+ * `hello_timeout` are for sni mode, `tls` for tcp mode; `trusted` goes with `accept_proxy`.
+ * Each route matches on something, names a known backend, and can be reached.
+ */
+function checkListener(
+  listener: Record<string, unknown>,
+  valid: (...path: Key[]) => boolean,
+  backends: Record<string, unknown> | null,
+): { path: Key[]; message: string }[] {
+  const errors: { path: Key[]; message: string }[] = [];
+  const has = (key: string) => listener[key] !== undefined;
+  if (valid("mode")) {
+    if (listener.mode === "sni") {
+      if (has("tls")) errors.push({ path: ["tls"], message: 'not allowed with mode = "sni" (SNI passthrough forwards TLS unchanged; to terminate TLS use mode = "tcp")' });
+      const routes = listener.routes;
+      if (!has("backend") && valid("routes") && (!Array.isArray(routes) || routes.length === 0)) {
+        errors.push({ path: ["routes"], message: "missing (an sni listener needs [[listeners.routes]], a backend for the clients no route takes, or both)" });
+      }
+    } else {
+      if (!has("backend")) errors.push({ path: ["backend"], message: "missing (the name of the backend to forward to)" });
+      for (const key of ["routes", "hello_timeout"]) if (has(key)) errors.push({ path: [key], message: 'only for mode = "sni"' });
+    }
+  }
+  if (valid("accept_proxy") && valid("trusted")) {
+    if (listener.accept_proxy === true && !has("trusted")) {
+      errors.push({ path: ["trusted"], message: 'missing (the addresses allowed to send a PROXY header, e.g. ["127.0.0.1/32"])' });
+    } else if (listener.accept_proxy !== true && has("trusted")) {
+      errors.push({ path: ["trusted"], message: "only used with accept_proxy = true" });
+    }
+  }
+  if (!Array.isArray(listener.routes)) return errors;
+  /** Exact names and wildcards already taken by a route with no alpn: a later route cannot get them. */
+  const taken = new Map<string, number>();
+  (listener.routes as unknown[]).forEach((route, j) => {
+    if (!valid("routes", j) || !isRecord(route)) return;
+    const { serverNames, alpn, backend } = route as unknown as RouteConfig;
+    if (serverNames.length === 0 && alpn.length === 0) {
+      errors.push({ path: ["routes", j], message: "expected server_names, alpn or both (the listener's backend takes the clients no route matches)" });
+    }
+    if (backends !== null && !Object.hasOwn(backends, backend)) errors.push({ path: ["routes", j, "backend"], message: `unknown backend "${backend}"` });
+    serverNames.forEach((name, k) => {
+      const first = taken.get(name);
+      if (first !== undefined && first !== j) errors.push({ path: ["routes", j, "server_names", k], message: `"${name}" is already taken by routes[${first}], which matches any alpn` });
+      else if (alpn.length === 0) taken.set(name, j);
+    });
+  });
+  return errors;
+}
+
 /** Two addresses that bind or dial the same thing (hostnames compared without resolving them). */
 function identity(address: Address): string {
   return address.kind === "unix" ? `unix:${address.path}` : formatAddress({ ...address, host: address.host.toLowerCase() });
+}
+
+// ── Files ──────────────────────────────────────────────────────────────────────────────────
+
+/**
+ * The TLS files a config names, read now so that a typo fails `check` and start-up rather than
+ * the first handshake: listener certificates and keys (PEM, the key matching the certificate)
+ * and backend CA bundles (PEM). Runs on the raw file; a value with an error of its own is skipped.
+ */
+function checkFiles(file: unknown, base: string): { path: Key[]; message: string }[] {
+  const errors: { path: Key[]; message: string }[] = [];
+  if (!isRecord(file)) return errors;
+  const path = (value: unknown) => (typeof value === "string" && value !== "" ? resolve(base, value) : null);
+  const listeners = Array.isArray(file.listeners) ? file.listeners : [];
+  listeners.forEach((listener: unknown, i) => {
+    if (!isRecord(listener) || !isRecord(listener.tls)) return;
+    const certPath = path(listener.tls.cert);
+    const keyPath = path(listener.tls.key);
+    const cert = certPath === null ? null : readPem(certPath, "certificate", ["listeners", i, "tls", "cert"], errors);
+    const key = keyPath === null ? null : readPem(keyPath, "private key", ["listeners", i, "tls", "key"], errors);
+    if (cert instanceof X509Certificate && key !== null && !(key instanceof X509Certificate) && !cert.checkPrivateKey(key)) {
+      errors.push({ path: ["listeners", i, "tls", "key"], message: `${keyPath} is not the key of the certificate in ${certPath}` });
+    }
+  });
+  for (const [name, backend] of Object.entries(isRecord(file.backends) ? file.backends : {})) {
+    if (!isRecord(backend) || !isRecord(backend.tls)) continue;
+    const caPath = path(backend.tls.ca);
+    if (caPath !== null) readPem(caPath, "certificate", ["backends", name, "tls", "ca"], errors);
+  }
+  return errors;
+}
+
+function readPem(path: string, kind: "certificate" | "private key", at: Key[], errors: { path: Key[]; message: string }[]): X509Certificate | KeyObject | null {
+  let text: string;
+  try {
+    text = readFileSync(path, "utf8");
+  } catch (error) {
+    const code = (error as NodeJS.ErrnoException).code;
+    const reason = code === "ENOENT" ? "no such file" : code === "EISDIR" ? "is a directory" : code === "EACCES" ? "permission denied" : (error as Error).message;
+    errors.push({ path: at, message: `cannot read ${path}: ${reason}` });
+    return null;
+  }
+  try {
+    return kind === "certificate" ? new X509Certificate(text) : createPrivateKey(text);
+  } catch {
+    const hint = kind === "private key" && text.includes("ENCRYPTED") ? " (encrypted keys are not supported)" : "";
+    errors.push({ path: at, message: `${path} is not a PEM ${kind}${hint}` });
+    return null;
+  }
+}
+
+/** The config with every TLS file path made absolute, relative to `base`. */
+function withAbsolutePaths(config: Config, base: string): Config {
+  for (const listener of config.listeners) {
+    if (listener.tls !== null) listener.tls = { cert: resolve(base, listener.tls.cert), key: resolve(base, listener.tls.key) };
+  }
+  for (const backend of config.backends.values()) {
+    if (backend.tls?.ca != null) backend.tls = { ...backend.tls, ca: resolve(base, backend.tls.ca) };
+  }
+  return config;
 }
 
 // ── Messages ───────────────────────────────────────────────────────────────────────────────

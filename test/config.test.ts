@@ -3,7 +3,17 @@ import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { renderPlan } from "../src/commands/check.ts";
-import { CONFIG_DEFAULTS, ConfigError, configWarnings, loadConfig, parseConfig, type Config, type ConfigFormat } from "../src/config.ts";
+import {
+  CONFIG_DEFAULTS,
+  ConfigError,
+  configWarnings,
+  loadConfig,
+  parseConfig,
+  type BackendConfig,
+  type Config,
+  type ConfigFormat,
+  type ListenerConfig,
+} from "../src/config.ts";
 
 const ROOT = new URL("..", import.meta.url).pathname;
 const FIXTURES = "test/fixtures/config";
@@ -24,6 +34,10 @@ function errorsOf(text: string, format: ConfigFormat = "toml"): string[] {
 const LISTENER = '[[listeners]]\nlisten = "127.0.0.1:11000"\nbackend = "redis"\n';
 const BACKEND = '[backends.redis]\ntargets = ["127.0.0.1:6379"]\n';
 const VALID = LISTENER + BACKEND;
+/** An sni listener with no backend or routes yet. */
+const SNI = '[[listeners]]\nlisten = "127.0.0.1:8443"\nmode = "sni"\n';
+/** The test certificates (test/fixtures/tls/certs/make.sh), as absolute paths. */
+const CERTS = `${ROOT}test/fixtures/tls/certs`;
 
 const BAD: [name: string, text: string, errors: string[]][] = [
   ["an empty file", "", ["listeners: missing (at least one [[listeners]] table)"]],
@@ -190,7 +204,7 @@ const BAD: [name: string, text: string, errors: string[]][] = [
     '[defaults]\nconnect-timeout = "1s"\n[[listeners]]\nlisten = "127.0.0.1:11000"\nbackend = "redis"\nport = 11000\n[backends.redis]\ntargets = [{ address = "127.0.0.1:6379", Weight = 2 }]\n[backends.redis.health]\nexpected = "+PONG"\n',
     [
       'defaults.connect-timeout: unknown key (did you mean "connect_timeout"?)',
-      "listeners[0].port: unknown key (expected one of: name, listen, backend, max_connections, connect_timeout, idle_timeout)",
+      "listeners[0].port: unknown key (expected one of: name, listen, mode, backend, routes, hello_timeout, accept_proxy, trusted, allow, deny, max_connections_per_ip, connection_rate_per_ip, tls, max_connections, connect_timeout, idle_timeout)",
       'backends.redis.targets[0].Weight: unknown key (did you mean "weight"?)',
       'backends.redis.health.expected: unknown key (did you mean "expect"?)',
     ],
@@ -243,7 +257,150 @@ const BAD: [name: string, text: string, errors: string[]][] = [
     'access_log = ""\n' + VALID,
     ['access_log: expected "stdout", "off" or a file path, got ""'],
   ],
-  ["access_log as a number", "access_log = 1\n" + VALID, ['access_log: expected "stdout", "off" or a file path, got 1']],
+  ["access_log as a number", "access_log = 1\n" + VALID, ['access_log: expected "stdout", "off" or a file path, got 1']],  // ── Issue 5: SNI routes, PROXY protocol, ACLs, TLS ──
+  [
+    "an unknown mode",
+    LISTENER + 'mode = "tls"\n' + '[[listeners]]\nlisten = "127.0.0.1:11001"\nbackend = "redis"\nmode = 1\n' + BACKEND,
+    ['listeners[0].mode: unknown mode "tls" (use "tcp" or "sni")', 'listeners[1].mode: expected "tcp" or "sni", got 1'],
+  ],
+  [
+    "routes and hello_timeout on a tcp listener",
+    LISTENER + 'hello_timeout = "1s"\n[[listeners.routes]]\nserver_names = ["a.example.com"]\nbackend = "redis"\n' + BACKEND,
+    ['listeners[0].routes: only for mode = "sni"', 'listeners[0].hello_timeout: only for mode = "sni"'],
+  ],
+  [
+    "an sni listener with neither routes nor a backend",
+    SNI + BACKEND + SNI.replace("8443", "8444") + "routes = []\n",
+    [
+      "listeners[0].routes: missing (an sni listener needs [[listeners.routes]], a backend for the clients no route takes, or both)",
+      "listeners[1].routes: missing (an sni listener needs [[listeners.routes]], a backend for the clients no route takes, or both)",
+    ],
+  ],
+  [
+    "[listeners.routes] written as one table",
+    SNI + '[listeners.routes]\nserver_names = ["a.example.com"]\nbackend = "redis"\n' + BACKEND,
+    ["listeners[0].routes: expected an array of tables ([[listeners.routes]]), got a table"],
+  ],
+  [
+    "routes that match nothing, bad names and protocols, unknown backends",
+    SNI +
+      'backend = "redis"\n' +
+      '[[listeners.routes]]\nbackend = "redis"\n' +
+      '[[listeners.routes]]\nserver_names = ["*", "a.*.example.com", "-a.example.com", "a..example.com"]\nbackend = "redis"\n' +
+      '[[listeners.routes]]\nalpn = ["", "h 2"]\nbackend = "redis"\n' +
+      '[[listeners.routes]]\nserver_names = []\nalpn = []\nbackend = "redis"\n' +
+      '[[listeners.routes]]\nserver_names = ["a.example.com"]\nbackend = "cache"\n' +
+      '[[listeners.routes]]\nserver_names = "a.example.com"\n' +
+      BACKEND,
+    [
+      'listeners[0].routes[1].server_names[0]: "*": a lone "*" matches every name: use a default route',
+      'listeners[0].routes[1].server_names[1]: "a.*.example.com": "*" is only allowed as the whole first label ("*.example.com")',
+      'listeners[0].routes[1].server_names[2]: "-a.example.com": "-a" is not a valid DNS label',
+      'listeners[0].routes[1].server_names[3]: "a..example.com": empty label',
+      'listeners[0].routes[2].alpn[0]: expected an ALPN protocol id such as "h2" or "http/1.1" (1-255 printable ASCII characters), got ""',
+      'listeners[0].routes[2].alpn[1]: expected an ALPN protocol id such as "h2" or "http/1.1" (1-255 printable ASCII characters), got "h 2"',
+      "listeners[0].routes[3].server_names: expected at least one name (leave server_names out to match by alpn alone)",
+      "listeners[0].routes[3].alpn: expected at least one protocol (leave alpn out to match by server name alone)",
+      'listeners[0].routes[5].server_names: expected a list of server names such as ["db.example.com", "*.example.com"], got "a.example.com"',
+      "listeners[0].routes[5].backend: missing (the name of the backend for clients this route matches)",
+      "listeners[0].routes[0]: expected server_names, alpn or both (the listener's backend takes the clients no route matches)",
+      'listeners[0].routes[4].backend: unknown backend "cache"',
+    ],
+  ],
+  [
+    "a name an earlier route without alpn already takes (compared normalized)",
+    SNI +
+      '[[listeners.routes]]\nserver_names = ["DB.example.com.", "*.example.com"]\nbackend = "redis"\n' +
+      '[[listeners.routes]]\nserver_names = ["db.example.com"]\nalpn = ["h2"]\nbackend = "redis"\n' +
+      '[[listeners.routes]]\nserver_names = ["*.example.com", "x.example.com"]\nbackend = "redis"\n' +
+      BACKEND,
+    [
+      'listeners[0].routes[1].server_names[0]: "db.example.com" is already taken by routes[0], which matches any alpn',
+      'listeners[0].routes[2].server_names[0]: "*.example.com" is already taken by routes[0], which matches any alpn',
+    ],
+  ],
+  [
+    "tls on an sni listener",
+    SNI + `backend = "redis"\ntls = { cert = "${CERTS}/db.pem", key = "${CERTS}/db.key" }\n` + BACKEND,
+    ['listeners[0].tls: not allowed with mode = "sni" (SNI passthrough forwards TLS unchanged; to terminate TLS use mode = "tcp")'],
+  ],
+  [
+    "accept_proxy without trusted, trusted without accept_proxy, an empty trusted list",
+    LISTENER +
+      "accept_proxy = true\n" +
+      LISTENER.replace("11000", "11001") +
+      'trusted = ["127.0.0.1"]\n' +
+      LISTENER.replace("11000", "11002") +
+      'accept_proxy = "yes"\ntrusted = []\n' +
+      BACKEND,
+    [
+      'listeners[2].accept_proxy: expected true or false, got "yes"',
+      'listeners[2].trusted: expected at least one range (the proxies in front, e.g. ["127.0.0.1/32"])',
+      'listeners[0].trusted: missing (the addresses allowed to send a PROXY header, e.g. ["127.0.0.1/32"])',
+      "listeners[1].trusted: only used with accept_proxy = true",
+    ],
+  ],
+  [
+    "bad CIDRs in allow, deny and trusted",
+    LISTENER +
+      'allow = ["10.0.0.1/8", "10.0.0.0/33", "fe80::1%eth0", 10, "localhost"]\ndeny = "10.0.0.0/8"\naccept_proxy = true\ntrusted = ["127.0.0.1/32", "::1/129"]\n' +
+      BACKEND,
+    [
+      'listeners[0].trusted[1]: "::1/129": prefix length 129 is out of range (0-128)',
+      'listeners[0].allow[0]: "10.0.0.1/8": host bits are set (did you mean "10.0.0.0/8"?)',
+      'listeners[0].allow[1]: "10.0.0.0/33": prefix length 33 is out of range (0-32)',
+      'listeners[0].allow[2]: "fe80::1%eth0": "fe80::1%eth0" is not an IP address (zone ids are not allowed)',
+      'listeners[0].allow[3]: expected a CIDR range such as "10.0.0.0/8", got 10',
+      'listeners[0].allow[4]: "localhost": "localhost" is not an IP address',
+      'listeners[0].deny: expected a list of CIDR ranges such as ["10.0.0.0/8", "::1/128"], got "10.0.0.0/8"',
+    ],
+  ],
+  [
+    "per-IP limits that are not whole numbers ≥ 0",
+    LISTENER + "max_connections_per_ip = -1\nconnection_rate_per_ip = 0.5\n" + BACKEND,
+    ["listeners[0].max_connections_per_ip: expected a whole number ≥ 0, got -1", "listeners[0].connection_rate_per_ip: expected a whole number ≥ 0, got 0.5"],
+  ],
+  [
+    "listener certificates and keys that are missing, not PEM, or not a pair (read at load)",
+    [
+      `tls = { cert = "${CERTS}/missing.pem", key = "${CERTS}/db.key" }`,
+      `tls = { cert = "${CERTS}/db.key", key = "${CERTS}/db.pem" }`,
+      `tls = { cert = "${CERTS}/db.pem", key = "${CERTS}/web.key" }`,
+      `tls = { cert = "${CERTS}/db.pem" }`,
+      `tls = "${CERTS}/db.pem"`,
+      `tls = { cert = "${CERTS}", key = "", pass = "x" }`,
+    ]
+      .map((tls, i) => LISTENER.replace("11000", String(11000 + i)) + tls + "\n")
+      .join("") + BACKEND,
+    [
+      "listeners[3].tls.key: missing (the private key file, PEM)",
+      `listeners[4].tls: expected a table such as { cert = "cert.pem", key = "key.pem" }, got "${CERTS}/db.pem"`,
+      'listeners[5].tls.key: expected a file path, got ""',
+      "listeners[5].tls.pass: unknown key (expected one of: cert, key)",
+      `listeners[0].tls.cert: cannot read ${CERTS}/missing.pem: no such file`,
+      `listeners[1].tls.cert: ${CERTS}/db.key is not a PEM certificate`,
+      `listeners[1].tls.key: ${CERTS}/db.pem is not a PEM private key`,
+      `listeners[2].tls.key: ${CERTS}/web.key is not the key of the certificate in ${CERTS}/db.pem`,
+      `listeners[5].tls.cert: cannot read ${CERTS}: is a directory`,
+    ],
+  ],
+  [
+    "bad send_proxy and backend tls values; a CA file that is missing or not a certificate",
+    LISTENER +
+      `[backends.redis]\ntargets = ["127.0.0.1:6379"]\nsend_proxy = "v3"\ntls = { servername = "*.example.com", ca = "${CERTS}/missing-ca.pem", verify = "yes" }\n` +
+      `[backends.b]\ntargets = ["127.0.0.1:1"]\nsend_proxy = 2\ntls = { ca = "${CERTS}/db.key", sni = "x" }\n` +
+      '[backends.c]\ntargets = ["127.0.0.1:1"]\ntls = true\n',
+    [
+      'backends.redis.send_proxy: unknown PROXY protocol version "v3" (use "v1", "v2" or "off")',
+      'backends.redis.tls.servername: "*.example.com": a wildcard cannot be sent as a server name',
+      'backends.redis.tls.verify: expected true or false, got "yes"',
+      'backends.b.send_proxy: expected "v1", "v2" or "off", got 2',
+      "backends.b.tls.sni: unknown key (expected one of: servername, ca, verify)",
+      'backends.c.tls: expected a table such as { servername = "db.example.com", ca = "ca.pem" }, got true',
+      `backends.redis.tls.ca: cannot read ${CERTS}/missing-ca.pem: no such file`,
+      `backends.b.tls.ca: ${CERTS}/db.key is not a PEM certificate`,
+    ],
+  ],
 ];
 
 const BAD_JSON: [name: string, text: string, errors: string[]][] = [
@@ -266,12 +423,28 @@ describe("a bad config is rejected with every error, each with its path", () => 
   for (const [name, text, errors] of BAD_JSON) test(name, () => expect(errorsOf(text, "json")).toEqual(errors));
 });
 
+/** The keys of issue 5 (SNI, PROXY, ACLs, TLS) at their defaults. */
+const TCP_LISTENER = {
+  mode: "tcp",
+  routes: [],
+  helloTimeout: 10_000,
+  acceptProxy: false,
+  trusted: [],
+  allow: [],
+  deny: [],
+  maxConnectionsPerIp: 0,
+  connectionRatePerIp: 0,
+  tls: null,
+} as const satisfies Partial<ListenerConfig>;
+const PLAIN_BACKEND = { sendProxy: null, tls: null } as const satisfies Partial<BackendConfig>;
+
 const EXAMPLE: Config = {
   defaults: { connectTimeout: 5000, idleTimeout: 600_000, drainTimeout: 10_000, queueTimeout: 5000 },
   listeners: [
     {
       name: "redis",
       listen: { kind: "tcp", host: "127.0.0.1", port: 11000 },
+      ...TCP_LISTENER,
       backend: "redis",
       maxConnections: 10_000,
       connectTimeout: 5000,
@@ -280,6 +453,7 @@ const EXAMPLE: Config = {
     {
       name: "unix:/tmp/tcprouter-web.sock",
       listen: { kind: "unix", path: "/tmp/tcprouter-web.sock" },
+      ...TCP_LISTENER,
       backend: "web",
       maxConnections: 0,
       connectTimeout: 5000,
@@ -299,6 +473,7 @@ const EXAMPLE: Config = {
           { address: { kind: "tcp", host: "127.0.0.1", port: 6381 }, weight: 1, maxConnections: 0, backup: true },
         ],
         health: { interval: 2000, timeout: 1000, rise: 2, fall: 3, send: bytes("PING\r\n"), expect: bytes("+PONG") },
+        ...PLAIN_BACKEND,
       },
     ],
     [
@@ -312,6 +487,7 @@ const EXAMPLE: Config = {
           { address: { kind: "tcp", host: "::1", port: 8081 }, weight: 1, maxConnections: 0, backup: false },
         ],
         health: { interval: 5000, timeout: 1000, rise: 2, fall: 3, send: null, expect: null },
+        ...PLAIN_BACKEND,
       },
     ],
   ]),
@@ -334,6 +510,7 @@ describe("a valid config resolves to a typed Config", () => {
         {
           name: "127.0.0.1:11000",
           listen: { kind: "tcp", host: "127.0.0.1", port: 11000 },
+          ...TCP_LISTENER,
           backend: "redis",
           maxConnections: 0,
           connectTimeout: 10_000,
@@ -349,6 +526,7 @@ describe("a valid config resolves to a typed Config", () => {
             retries: 2,
             targets: [{ address: { kind: "tcp", host: "127.0.0.1", port: 6379 }, weight: 1, maxConnections: 0, backup: false }],
             health: { interval: 2000, timeout: 1000, rise: 2, fall: 3, send: null, expect: null },
+            ...PLAIN_BACKEND,
           },
         ],
       ]),
@@ -392,6 +570,78 @@ describe("a valid config resolves to a typed Config", () => {
     expect([...config.backends.keys()]).toEqual(["redis", "spare"]);
     expect(configWarnings(config)).toEqual(["backends.spare: not used by any listener"]);
     expect(configWarnings(parseConfig(VALID, "toml"))).toEqual([]);
+  });
+});
+
+describe("issue 5 keys: SNI routes, PROXY protocol, ACLs, TLS", () => {
+  test("the annotated tls example parses to the expected Config; file paths are taken from the config file's directory", async () => {
+    const config = await loadConfig(`${ROOT}${FIXTURES}/tls.toml`);
+    const base = { ...TCP_LISTENER, maxConnections: 0, connectTimeout: 10_000, idleTimeout: 0 };
+    expect(config.listeners).toEqual([
+      {
+        ...base,
+        name: "tls-in",
+        listen: { kind: "tcp", host: "127.0.0.1", port: 8443 },
+        mode: "sni",
+        backend: "web",
+        routes: [
+          { serverNames: ["db.example.com", "*.db.example.com"], alpn: [], backend: "db" },
+          { serverNames: ["api.example.com"], alpn: ["h2"], backend: "h2" },
+          { serverNames: [], alpn: ["h2", "http/1.1"], backend: "web" },
+        ],
+        helloTimeout: 5000,
+        acceptProxy: true,
+        trusted: ["127.0.0.1/32", "::1/128"],
+        allow: ["10.0.0.0/8", "127.0.0.0/8", "::1/128"],
+        deny: ["10.0.0.66/32"],
+        maxConnectionsPerIp: 100,
+        connectionRatePerIp: 20,
+      },
+      {
+        ...base,
+        name: "127.0.0.1:6380",
+        listen: { kind: "tcp", host: "127.0.0.1", port: 6380 },
+        backend: "redis-tls",
+        tls: { cert: `${CERTS}/localhost.pem`, key: `${CERTS}/localhost.key` },
+      },
+    ]);
+    const backends = [...config.backends.values()].map(({ name, sendProxy, tls }) => ({ name, sendProxy, tls }));
+    expect(backends).toEqual([
+      { name: "db", sendProxy: "v2", tls: null },
+      { name: "h2", sendProxy: null, tls: null },
+      { name: "web", sendProxy: "v1", tls: null },
+      { name: "redis-tls", sendProxy: null, tls: { serverName: "upstream.test", ca: `${CERTS}/ca.pem`, verify: true } },
+    ]);
+    expect(configWarnings(config)).toEqual([]);
+  });
+
+  test("an sni listener may have no backend (null: no default route); tls = {} and send_proxy = \"off\" take the defaults", () => {
+    const config = parseConfig(
+      SNI + '[[listeners.routes]]\nalpn = ["h2"]\nbackend = "redis"\n[backends.redis]\ntargets = ["127.0.0.1:6379"]\nsend_proxy = "off"\ntls = {}\n',
+      "toml",
+    );
+    const [listener] = config.listeners;
+    expect([listener!.mode, listener!.backend, listener!.routes, listener!.helloTimeout]).toEqual(["sni", null, [{ serverNames: [], alpn: ["h2"], backend: "redis" }], 10_000]);
+    expect(config.backends.get("redis")!.sendProxy).toBeNull();
+    expect(config.backends.get("redis")!.tls).toEqual({ serverName: null, ca: null, verify: true });
+    expect(configWarnings(config)).toEqual([]);
+  });
+
+  test("server names are normalized, CIDRs made canonical, relative paths resolved against the source's directory", () => {
+    const text =
+      SNI +
+      'backend = "redis"\nallow = ["10.1.0.0/16", " 127.0.0.1", "::ffff:10.0.0.0/104", "2001:DB8::/32"]\n' +
+      '[[listeners.routes]]\nserver_names = ["DB.Example.COM.", "*.Apps.example.com"]\nbackend = "redis"\n' +
+      '[backends.redis]\ntargets = ["127.0.0.1:6379"]\ntls = { servername = "Upstream.Test.", ca = "certs/ca.pem", verify = false }\n';
+    const config = parseConfig(text, "toml", `${ROOT}test/fixtures/tls/tcprouter.toml`);
+    expect(config.listeners[0]!.allow).toEqual(["10.1.0.0/16", "127.0.0.1/32", "10.0.0.0/8", "2001:db8::/32"]);
+    expect(config.listeners[0]!.routes[0]!.serverNames).toEqual(["db.example.com", "*.apps.example.com"]);
+    expect(config.backends.get("redis")!.tls).toEqual({ serverName: "upstream.test", ca: `${CERTS}/ca.pem`, verify: false });
+  });
+
+  test("a backend used only by a route is not reported unused", () => {
+    const config = parseConfig(SNI + '[[listeners.routes]]\nserver_names = ["a.example.com"]\nbackend = "redis"\n' + BACKEND + '[backends.spare]\ntargets = ["127.0.0.1:1"]\n', "toml");
+    expect(configWarnings(config)).toEqual(["backends.spare: not used by any listener"]);
   });
 });
 
@@ -446,6 +696,32 @@ test("the plan lists each listener with its backend and targets", () => {
   expect(renderPlan(parseConfig(VALID, "toml")).split("\n")[1]).toBe("listener 127.0.0.1:11000 → backend redis (round-robin, retries 2, no health checks)");
 });
 
+const TLS_PLAN = `defaults: connect_timeout 10s, idle_timeout off, drain_timeout 10s, queue_timeout 5s
+listener tls-in 127.0.0.1:8443 (sni, hello_timeout 5s, accept_proxy from 127.0.0.1/32 ::1/128, allow 10.0.0.0/8 127.0.0.0/8 ::1/128, deny 10.0.0.66/32, max_connections_per_ip 100, connection_rate_per_ip 20/s)
+  route db.example.com *.db.example.com → backend db (round-robin, retries 2, no health checks, send_proxy v2)
+    127.0.0.1:5432 weight 1
+  route api.example.com alpn h2 → backend h2 (round-robin, retries 2, no health checks)
+    127.0.0.1:8081 weight 1
+  route alpn h2 http/1.1 → backend web (round-robin, retries 2, no health checks, send_proxy v1)
+    127.0.0.1:8080 weight 1
+  default → backend web (round-robin, retries 2, no health checks, send_proxy v1)
+    127.0.0.1:8080 weight 1
+listener 127.0.0.1:6380 (tls ${CERTS}/localhost.pem) → backend redis-tls (round-robin, retries 2, no health checks, tls verifying upstream.test against ${CERTS}/ca.pem)
+  127.0.0.1:6379 weight 1
+`;
+
+test("the plan of an sni listener has a line per route and one for the default, each with its backend's targets", async () => {
+  expect(renderPlan(await loadConfig(`${ROOT}${FIXTURES}/tls.toml`))).toBe(TLS_PLAN);
+  const noDefault = parseConfig(SNI + '[[listeners.routes]]\nalpn = ["h2"]\nbackend = "redis"\n[backends.redis]\ntargets = ["127.0.0.1:6379"]\ntls = { verify = false }\n', "toml");
+  expect(renderPlan(noDefault).split("\n").slice(1)).toEqual([
+    "listener 127.0.0.1:8443 (sni)",
+    "  route alpn h2 → backend redis (round-robin, retries 2, no health checks, tls to the target's host without verification)",
+    "    127.0.0.1:6379 weight 1",
+    "  default: none (other clients get the TLS alert unrecognized_name)",
+    "",
+  ]);
+});
+
 /** `bun run src/cli.ts check ...`, to completion. */
 async function check(...args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
   const proc = Bun.spawn([process.execPath, "run", "src/cli.ts", "check", ...args], {
@@ -463,6 +739,10 @@ describe("tcprouter check", () => {
   test("prints the plan of a valid file and exits 0", async () => {
     expect(await check("--config", `${FIXTURES}/example.toml`)).toEqual({ code: 0, stdout: PLAN, stderr: "" });
     expect(await check("-c", `${FIXTURES}/example.json`)).toEqual({ code: 0, stdout: PLAN, stderr: "" });
+  });
+
+  test("prints the plan of the tls example, whose certificate paths are relative to the file", async () => {
+    expect(await check("--config", `${FIXTURES}/tls.toml`)).toEqual({ code: 0, stdout: TLS_PLAN, stderr: "" });
   });
 
   test("prints every error of an invalid file on stderr, prefixed by the file name, and exits 1", async () => {

@@ -9,7 +9,7 @@
  */
 import { defineCommand } from "citty";
 import { formatAddress } from "../address.ts";
-import { ConfigError, configWarnings, loadConfig, type BackendConfig, type Config, type ListenerConfig } from "../config.ts";
+import { CONFIG_DEFAULTS, ConfigError, configWarnings, loadConfig, type BackendConfig, type Config, type ListenerConfig, type TargetConfig } from "../config.ts";
 import { formatDuration } from "../duration.ts";
 import { UsageError } from "./args.ts";
 
@@ -39,7 +39,8 @@ export default defineCommand({
 /**
  * One line for the defaults, then per listener its backend and the backend's targets:
  * `listener redis 127.0.0.1:11000 → backend redis (least-conn, retries 2, health: send/expect every 2s)`.
- * A listener's own values are shown where they differ from the defaults.
+ * An sni listener has one line per route and one for its default, each followed by the
+ * backend's targets. A listener's own values are shown where they differ from the defaults.
  */
 export function renderPlan(config: Config): string {
   const d = config.defaults;
@@ -47,31 +48,66 @@ export function renderPlan(config: Config): string {
     `defaults: connect_timeout ${formatDuration(d.connectTimeout)}, idle_timeout ${formatDuration(d.idleTimeout)}, ` +
       `drain_timeout ${formatDuration(d.drainTimeout)}, queue_timeout ${formatDuration(d.queueTimeout)}`,
   ];
+  const backendLines = (name: string, indent: string) => {
+    const backend = config.backends.get(name)!;
+    const header = `backend ${backend.name} (${describeBackend(backend)})`;
+    return [header, ...backend.targets.map((target) => `${indent}${describeTarget(target)}`)];
+  };
   for (const listener of config.listeners) {
-    const backend = config.backends.get(listener.backend)!;
-    lines.push(`${describeListener(listener, config)} → backend ${backend.name} (${describeBackend(backend)})`);
-    for (const target of backend.targets) {
-      const parts = [formatAddress(target.address)];
-      if (!target.backup || target.weight !== 1) parts.push(`weight ${target.weight}`);
-      if (target.maxConnections > 0) parts.push(`max_connections ${target.maxConnections}`);
-      if (target.backup) parts.push("backup");
-      lines.push(`  ${parts.join(" ")}`);
+    if (listener.mode === "tcp") {
+      const [header, ...targets] = backendLines(listener.backend!, "  ");
+      lines.push(`${describeListener(listener, config)} → ${header}`, ...targets);
+      continue;
+    }
+    lines.push(describeListener(listener, config));
+    for (const route of listener.routes) {
+      const match = [...route.serverNames, ...(route.alpn.length > 0 ? ["alpn", ...route.alpn] : [])].join(" ");
+      const [header, ...targets] = backendLines(route.backend, "    ");
+      lines.push(`  route ${match} → ${header}`, ...targets);
+    }
+    if (listener.backend === null) {
+      lines.push("  default: none (other clients get the TLS alert unrecognized_name)");
+    } else {
+      const [header, ...targets] = backendLines(listener.backend, "    ");
+      lines.push(`  default → ${header}`, ...targets);
     }
   }
   return lines.join("\n") + "\n";
 }
 
+function describeTarget(target: TargetConfig): string {
+  const parts = [formatAddress(target.address)];
+  if (!target.backup || target.weight !== 1) parts.push(`weight ${target.weight}`);
+  if (target.maxConnections > 0) parts.push(`max_connections ${target.maxConnections}`);
+  if (target.backup) parts.push("backup");
+  return parts.join(" ");
+}
+
 function describeListener(listener: ListenerConfig, config: Config): string {
   const address = formatAddress(listener.listen);
   const own: string[] = [];
+  if (listener.mode === "sni") own.push("sni");
+  if (listener.mode === "sni" && listener.helloTimeout !== CONFIG_DEFAULTS.helloTimeout) own.push(`hello_timeout ${formatDuration(listener.helloTimeout)}`);
+  if (listener.tls !== null) own.push(`tls ${listener.tls.cert}`);
+  if (listener.acceptProxy) own.push(`accept_proxy from ${listener.trusted.join(" ")}`);
+  if (listener.allow.length > 0) own.push(`allow ${listener.allow.join(" ")}`);
+  if (listener.deny.length > 0) own.push(`deny ${listener.deny.join(" ")}`);
   if (listener.maxConnections > 0) own.push(`max_connections ${listener.maxConnections}`);
+  if (listener.maxConnectionsPerIp > 0) own.push(`max_connections_per_ip ${listener.maxConnectionsPerIp}`);
+  if (listener.connectionRatePerIp > 0) own.push(`connection_rate_per_ip ${listener.connectionRatePerIp}/s`);
   if (listener.connectTimeout !== config.defaults.connectTimeout) own.push(`connect_timeout ${formatDuration(listener.connectTimeout)}`);
   if (listener.idleTimeout !== config.defaults.idleTimeout) own.push(`idle_timeout ${formatDuration(listener.idleTimeout)}`);
   return `listener ${listener.name === address ? "" : `${listener.name} `}${address}${own.length > 0 ? ` (${own.join(", ")})` : ""}`;
 }
 
 function describeBackend(backend: BackendConfig): string {
-  const { health } = backend;
+  const { health, tls } = backend;
   const kind = health === null ? null : health.send !== null ? "send/expect" : health.expect !== null ? "expect" : "connect";
-  return `${backend.balance}, retries ${backend.retries}, ${health === null ? "no health checks" : `health: ${kind} every ${formatDuration(health.interval)}`}`;
+  const parts = [`${backend.balance}`, `retries ${backend.retries}`, health === null ? "no health checks" : `health: ${kind} every ${formatDuration(health.interval)}`];
+  if (backend.sendProxy !== null) parts.push(`send_proxy ${backend.sendProxy}`);
+  if (tls !== null) {
+    const name = tls.serverName ?? "the target's host";
+    parts.push(tls.verify ? `tls verifying ${name} against ${tls.ca ?? "the system CAs"}` : `tls to ${name} without verification`);
+  }
+  return parts.join(", ");
 }

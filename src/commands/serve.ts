@@ -79,9 +79,11 @@ export default defineCommand({
     if (isWorker()) exitWithSupervisor(handle, log);
     for (const [index, bound] of handle.listeners.entries()) {
       const listener = config.listeners[index]!;
-      const backend = config.backends.get(listener.backend)!;
-      const targets = flags.config ? `backend ${backend.name} (${backend.targets.length} target${backend.targets.length === 1 ? "" : "s"})` : flags.to;
-      log.info(`listening on ${bound.address} → ${targets}`);
+      const backend = listener.backend === null ? null : config.backends.get(listener.backend)!;
+      const targets = backend === null ? "" : `backend ${backend.name} (${backend.targets.length} target${backend.targets.length === 1 ? "" : "s"})`;
+      const routes = listener.routes.length === 0 ? "" : `${listener.routes.length} route${listener.routes.length === 1 ? "" : "s"}`;
+      const to = !flags.config ? flags.to : listener.mode === "tcp" ? targets : `${routes}${routes && targets ? ", default " : ""}${targets}`;
+      log.info(`listening on ${bound.address}${listener.mode === "sni" ? " (sni)" : ""} → ${to}`);
     }
     if (admin !== null) log.info(`admin on ${admin.url} (/metrics, /healthz, /readyz, /status)`);
     stopOnSignals(handle, log, () => accessLog?.close());
