@@ -76,7 +76,7 @@ export class AccessLog implements SessionObserver {
   closed(session: Session): void {
     const now = Date.now();
     const reason = session.reason ?? "client_fin";
-    this.add(now, session.listener, session.clientAddress(), "", session.backend.name, session.targetKey, session.up.bytes, session.down.bytes, now - session.openedAt, reason, session.detail);
+    this.add(now, session.listener, session.clientAddress(), session.sni, session.backend.name, session.targetKey, session.up.bytes, session.down.bytes, now - session.openedAt, reason, session.detail);
   }
 
   /**
@@ -85,7 +85,7 @@ export class AccessLog implements SessionObserver {
    */
   denied(listener: Listener, clientHost: string, clientPort: number, detail = ""): void {
     const client = clientHost === "" ? "unix" : formatHostPort(clientHost, clientPort);
-    this.add(Date.now(), listener, client, "", listener.backend.name, "-", 0, 0, 0, "denied", detail);
+    this.add(Date.now(), listener, client, "", listener.backend?.name ?? "-", "-", 0, 0, 0, "denied", detail);
   }
 
   private add(

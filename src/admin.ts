@@ -125,7 +125,7 @@ export function status(router: Router, metrics: Metrics): Status {
     listeners: router.listeners.map((listener) => ({
       name: listener.options.name,
       address: formatAddress(listener.address),
-      backend: listener.backend.name,
+      backend: listener.backend?.name ?? "-",
       active: listener.active,
       accepted: listener.accepted,
       refused: listener.refused,

@@ -5,10 +5,11 @@
  * The backend owns its target objects: the balancer reads them, the health checker sets
  * `healthy`, and sessions count themselves in `active` through `acquire`/`release`.
  */
+import { readFileSync } from "node:fs";
 import { formatAddress, type Address } from "./address.ts";
 import { createBalancer, isAvailable, type Balance, type Balancer, type Target } from "./balancer.ts";
 import { HealthChecker, type HealthConfig } from "./health.ts";
-import { LogLimiter, type Logger } from "./log.ts";
+import { defaultLogger, LogLimiter, type Logger } from "./log.ts";
 import type { Session } from "./session.ts";
 
 export interface TargetOptions {
@@ -34,6 +35,17 @@ export interface BackendOptions {
   health?: HealthConfig | null;
   /** How long a session waits when every target is full; 0 (default) = closed at once. */
   queueTimeout?: number;
+  /** Send a PROXY protocol header to targets. Default null (none). */
+  sendProxy?: "v1" | "v2" | null;
+  /** Dial targets over TLS. Default null (plain TCP). */
+  tls?: { serverName: string | null; ca: string | null; verify: boolean } | null;
+}
+
+/** TLS options for Bun.connect, built once per backend. */
+export interface UpstreamTls {
+  serverName?: string;
+  ca?: string;
+  rejectUnauthorized: boolean;
 }
 
 /**
@@ -55,6 +67,8 @@ export class Backend {
   readonly name: string;
   readonly retries: number;
   readonly queueTimeout: number;
+  readonly sendProxy: "v1" | "v2" | null;
+  readonly tls: UpstreamTls | null;
   targets: TargetState[];
   /** Connect failures and "no target" lines of this backend: one per second, with a count. */
   readonly failureLog = new LogLimiter();
@@ -76,6 +90,16 @@ export class Backend {
     this.name = options.name;
     this.retries = options.retries ?? 0;
     this.queueTimeout = options.queueTimeout ?? 0;
+    this.sendProxy = options.sendProxy ?? null;
+    const tls = options.tls ?? null;
+    this.tls =
+      tls === null
+        ? null
+        : {
+            ...(tls.serverName ? { serverName: tls.serverName } : {}),
+            ...(tls.ca ? { ca: readFileSync(tls.ca, "utf8") } : {}),
+            rejectUnauthorized: tls.verify,
+          };
     this.balance = options.balance ?? "round-robin";
     this.balancer = previous !== undefined && previous.balance === this.balance ? previous.balancer : createBalancer(this.balance);
     this.targets = targetStates(options.targets, previous?.targets ?? []);
@@ -116,7 +140,7 @@ export class Backend {
   replaceTargets(targets: TargetOptions[]): void {
     this.targets = targetStates(targets, this.targets);
     this.health?.setTargets(this.targets);
-    for (let n = this.waiting.length; n > 0 && this.targets.some(isAvailable); n--) this.waiting.shift()!.dequeued();
+    this.wake();
   }
 
   /** A session to `target` ended: free its place and let a waiting session in. */
@@ -180,3 +204,6 @@ function sameHealth(a: HealthConfig | null, b: HealthConfig | null): boolean {
   const bytes = (x: Uint8Array | null, y: Uint8Array | null) => (x === null || y === null ? x === y : Buffer.from(x).equals(Buffer.from(y)));
   return a.interval === b.interval && a.timeout === b.timeout && a.rise === b.rise && a.fall === b.fall && bytes(a.send, b.send) && bytes(a.expect, b.expect);
 }
+
+/** The backend of a session not routed yet (an SNI listener without a default route): no targets. */
+export const NO_BACKEND = new Backend({ name: "-", targets: [] }, defaultLogger);

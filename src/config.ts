@@ -18,6 +18,7 @@ import { BALANCES, DEFAULT_BALANCE, type Balance } from "./balancer.ts";
 import { formatDuration, parseDuration } from "./duration.ts";
 import { HEALTH_DEFAULTS, type HealthConfig } from "./health.ts";
 import { DEFAULTS } from "./router.ts";
+import { DISCOVERY_DEFAULTS, parseDnsServer } from "./discovery.ts";
 
 export type { Balance, HealthConfig };
 
@@ -30,6 +31,8 @@ export interface Config {
   admin?: AdminConfig;
   /** `"stdout"` or a file path: one line per session; absent = off. */
   accessLog?: string;
+  /** DNS servers (`ip:port`) that hostname targets are looked up with; absent = the system resolver. */
+  dnsServers?: string[];
 }
 
 export interface AdminConfig {
@@ -134,6 +137,8 @@ export interface BackendConfig {
   sendProxy: "v1" | "v2" | null;
   /** Dial targets over TLS; null = plain TCP. */
   tls: BackendTlsConfig | null;
+  /** ms between two lookups of a hostname target (or its TTL when shorter), ≥ 1000. Absent = 30 s; parseConfig always sets it. */
+  resolveInterval?: number;
 }
 
 export interface TargetConfig {
@@ -159,6 +164,7 @@ export const CONFIG_DEFAULTS = {
   retries: 2,
   weight: 1,
   health: HEALTH_DEFAULTS,
+  resolveInterval: DISCOVERY_DEFAULTS.resolveInterval,
   /** Real clients send their hello in the first packet; 10 s allows for slow links and retransmits. */
   helloTimeout: 10_000,
 } as const;
@@ -309,6 +315,21 @@ function table<const E extends v.ObjectEntries>(entries: E, required: { [K in ke
   );
 }
 
+/** At least 1s: no name is looked up more often than that, whatever its TTL. */
+const resolveInterval = v.pipe(
+  duration(true),
+  v.minValue(DISCOVERY_DEFAULTS.minInterval, (issue) => `expected at least ${formatDuration(DISCOVERY_DEFAULTS.minInterval)}, got "${formatDuration(Number(issue.input))}"`),
+);
+
+/** IP addresses with an optional port: `"10.0.0.2"`, `"127.0.0.1:5353"`, `"[::1]:53"`. */
+const dnsServers = v.pipe(
+  v.array(
+    v.pipe(v.string(expected('a DNS server address such as "127.0.0.1:53"')), parsedBy(parseDnsServer)),
+    expected('a list of DNS servers such as ["127.0.0.1:53"]'),
+  ),
+  v.minLength(1, "expected at least one server (leave dns_servers out to use the system resolver)"),
+);
+
 /** CIDR ranges (a bare address is a /32 or /128), kept in canonical form: `"10.0.0.0/8"`. */
 function cidrList(min: 0 | 1, emptyMessage = "") {
   const list = v.array(
@@ -367,6 +388,7 @@ const Defaults = table({
   idle_timeout: v.optional(duration()),
   drain_timeout: v.optional(duration()),
   queue_timeout: v.optional(duration()),
+  resolve_interval: v.optional(resolveInterval),
 });
 
 /** `[[listeners.routes]]`: server_names and/or alpn → backend (checked in `checkListener`). */
@@ -491,6 +513,7 @@ const Backend = table(
     retries: v.optional(count(0)),
     targets: v.pipe(v.array(Target, expected('a list of targets such as ["127.0.0.1:6379"]')), v.minLength(1, "expected at least one target")),
     health: v.optional(Health),
+    resolve_interval: v.optional(resolveInterval),
     send_proxy: v.optional(sendProxy),
     tls: v.optional(BackendTls),
   },
@@ -508,6 +531,7 @@ const ConfigSchema = v.pipe(
       access_log: v.optional(accessLog),
       admin: v.optional(Admin),
       defaults: v.optional(Defaults),
+      dns_servers: v.optional(dnsServers),
       listeners: v.pipe(v.array(Listener, expected("an array of tables ([[listeners]])")), v.minLength(1, "expected at least one listener")),
       backends: v.optional(v.pipe(v.custom<Record<string, unknown>>(isRecord, expected("a table of backends ([backends.NAME])")), v.record(name, Backend))),
     },
@@ -553,6 +577,7 @@ const ConfigSchema = v.pipe(
         retries: b.retries ?? CONFIG_DEFAULTS.retries,
         targets: b.targets,
         health: b.health ?? null,
+        resolveInterval: b.resolve_interval ?? d?.resolve_interval ?? CONFIG_DEFAULTS.resolveInterval,
         sendProxy: b.send_proxy === undefined || b.send_proxy === "off" ? null : b.send_proxy,
         tls: b.tls ?? null,
       });
@@ -560,6 +585,7 @@ const ConfigSchema = v.pipe(
     const config: Config = { defaults, listeners, backends };
     if (file.admin !== undefined) config.admin = { listen: file.admin.listen };
     if (file.access_log !== undefined && file.access_log !== "off") config.accessLog = file.access_log;
+    if (file.dns_servers !== undefined) config.dnsServers = file.dns_servers;
     return config;
   }),
 );

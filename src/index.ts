@@ -4,9 +4,17 @@ export type { ForwardOptions, ForwardHandle, RouterHandle, RouterOptions, BoundL
 export { loadConfig, parseConfig, ConfigError } from "./config.ts";
 export type { Config, ListenerConfig, BackendConfig, TargetConfig } from "./config.ts";
 export type { TargetState } from "./backend.ts";
+export { DISCOVERY_DEFAULTS } from "./discovery.ts";
 export { parseAddress, formatAddress, AddressError } from "./address.ts";
 export type { Address } from "./address.ts";
 export { parseDuration, DurationError } from "./duration.ts";
 export { createLogger } from "./log.ts";
 export type { Logger, LogLevel, LogFormat } from "./log.ts";
 export type { CloseReason } from "./session.ts";
+export type { SessionObserver } from "./router.ts";
+export { startAdmin, status } from "./admin.ts";
+export type { AdminOptions, AdminServer, Status, ListenerStatus, BackendStatus, TargetStatus, HistorySample } from "./admin.ts";
+export { Metrics } from "./metrics.ts";
+export { AccessLog, AccessLogError } from "./access-log.ts";
+export type { AccessLogOptions, AccessLogFormat } from "./access-log.ts";
+export type { AdminConfig } from "./config.ts";

@@ -8,6 +8,8 @@
 import type { Socket, TCPSocketListener, UnixSocketListener } from "bun";
 import { formatAddress, type Address } from "./address.ts";
 import type { Backend } from "./backend.ts";
+import type { CidrSet } from "./cidr.ts";
+import type { ServerNameRoute, ServerNameRoutes } from "./sni.ts";
 import { heldBack, LogLimiter } from "./log.ts";
 import type { Router } from "./router.ts";
 import { Session } from "./session.ts";
@@ -18,13 +20,33 @@ export interface ListenerOptions {
   /** Unique in a router; used in logs and metrics. */
   name: string;
   address: Address;
-  backend: Backend;
+  /** Where sessions go; in SNI mode, the default route (null: no default). */
+  backend: Backend | null;
   /** Sessions open at once through this listener; 0 = no limit. */
   maxConnections: number;
   /** ms for one upstream connect attempt; 0 = no limit. */
   connectTimeout: number;
   /** ms without bytes either way after which a session is closed; 0 = off. */
   idleTimeout: number;
+  /** SNI mode: routes by the TLS ClientHello's server name and ALPN; null = plain TCP. */
+  routes?: ServerNameRoutes<SniRoute> | null;
+  /** ms a client may take to send its PROXY header and ClientHello. Default 10 s. */
+  helloTimeout?: number;
+  /** Expect a PROXY protocol header (v1 or v2) from these sources; null = none. */
+  acceptProxy?: CidrSet | null;
+  /** Client addresses let in (null = all) and turned away (checked first). */
+  allow?: CidrSet | null;
+  deny?: CidrSet | null;
+  /** Sessions open at once per client address; 0 = no limit. */
+  maxConnectionsPerIp?: number;
+  /** New sessions per second per client address; 0 = no limit. */
+  connectionRatePerIp?: number;
+  /** Terminate TLS with this certificate (PEM file paths); null = plain TCP. */
+  tls?: { cert: string; key: string } | null;
+}
+
+export interface SniRoute extends ServerNameRoute {
+  backend: Backend;
 }
 
 export class Listener {
@@ -35,8 +57,16 @@ export class Listener {
   refused = 0;
   /** Idle sweeps after which a session is closed (set by the router); 0 = never. */
   idleTicks = 0;
-  /** Where new sessions go. */
-  backend: Backend;
+  /** Where new sessions go (the default route in SNI mode; null: none). */
+  backend: Backend | null;
+  /** Turned away by allow/deny, per-IP limits, or a bad preface. */
+  denied = 0;
+  /** Sessions open per client address (only with max_connections_per_ip). */
+  private readonly perIp = new Map<string, number>();
+  /** New sessions per client address in the current second (only with connection_rate_per_ip). */
+  private readonly rate = new Map<string, number>();
+  private rateSecond = 0;
+  readonly denials = new LogLimiter();
   private server: TCPSocketListener<unknown> | UnixSocketListener<unknown> | null = null;
   private readonly refusals = new LogLimiter();
 
@@ -52,7 +82,8 @@ export class Listener {
   open(): void {
     const address = this.options.address;
     // reusePort is missing from Bun's types for listen; it works on Linux (see workers.ts).
-    const common = { socket: clientHandlers, data: this as unknown, allowHalfOpen: true, ...(this.router.reusePort ? { reusePort: true } : {}) };
+    const tls = this.options.tls ? { tls: { cert: Bun.file(this.options.tls.cert), key: Bun.file(this.options.tls.key) } } : {};
+    const common = { socket: clientHandlers, data: this as unknown, allowHalfOpen: true, ...tls, ...(this.router.reusePort ? { reusePort: true } : {}) };
     try {
       this.server =
         address.kind === "unix"
@@ -102,7 +133,64 @@ export class Listener {
     this.active++;
     this.accepted++;
     router.sessionOpened(session);
-    session.dial();
+    const { acceptProxy, routes } = this.options;
+    if (acceptProxy) {
+      if (!acceptProxy.has(session.clientHost)) return session.prefaceFailed("denied", "PROXY header expected from an untrusted address");
+    } else if (!this.admit(session)) return;
+    if (acceptProxy || routes) session.readPreface(acceptProxy != null, routes != null, this.options.helloTimeout ?? 10_000);
+    else session.dial();
+  }
+
+  /**
+   * Source checks, once the client address is known (after the PROXY header where there is
+   * one): deny, allow, sessions and new sessions per second per address. Closes the session
+   * and returns false when it is turned away.
+   */
+  admit(session: Session): boolean {
+    const { allow, deny, maxConnectionsPerIp = 0, connectionRatePerIp = 0 } = this.options;
+    const ip = session.clientHost;
+    if (deny?.has(ip) || (allow != null && !allow.has(ip))) {
+      session.prefaceFailed("denied", "address not allowed");
+      return false;
+    }
+    if (connectionRatePerIp > 0) {
+      const second = Math.floor(performance.now() / 1000);
+      if (second !== this.rateSecond) {
+        this.rate.clear();
+        this.rateSecond = second;
+      }
+      const count = (this.rate.get(ip) ?? 0) + 1;
+      this.rate.set(ip, count);
+      if (count > connectionRatePerIp) {
+        session.prefaceFailed("denied", `over connection_rate_per_ip ${connectionRatePerIp}/s`);
+        return false;
+      }
+    }
+    if (maxConnectionsPerIp > 0) {
+      const open = this.perIp.get(ip) ?? 0;
+      if (open >= maxConnectionsPerIp) {
+        session.prefaceFailed("denied", `over max_connections_per_ip ${maxConnectionsPerIp}`);
+        return false;
+      }
+      this.perIp.set(ip, open + 1);
+      session.countedIp = true;
+    }
+    return true;
+  }
+
+  /** A session of this listener ended. */
+  sessionEnded(session: Session): void {
+    this.active--;
+    if (session.countedIp) {
+      const left = (this.perIp.get(session.clientHost) ?? 1) - 1;
+      if (left > 0) this.perIp.set(session.clientHost, left);
+      else this.perIp.delete(session.clientHost);
+    }
+  }
+
+  /** SNI mode: the backend for a ClientHello's server name and ALPN, or the default (or null). */
+  route(serverName: string | null, alpn: readonly string[]): Backend | null {
+    return this.options.routes?.match(serverName, alpn)?.backend ?? this.backend;
   }
 }
 
@@ -123,7 +211,10 @@ const clientHandlers = {
     (socket.data as unknown as Listener).accept(socket);
   },
   data(socket: Socket<Session>, chunk: Buffer) {
-    socket.data?.up.push(chunk);
+    const session = socket.data;
+    if (session === undefined) return;
+    if (session.preface === null) session.up.push(chunk);
+    else session.preface.feed(chunk);
   },
   drain(socket: Socket<Session>) {
     socket.data?.down.flush();

@@ -165,7 +165,7 @@ export class Metrics implements SessionObserver {
     const router = this.router;
     for (const listener of router.listeners) {
       const cell = this.listenerCell(listener.options.name);
-      for (const target of listener.backend.targets) this.route(cell, listener.backend.name, target.key);
+      if (listener.backend !== null) for (const target of listener.backend.targets) this.route(cell, listener.backend.name, target.key);
     }
     for (const backend of router.backends.values()) for (const target of backend.targets) this.targetCell(backend.name, target.key);
 

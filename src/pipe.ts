@@ -61,6 +61,12 @@ export class Pipe {
     }
   }
 
+  /** Puts bytes in front of everything queued (a PROXY header for a new upstream connection). */
+  unshift(bytes: Uint8Array): void {
+    this.queue.splice(this.head, 0, bytes);
+    this.queued += bytes.length;
+  }
+
   /** `to` can take more (drain), or has just connected: write what is queued. */
   flush(): void {
     const to = this.to;

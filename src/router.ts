@@ -5,10 +5,13 @@
  */
 import { formatAddress, parseAddress, type Address } from "./address.ts";
 import { Backend, type TargetState } from "./backend.ts";
-import type { Config } from "./config.ts";
+import { CidrSet } from "./cidr.ts";
+import type { Config, ListenerConfig } from "./config.ts";
+import { ServerNameRoutes } from "./sni.ts";
+import { Discovery } from "./discovery.ts";
 import { parseDuration } from "./duration.ts";
 import { sessionCapacity } from "./fd-limit.ts";
-import { Listener, ListenError } from "./listener.ts";
+import { Listener, ListenError, type ListenerOptions, type SniRoute } from "./listener.ts";
 import { defaultLogger, type Logger } from "./log.ts";
 import type { Session } from "./session.ts";
 
@@ -110,6 +113,11 @@ export interface RouterHandle {
    * ListenError (changing nothing) when a new listener cannot be bound.
    */
   reload(config: Config): ReloadSummary;
+  /**
+   * Looks up the hostname targets of `config` that have no address yet, so that a following
+   * `reload(config)` starts with their addresses instead of none. Never rejects.
+   */
+  resolve(config: Config): Promise<void>;
 }
 
 export interface ForwardHandle extends RouterHandle {
@@ -139,7 +147,7 @@ export interface Limits {
 
 export class Router {
   readonly sessions = new Set<Session>();
-  readonly stats = { totalSessions: 0, bytesUp: 0, bytesDown: 0, connectFailures: 0, noTarget: 0, refused: 0, droppedBytes: 0, reloads: 0 };
+  readonly stats = { totalSessions: 0, bytesUp: 0, bytesDown: 0, connectFailures: 0, noTarget: 0, refused: 0, denied: 0, droppedBytes: 0, reloads: 0 };
   listeners: Listener[] = [];
   backends = new Map<string, Backend>();
   readonly observers: SessionObserver[] = [];
@@ -149,16 +157,21 @@ export class Router {
   reusePort = false;
   private sweepTimer: ReturnType<typeof setInterval> | undefined;
   private onEmpty: (() => void) | null = null;
+  /** Follows the hostname targets of the live config (src/discovery.ts). */
+  readonly discovery: Discovery;
 
   constructor(
     public drainTimeout: number,
     readonly limits: Limits,
     readonly log: Logger,
-  ) {}
+  ) {
+    this.discovery = new Discovery(log.withTag("dns"));
+  }
 
   /** Opens every listener and backend of a config; on a bind error closes what it opened and throws. */
   async start(config: Config): Promise<void> {
     try {
+      await this.discovery.prefetch(config); // hostname targets resolved before listening
       this.reload(config);
     } catch (error) {
       await this.stop(0);
@@ -185,7 +198,8 @@ export class Router {
           next.push(existing);
           continue;
         }
-        const listener = new Listener(this, { ...options, address: options.listen, backend: placeholder });
+        const { name, maxConnections, connectTimeout, idleTimeout } = options;
+        const listener = new Listener(this, { name, address: options.listen, backend: placeholder, maxConnections, connectTimeout, idleTimeout, tls: tlsOf(options) });
         listener.open();
         opened.push(listener);
         next.push(listener);
@@ -196,20 +210,21 @@ export class Router {
     }
     const backends = new Map<string, Backend>();
     for (const options of config.backends.values()) {
-      backends.set(options.name, new Backend({ ...options, queueTimeout: config.defaults.queueTimeout }, this.log, this.backends.get(options.name)));
+      const targets = this.discovery.expand(options.targets);
+      backends.set(options.name, new Backend({ ...options, targets, queueTimeout: config.defaults.queueTimeout }, this.log, this.backends.get(options.name)));
     }
     for (const [name, backend] of this.backends) if (!backends.has(name)) backend.stop();
     for (const [index, listener] of next.entries()) {
-      const options = config.listeners[index]!;
-      const backend = backends.get(options.backend)!;
-      listener.options = { ...options, address: listener.options.address, backend };
-      listener.backend = backend;
+      const options = listenerOptions(config.listeners[index]!, backends);
+      listener.options = { ...options, address: listener.options.address, tls: listener.options.tls };
+      listener.backend = options.backend;
     }
     const closed = [...current].filter(([key]) => !wanted.has(key));
     for (const [, listener] of closed) listener.close();
     const kept = next.filter((listener) => !opened.includes(listener));
     this.listeners = next;
     this.backends = backends;
+    this.discovery.update(config, backends);
     this.drainTimeout = config.defaults.drainTimeout;
     this.startSweep();
     return { opened: opened.map((l) => formatAddress(l.address)), closed: closed.map(([key]) => key), kept: kept.map((l) => formatAddress(l.address)) };
@@ -282,8 +297,46 @@ export class Router {
     for (const session of this.sessions) session.close("drained");
     clearInterval(this.sweepTimer);
     for (const backend of this.backends.values()) backend.stop();
+    this.discovery.stop();
     return { drained: before - closed, closed, durationMs: Date.now() - started };
   }
+}
+
+function tlsOf(config: ListenerConfig): { cert: string; key: string } | null {
+  return config.tls;
+}
+
+/** A listener's runtime options from its (validated) config. */
+function listenerOptions(config: ListenerConfig, backends: Map<string, Backend>): ListenerOptions {
+  const extra = config;
+  const backend = config.backend === null ? null : (backends.get(config.backend) ?? null);
+  const sets = (list: string[] | undefined) => (list !== undefined && list.length > 0 ? new CidrSet(list) : null);
+  const routes =
+    extra.mode === "sni"
+      ? new ServerNameRoutes<SniRoute>(
+          (extra.routes ?? []).map((route) => ({
+            ...(route.serverNames.length > 0 ? { serverNames: route.serverNames } : {}),
+            ...(route.alpn.length > 0 ? { alpn: route.alpn } : {}),
+            backend: backends.get(route.backend)!,
+          })),
+        )
+      : null;
+  return {
+    name: config.name,
+    address: config.listen,
+    backend,
+    maxConnections: config.maxConnections,
+    connectTimeout: config.connectTimeout,
+    idleTimeout: config.idleTimeout,
+    routes,
+    helloTimeout: extra.helloTimeout ?? 10_000,
+    acceptProxy: extra.acceptProxy ? new CidrSet(extra.trusted ?? []) : null,
+    allow: sets(extra.allow),
+    deny: sets(extra.deny),
+    maxConnectionsPerIp: extra.maxConnectionsPerIp ?? 0,
+    connectionRatePerIp: extra.connectionRatePerIp ?? 0,
+    tls: extra.tls ?? null,
+  };
 }
 
 function sweepIdle(router: Router): void {
@@ -309,6 +362,7 @@ export async function createRouter(config: Config, options: RouterOptions = {}):
         return { name: listener.options.name, address: formatAddress(bound), port: bound.kind === "tcp" ? bound.port : 0 };
       });
     },
+    resolve: (next) => router.discovery.prefetch(next),
     reload: (next) => {
       const summary = router.reload(next);
       router.stats.reloads++;
@@ -319,6 +373,23 @@ export async function createRouter(config: Config, options: RouterOptions = {}):
     stop: (stopOptions) => router.stop(stopOptions?.drainTimeout === undefined ? undefined : parseDuration(stopOptions.drainTimeout)),
   };
 }
+
+/** A listener with none of the TLS-routing and source features. */
+const PLAIN_LISTENER: Pick<
+  ListenerConfig,
+  "mode" | "routes" | "helloTimeout" | "acceptProxy" | "trusted" | "allow" | "deny" | "maxConnectionsPerIp" | "connectionRatePerIp" | "tls"
+> = {
+  mode: "tcp",
+  routes: [],
+  helloTimeout: 10_000,
+  acceptProxy: false,
+  trusted: [],
+  allow: [],
+  deny: [],
+  maxConnectionsPerIp: 0,
+  connectionRatePerIp: 0,
+  tls: null,
+};
 
 /** The config of one listener forwarding to one target. Throws OptionsError naming the option. */
 export function forwardConfig(options: ForwardOptions): Config {
@@ -345,8 +416,31 @@ export function forwardConfig(options: ForwardOptions): Config {
   const idleTimeout = duration("idleTimeout", options.idleTimeout, DEFAULTS.idleTimeout);
   return {
     defaults: { connectTimeout, idleTimeout, drainTimeout: duration("drainTimeout", options.drainTimeout, DEFAULTS.drainTimeout), queueTimeout: 0 },
-    listeners: [{ name: formatAddress(listen), listen, backend: "default", maxConnections, connectTimeout, idleTimeout }],
-    backends: new Map([["default", { name: "default", balance: "round-robin", retries: 0, targets: [{ address: to, weight: 1, maxConnections: 0, backup: false }], health: null }]]),
+    listeners: [
+      {
+        ...PLAIN_LISTENER,
+        name: formatAddress(listen),
+        listen,
+        backend: "default",
+        maxConnections,
+        connectTimeout,
+        idleTimeout,
+      },
+    ],
+    backends: new Map([
+      [
+        "default",
+        {
+          name: "default",
+          balance: "round-robin",
+          retries: 0,
+          targets: [{ address: to, weight: 1, maxConnections: 0, backup: false }],
+          health: null,
+          sendProxy: null,
+          tls: null,
+        },
+      ],
+    ]),
   };
 }
 

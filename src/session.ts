@@ -10,9 +10,11 @@
  */
 import type { Socket } from "bun";
 import { formatHostPort } from "./address.ts";
-import type { Backend, TargetState } from "./backend.ts";
+import { NO_BACKEND, type Backend, type TargetState } from "./backend.ts";
 import { DEBUG, heldBack } from "./log.ts";
 import { Pipe } from "./pipe.ts";
+import { Preface } from "./preface.ts";
+import { encodeProxyV1, encodeProxyV2 } from "./proxy-protocol.ts";
 import type { Listener } from "./listener.ts";
 import type { Router } from "./router.ts";
 
@@ -27,13 +29,18 @@ export type CloseReason =
   | "connect_timeout"
   | "no_target" // no healthy target (or every one tried)
   | "queue_timeout" // every target full for the backend's queue timeout
+  | "denied" // turned away by allow/deny, per-IP limits or an untrusted PROXY source
+  | "proxy_error" // a missing or malformed PROXY header
+  | "tls_error" // not a TLS ClientHello (SNI mode)
+  | "no_route" // SNI mode: no route for the server name and no default
+  | "hello_timeout" // no complete PROXY header or ClientHello within hello_timeout
   | "drained"; // still open when the drain deadline passed
 
 export class Session {
   readonly up: Pipe;
   readonly down: Pipe;
   upstream: Socket<Attempt> | null = null;
-  /** The backend of the listener when the session started (a reload may change the listener's). */
+  /** The backend of the listener when the session started (a reload may change the listener's), or the SNI route's. */
   backend: Backend;
   /** The target dialled (and counted on) now; null before a pick and after release. */
   target: TargetState | null = null;
@@ -49,9 +56,15 @@ export class Session {
   reason: CloseReason | null = null;
   detail = "";
   readonly openedAt = Date.now();
-  /** The client's address, kept: Bun forgets it once the socket closes. */
-  readonly clientHost: string;
-  readonly clientPort: number;
+  /** The client's address (the PROXY header's where there is one), kept: Bun forgets it once the socket closes. */
+  clientHost: string;
+  clientPort: number;
+  /** The TLS server name the client asked for (SNI mode), or "". */
+  sni = "";
+  /** Reading a PROXY header or ClientHello before dialling; null once done (or never). */
+  preface: Preface | null = null;
+  /** Counted in the listener's sessions per client address. */
+  countedIp = false;
   readonly router: Router;
   /** The connect deadline, or the queue deadline while waiting for a target. */
   private timer: ReturnType<typeof setTimeout> | undefined;
@@ -64,7 +77,7 @@ export class Session {
     readonly client: Socket<Session>,
   ) {
     this.router = listener.router;
-    this.backend = listener.backend;
+    this.backend = listener.backend ?? NO_BACKEND; // SNI mode: the route sets it
     // A unix-socket client has no address.
     this.clientHost = client.remoteAddress ?? "";
     this.clientPort = client.remotePort ?? 0;
@@ -74,6 +87,36 @@ export class Session {
 
   get limits() {
     return this.router.limits;
+  }
+
+  /** Reads a PROXY header and/or ClientHello before dialling, for up to `timeout` ms. */
+  readPreface(acceptProxy: boolean, sni: boolean, timeout: number): void {
+    this.preface = new Preface(this, acceptProxy, sni);
+    if (timeout > 0) this.timer = setTimeout(prefaceTimedOut, timeout, this);
+  }
+
+  prefaceDone(): void {
+    clearTimeout(this.timer);
+    this.dial();
+  }
+
+  /** The client was turned away before any upstream was dialled: one warn line (per second), closed. */
+  prefaceFailed(reason: CloseReason, detail: string): void {
+    if (this.closed) return;
+    this.listener.denied++;
+    this.router.stats.denied++;
+    const held = this.listener.denials.allow();
+    if (held >= 0) this.router.log.warn(`listener ${this.listener.options.name}: client ${this.clientAddress()}: ${detail}, closed${heldBack(held)}`);
+    this.close(reason, detail);
+  }
+
+  setClientAddress(host: string, port: number): void {
+    this.clientHost = host;
+    this.clientPort = port;
+  }
+
+  admit(): boolean {
+    return this.listener.admit(this);
   }
 
   /**
@@ -108,7 +151,8 @@ export class Session {
     if (this.router.observers.length > 0) this.dialedAt = performance.now();
     const address = target.address;
     this.attempt = new Attempt(this, target);
-    const options = { socket: upstreamHandlers, data: this.attempt, allowHalfOpen: true };
+    const tls = backend.tls;
+    const options = { socket: upstreamHandlers, data: this.attempt, allowHalfOpen: true, ...(tls === null ? {} : { tls }) };
     const pending =
       address.kind === "unix"
         ? Bun.connect({ ...options, unix: address.path })
@@ -126,6 +170,10 @@ export class Session {
   upstreamOpened(socket: Socket<Attempt>): void {
     // A connect that opens after its attempt timed out (or after the session ended) is dropped.
     if (this.closed || this.upstream !== null || socket.data !== this.attempt) return void socket.terminate();
+    if (this.backend.tls?.rejectUnauthorized && socket.authorized === false) {
+      socket.terminate();
+      return this.connectFailed("connect_failed", `TLS: ${socket.getAuthorizationError()?.message ?? "certificate not verified"}`);
+    }
     clearTimeout(this.timer);
     this.upstream = socket;
     this.attempt.target.sessions++;
@@ -136,6 +184,7 @@ export class Session {
     }
     this.up.to = socket;
     this.down.from = socket;
+    if (this.backend.sendProxy !== null) this.up.unshift(this.proxyHeader(this.backend.sendProxy));
     this.up.flush();
   }
 
@@ -230,9 +279,17 @@ export class Session {
       upstream.end();
     }
     if (this.client.data === this) this.client.end();
-    this.listener.active--;
+    this.preface = null;
+    this.listener.sessionEnded(this);
     this.router.sessionClosed(this);
     if (this.router.log.level >= DEBUG) this.logClose();
+  }
+
+  private proxyHeader(version: "v1" | "v2"): Uint8Array {
+    const source = this.clientHost === "" ? null : { host: this.clientHost, port: this.clientPort };
+    const local = this.client.localAddress;
+    const destination = local ? { host: local, port: this.client.localPort } : null;
+    return version === "v1" ? encodeProxyV1(source, destination) : encodeProxyV2(source, destination);
   }
 
   clientAddress(): string {
@@ -260,6 +317,10 @@ export class Attempt {
 
 function connectTimedOut(session: Session): void {
   session.connectFailed("connect_timeout", `connect timed out after ${session.listener.options.connectTimeout} ms`);
+}
+
+function prefaceTimedOut(session: Session): void {
+  if (session.preface !== null) session.prefaceFailed("hello_timeout", `no complete ${session.listener.options.routes ? "ClientHello" : "PROXY header"} within ${session.listener.options.helloTimeout ?? 10_000} ms`);
 }
 
 function queueTimedOut(session: Session): void {

@@ -163,6 +163,36 @@ const BAD: [name: string, text: string, errors: string[]][] = [
     ],
   ],
   [
+    "a resolve interval under 1s, off, or without a unit",
+    '[defaults]\nresolve_interval = "500ms"\n' + LISTENER + '[backends.redis]\ntargets = ["redis.svc:6379"]\nresolve_interval = "off"\n[backends.web]\ntargets = ["web.svc:80"]\nresolve_interval = 30\n',
+    [
+      'defaults.resolve_interval: expected at least 1s, got "500ms"',
+      'backends.redis.resolve_interval: expected a duration longer than 0, got "off"',
+      'backends.web.resolve_interval: expected a duration such as "10s", got 30 (add a unit)',
+    ],
+  ],
+  [
+    "dns_servers that are not a list of IP addresses",
+    'dns_servers = "127.0.0.1"\n' + VALID,
+    ['dns_servers: expected a list of DNS servers such as ["127.0.0.1:53"], got "127.0.0.1"'],
+  ],
+  [
+    "a DNS server given by name, with a bad port, not as a string, or in brackets without a port",
+    'dns_servers = ["dns.example:53", "127.0.0.1:99999", 53, "[::1]"]\n' + VALID,
+    [
+      'dns_servers[0]: "dns.example:53": a DNS server must be an IP address, not a name',
+      'dns_servers[1]: "127.0.0.1:99999": port 99999 is out of range (1-65535)',
+      'dns_servers[2]: expected a DNS server address such as "127.0.0.1:53", got 53',
+      'dns_servers[3]: "[::1]": expected [ipv6]:port',
+    ],
+  ],
+  ["an empty dns_servers list", "dns_servers = []\n" + VALID, ["dns_servers: expected at least one server (leave dns_servers out to use the system resolver)"]],
+  [
+    "dns_servers under [defaults] (it is a top-level key)",
+    '[defaults]\ndns_servers = ["127.0.0.1"]\n' + VALID,
+    ["defaults.dns_servers: unknown key (expected one of: connect_timeout, idle_timeout, drain_timeout, queue_timeout, resolve_interval)"],
+  ],
+  [
     "an unknown balance",
     LISTENER + '[backends.redis]\nbalance = "leastconn"\ntargets = ["127.0.0.1:6379"]\n[backends.web]\nbalance = 1\ntargets = ["127.0.0.1:80"]\n',
     [
@@ -473,6 +503,7 @@ const EXAMPLE: Config = {
           { address: { kind: "tcp", host: "127.0.0.1", port: 6381 }, weight: 1, maxConnections: 0, backup: true },
         ],
         health: { interval: 2000, timeout: 1000, rise: 2, fall: 3, send: bytes("PING\r\n"), expect: bytes("+PONG") },
+        resolveInterval: 30_000,
         ...PLAIN_BACKEND,
       },
     ],
@@ -487,6 +518,7 @@ const EXAMPLE: Config = {
           { address: { kind: "tcp", host: "::1", port: 8081 }, weight: 1, maxConnections: 0, backup: false },
         ],
         health: { interval: 5000, timeout: 1000, rise: 2, fall: 3, send: null, expect: null },
+        resolveInterval: 30_000,
         ...PLAIN_BACKEND,
       },
     ],
@@ -526,6 +558,7 @@ describe("a valid config resolves to a typed Config", () => {
             retries: 2,
             targets: [{ address: { kind: "tcp", host: "127.0.0.1", port: 6379 }, weight: 1, maxConnections: 0, backup: false }],
             health: { interval: 2000, timeout: 1000, rise: 2, fall: 3, send: null, expect: null },
+            resolveInterval: 30_000,
             ...PLAIN_BACKEND,
           },
         ],
@@ -563,6 +596,18 @@ describe("a valid config resolves to a typed Config", () => {
     const off = parseConfig('access_log = "off"\n' + VALID, "toml");
     expect([off.admin, off.accessLog]).toEqual([undefined, undefined]);
     expect(parseConfig(VALID + '[admin]\nlisten = "unix:/run/tcprouter-admin.sock"\n', "toml").admin).toEqual({ listen: { kind: "unix", path: "/run/tcprouter-admin.sock" } });
+  });
+
+  test("dns_servers become ip:port (53 by default); resolve_interval is the backend's, else the [defaults] one, else 30s", () => {
+    const text =
+      'dns_servers = ["10.0.0.2", "127.0.0.1:5353", "::1", "[fe80::1]:53"]\n[defaults]\nresolve_interval = "10s"\n' +
+      LISTENER +
+      '[backends.redis]\ntargets = ["redis.svc:6379"]\nresolve_interval = "1m"\n[backends.web]\ntargets = ["web.svc:80"]\n';
+    const config = parseConfig(text, "toml");
+    expect(config.dnsServers).toEqual(["10.0.0.2:53", "127.0.0.1:5353", "[::1]:53", "[fe80::1]:53"]);
+    expect([config.backends.get("redis")!.resolveInterval, config.backends.get("web")!.resolveInterval]).toEqual([60_000, 10_000]);
+    const plain = parseConfig(VALID, "toml");
+    expect([plain.dnsServers, plain.backends.get("redis")!.resolveInterval]).toEqual([undefined, 30_000]);
   });
 
   test("an unused backend is allowed, with a warning", () => {
