@@ -8,7 +8,8 @@ import { join, resolve } from "node:path";
 import { HOST, freePort, waitForPort } from "./net.ts";
 import { logTail, run, startServer, versionOf, workDir } from "./procs.ts";
 
-export const CONTENDER_NAMES = ["direct", "tcprouter", "haproxy", "nginx"] as const;
+/** `tcprouter-2w`: tcprouter with `--workers 2` (HAProxy and nginx use every core by default). */
+export const CONTENDER_NAMES = ["direct", "tcprouter", "tcprouter-2w", "haproxy", "nginx"] as const;
 export type ContenderName = (typeof CONTENDER_NAMES)[number];
 
 /** Repo root (bench/..): the tcprouter command runs from here. */
@@ -57,12 +58,12 @@ function direct(): Contender {
 }
 
 /** `cmd` is a shell word list, e.g. `bun run src/cli.ts` or `dist/tcprouter`. */
-async function tcprouter(cmd: string | undefined): Promise<Contender> {
-  const command = cmd ?? `${Bun.which("bun") ? "bun" : process.execPath} run src/cli.ts`;
+async function tcprouter(cmd: string | undefined, workers = 1): Promise<Contender> {
+  const command = `${cmd ?? `${Bun.which("bun") ? "bun" : process.execPath} run src/cli.ts`}${workers > 1 ? ` --workers ${workers}` : ""}`;
   const missing = cmd === undefined && !existsSync(join(ROOT, "src/cli.ts"));
   const pkg = (await Bun.file(join(ROOT, "package.json")).json().catch(() => ({}))) as { version?: string };
   return {
-    name: "tcprouter",
+    name: workers > 1 ? "tcprouter-2w" : "tcprouter",
     version: `tcprouter ${pkg.version ?? "?"}`,
     skip: missing ? "src/cli.ts not found" : undefined,
     command: `${command} --listen ${HOST}:PORT --to ${HOST}:TARGET --log-level warn`,
@@ -164,6 +165,7 @@ export async function loadContenders(names: ContenderName[], tcprouterCmd: strin
   for (const name of names) {
     if (name === "direct") out.push(direct());
     else if (name === "tcprouter") out.push(await tcprouter(tcprouterCmd));
+    else if (name === "tcprouter-2w") out.push(await tcprouter(tcprouterCmd, 2));
     else if (name === "haproxy") out.push(await haproxy());
     else out.push(await nginx());
   }
