@@ -22,7 +22,11 @@ export const CONNECT_BUCKETS = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05,
 /** Upper bounds (seconds) of the session-duration buckets: one request to a day-long tunnel. */
 export const SESSION_BUCKETS = [0.005, 0.05, 0.5, 1, 5, 10, 30, 60, 300, 900, 3600, 14_400, 86_400] as const;
 
-export const CLOSE_REASONS: readonly CloseReason[] = [
+/**
+ * Close reasons exported at zero from the start. A reason not listed here is counted too,
+ * from the first session that ends with it.
+ */
+export const CLOSE_REASONS: readonly string[] = [
   "client_fin",
   "upstream_fin",
   "client_reset",
@@ -33,8 +37,9 @@ export const CLOSE_REASONS: readonly CloseReason[] = [
   "connect_timeout",
   "no_target",
   "queue_timeout",
+  "denied",
   "drained",
-];
+] satisfies (CloseReason | "denied")[];
 
 export const CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8";
 
@@ -73,7 +78,8 @@ interface ListenerCell {
   /** `listener="…"` */
   readonly labels: string;
   readonly duration: Histogram;
-  readonly closed: Record<CloseReason, number>;
+  /** By close reason. */
+  readonly closed: Record<string, number>;
   /** By backend name, then target key. A target key may be "-" (no target was ever picked). */
   readonly routes: Map<string, Map<string, RouteCell>>;
 }
@@ -128,7 +134,7 @@ export class Metrics implements SessionObserver {
   closed(session: Session): void {
     const cell = this.listenerCell(session.listener.options.name);
     const reason = session.reason ?? "client_fin";
-    cell.closed[reason]++;
+    cell.closed[reason] = (cell.closed[reason] ?? 0) + 1;
     cell.duration.observe((Date.now() - session.openedAt) / 1000);
     let route = this.live.get(session);
     if (route === undefined) route = this.route(cell, session.backend.name, session.targetKey);
@@ -199,7 +205,7 @@ export class Metrics implements SessionObserver {
 
     out.family("tcprouter_sessions_closed_total", "counter", "Sessions ended, by listener and close reason.");
     for (const cell of this.listeners.values()) {
-      for (const reason of CLOSE_REASONS) out.sample("tcprouter_sessions_closed_total", `${cell.labels},reason="${reason}"`, cell.closed[reason]);
+      for (const [reason, count] of Object.entries(cell.closed)) out.sample("tcprouter_sessions_closed_total", `${cell.labels},reason="${escapeLabel(reason)}"`, count);
     }
 
     out.family("tcprouter_session_duration_seconds", "histogram", "How long sessions lasted, from accept to close, by listener.");
@@ -242,7 +248,7 @@ export class Metrics implements SessionObserver {
   private listenerCell(name: string): ListenerCell {
     let cell = this.listeners.get(name);
     if (cell === undefined) {
-      const closed = {} as Record<CloseReason, number>;
+      const closed: Record<string, number> = {};
       for (const reason of CLOSE_REASONS) closed[reason] = 0;
       cell = { labels: `listener="${escapeLabel(name)}"`, duration: new Histogram(SESSION_BUCKETS), closed, routes: new Map() };
       this.listeners.set(name, cell);
