@@ -10,7 +10,7 @@
  */
 import type { Socket } from "bun";
 import { formatHostPort } from "./address.ts";
-import { NO_BACKEND, type Backend, type TargetState } from "./backend.ts";
+import { NO_BACKEND, type Backend, type TargetState, type UpstreamTls } from "./backend.ts";
 import { DEBUG, heldBack } from "./log.ts";
 import { Pipe } from "./pipe.ts";
 import { Preface } from "./preface.ts";
@@ -151,8 +151,7 @@ export class Session {
     if (this.router.observers.length > 0) this.dialedAt = performance.now();
     const address = target.address;
     this.attempt = new Attempt(this, target);
-    const tls = backend.tls;
-    const options = { socket: upstreamHandlers, data: this.attempt, allowHalfOpen: true, ...(tls === null ? {} : { tls }) };
+    const options = { socket: upstreamHandlers, data: this.attempt, allowHalfOpen: true, ...(backend.tls === null ? {} : { tls: upstreamTls(backend.tls, target) }) };
     const pending =
       address.kind === "unix"
         ? Bun.connect({ ...options, unix: address.path })
@@ -306,6 +305,13 @@ export class Session {
 }
 
 function ignore(): void {}
+
+/** Without a configured server name, a target found by DNS is verified (and asked) by its hostname, not its IP. */
+function upstreamTls(tls: UpstreamTls, target: TargetState): UpstreamTls {
+  if (tls.serverName !== undefined || target.name === target.key) return tls;
+  const host = target.name.slice(0, target.name.lastIndexOf(":"));
+  return { ...tls, serverName: host };
+}
 
 /** One connect attempt: the upstream socket's data, so that a late socket of an abandoned attempt is told apart. */
 export class Attempt {

@@ -105,6 +105,7 @@ function reloadOnHangup(handle: RouterHandle, log: Logger, path: string | undefi
     reloading = reloading.then(async () => {
       try {
         const config = await loadConfig(path);
+        await handle.resolve(config);
         const summary = handle.reload(config);
         const parts = [`${config.listeners.length} listeners`, `${config.backends.size} backends`];
         if (summary.opened.length > 0) parts.push(`opened ${summary.opened.join(", ")}`);
