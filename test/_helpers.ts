@@ -623,3 +623,13 @@ export async function unacceptingListener() {
     },
   };
 }
+
+/** One session: sends `text`, expects it echoed exactly, half-closes and waits for the close. */
+export async function exchange(port: number, text: string): Promise<void> {
+  const peer = await dial(port);
+  peer.write(text);
+  await waitFor(() => peer.bytesIn === text.length || peer.closed, 10_000, "the echo");
+  if (peer.text() !== text) throw new Error(`got ${JSON.stringify(peer.text())} for ${JSON.stringify(text)}`);
+  peer.shutdown();
+  await waitFor(() => peer.closed, 10_000, "the close");
+}

@@ -11,7 +11,7 @@ import { parseConfig } from "../src/config.ts";
 import { Discovery, lookup, nextLookupDelay, parseDnsServer } from "../src/discovery.ts";
 import { type TargetState } from "../src/index.ts";
 import { startRouter, type TestRouter } from "./_backends.ts";
-import { captureLogger, dial, echo, HOST, listen, waitFor, type Peer, type Server } from "./_helpers.ts";
+import { captureLogger, dial, echo, HOST, listen, waitFor, type Peer, type Server, exchange } from "./_helpers.ts";
 
 // ---------------------------------------------------------------------------------------------
 // A DNS server on 127.0.0.1 (RFC 1035 over UDP: A and AAAA answers with a TTL, an rcode, or
@@ -135,15 +135,6 @@ function since(servers: Upstreams, before: Map<string, number>): Record<string, 
   return Object.fromEntries([...servers].map(([host, server]) => [host, server.peers.length - before.get(host)!]));
 }
 
-/** One session through the router: sends `text`, expects it echoed, half-closes, waits for the close. */
-async function exchange(port: number, text: string): Promise<void> {
-  const peer = await dial(port);
-  peer.write(text);
-  await waitFor(() => peer.bytesIn === text.length || peer.closed, 10_000, "the echo");
-  if (peer.text() !== text) throw new Error(`got ${JSON.stringify(peer.text())} for ${JSON.stringify(text)}`);
-  peer.shutdown();
-  await waitFor(() => peer.closed, 10_000, "the close");
-}
 
 /** A listener on any port and backend `app` with these targets (strings, or inline tables written as such). */
 function toml(dnsServer: string | null, targets: string[], backend = "", top = ""): string {

@@ -5,7 +5,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { parseConfig } from "../src/config.ts";
 import { createRouter } from "../src/router.ts";
-import { captureLogger, dial, echo, freePort, HOST, listen, spawnCli, waitFor, type Peer } from "./_helpers.ts";
+import { captureLogger, dial, echo, freePort, HOST, listen, spawnCli, waitFor, type Peer, exchange } from "./_helpers.ts";
 
 function toml(listeners: { port: number }[], targets: number[]): string {
   return [
@@ -14,15 +14,6 @@ function toml(listeners: { port: number }[], targets: number[]): string {
   ].join("\n");
 }
 
-/** Opens a session, sends `text`, expects it echoed, half-closes and expects the close. */
-async function exchange(port: number, text: string): Promise<void> {
-  const peer = await dial(port);
-  peer.write(text);
-  await waitFor(() => peer.bytesIn === text.length || peer.closed, 10_000, "the echo");
-  if (peer.text() !== text) throw new Error(`got ${JSON.stringify(peer.text())} for ${JSON.stringify(text)}`);
-  peer.shutdown();
-  await waitFor(() => peer.closed, 10_000, "the close");
-}
 
 test("reloads 20 times under a client loop without a failed connection or a broken session", async () => {
   await using a = listen(echo);
