@@ -6,8 +6,8 @@
  *
  * (one line; `detail="…"` follows when the session has one, e.g. the connect error). In JSON
  * the same keys, numbers as numbers, and null for `sni`, `target` (none picked) and `detail`.
- * `sni` is empty until SNI routing lands; `client` is the socket's peer until PROXY protocol
- * gives the real one.
+ * `sni` is the server name an SNI-mode listener read ("-" / null elsewhere); `client` is the
+ * address a PROXY header gave where the listener accepts them, else the socket's peer.
  *
  * Lines are kept in memory and written at most every `flushInterval` ms (and once 64 KiB are
  * waiting): one write per second instead of one per session. `close()` writes the rest. A file

@@ -4,8 +4,11 @@ import { existsSync, mkdtempSync, readFileSync, renameSync, rmSync } from "node:
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { AccessLog, AccessLogError, type AccessLogFormat } from "../src/access-log.ts";
-import type { ForwardOptions } from "../src/router.ts";
+import { parseConfig } from "../src/config.ts";
+import { createRouter, type ForwardOptions } from "../src/router.ts";
+import { buildClientHello } from "./_client-hello.ts";
 import {
+  captureLogger,
   dial,
   echo,
   freePort,
@@ -162,6 +165,49 @@ describe("one line per session, with the close reason of each kind of ending", (
     expect(lines.map((line) => [line.client, line.bytes_up, line.bytes_down, line.reason])).toEqual(
       addresses.map((address, i) => [address, String([1, 22, 333][i]), String([1, 22, 333][i]), "client_fin"]),
     );
+  });
+});
+
+describe("what SNI routing and PROXY protocol tell", () => {
+  test("the server name of an SNI listener, and the client address from a PROXY header", async () => {
+    await using upstream = listen(echo); // not TLS: the router only reads the ClientHello and passes it on
+    const config = parseConfig(
+      `[[listeners]]\nname = "sni"\nlisten = "${HOST}:0"\nmode = "sni"\n[[listeners.routes]]\nserver_names = ["db.example.com"]\nbackend = "echo"\n` +
+        `[[listeners]]\nname = "behind-lb"\nlisten = "${HOST}:0"\nbackend = "echo"\naccept_proxy = true\ntrusted = ["127.0.0.1/32"]\n` +
+        `[backends.echo]\ntargets = ["${upstream.address}"]\n`,
+      "toml",
+    );
+    const handle = await createRouter(config, { logger: captureLogger().logger });
+    const path = tempFile();
+    const log = new AccessLog({ to: path, format: "json" });
+    handle.router.observers.push(log);
+    try {
+      const [sni, behindLb] = handle.listeners.map((listener) => listener.port) as [number, number];
+      const hello = buildClientHello({ serverName: "db.example.com" });
+      {
+        await using client = await dial(sni);
+        client.write(hello);
+        await waitFor(() => client.bytesIn === hello.length, 5000, "the hello's echo");
+        client.shutdown();
+        await waitFor(() => client.closed, 5000, "the session to end");
+      }
+      {
+        await using client = await dial(behindLb);
+        client.write(`PROXY TCP4 203.0.113.7 ${HOST} 51234 ${behindLb}\r\nping`);
+        await waitFor(() => client.bytesIn === 4, 5000, "the echo");
+        client.shutdown();
+        await waitFor(() => client.closed, 5000, "the session to end");
+      }
+      await waitFor(() => handle.router.sessions.size === 0, 5000, "the sessions to end");
+      log.close();
+      expect(linesOf(path).map((line) => JSON.parse(line))).toEqual([
+        expect.objectContaining({ listener: "sni", sni: "db.example.com", backend: "echo", bytes_up: hello.length, reason: "client_fin" }),
+        expect.objectContaining({ listener: "behind-lb", client: "203.0.113.7:51234", sni: null, bytes_up: 4, bytes_down: 4, reason: "client_fin" }),
+      ]);
+    } finally {
+      log.close();
+      await handle.stop({ drainTimeout: 0 });
+    }
   });
 });
 
