@@ -242,7 +242,7 @@ describe("formats and files", () => {
   test("a connection refused at accept can be logged as denied", async () => {
     const { fwd, log, path } = await withLog(`${HOST}:1`);
     await using _ = fwd;
-    log.denied(fwd.router.listeners[0]!, "10.1.2.3", 4567, "max_connections 1 reached");
+    log.refused(fwd.router.listeners[0]!, "10.1.2.3", 4567, "max_connections 1 reached");
     log.close();
     expect(linesOf(path).map(fields)).toEqual([
       expect.objectContaining({ client: "10.1.2.3:4567", target: "-", bytes_up: "0", bytes_down: "0", duration_ms: "0", reason: "denied", detail: "max_connections 1 reached" }),
