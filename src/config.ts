@@ -66,7 +66,7 @@ export interface ListenerConfig {
   backend: string | null;
   /** sni mode: the routes in file order (empty in tcp mode). See `RouteConfig`. */
   routes: RouteConfig[];
-  /** sni mode: ms a client has to send its whole ClientHello; default 10 s, never 0. */
+  /** sni mode and accept_proxy: ms a client has to send its PROXY header and ClientHello; default 10 s, never 0. */
   helloTimeout: number;
   /** Every connection starts with a PROXY header (v1 or v2) from a `trusted` address; default false. */
   acceptProxy: boolean;
@@ -665,8 +665,9 @@ function checkReferences(file: unknown, issues: readonly v.BaseIssue<unknown>[])
 }
 
 /**
- * The keys of one listener that go together: `backend` is required in tcp mode; `routes` and
- * `hello_timeout` are for sni mode, `tls` for tcp mode; `trusted` goes with `accept_proxy`.
+ * The keys of one listener that go together: `backend` is required in tcp mode; `routes` is
+ * for sni mode, `tls` for tcp mode; `hello_timeout` for sni mode or accept_proxy; `trusted`
+ * goes with `accept_proxy`.
  * Each route matches on something, names a known backend, and can be reached.
  */
 function checkListener(
@@ -685,7 +686,8 @@ function checkListener(
       }
     } else {
       if (!has("backend")) errors.push({ path: ["backend"], message: "missing (the name of the backend to forward to)" });
-      for (const key of ["routes", "hello_timeout"]) if (has(key)) errors.push({ path: [key], message: 'only for mode = "sni"' });
+      if (has("routes")) errors.push({ path: ["routes"], message: 'only for mode = "sni"' });
+      if (has("hello_timeout") && listener.accept_proxy !== true) errors.push({ path: ["hello_timeout"], message: 'only for mode = "sni" or accept_proxy = true' });
     }
   }
   if (valid("accept_proxy") && valid("trusted")) {

@@ -296,7 +296,7 @@ const BAD: [name: string, text: string, errors: string[]][] = [
   [
     "routes and hello_timeout on a tcp listener",
     LISTENER + 'hello_timeout = "1s"\n[[listeners.routes]]\nserver_names = ["a.example.com"]\nbackend = "redis"\n' + BACKEND,
-    ['listeners[0].routes: only for mode = "sni"', 'listeners[0].hello_timeout: only for mode = "sni"'],
+    ['listeners[0].routes: only for mode = "sni"', 'listeners[0].hello_timeout: only for mode = "sni" or accept_proxy = true'],
   ],
   [
     "an sni listener with neither routes nor a backend",
@@ -682,6 +682,11 @@ describe("issue 5 keys: SNI routes, PROXY protocol, ACLs, TLS", () => {
     expect(config.listeners[0]!.allow).toEqual(["10.1.0.0/16", "127.0.0.1/32", "10.0.0.0/8", "2001:db8::/32"]);
     expect(config.listeners[0]!.routes[0]!.serverNames).toEqual(["db.example.com", "*.apps.example.com"]);
     expect(config.backends.get("redis")!.tls).toEqual({ serverName: "upstream.test", ca: `${CERTS}/ca.pem`, verify: false });
+  });
+
+  test("hello_timeout also bounds the wait for a PROXY header on a tcp listener", () => {
+    const config = parseConfig(LISTENER + 'accept_proxy = true\ntrusted = ["127.0.0.1"]\nhello_timeout = "2s"\n' + BACKEND, "toml");
+    expect([config.listeners[0]!.acceptProxy, config.listeners[0]!.trusted, config.listeners[0]!.helloTimeout]).toEqual([true, ["127.0.0.1/32"], 2000]);
   });
 
   test("a backend used only by a route is not reported unused", () => {
