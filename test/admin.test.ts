@@ -110,7 +110,7 @@ describe("endpoints", () => {
         return status.history!.length >= 2;
       }, 5000, "two samples");
       const [first, second] = status!.history!;
-      expect(second!.t - first!.t).toBeGreaterThanOrEqual(900);
+      expect(second!.t - first!.t).toBeGreaterThanOrEqual(500); // one a second (a late tick shortens the next gap)
       expect(second).toEqual({ t: expect.any(Number), activeSessions: 0, totalSessions: 1, bytesUp: 3, bytesDown: 3 });
     } finally {
       await admin.stop();
