@@ -84,11 +84,15 @@ interface ListenerCell {
   readonly routes: Map<string, Map<string, RouteCell>>;
 }
 
-/** One backend × target: connect latency and timeouts (other failures are the target's own count). */
+/** One backend × target: connect latency and failed connect attempts. */
 interface TargetCell {
   /** `backend="…",target="…"` */
   readonly labels: string;
   readonly connect: Histogram;
+  /** Failed attempts by reason, from the `connectFailed` hook. */
+  failed: number;
+  timedOut: number;
+  /** Sessions that ended with connect_timeout (for when the hook is not called). */
   timeouts: number;
 }
 
@@ -107,6 +111,8 @@ export class Metrics implements SessionObserver {
   private readonly targets = new Map<string, Map<string, TargetCell>>();
   /** Connected sessions and the cell their bytes go to. */
   private readonly live = new Map<Session, RouteCell>();
+  /** The session layer calls `connectFailed` (else failures are derived from the targets' counts). */
+  private failuresHooked = false;
 
   constructor(readonly router: Router) {}
 
@@ -129,6 +135,13 @@ export class Metrics implements SessionObserver {
     route.sessions++;
     this.live.set(session, route);
     this.targetCell(backend, target.key).connect.observe(connectMs / 1000);
+  }
+
+  connectFailed(session: Session, target: TargetState, reason: "connect_failed" | "connect_timeout"): void {
+    this.failuresHooked = true;
+    const cell = this.targetCell(session.backend.name, target.key);
+    if (reason === "connect_timeout") cell.timedOut++;
+    else cell.failed++;
   }
 
   closed(session: Session): void {
@@ -215,11 +228,17 @@ export class Metrics implements SessionObserver {
     for (const [name, cells] of this.targets) {
       const backend = router.backends.get(name);
       for (const [key, cell] of cells) {
-        const state = backend?.targets.find((target) => target.key === key);
-        // The target counts every failed attempt; timeouts are never retried, so each one ended a session.
-        const failed = Math.max(0, (state?.connectFailures ?? cell.timeouts) - cell.timeouts);
+        let failed = cell.failed;
+        let timedOut = cell.timedOut;
+        if (!this.failuresHooked) {
+          // Without the hook: the target counts every failed attempt, and a timeout is known
+          // only when it ended the session (a timed-out attempt that was retried counts as failed).
+          const state = backend?.targets.find((target) => target.key === key);
+          timedOut = cell.timeouts;
+          failed = Math.max(0, (state?.connectFailures ?? timedOut) - timedOut);
+        }
         out.sample("tcprouter_connect_failures_total", `${cell.labels},reason="connect_failed"`, failed);
-        out.sample("tcprouter_connect_failures_total", `${cell.labels},reason="connect_timeout"`, cell.timeouts);
+        out.sample("tcprouter_connect_failures_total", `${cell.labels},reason="connect_timeout"`, timedOut);
       }
     }
 
@@ -272,7 +291,7 @@ export class Metrics implements SessionObserver {
     if (byKey === undefined) this.targets.set(backend, (byKey = new Map()));
     let cell = byKey.get(key);
     if (cell === undefined) {
-      cell = { labels: targetLabels(backend, key), connect: new Histogram(CONNECT_BUCKETS), timeouts: 0 };
+      cell = { labels: targetLabels(backend, key), connect: new Histogram(CONNECT_BUCKETS), failed: 0, timedOut: 0, timeouts: 0 };
       byKey.set(key, cell);
     }
     return cell;

@@ -138,6 +138,8 @@ export interface SessionObserver {
   connected?(session: Session, connectMs: number): void;
   /** The session ended; `session.reason` says why. */
   closed?(session: Session): void;
+  /** A connect attempt to `target` failed; the session may retry another target next. */
+  connectFailed?(session: Session, target: TargetState, reason: "connect_failed" | "connect_timeout"): void;
 }
 
 export interface Limits {
