@@ -116,16 +116,15 @@ export class Listener {
       socket.data = undefined as unknown as Session;
       router.stats.refused++;
       this.refused++;
+      const why = router.draining
+        ? "draining"
+        : full
+          ? `max_connections ${maxConnections} reached`
+          : `the open file limit allows ${router.capacity} sessions (raise it with ulimit -n)`;
+      for (const observer of router.observers) observer.refused?.(this, socket.remoteAddress ?? "", socket.remotePort ?? 0, why);
       socket.end();
       const held = this.refusals.allow();
-      if (held >= 0) {
-        const why = router.draining
-          ? "draining"
-          : full
-            ? `max_connections ${maxConnections} reached`
-            : `the open file limit allows ${router.capacity} sessions (raise it with ulimit -n)`;
-        router.log.warn(`listener ${this.options.name}: ${why}, refusing connections${heldBack(held)}`);
-      }
+      if (held >= 0) router.log.warn(`listener ${this.options.name}: ${why}, refusing connections${heldBack(held)}`);
       return;
     }
     const session = new Session(this, socket);

@@ -140,6 +140,8 @@ export interface SessionObserver {
   closed?(session: Session): void;
   /** A connect attempt to `target` failed; the session may retry another target next. */
   connectFailed?(session: Session, target: TargetState, reason: "connect_failed" | "connect_timeout"): void;
+  /** A connection was closed at accept, before it became a session (max_connections, the open file limit, draining). */
+  refused?(listener: Listener, clientHost: string, clientPort: number, why: string): void;
 }
 
 export interface Limits {

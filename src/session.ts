@@ -198,6 +198,7 @@ export class Session {
     const target = this.target;
     this.target = null;
     backend.connectFailed(target);
+    for (const observer of this.router.observers) observer.connectFailed?.(this, target, reason);
     backend.release(target);
     this.router.stats.connectFailures++;
     this.detail = `${target.key} ${detail}`;

@@ -2,7 +2,7 @@
  * Workers: N copies of `serve` on the same listeners, spread over the cores by the kernel
  * (SO_REUSEPORT: every worker binds the same address; Linux hashes new connections across
  * them). The supervisor binds nothing itself: it starts the workers, restarts one that dies,
- * and passes SIGINT/SIGTERM on; it exits once every worker has exited.
+ * and passes SIGINT/SIGTERM (and SIGHUP, SIGUSR1) on; it exits once every worker has exited.
  *
  * A worker is this same program (the script under `bun`, or the compiled binary) started with
  * TCPROUTER_WORKER set; a worker never starts workers of its own.
@@ -80,9 +80,11 @@ export async function supervise(count: number, args: string[], log: Logger): Pro
   };
   process.on("SIGINT", () => stop("SIGINT"));
   process.on("SIGTERM", () => stop("SIGTERM"));
-  process.on("SIGHUP", () => {
-    for (const { proc } of workers.values()) proc.kill("SIGHUP");
-  });
+  for (const signal of ["SIGHUP", "SIGUSR1"] as const) {
+    process.on(signal, () => {
+      for (const { proc } of workers.values()) proc.kill(signal);
+    });
+  }
 
   for (let index = 1; index <= count; index++) start(index);
   log.info(`started ${count} workers (pids ${[...workers.values()].map((w) => w.proc.pid).join(", ")})`);

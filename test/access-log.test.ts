@@ -355,3 +355,29 @@ describe("the CLI", () => {
     expect(cli.stderrText).not.toContain("listening on");
   }, 20_000);
 });
+
+test("logs a denied line for a connection refused at accept", async () => {
+  const { forward } = await import("../src/router.ts");
+  const { listen, dial, echo, waitFor, captureLogger } = await import("./_helpers.ts");
+  await using upstream = listen(echo);
+  const handle = await forward({ listen: "127.0.0.1:0", to: `127.0.0.1:${upstream.port}`, maxConnections: 1, logger: captureLogger().logger });
+  const file = join(dir, "refused.log");
+  const log = new AccessLog({ to: file });
+  handle.router.observers.push(log);
+  try {
+    const first = await dial(handle.port);
+    first.write("x");
+    await waitFor(() => first.bytesIn === 1, 5000, "the first session");
+    const second = await dial(handle.port);
+    await waitFor(() => second.hungUp, 5000, "the second connection to be refused");
+    log.flush();
+    const lines = readFileSync(file, "utf8").trim().split("\n");
+    expect(lines).toHaveLength(1);
+    expect(lines[0]).toContain("reason=denied");
+    expect(lines[0]).toContain("max_connections 1 reached");
+    first.terminate();
+  } finally {
+    log.close();
+    await handle.stop({ drainTimeout: 0 });
+  }
+});

@@ -130,11 +130,9 @@ describe("after known traffic, /metrics has the exact counts", () => {
     }
   }, 20_000);
 
-  // Needs the session layer to call the observers' connectFailed(session, target, reason)
-  // (SessionObserver in router.ts) in Session.connectFailed: since timed-out connects are
-  // retried, a session's close reason no longer tells which attempts timed out. Without the
-  // call, the retried timeout below is counted as connect_failed.
-  test.failing("a timed-out attempt that was retried on another target is counted as a timeout", async () => {
+  // Since timed-out connects are retried, a session's close reason no longer tells which
+  // attempts timed out: Session.connectFailed reports every attempt to the observers.
+  test("a timed-out attempt that was retried on another target is counted as a timeout", async () => {
     await using hanging = await unacceptingListener();
     await using upstream = listen(echo);
     const config = parseConfig(
