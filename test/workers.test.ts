@@ -52,3 +52,21 @@ test("refuses --workers with port 0 and a bad count", async () => {
     expect(child.stderrText.trim().split("\n")).toHaveLength(1);
   }
 });
+
+test("two workers append whole access log lines to one file", async () => {
+  const { mkdtempSync, readFileSync } = await import("node:fs");
+  const { tmpdir } = await import("node:os");
+  const { join } = await import("node:path");
+  await using upstream = listen(echo);
+  const port = freePort();
+  const file = join(mkdtempSync(join(tmpdir(), "tcprouter-workers-")), "access.log");
+  await using supervisor = spawnCli(["--listen", `${HOST}:${port}`, "--to", `${HOST}:${upstream.port}`, "--workers", "2", "--access-log", file]);
+  await supervisor.stderrMatch(/\[worker 1\] listening/, 15_000);
+  await supervisor.stderrMatch(/\[worker 2\] listening/, 15_000);
+  for (let i = 0; i < 30; i++) await roundTrip(port, `line ${i}`);
+  supervisor.proc.kill("SIGTERM");
+  expect(await supervisor.exited(15_000)).toBe(0);
+  const lines = readFileSync(file, "utf8").trim().split("\n");
+  expect(lines).toHaveLength(30);
+  for (const line of lines) expect(line).toMatch(/^time=\S+ .*reason=client_fin/);
+}, 60_000);

@@ -54,9 +54,10 @@ export default defineCommand({
       }
     }
     const observe = observeOptions(flags, config);
-    if (workers > 1 && (observe.admin !== null || observe.accessLog !== null)) {
-      throw new UsageError(`--workers: ${observe.admin !== null ? "--admin" : "--access-log"} cannot be used with more than one worker yet`);
-    }
+    // Workers append whole batches of lines to one file (O_APPEND); on a pipe, batches over
+    // PIPE_BUF could interleave, and each worker has its own counters for the admin endpoints.
+    if (workers > 1 && observe.admin !== null) throw new UsageError("--workers: --admin cannot be used with more than one worker yet");
+    if (workers > 1 && observe.accessLog === "stdout") throw new UsageError("--workers: --access-log stdout cannot be used with more than one worker; give a file");
     if (workers > 1 && !isWorker()) {
       const anyPort = config.listeners.find((listener) => listener.listen.kind === "tcp" && listener.listen.port === 0);
       if (anyPort) throw new UsageError(`--workers: listener ${anyPort.name} asks for port 0; workers must share a fixed port`);
