@@ -651,6 +651,12 @@ function checkReferences(file: unknown, issues: readonly v.BaseIssue<unknown>[])
   }
 
   for (const [name, backend] of Object.entries(backends ?? {})) {
+    if (isRecord(backend) && backend.tls !== undefined && isRecord(backend.health)) {
+      // Health checks connect in plain TCP: bytes sent or expected would not be TLS.
+      for (const key of ["send", "expect"]) {
+        if (backend.health[key] != null) errors.push({ path: ["backends", name, "health", key], message: "not with tls (health checks are plain TCP connects)" });
+      }
+    }
     if (!isRecord(backend) || !Array.isArray(backend.targets)) continue;
     const seen = new Map<string, number>();
     backend.targets.forEach((target: unknown, j) => {

@@ -415,6 +415,11 @@ const BAD: [name: string, text: string, errors: string[]][] = [
     ],
   ],
   [
+    "send or expect health checks on a TLS backend (checks are plain TCP)",
+    LISTENER + '[backends.redis]\ntargets = ["127.0.0.1:6379"]\ntls = {}\nhealth = { send = "PING\\r\\n", expect = "+PONG" }\n[backends.b]\ntargets = ["127.0.0.1:1"]\ntls = { verify = false }\nhealth = { interval = "5s" }\n',
+    ["backends.redis.health.send: not with tls (health checks are plain TCP connects)", "backends.redis.health.expect: not with tls (health checks are plain TCP connects)"],
+  ],
+  [
     "bad send_proxy and backend tls values; a CA file that is missing or not a certificate",
     LISTENER +
       `[backends.redis]\ntargets = ["127.0.0.1:6379"]\nsend_proxy = "v3"\ntls = { servername = "*.example.com", ca = "${CERTS}/missing-ca.pem", verify = "yes" }\n` +

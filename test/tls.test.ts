@@ -4,7 +4,11 @@
  * the targets), with certificate verification on, end to end with real TLS peers.
  */
 import { describe, expect, test } from "bun:test";
-import { dial, hasCommand, listen, waitFor, type Behaviour, type Peer } from "./_helpers.ts";
+import { copyFileSync, mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { parseConfig } from "../src/config.ts";
+import { dial, freePort, hasCommand, listen, waitFor, type Behaviour, type Peer } from "./_helpers.ts";
 import { bunTlsRequest, CERTS, sClient, startRouter, tlsRequest, tlsServer } from "./_tls.ts";
 
 const hasOpenssl = hasCommand("openssl");
@@ -88,6 +92,31 @@ describe("termination: TLS from the client, plaintext to the backend", () => {
     expect(client.text()).not.toContain("plain");
     await Bun.sleep(50);
     expect(app.peers).toHaveLength(0);
+  });
+});
+
+describe("termination across a reload", () => {
+  // Open bug: a reload keeps a listener whose address stays, socket and all, so the TLS
+  // context made at bind time stays too: a renewed certificate (same paths, new files, the
+  // certbot case) is not served until a restart, and adding or removing `tls` on a kept
+  // listener does nothing. Passes once a reload that changes a listener's TLS (paths or file
+  // contents) gives new connections the new certificate.
+  test.failing("a reload after the certificate files were renewed serves the new certificate", async () => {
+    const dir = mkdtempSync(join(tmpdir(), "tcprouter-tls-reload-"));
+    try {
+      copyFileSync(`${CERTS}/localhost.pem`, join(dir, "cert.pem"));
+      copyFileSync(`${CERTS}/localhost.key`, join(dir, "key.pem"));
+      await using app = listen(greeter("plain"));
+      const text = `[[listeners]]\nlisten = "127.0.0.1:${freePort()}"\nbackend = "app"\ntls = { cert = "${dir}/cert.pem", key = "${dir}/key.pem" }\n[backends.app]\ntargets = ["${app.address}"]\n`;
+      await using router = await startRouter(text);
+      expect((await tlsRequest(router.port(), { servername: "localhost" })).cn).toBe("localhost");
+      copyFileSync(`${CERTS}/db.pem`, join(dir, "cert.pem"));
+      copyFileSync(`${CERTS}/db.key`, join(dir, "key.pem"));
+      router.reload(parseConfig(text, "toml", join(dir, "tcprouter.toml")));
+      expect((await tlsRequest(router.port(), { servername: "db.example.com" })).cn).toBe("db.example.com");
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 });
 
