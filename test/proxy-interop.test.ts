@@ -50,15 +50,12 @@ send_proxy = "v1"
 }
 
 describe.skipIf(!hasHaproxy)("HAProxy in front: send-proxy(-v2) → accept_proxy", () => {
-  for (const [directive, version] of [
-    ["send-proxy-v2", 2],
-    ["send-proxy", 1],
-  ] as const) {
+  for (const directive of ["send-proxy-v2", "send-proxy"] as const) {
     test(`${directive}: the client address is the real client's, in logs and in the header sent on`, async () => {
       await using chain = await behindHaproxy(directive);
       await using client = await dialFrom(chain.haproxy.port, "127.0.0.2");
       const clientPort = client.socket.localPort!;
-      // HAProxy's v${version} header was removed: the reader saw one header (tcprouter's), then "hello".
+      // HAProxy's header was removed: the reader saw one header (tcprouter's), then "hello".
       expect(await exchange(client)).toMatch(new RegExp(`^proxy v1 127\\.0\\.0\\.2:${clientPort} -> 127\\.0\\.0\\.1:\\d+\nhello\n$`));
       expect(chain.reader.headers).toHaveLength(1);
       client.socket.end();

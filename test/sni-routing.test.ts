@@ -11,7 +11,7 @@ import { describe, expect, test } from "bun:test";
 import { MAX_CLIENT_HELLO_LENGTH, tlsAlert, ALERT_UNRECOGNIZED_NAME } from "../src/sni.ts";
 import { buildClientHello, chunks, helloFixtures, reframe } from "./_client-hello.ts";
 import { dial, hasCommand, listen, waitFor, type Peer, type Server } from "./_helpers.ts";
-import { bunTlsRequest, sClient, startRouter, tlsRequest, tlsServer, type RouterUnderTest, type TlsServer } from "./_tls.ts";
+import { bunTlsRequest, sClient, startRouter, tlsRequest, tlsServer, type RouterUnderTest } from "./_tls.ts";
 
 const hasOpenssl = hasCommand("openssl");
 
