@@ -83,7 +83,7 @@ export class Listener {
     const address = this.options.address;
     // reusePort is missing from Bun's types for listen; it works on Linux (see workers.ts).
     const tls = this.options.tls ? { tls: { cert: Bun.file(this.options.tls.cert), key: Bun.file(this.options.tls.key) } } : {};
-    const common = { socket: clientHandlers, data: this as unknown, allowHalfOpen: true, ...tls, ...(this.router.reusePort ? { reusePort: true } : {}) };
+    const common = { socket: this.options.tls ? tlsClientHandlers : clientHandlers, data: this as unknown, allowHalfOpen: true, ...tls, ...(this.router.reusePort ? { reusePort: true } : {}) };
     try {
       this.server =
         address.kind === "unix"
@@ -132,6 +132,11 @@ export class Listener {
     this.active++;
     this.accepted++;
     router.sessionOpened(session);
+    if (!this.options.tls) this.start(session); // a TLS client starts once its handshake succeeds
+  }
+
+  /** Source checks, then the preface (PROXY header, ClientHello) or the dial. */
+  start(session: Session): void {
     const { acceptProxy, routes } = this.options;
     if (acceptProxy) {
       if (!acceptProxy.has(session.clientHost)) return session.prefaceFailed("denied", "PROXY header expected from an untrusted address");
@@ -227,5 +232,16 @@ const clientHandlers = {
   error(socket: Socket<Session>, error: Error) {
     const session = socket.data;
     if (session !== undefined) session.router.log.debug(`client ${session.clientAddress()}: ${error.message}`);
+  },
+};
+
+/** A TLS listener's handlers: the session starts (dials) only once the client's handshake succeeded. */
+const tlsClientHandlers = {
+  ...clientHandlers,
+  handshake(socket: Socket<Session>, success: boolean, error: Error | null) {
+    const session = socket.data;
+    if (session === undefined || session.closed) return;
+    if (success) session.listener.start(session);
+    else session.prefaceFailed("tls_error", `TLS handshake failed: ${error?.message ?? "unknown error"}`);
   },
 };

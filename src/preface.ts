@@ -39,7 +39,7 @@ export class Preface {
       if (result.state === "error") return session.prefaceFailed("proxy_error", `PROXY header: ${result.reason}`);
       chunk = chunk.subarray(result.headerLength - this.proxyBytes);
       this.proxy = null;
-      if (result.source !== null) session.setClientAddress(result.source.host, result.source.port);
+      if (result.source !== null) session.setClientAddress(result.source.host, result.source.port, result.destination);
       if (!session.admit()) return;
       if (this.hello === null) return this.done(chunk);
     }

@@ -69,6 +69,8 @@ export interface Stats {
   noTarget: number;
   /** Connections closed at accept: over max connections, or while draining. */
   refused: number;
+  /** Sessions turned away before dialling: allow/deny, per-IP limits, a bad PROXY header or ClientHello, a failed TLS handshake. */
+  denied: number;
   /** Bytes queued in pipes now, waiting for a slow reader. */
   queuedBytes: number;
   /** Bytes that could not be delivered because their destination was gone. */
@@ -278,8 +280,8 @@ export class Router {
       bytesDown += session.down.bytes;
       queuedBytes += session.up.queued + session.down.queued;
     }
-    const { totalSessions, connectFailures, noTarget, refused, droppedBytes } = this.stats;
-    return { activeSessions: this.sessions.size, totalSessions, bytesUp, bytesDown, connectFailures, noTarget, refused, queuedBytes, droppedBytes };
+    const { totalSessions, connectFailures, noTarget, refused, denied, droppedBytes } = this.stats;
+    return { activeSessions: this.sessions.size, totalSessions, bytesUp, bytesDown, connectFailures, noTarget, refused, denied, queuedBytes, droppedBytes };
   }
 
   async stop(drainTimeout = this.drainTimeout): Promise<StopSummary> {

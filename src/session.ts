@@ -63,6 +63,8 @@ export class Session {
   sni = "";
   /** Reading a PROXY header or ClientHello before dialling; null once done (or never). */
   preface: Preface | null = null;
+  /** The address the client dialled, as a PROXY header gave it (relayed by send_proxy); null = the listener's. */
+  destination: { host: string; port: number } | null = null;
   /** Counted in the listener's sessions per client address. */
   countedIp = false;
   readonly router: Router;
@@ -110,9 +112,10 @@ export class Session {
     this.close(reason, detail);
   }
 
-  setClientAddress(host: string, port: number): void {
+  setClientAddress(host: string, port: number, destination: { host: string; port: number } | null): void {
     this.clientHost = host;
     this.clientPort = port;
+    this.destination = destination;
   }
 
   admit(): boolean {
@@ -288,7 +291,7 @@ export class Session {
   private proxyHeader(version: "v1" | "v2"): Uint8Array {
     const source = this.clientHost === "" ? null : { host: this.clientHost, port: this.clientPort };
     const local = this.client.localAddress;
-    const destination = local ? { host: local, port: this.client.localPort } : null;
+    const destination = this.destination ?? (local ? { host: local, port: this.client.localPort } : null);
     return version === "v1" ? encodeProxyV1(source, destination) : encodeProxyV2(source, destination);
   }
 

@@ -63,10 +63,10 @@ describe.skipIf(!hasHaproxy)("HAProxy in front: send-proxy(-v2) → accept_proxy
     });
   }
 
-  // Open bug: a session that read a PROXY header sends its own listener address on as the
-  // destination, where HAProxy (accept-proxy + send-proxy) relays the destination it was given:
-  // the address the client dialled. Passes once the header's destination is kept with its source.
-  test.failing("a proxy chain relays the destination the client dialled (HAProxy's frontend), as HAProxy does", async () => {
+  // Regression: a session that read a PROXY header sent its own listener address on as the
+  // destination; like HAProxy (accept-proxy + send-proxy) it now relays the destination it was
+  // given, the address the client dialled.
+  test("a proxy chain relays the destination the client dialled (HAProxy's frontend), as HAProxy does", async () => {
     await using chain = await behindHaproxy("send-proxy-v2");
     await using client = await dialFrom(chain.haproxy.port, "127.0.0.2");
     expect(await exchange(client)).toBe(`proxy v1 127.0.0.2:${client.socket.localPort} -> 127.0.0.1:${chain.haproxy.port}\nhello\n`);

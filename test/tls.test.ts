@@ -78,12 +78,10 @@ describe("termination: TLS from the client, plaintext to the backend", () => {
     expect(reply.echo === payload).toBe(true);
   }, 20_000);
 
-  // Open bug: a terminating listener starts the session in `open`, and without a `handshake`
-  // handler Bun calls `open` after the handshake, but also when it fails: a client that does
-  // not speak TLS (a port scan, a plaintext client) still makes the router dial the backend,
-  // with no TLS error logged. Passes once the session dials only after a successful handshake
-  // (a `handshake(socket, success)` handler on TLS listeners: dial on success, close on failure).
-  test.failing("a client that does not speak TLS is closed, and the backend is not dialled", async () => {
+  // Regression: a terminating listener started the session in `open`, which Bun also calls when
+  // the handshake fails, so a plaintext client made the router dial the backend. TLS listeners
+  // now have a `handshake` handler: the session starts on success and is closed on failure.
+  test("a client that does not speak TLS is closed, and the backend is not dialled", async () => {
     await using app = listen(greeter("plain"));
     await using router = await terminating(app.address);
     await using client = await dial(router.port());
