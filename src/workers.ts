@@ -8,7 +8,10 @@
  * TCPROUTER_WORKER set; a worker never starts workers of its own.
  */
 import { availableParallelism } from "node:os";
+import { rmSync } from "node:fs";
+import type { Address } from "./address.ts";
 import type { Logger } from "./log.ts";
+import { startSupervisorAdmin, WORKER_ADMIN_ENV, workerAdminPath } from "./worker-admin.ts";
 
 export const WORKER_ENV = "TCPROUTER_WORKER";
 
@@ -34,14 +37,29 @@ function workerCommand(args: string[]): string[] {
 const CRASH_WINDOW_MS = 1000;
 const RESTART_DELAY_MS = 1000;
 
-export async function supervise(count: number, args: string[], log: Logger): Promise<never> {
+/** `admin`: serve the admin endpoints there, merged from every worker's (worker-admin.ts). */
+export async function supervise(count: number, args: string[], log: Logger, admin: Address | null = null): Promise<never> {
   const command = workerCommand(args);
   const workers = new Map<number, { proc: Bun.Subprocess; started: number }>();
   let stopping: NodeJS.Signals | null = null;
+  let restarts = 0;
+  const socket = (index: number) => workerAdminPath(process.pid, index);
+  if (admin !== null) {
+    const server = startSupervisorAdmin({
+      listen: admin,
+      count,
+      workers: () => [...workers.entries()].map(([index, { proc }]) => ({ index, pid: proc.pid, socket: socket(index) })),
+      restarts: () => restarts,
+      stopping: () => stopping !== null,
+      logger: log,
+    });
+    log.info(`admin on ${server.url} (/metrics, /healthz, /readyz, /status), merged from the workers`);
+  }
 
   const start = (index: number) => {
+    if (admin !== null) rmSync(socket(index), { force: true });
     const proc = Bun.spawn(command, {
-      env: { ...process.env, [WORKER_ENV]: String(index) },
+      env: { ...process.env, [WORKER_ENV]: String(index), ...(admin !== null ? { [WORKER_ADMIN_ENV]: socket(index) } : {}) },
       stdin: "ignore",
       stdout: "inherit",
       stderr: "inherit",
@@ -53,6 +71,7 @@ export async function supervise(count: number, args: string[], log: Logger): Pro
   const exited = (index: number, code: number | null, signal: number | NodeJS.Signals | null) => {
     const worker = workers.get(index);
     workers.delete(index);
+    if (admin !== null) rmSync(socket(index), { force: true }); // a worker killed with SIGKILL leaves it
     if (stopping !== null) {
       if (workers.size === 0) {
         log.info(`all ${count} workers stopped`);
@@ -63,6 +82,7 @@ export async function supervise(count: number, args: string[], log: Logger): Pro
     const how = signal !== null ? `signal ${signal}` : `exit code ${code}`;
     const crashLoop = worker !== undefined && Date.now() - worker.started < CRASH_WINDOW_MS;
     log.warn(`worker ${index} (pid ${worker?.proc.pid}) died (${how}); restarting${crashLoop ? ` in ${RESTART_DELAY_MS} ms` : ""}`);
+    restarts++;
     if (crashLoop) setTimeout(() => stopping === null && start(index), RESTART_DELAY_MS);
     else start(index);
   };

@@ -215,9 +215,11 @@ describe("the CLI", () => {
     }
   }, 20_000);
 
-  test("--admin with more than one worker is refused for now", async () => {
-    await using cli = spawnCli(["--to", `${HOST}:1`, "--listen", `${HOST}:${freePort()}`, "--workers", "2", "--admin", `${HOST}:0`]);
-    expect(await cli.exited()).toBe(1);
-    expect(cli.stderrText).toContain("--workers: --admin cannot be used with more than one worker yet");
+  test("--admin with more than one worker: an address in use stops the supervisor before any worker starts", async () => {
+    using taken = Bun.serve({ hostname: HOST, port: 0, fetch: () => new Response("") });
+    await using cli = spawnCli(["--to", `${HOST}:1`, "--listen", `${HOST}:${freePort()}`, "--workers", "2", "--admin", `${HOST}:${taken.port}`]);
+    expect(await cli.exited(10_000)).toBe(1);
+    expect(cli.stderrText).toContain(`admin: cannot listen on ${HOST}:${taken.port}: address already in use`);
+    expect(cli.stderrText).not.toContain("started 2 workers");
   });
 });

@@ -6,6 +6,7 @@ import { startAdmin, type AdminServer } from "../admin.ts";
 import { ConfigError, configWarnings, loadConfig, type Config } from "../config.ts";
 import { createLogger, type LogFormat, type LogLevel, type Logger } from "../log.ts";
 import { createRouter, forwardConfig, OptionsError, type RouterHandle } from "../router.ts";
+import { workerAdminAddress } from "../worker-admin.ts";
 import { isWorker, parseWorkers, supervise } from "../workers.ts";
 import { flagDuration, forwardArgs, logArgs, observeArgs, parseCount, processArgs, UsageError } from "./args.ts";
 import { configArgs } from "./check.ts";
@@ -55,13 +56,13 @@ export default defineCommand({
     }
     const observe = observeOptions(flags, config);
     // Workers append whole batches of lines to one file (O_APPEND); on a pipe, batches over
-    // PIPE_BUF could interleave, and each worker has its own counters for the admin endpoints.
-    if (workers > 1 && observe.admin !== null) throw new UsageError("--workers: --admin cannot be used with more than one worker yet");
+    // PIPE_BUF could interleave. A worker serves its admin on the socket its supervisor named.
+    if (isWorker()) observe.admin = workerAdminAddress();
     if (workers > 1 && observe.accessLog === "stdout") throw new UsageError("--workers: --access-log stdout cannot be used with more than one worker; give a file");
     if (workers > 1 && !isWorker()) {
       const anyPort = config.listeners.find((listener) => listener.listen.kind === "tcp" && listener.listen.port === 0);
       if (anyPort) throw new UsageError(`--workers: listener ${anyPort.name} asks for port 0; workers must share a fixed port`);
-      await supervise(workers, rawArgs, log);
+      await supervise(workers, rawArgs, log, observe.admin);
     }
     // Opened before listening: a path that cannot be opened stops the start.
     const accessLog = observe.accessLog === null ? null : new AccessLog({ to: observe.accessLog, format: flags["log-format"] === "json" ? "json" : "text", logger: log });
@@ -86,7 +87,7 @@ export default defineCommand({
       const to = !flags.config ? flags.to : listener.mode === "tcp" ? targets : `${routes}${routes && targets ? ", default " : ""}${targets}`;
       log.info(`listening on ${bound.address}${listener.mode === "sni" ? " (sni)" : ""} → ${to}`);
     }
-    if (admin !== null) log.info(`admin on ${admin.url} (/metrics, /healthz, /readyz, /status)`);
+    if (admin !== null && !isWorker()) log.info(`admin on ${admin.url} (/metrics, /healthz, /readyz, /status)`);
     stopOnSignals(handle, log, () => accessLog?.close());
     reopenOnUser1(accessLog, log);
     reloadOnHangup(handle, log, flags.config);
