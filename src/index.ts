@@ -1,6 +1,8 @@
 /** The library API. */
-export { forward, createRouter, forwardConfig, DEFAULTS, OptionsError, ListenError } from "./router.ts";
-export type { ForwardOptions, ForwardHandle, RouterHandle, RouterOptions, BoundListener, Stats, StopSummary } from "./router.ts";
+export { createRouter, DEFAULTS, OptionsError, ListenError } from "./router.ts";
+export type { RouterHandle, RouterOptions, BoundListener, Stats, StopSummary } from "./router.ts";
+export { forward, forwardConfig } from "./forward.ts";
+export type { ForwardOptions, ForwardHandle } from "./forward.ts";
 export { loadConfig, parseConfig, ConfigError } from "./config.ts";
 export type { Config, ListenerConfig, BackendConfig, TargetConfig } from "./config.ts";
 export type { TargetState } from "./backend.ts";

@@ -5,7 +5,8 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { AccessLog, AccessLogError, type AccessLogFormat } from "../src/access-log.ts";
 import { parseConfig } from "../src/config.ts";
-import { createRouter, type ForwardOptions } from "../src/router.ts";
+import type { ForwardOptions } from "../src/forward.ts";
+import { createRouter } from "../src/router.ts";
 import { buildClientHello } from "./_client-hello.ts";
 import {
   captureLogger,
@@ -357,7 +358,7 @@ describe("the CLI", () => {
 });
 
 test("logs a denied line for a connection refused at accept", async () => {
-  const { forward } = await import("../src/router.ts");
+  const { forward } = await import("../src/forward.ts");
   const { listen, dial, echo, waitFor, captureLogger } = await import("./_helpers.ts");
   await using upstream = listen(echo);
   const handle = await forward({ listen: "127.0.0.1:0", to: `127.0.0.1:${upstream.port}`, maxConnections: 1, logger: captureLogger().logger });

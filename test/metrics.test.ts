@@ -3,7 +3,8 @@ import { describe, expect, test } from "bun:test";
 import { startAdmin } from "../src/admin.ts";
 import { parseConfig } from "../src/config.ts";
 import { CLOSE_REASONS, escapeLabel, Histogram } from "../src/metrics.ts";
-import { createRouter, forward, forwardConfig } from "../src/router.ts";
+import { forward, forwardConfig } from "../src/forward.ts";
+import { createRouter } from "../src/router.ts";
 import { captureLogger, dial, echo, freePort, HOST, listen, patternBytes, unacceptingListener, waitFor, type Peer } from "./_helpers.ts";
 import { parse, promtool, promtoolCheck, scrape } from "./_prometheus.ts";
 
