@@ -18,6 +18,7 @@ import pkg from "../package.json" with { type: "json" };
 import { formatAddress, parseAddress, type Address } from "./address.ts";
 import { defaultLogger, type Logger } from "./log.ts";
 import { CONTENT_TYPE, Metrics } from "./metrics.ts";
+import { listenErrorText } from "./listener.ts";
 import { ListenError, type Router, type Stats } from "./router.ts";
 import { STATUS_PAGE } from "./status-page.ts";
 
@@ -186,24 +187,16 @@ export function startAdmin(options: AdminOptions): AdminServer {
         return new Response("not found: try /metrics, /healthz, /readyz, /status or /\n", { status: 404 });
     }
   };
-  const error = (cause: Error): Response => {
-    log.warn(`admin: ${cause.message}`);
-    return new Response("internal error\n", { status: 500 });
-  };
-
-  let server: ReturnType<typeof Bun.serve>;
+  let served: { server: ReturnType<typeof Bun.serve>; bound: Address };
   try {
-    server =
-      address.kind === "unix"
-        ? Bun.serve({ unix: address.path, fetch, error, development: false })
-        : Bun.serve({ hostname: address.host, port: address.port, fetch, error, development: false });
-  } catch (cause) {
+    served = serveAdmin(address, fetch, log);
+  } catch (error) {
     if (owned) metrics.detach();
-    throw new ListenError(`admin: cannot listen on ${formatAddress(address)}: ${bindErrorText(cause)}`);
+    throw error;
   }
+  const { server, bound } = served;
   const sampler = setInterval(sample, 1000, router, history);
   sampler.unref();
-  const bound: Address = address.kind === "unix" ? address : { ...address, port: server.port ?? address.port };
   const text = formatAddress(bound);
   return {
     address: text,
@@ -224,11 +217,25 @@ function sample(router: Router, history: HistorySample[]): void {
   if (history.length > HISTORY_LENGTH) history.shift();
 }
 
-function bindErrorText(error: unknown): string {
-  const code = (error as { code?: string } | null)?.code;
-  if (code === "EADDRINUSE") return "address already in use";
-  if (code === "EACCES" || code === "EPERM") return "permission denied";
-  if (code === "EADDRNOTAVAIL") return "address not available on this machine";
-  if (code === "ENOENT") return "no such directory";
-  return (error instanceof Error ? error.message : String(error)).split("\n")[0]!;
+
+/** Bun.serve on an admin address; a bind error becomes a one-line ListenError. */
+export function serveAdmin(
+  address: Address,
+  fetch: (request: Request) => Response | Promise<Response>,
+  log: Logger,
+): { server: ReturnType<typeof Bun.serve>; bound: Address } {
+  const error = (cause: Error): Response => {
+    log.warn(`admin: ${cause.message}`);
+    return new Response("internal error\n", { status: 500 });
+  };
+  let server: ReturnType<typeof Bun.serve>;
+  try {
+    server =
+      address.kind === "unix"
+        ? Bun.serve({ unix: address.path, fetch, error, development: false })
+        : Bun.serve({ hostname: address.host, port: address.port, fetch, error, development: false });
+  } catch (cause) {
+    throw new ListenError(`admin: cannot listen on ${formatAddress(address)}: ${listenErrorText(cause)}`);
+  }
+  return { server, bound: address.kind === "unix" ? address : { ...address, port: server.port ?? address.port } };
 }

@@ -198,7 +198,8 @@ export class Listener {
   }
 }
 
-function listenErrorText(error: unknown): string {
+/** One line for a bind error: the errno in words, or the first line of the message. */
+export function listenErrorText(error: unknown): string {
   const code = (error as { code?: string } | null)?.code;
   if (code === "EADDRINUSE") return "address already in use";
   if (code === "EACCES" || code === "EPERM") return "permission denied";

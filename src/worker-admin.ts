@@ -18,10 +18,10 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import pkg from "../package.json" with { type: "json" };
 import { formatAddress, type Address } from "./address.ts";
-import type { BackendStatus, HistorySample, ListenerStatus, Status, TargetStatus } from "./admin.ts";
+import { serveAdmin, type BackendStatus, type HistorySample, type ListenerStatus, type Status, type TargetStatus } from "./admin.ts";
 import type { Logger } from "./log.ts";
 import { CONTENT_TYPE } from "./metrics.ts";
-import { ListenError, type Stats } from "./router.ts";
+import type { Stats } from "./router.ts";
 import { STATUS_PAGE } from "./status-page.ts";
 
 export const WORKER_ADMIN_ENV = "TCPROUTER_WORKER_ADMIN";
@@ -152,23 +152,7 @@ export function startSupervisorAdmin(options: SupervisorAdminOptions): Superviso
         return new Response("not found: try /metrics, /healthz, /readyz, /status or /\n", { status: 404 });
     }
   };
-  const error = (cause: Error): Response => {
-    log.warn(`admin: ${cause.message}`);
-    return new Response("internal error\n", { status: 500 });
-  };
-
-  let server: ReturnType<typeof Bun.serve>;
-  try {
-    server =
-      address.kind === "unix"
-        ? Bun.serve({ unix: address.path, fetch: fetchHandler, error, development: false })
-        : Bun.serve({ hostname: address.host, port: address.port, fetch: fetchHandler, error, development: false });
-  } catch (cause) {
-    const code = (cause as { code?: string } | null)?.code;
-    const why = code === "EADDRINUSE" ? "address already in use" : (cause instanceof Error ? cause.message : String(cause)).split("\n")[0];
-    throw new ListenError(`admin: cannot listen on ${formatAddress(address)}: ${why}`);
-  }
-  const bound: Address = address.kind === "unix" ? address : { ...address, port: server.port ?? address.port };
+  const { server, bound } = serveAdmin(address, fetchHandler, log);
   return {
     url: bound.kind === "tcp" ? `http://${formatAddress(bound)}/` : `unix://${bound.path}`,
     async stop() {
