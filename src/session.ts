@@ -154,7 +154,10 @@ export class Session {
     if (this.router.observers.length > 0) this.dialedAt = performance.now();
     const address = target.address;
     this.attempt = new Attempt(this, target);
-    const options = { socket: upstreamHandlers, data: this.attempt, allowHalfOpen: true, ...(backend.tls === null ? {} : { tls: upstreamTls(backend.tls, target) }) };
+    // PROXY + TLS: the header goes first in clear, then the handshake (proxyFirstHandlers).
+    const clearFirst = backend.tls !== null && backend.sendProxy !== null;
+    const tls = backend.tls === null || clearFirst ? {} : { tls: upstreamTls(backend.tls, target) };
+    const options = { socket: clearFirst ? proxyFirstHandlers : upstreamHandlers, data: this.attempt, allowHalfOpen: true, ...tls };
     const pending =
       address.kind === "unix"
         ? Bun.connect({ ...options, unix: address.path })
@@ -173,8 +176,10 @@ export class Session {
     // A connect that opens after its attempt timed out (or after the session ended) is dropped.
     if (this.closed || this.upstream !== null || socket.data !== this.attempt) return void socket.terminate();
     if (this.backend.tls?.rejectUnauthorized && socket.authorized === false) {
-      socket.terminate();
-      return this.connectFailed("connect_failed", `TLS: ${socket.getAuthorizationError()?.message ?? "certificate not verified"}`);
+      // Fail (and maybe retry) first: terminate() runs the close handler at once, which must
+      // then see a finished attempt.
+      this.connectFailed("connect_failed", `TLS: ${socket.getAuthorizationError()?.message ?? "certificate not verified"}`);
+      return void socket.terminate();
     }
     clearTimeout(this.timer);
     this.upstream = socket;
@@ -186,7 +191,7 @@ export class Session {
     }
     this.up.to = socket;
     this.down.from = socket;
-    if (this.backend.sendProxy !== null) this.up.unshift(this.proxyHeader(this.backend.sendProxy));
+    if (this.backend.sendProxy !== null && this.backend.tls === null) this.up.unshift(this.proxyHeader(this.backend.sendProxy));
     this.up.flush();
   }
 
@@ -288,6 +293,18 @@ export class Session {
     if (this.router.log.level >= DEBUG) this.logClose();
   }
 
+  /**
+   * PROXY to a TLS target: the plain connection is open; write the header in clear, then start
+   * TLS on the same connection. The TLS socket's `open` (after the handshake) continues as usual.
+   */
+  clearProxyThenTls(raw: Socket<Attempt>): void {
+    const attempt = raw.data;
+    if (this.closed || attempt !== this.attempt || this.backend.tls === null) return void raw.terminate();
+    const header = this.proxyHeader(this.backend.sendProxy!);
+    if (raw.write(header) !== header.length) return void raw.terminate(); // a fresh socket takes ~100 bytes
+    raw.upgradeTLS({ data: attempt, tls: upstreamTls(this.backend.tls, attempt.target), socket: upstreamHandlers });
+  }
+
   private proxyHeader(version: "v1" | "v2"): Uint8Array {
     const source = this.clientHost === "" ? null : { host: this.clientHost, port: this.clientPort };
     const local = this.client.localAddress;
@@ -342,6 +359,21 @@ function errorText(error: Error): string {
   return code ?? error.message;
 }
 
+/** The plain connection of a PROXY + TLS attempt: it only writes the header and starts TLS; the TLS socket carries the session. */
+const proxyFirstHandlers = {
+  binaryType: "buffer" as const,
+  open(socket: Socket<Attempt>) {
+    socket.data.session.clearProxyThenTls(socket);
+  },
+  data() {},
+  close() {},
+  connectError(socket: Socket<Attempt>, error: Error) {
+    const attempt = socket.data;
+    if (attempt !== undefined && attempt === attempt.session.attempt) attempt.session.connectFailed("connect_failed", errorText(error));
+  },
+  error() {},
+};
+
 /** Handlers of upstream sockets (Bun.connect). `socket.data` is the connect attempt. */
 export const upstreamHandlers = {
   binaryType: "buffer" as const,
@@ -361,8 +393,11 @@ export const upstreamHandlers = {
     if (session.upstream === socket) session.ended("upstream");
   },
   close(socket: Socket<Attempt>, error?: Error) {
-    const session = socket.data.session;
+    const attempt = socket.data;
+    const session = attempt.session;
     if (session.upstream === socket) session.socketClosed("upstream", error);
+    // Closed before `open`: a TLS handshake that failed. Fail the attempt now, not at the connect timeout.
+    else if (session.upstream === null && attempt === session.attempt) session.connectFailed("connect_failed", error ? `TLS: ${errorText(error)}` : "TLS handshake failed");
   },
   connectError(socket: Socket<Attempt>, error: Error) {
     const attempt = socket.data;

@@ -133,11 +133,11 @@ send_proxy = "${version}"
     });
   }
 
-  // Open bug: with a TLS backend the PROXY header is written through the TLS socket, inside
+  // Regression: with a TLS backend the PROXY header was written through the TLS socket, inside
   // TLS, where the PROXY protocol (and HAProxy's `accept-proxy ssl`, nginx's
   // `listen ssl proxy_protocol`) wants it first on the TCP connection, before the ClientHello.
-  // HAProxy then waits for a header that never comes. Passes once the header is written in clear.
-  test.failing("with a TLS backend the header goes first, before the TLS handshake (HAProxy: accept-proxy ssl)", async () => {
+  // The session now connects in clear, writes the header, then starts TLS (upgradeTLS).
+  test("with a TLS backend the header goes first, before the TLS handshake (HAProxy: accept-proxy ssl)", async () => {
     const combined = `${tmpdir()}/tcprouter-test-localhost-${process.pid}.pem`;
     writeFileSync(combined, pem("localhost.pem") + pem("localhost.key"));
     try {
