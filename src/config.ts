@@ -5,7 +5,8 @@
  *
  * Each section has one schema below (valibot); a new section or key is one entry there plus
  * one line in its transform. Relations between sections (references, duplicates) are checked
- * once, in `checkReferences`. The reference with every key is test/fixtures/config/example.toml.
+ * once, in `checkReferences` (config-checks.ts). Annotated references: test/fixtures/config/example.toml
+ * and tls.toml.
  */
 import { dirname, resolve } from "node:path";
 import { checkFiles, checkReferences, withAbsolutePaths } from "./config-checks.ts";
