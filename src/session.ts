@@ -10,10 +10,11 @@
  */
 import type { Socket } from "bun";
 import { formatHostPort } from "./address.ts";
-import { NO_BACKEND, type Backend, type TargetState, type UpstreamTls } from "./backend.ts";
+import { NO_BACKEND, type Backend, type TargetState } from "./backend.ts";
 import { DEBUG, heldBack } from "./log.ts";
 import { Pipe } from "./pipe.ts";
 import { Preface } from "./preface.ts";
+import { Attempt, errorText, proxyFirstHandlers, upstreamHandlers, upstreamTls } from "./upstream.ts";
 import { encodeProxyV1, encodeProxyV2 } from "./proxy-protocol.ts";
 import type { Listener } from "./listener.ts";
 import type { Router } from "./router.ts";
@@ -327,21 +328,6 @@ export class Session {
 
 function ignore(): void {}
 
-/** Without a configured server name, a target found by DNS is verified (and asked) by its hostname, not its IP. */
-function upstreamTls(tls: UpstreamTls, target: TargetState): UpstreamTls {
-  if (tls.serverName !== undefined || target.name === target.key) return tls;
-  const host = target.name.slice(0, target.name.lastIndexOf(":"));
-  return { ...tls, serverName: host };
-}
-
-/** One connect attempt: the upstream socket's data, so that a late socket of an abandoned attempt is told apart. */
-export class Attempt {
-  constructor(
-    readonly session: Session,
-    readonly target: TargetState,
-  ) {}
-}
-
 function connectTimedOut(session: Session): void {
   session.connectFailed("connect_timeout", `connect timed out after ${session.listener.options.connectTimeout} ms`);
 }
@@ -353,57 +339,3 @@ function prefaceTimedOut(session: Session): void {
 function queueTimedOut(session: Session): void {
   session.queueTimedOut();
 }
-
-function errorText(error: Error): string {
-  const code = (error as { code?: string }).code;
-  return code ?? error.message;
-}
-
-/** The plain connection of a PROXY + TLS attempt: it only writes the header and starts TLS; the TLS socket carries the session. */
-const proxyFirstHandlers = {
-  binaryType: "buffer" as const,
-  open(socket: Socket<Attempt>) {
-    socket.data.session.clearProxyThenTls(socket);
-  },
-  data() {},
-  close() {},
-  connectError(socket: Socket<Attempt>, error: Error) {
-    const attempt = socket.data;
-    if (attempt !== undefined && attempt === attempt.session.attempt) attempt.session.connectFailed("connect_failed", errorText(error));
-  },
-  error() {},
-};
-
-/** Handlers of upstream sockets (Bun.connect). `socket.data` is the connect attempt. */
-export const upstreamHandlers = {
-  binaryType: "buffer" as const,
-  open(socket: Socket<Attempt>) {
-    socket.data.session.upstreamOpened(socket);
-  },
-  data(socket: Socket<Attempt>, chunk: Buffer) {
-    const session = socket.data.session;
-    if (session.upstream === socket) session.down.push(chunk);
-  },
-  drain(socket: Socket<Attempt>) {
-    const session = socket.data.session;
-    if (session.upstream === socket) session.up.flush();
-  },
-  end(socket: Socket<Attempt>) {
-    const session = socket.data.session;
-    if (session.upstream === socket) session.ended("upstream");
-  },
-  close(socket: Socket<Attempt>, error?: Error) {
-    const attempt = socket.data;
-    const session = attempt.session;
-    if (session.upstream === socket) session.socketClosed("upstream", error);
-    // Closed before `open`: a TLS handshake that failed. Fail the attempt now, not at the connect timeout.
-    else if (session.upstream === null && attempt === session.attempt) session.connectFailed("connect_failed", error ? `TLS: ${errorText(error)}` : "TLS handshake failed");
-  },
-  connectError(socket: Socket<Attempt>, error: Error) {
-    const attempt = socket.data;
-    if (attempt !== undefined && attempt === attempt.session.attempt) attempt.session.connectFailed("connect_failed", errorText(error));
-  },
-  error(socket: Socket<Attempt>, error: Error) {
-    socket.data?.session.router.log.debug(`upstream socket error: ${errorText(error)}`);
-  },
-};
