@@ -25,7 +25,7 @@ import { parseArgs } from "node:util";
 import { ROOT, launch, type Instance } from "./contenders.ts";
 import { collectMeta, headerText } from "./meta.ts";
 import { HOST, freePort } from "./net.ts";
-import { StoppingError, cleanup, descendants, isStopping, workDir } from "./procs.ts";
+import { StoppingError, descendants, isStopping, workDir, runBench } from "./procs.ts";
 import { checkRedisPath, runRedisRow, startRedis, type RedisRow } from "./redis.ts";
 import { median, writeResults } from "./table.ts";
 
@@ -311,22 +311,4 @@ function renderTable(summary: Summary[]): string {
   return [fmt(head), widths.map((w) => "-".repeat(w)).join("  "), ...rows.map(fmt)].join("\n");
 }
 
-let exiting = false;
-for (const signal of ["SIGINT", "SIGTERM"] as const) {
-  process.on(signal, () => {
-    if (exiting) return;
-    exiting = true;
-    say(`bench: ${signal}, stopping everything it started`);
-    void cleanup().finally(() => process.exit(130));
-  });
-}
-
-try {
-  await main();
-  await cleanup();
-} catch (error) {
-  if (error instanceof StoppingError) await new Promise(() => {});
-  say(`bench: ${(error as Error).stack ?? String(error)}`);
-  await cleanup();
-  process.exit(1);
-}
+await runBench(main);

@@ -208,3 +208,30 @@ export async function ensureOwnFdLimit(needed: number): Promise<void> {
   process.on("SIGTERM", () => child.kill("SIGTERM"));
   process.exit(await child.exited);
 }
+
+/**
+ * Runs a bench's `main` and always cleans up what it started: on return, on an error (exit 1)
+ * and on SIGINT/SIGTERM (exit 130).
+ */
+export async function runBench(main: () => Promise<void>): Promise<void> {
+  const say = (line: string) => process.stderr.write(`${line}\n`);
+  let exiting = false;
+  for (const signal of ["SIGINT", "SIGTERM"] as const) {
+    process.on(signal, () => {
+      if (exiting) return;
+      exiting = true;
+      say(`bench: ${signal}, stopping everything it started`);
+      void cleanup().finally(() => process.exit(130));
+    });
+  }
+  try {
+    await main();
+    await cleanup();
+  } catch (error) {
+    // a signal is being handled: its handler cleans up and exits
+    if (error instanceof StoppingError) await new Promise(() => {});
+    say(`bench: ${(error as Error).stack ?? String(error)}`);
+    await cleanup();
+    process.exit(1);
+  }
+}

@@ -9,7 +9,7 @@ import { BACKEND_BALANCES, BACKEND_CONTENDERS, BACKEND_ROW_IDS, runBackends } fr
 import { startIperf } from "./bulk.ts";
 import { CONTENDER_NAMES, loadContenders, type Contender, type ContenderName, type Instance } from "./contenders.ts";
 import { collectMeta, headerText } from "./meta.ts";
-import { StoppingError, cleanup, ensureOwnFdLimit, isStopping, softFdLimit } from "./procs.ts";
+import { StoppingError, ensureOwnFdLimit, isStopping, softFdLimit, runBench } from "./procs.ts";
 import { checkRedisPath, startRedis } from "./redis.ts";
 import { ROWS, ROW_IDS, idleSample, takeSample, type Params, type Ports, type Row } from "./rows.ts";
 import { TABLE_NOTE, errorNotes, markdownTable, summarize, textTable, writeResults, type Cell } from "./table.ts";
@@ -230,23 +230,4 @@ async function idleRound(c: Contender, redisPort: number, params: Params) {
   }
 }
 
-let exiting = false;
-for (const sig of ["SIGINT", "SIGTERM"] as const) {
-  process.on(sig, () => {
-    if (exiting) return;
-    exiting = true;
-    say(`bench: ${sig}, stopping everything it started`);
-    void cleanup().finally(() => process.exit(130));
-  });
-}
-
-try {
-  await main();
-  await cleanup();
-} catch (err) {
-  // a signal is being handled: its handler cleans up and exits
-  if (err instanceof StoppingError) await new Promise(() => {});
-  say(`bench: ${(err as Error).stack ?? String(err)}`);
-  await cleanup();
-  process.exit(1);
-}
+await runBench(main);

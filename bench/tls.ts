@@ -36,7 +36,7 @@ import { parseArgs } from "node:util";
 import { ROOT, findHaproxy, launch, type Instance } from "./contenders.ts";
 import { collectMeta, headerText } from "./meta.ts";
 import { HOST, freePort } from "./net.ts";
-import { StoppingError, cleanup, descendants, isStopping, run, versionOf, workDir } from "./procs.ts";
+import { StoppingError, descendants, isStopping, run, versionOf, workDir, runBench } from "./procs.ts";
 import { median, writeResults } from "./table.ts";
 
 const CONTENDERS = ["direct", "tcprouter", "tcprouter-2w", "haproxy", "tcprouter-tcp"] as const;
@@ -413,22 +413,4 @@ function renderTable(summary: (Result & { medians: Record<ContenderName, number 
   return [fmt(head), widths.map((w) => "-".repeat(w)).join("  "), ...lines.map(fmt), "", note].join("\n");
 }
 
-let exiting = false;
-for (const signal of ["SIGINT", "SIGTERM"] as const) {
-  process.on(signal, () => {
-    if (exiting) return;
-    exiting = true;
-    say(`bench: ${signal}, stopping everything it started`);
-    void cleanup().finally(() => process.exit(130));
-  });
-}
-
-try {
-  await main();
-  await cleanup();
-} catch (error) {
-  if (error instanceof StoppingError) await new Promise(() => {});
-  say(`bench: ${(error as Error).stack ?? String(error)}`);
-  await cleanup();
-  process.exit(1);
-}
+await runBench(main);
