@@ -19,7 +19,7 @@ import { BALANCES, DEFAULT_BALANCE, type Balance } from "./balancer.ts";
 import { formatDuration, parseDuration } from "./duration.ts";
 import { HEALTH_DEFAULTS, type HealthConfig } from "./health.ts";
 import { DEFAULTS } from "./router.ts";
-import { DISCOVERY_DEFAULTS, parseDnsServer } from "./discovery.ts";
+import { DISCOVERY_DEFAULTS, parseDnsServer } from "./dns.ts";
 
 export type { Balance, HealthConfig };
 
