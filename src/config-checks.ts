@@ -8,6 +8,7 @@ import { resolve } from "node:path";
 import type * as v from "valibot";
 import { formatAddress, type Address } from "./address.ts";
 import { isAddress, isRecord, pathText } from "./config-messages.ts";
+import { parseServerNamePattern } from "./sni.ts";
 import type { Config, RouteConfig } from "./config.ts";
 
 // ── Relations between sections ─────────────────────────────────────────────────────────────
@@ -160,14 +161,19 @@ export function checkFiles(file: unknown, base: string): { path: Key[]; message:
   const path = (value: unknown) => (typeof value === "string" && value !== "" ? resolve(base, value) : null);
   const listeners = Array.isArray(file.listeners) ? file.listeners : [];
   listeners.forEach((listener: unknown, i) => {
-    if (!isRecord(listener) || !isRecord(listener.tls)) return;
-    const certPath = path(listener.tls.cert);
-    const keyPath = path(listener.tls.key);
-    const cert = certPath === null ? null : readPem(certPath, "certificate", ["listeners", i, "tls", "cert"], errors);
-    const key = keyPath === null ? null : readPem(keyPath, "private key", ["listeners", i, "tls", "key"], errors);
-    if (cert instanceof X509Certificate && key !== null && !(key instanceof X509Certificate) && !cert.checkPrivateKey(key)) {
-      errors.push({ path: ["listeners", i, "tls", "key"], message: `${keyPath} is not the key of the certificate in ${certPath}` });
-    }
+    if (!isRecord(listener)) return;
+    const list = Array.isArray(listener.tls) ? listener.tls : [listener.tls];
+    list.forEach((tls: unknown, j) => {
+      if (!isRecord(tls)) return;
+      const at: Key[] = Array.isArray(listener.tls) ? ["listeners", i, "tls", j] : ["listeners", i, "tls"];
+      const certPath = path(tls.cert);
+      const keyPath = path(tls.key);
+      const cert = certPath === null ? null : readPem(certPath, "certificate", [...at, "cert"], errors);
+      const key = keyPath === null ? null : readPem(keyPath, "private key", [...at, "key"], errors);
+      if (cert instanceof X509Certificate && key !== null && !(key instanceof X509Certificate) && !cert.checkPrivateKey(key)) {
+        errors.push({ path: [...at, "key"], message: `${keyPath} is not the key of the certificate in ${certPath}` });
+      }
+    });
   });
   for (const [name, backend] of Object.entries(isRecord(file.backends) ? file.backends : {})) {
     if (!isRecord(backend) || !isRecord(backend.tls)) continue;
@@ -196,13 +202,45 @@ export function readPem(path: string, kind: "certificate" | "private key", at: K
   }
 }
 
-/** The config with every TLS file path made absolute, relative to `base`. */
-export function withAbsolutePaths(config: Config, base: string): Config {
+/**
+ * The config with every TLS file path made absolute, relative to `base`, and each listener
+ * certificate's server names filled in from the certificate where the config gave none.
+ */
+export function withFiles(config: Config, base: string): Config {
   for (const listener of config.listeners) {
-    if (listener.tls !== null) listener.tls = { cert: resolve(base, listener.tls.cert), key: resolve(base, listener.tls.key) };
+    if (listener.tls === null) continue;
+    listener.tls = {
+      certificates: listener.tls.certificates.map((c) => {
+        const cert = resolve(base, c.cert);
+        return { cert, key: resolve(base, c.key), names: c.names.length > 0 ? c.names : certificateNames(readFileSync(cert, "utf8")) };
+      }),
+    };
   }
   for (const backend of config.backends.values()) {
     if (backend.tls?.ca != null) backend.tls = { ...backend.tls, ca: resolve(base, backend.tls.ca) };
   }
   return config;
+}
+
+/**
+ * The server names a PEM certificate is for: its DNS subjectAltNames, else its subject CN, as
+ * server-name patterns (lower case; `*.example.com`). Names that are not DNS names are skipped.
+ */
+export function certificateNames(pem: string): string[] {
+  const cert = new X509Certificate(pem);
+  const dns = (cert.subjectAltName ?? "")
+    .split(/,\s*/)
+    .filter((entry) => entry.startsWith("DNS:"))
+    .map((entry) => entry.slice(4));
+  const names = dns.length > 0 ? dns : [/(?:^|\n)CN=([^\n]+)/.exec(cert.subject)?.[1] ?? ""];
+  const patterns: string[] = [];
+  for (const name of names) {
+    try {
+      const pattern = parseServerNamePattern(name);
+      if (!patterns.includes(pattern)) patterns.push(pattern);
+    } catch {
+      // an IP address or a CN that is not a host name: never a server name
+    }
+  }
+  return patterns;
 }

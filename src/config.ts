@@ -9,7 +9,7 @@
  * and tls.toml.
  */
 import { dirname, resolve } from "node:path";
-import { checkFiles, checkReferences, withAbsolutePaths } from "./config-checks.ts";
+import { checkFiles, checkReferences, withFiles } from "./config-checks.ts";
 import { at, closest, describe, isRecord, tomlErrorLine } from "./config-messages.ts";
 import * as v from "valibot";
 import { formatAddress, parseAddress, type Address } from "./address.ts";
@@ -84,7 +84,7 @@ export interface ListenerConfig {
   maxConnectionsPerIp: number;
   /** New connections per second from one client IP; 0 = no limit. */
   connectionRatePerIp: number;
-  /** Terminate TLS with this certificate and forward plaintext (tcp mode only); null = no TLS. */
+  /** Terminate TLS (certificate by SNI) and forward plaintext (tcp mode only); null = no TLS. */
   tls: ListenerTlsConfig | null;
   /** Sessions open at once on this listener; 0 = no limit. */
   maxConnections: number;
@@ -107,12 +107,22 @@ export interface RouteConfig {
   backend: string;
 }
 
-/** Absolute paths (relative ones are taken from the config file's directory), checked at load. */
+/** A terminating listener's certificates; the first is the default. */
 export interface ListenerTlsConfig {
+  certificates: ListenerCertificate[];
+}
+
+/** Absolute paths (relative ones are taken from the config file's directory), checked at load. */
+export interface ListenerCertificate {
   /** PEM certificate chain, leaf first. */
   cert: string;
   /** PEM private key of the leaf certificate (not encrypted). */
   key: string;
+  /**
+   * The server names (SNI) it is served for, normalized (`*.example.com` = one label): `names`
+   * from the config, else the leaf's DNS subjectAltNames (its CN when it has none), read at load.
+   */
+  names: string[];
 }
 
 /** How a backend dials its targets over TLS. */
@@ -222,7 +232,7 @@ export function parseConfig(text: string, format: ConfigFormat, source = `config
   const result = v.safeParse(ConfigSchema, data);
   const base = dirname(resolve(source));
   const fileErrors = checkFiles(data, base).map(({ path, message }) => at(path.map((key) => ({ key })), message));
-  if (result.success && fileErrors.length === 0) return withAbsolutePaths(result.output, base);
+  if (result.success && fileErrors.length === 0) return withFiles(result.output, base);
   const errors = result.success ? [] : result.issues.map((issue) => at(issue.path, issue.message));
   throw new ConfigError(source, [...errors, ...fileErrors]);
 }
@@ -341,13 +351,15 @@ function cidrList(min: 0 | 1, emptyMessage = "") {
 }
 
 /** `db.example.com` or `*.example.com`, normalized (lower case, no trailing dot). */
-const serverNames = v.pipe(
-  v.array(
-    v.pipe(v.string(expected('a server name such as "db.example.com" or "*.example.com"')), parsedBy(parseServerNamePattern)),
-    expected('a list of server names such as ["db.example.com", "*.example.com"]'),
-  ),
-  v.minLength(1, "expected at least one name (leave server_names out to match by alpn alone)"),
-);
+function serverNames(emptyMessage: string) {
+  return v.pipe(
+    v.array(
+      v.pipe(v.string(expected('a server name such as "db.example.com" or "*.example.com"')), parsedBy(parseServerNamePattern)),
+      expected('a list of server names such as ["db.example.com", "*.example.com"]'),
+    ),
+    v.minLength(1, emptyMessage),
+  );
+}
 
 /** RFC 7301 protocol ids as bytes on the wire: printable ASCII, 1-255 of them. */
 const alpnList = v.pipe(
@@ -395,17 +407,32 @@ const Defaults = table({
 /** `[[listeners.routes]]`: server_names and/or alpn → backend (checked in `checkListener`). */
 const Route = v.pipe(
   table(
-    { server_names: v.optional(serverNames), alpn: v.optional(alpnList), backend: name },
+    { server_names: v.optional(serverNames("expected at least one name (leave server_names out to match by alpn alone)")), alpn: v.optional(alpnList), backend: name },
     { backend: "the name of the backend for clients this route matches" },
     'a table such as { server_names = ["db.example.com"], backend = "db" }',
   ),
   v.transform((r): RouteConfig => ({ serverNames: r.server_names ?? [], alpn: r.alpn ?? [], backend: r.backend })),
 );
 
-const ListenerTls = table(
-  { cert: filePath, key: filePath },
-  { cert: "the certificate chain file, PEM", key: "the private key file, PEM" },
-  'a table such as { cert = "cert.pem", key = "key.pem" }',
+function certificate(what: string) {
+  return v.pipe(
+    table(
+      { cert: filePath, key: filePath, names: v.optional(serverNames("expected at least one name (leave names out to use the certificate's own)")) },
+      { cert: "the certificate chain file, PEM", key: "the private key file, PEM" },
+      what,
+    ),
+    v.transform((c): ListenerCertificate => ({ cert: c.cert, key: c.key, names: c.names ?? [] })),
+  );
+}
+
+/** `tls = { cert, key }`, or a list of them chosen by SNI (names filled in by `withFiles`). */
+const ListenerTls = v.pipe(
+  v.lazy((input) =>
+    Array.isArray(input)
+      ? v.pipe(v.array(certificate('a table such as { cert = "cert.pem", key = "key.pem" }')), v.minLength(1, "expected at least one certificate"))
+      : certificate('a table such as { cert = "cert.pem", key = "key.pem" }, or a list of them'),
+  ),
+  v.transform((t): ListenerTlsConfig => ({ certificates: Array.isArray(t) ? t : [t] })),
 );
 
 /** Which keys go with which mode, and `backend` being required in tcp mode, are in `checkListener`. */
@@ -565,7 +592,7 @@ const ConfigSchema = v.pipe(
       deny: l.deny ?? [],
       maxConnectionsPerIp: l.max_connections_per_ip ?? 0,
       connectionRatePerIp: l.connection_rate_per_ip ?? 0,
-      tls: l.tls === undefined ? null : { cert: l.tls.cert, key: l.tls.key },
+      tls: l.tls ?? null,
       maxConnections: l.max_connections ?? CONFIG_DEFAULTS.maxConnections,
       connectTimeout: l.connect_timeout ?? defaults.connectTimeout,
       idleTimeout: l.idle_timeout ?? defaults.idleTimeout,

@@ -7,6 +7,8 @@
  */
 import type { Socket, TCPSocketListener, UnixSocketListener } from "bun";
 import { formatAddress, type Address } from "./address.ts";
+import { install, loadCertificates, type LoadedCertificates } from "./certificates.ts";
+import type { ListenerTlsConfig } from "./config.ts";
 import type { Backend } from "./backend.ts";
 import type { CidrSet } from "./cidr.ts";
 import type { ServerNameRoute, ServerNameRoutes } from "./sni.ts";
@@ -41,8 +43,8 @@ export interface ListenerOptions {
   maxConnectionsPerIp?: number;
   /** New sessions per second per client address; 0 = no limit. */
   connectionRatePerIp?: number;
-  /** Terminate TLS with this certificate (PEM file paths); null = plain TCP. */
-  tls?: { cert: string; key: string } | null;
+  /** Terminate TLS with these certificates, chosen by SNI (src/certificates.ts); null = plain TCP. */
+  tls?: ListenerTlsConfig | null;
 }
 
 export interface SniRoute extends ServerNameRoute {
@@ -69,6 +71,9 @@ export class Listener {
   readonly denials = new LogLimiter();
   private server: TCPSocketListener<unknown> | UnixSocketListener<unknown> | null = null;
   private readonly refusals = new LogLimiter();
+  /** A TLS listener's certificates as installed, and the SNI names installed on it so far. */
+  private certificates: LoadedCertificates | null = null;
+  private sniNames: ReadonlySet<string> = new Set();
 
   constructor(
     readonly router: Router,
@@ -81,9 +86,15 @@ export class Listener {
   /** Binds the address. Throws ListenError with a one-line reason. */
   open(): void {
     const address = this.options.address;
+    let certificates: LoadedCertificates | null = null;
+    try {
+      certificates = this.options.tls ? loadCertificates(this.options.tls) : null;
+    } catch (error) {
+      throw new ListenError(`cannot listen on ${formatAddress(address)}: ${(error as Error).message}`);
+    }
     // reusePort is missing from Bun's types for listen; it works on Linux (see workers.ts).
-    const tls = this.options.tls ? { tls: { cert: Bun.file(this.options.tls.cert), key: Bun.file(this.options.tls.key) } } : {};
-    const common = { socket: this.options.tls ? tlsClientHandlers : clientHandlers, data: this as unknown, allowHalfOpen: true, ...tls, ...(this.router.reusePort ? { reusePort: true } : {}) };
+    const tls = certificates === null ? {} : { tls: certificates.fallback };
+    const common = { socket: certificates ? tlsClientHandlers : clientHandlers, data: this as unknown, allowHalfOpen: true, ...tls, ...(this.router.reusePort ? { reusePort: true } : {}) };
     try {
       this.server =
         address.kind === "unix"
@@ -92,6 +103,20 @@ export class Listener {
     } catch (error) {
       throw new ListenError(`cannot listen on ${formatAddress(address)}: ${listenErrorText(error)}`);
     }
+    if (certificates !== null) this.useCertificates(certificates);
+  }
+
+  /**
+   * Serves these certificates to new clients from now on (a reload with renewed files, names
+   * added or removed); open sessions keep theirs. Unchanged certificates are left as they are,
+   * so TLS session tickets stay valid across reloads that do not touch them.
+   */
+  useCertificates(certificates: LoadedCertificates): void {
+    const server = this.server as TCPSocketListener<unknown> | null;
+    if (server === null || sameCertificates(this.certificates, certificates)) return;
+    const replaceDefault = this.certificates !== null && !samePem(this.certificates.fallback, certificates.fallback);
+    this.sniNames = install(server, certificates, this.sniNames, replaceDefault);
+    this.certificates = certificates;
   }
 
   /** The bound address, with the real port where port 0 was asked for. */
@@ -235,6 +260,19 @@ const clientHandlers = {
     if (session !== undefined) session.router.log.debug(`client ${session.clientAddress()}: ${error.message}`);
   },
 };
+
+function samePem(a: { cert: string; key: string }, b: { cert: string; key: string }): boolean {
+  return a.cert === b.cert && a.key === b.key;
+}
+
+function sameCertificates(a: LoadedCertificates | null, b: LoadedCertificates): boolean {
+  if (a === null || !samePem(a.fallback, b.fallback) || a.byName.size !== b.byName.size) return false;
+  for (const [name, pem] of b.byName) {
+    const old = a.byName.get(name);
+    if (old === undefined || !samePem(old, pem)) return false;
+  }
+  return true;
+}
 
 /** A TLS listener's handlers: the session starts (dials) only once the client's handshake succeeded. */
 const tlsClientHandlers = {

@@ -6,6 +6,7 @@
 import { formatAddress } from "./address.ts";
 import { Backend, type TargetState } from "./backend.ts";
 import { CidrSet } from "./cidr.ts";
+import { loadCertificates, type LoadedCertificates } from "./certificates.ts";
 import type { Config, ListenerConfig } from "./config.ts";
 import { ServerNameRoutes } from "./sni.ts";
 import { Discovery } from "./discovery.ts";
@@ -171,6 +172,7 @@ export class Router {
     const opened: Listener[] = [];
     const next: Listener[] = [];
     const placeholder = undefined as unknown as Backend; // set below, before any callback can run
+    const certificates = keptCertificates(config, current);
     try {
       for (const options of config.listeners) {
         const existing = current.get(formatAddress(options.listen));
@@ -179,7 +181,7 @@ export class Router {
           continue;
         }
         const { name, maxConnections, connectTimeout, idleTimeout } = options;
-        const listener = new Listener(this, { name, address: options.listen, backend: placeholder, maxConnections, connectTimeout, idleTimeout, tls: tlsOf(options) });
+        const listener = new Listener(this, { name, address: options.listen, backend: placeholder, maxConnections, connectTimeout, idleTimeout, tls: options.tls });
         listener.open();
         opened.push(listener);
         next.push(listener);
@@ -196,8 +198,10 @@ export class Router {
     for (const [name, backend] of this.backends) if (!backends.has(name)) backend.stop();
     for (const [index, listener] of next.entries()) {
       const options = listenerOptions(config.listeners[index]!, backends);
-      listener.options = { ...options, address: listener.options.address, tls: listener.options.tls };
+      listener.options = { ...options, address: listener.options.address };
       listener.backend = options.backend;
+      const renewed = certificates.get(listener);
+      if (renewed !== undefined) listener.useCertificates(renewed);
     }
     const closed = [...current].filter(([key]) => !wanted.has(key));
     for (const [, listener] of closed) listener.close();
@@ -282,8 +286,28 @@ export class Router {
   }
 }
 
-function tlsOf(config: ListenerConfig): { cert: string; key: string } | null {
-  return config.tls;
+/**
+ * The certificates of the TLS listeners a reload keeps, read before anything changes. Throws
+ * ListenError for a file that cannot be read, or a kept listener that would turn TLS on or off
+ * (the socket handlers are fixed when the address is bound).
+ */
+function keptCertificates(config: Config, current: Map<string, Listener>): Map<Listener, LoadedCertificates> {
+  const loaded = new Map<Listener, LoadedCertificates>();
+  for (const options of config.listeners) {
+    const address = formatAddress(options.listen);
+    const listener = current.get(address);
+    if (listener === undefined) continue;
+    if ((options.tls === null) !== !listener.options.tls) {
+      throw new ListenError(`${address}: tls cannot be ${options.tls === null ? "removed from" : "added to"} a listener that stays open; use a new address, or restart`);
+    }
+    if (options.tls === null) continue;
+    try {
+      loaded.set(listener, loadCertificates(options.tls));
+    } catch (error) {
+      throw new ListenError(`${address}: ${(error as Error).message}`);
+    }
+  }
+  return loaded;
 }
 
 /** A listener's runtime options from its (validated) config. */

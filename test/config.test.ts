@@ -404,14 +404,31 @@ const BAD: [name: string, text: string, errors: string[]][] = [
       .join("") + BACKEND,
     [
       "listeners[3].tls.key: missing (the private key file, PEM)",
-      `listeners[4].tls: expected a table such as { cert = "cert.pem", key = "key.pem" }, got "${CERTS}/db.pem"`,
+      `listeners[4].tls: expected a table such as { cert = "cert.pem", key = "key.pem" }, or a list of them, got "${CERTS}/db.pem"`,
       'listeners[5].tls.key: expected a file path, got ""',
-      "listeners[5].tls.pass: unknown key (expected one of: cert, key)",
+      "listeners[5].tls.pass: unknown key (expected one of: cert, key, names)",
       `listeners[0].tls.cert: cannot read ${CERTS}/missing.pem: no such file`,
       `listeners[1].tls.cert: ${CERTS}/db.key is not a PEM certificate`,
       `listeners[1].tls.key: ${CERTS}/db.pem is not a PEM private key`,
       `listeners[2].tls.key: ${CERTS}/web.key is not the key of the certificate in ${CERTS}/db.pem`,
       `listeners[5].tls.cert: cannot read ${CERTS}: is a directory`,
+    ],
+  ],
+  [
+    "a list of certificates: an empty list, errors in one entry with its index, bad names",
+    [
+      "tls = []",
+      `tls = [{ cert = "${CERTS}/db.pem", key = "${CERTS}/db.key" }, { cert = "${CERTS}/web.pem", key = "${CERTS}/db.key" }, "x"]`,
+      `tls = [{ cert = "${CERTS}/db.pem", key = "${CERTS}/db.key", names = [] }, { cert = "${CERTS}/web.pem", key = "${CERTS}/web.key", names = ["a b"] }]`,
+    ]
+      .map((tls, i) => LISTENER.replace("11000", String(11000 + i)) + tls + "\n")
+      .join("") + BACKEND,
+    [
+      "listeners[0].tls: expected at least one certificate",
+      `listeners[1].tls[2]: expected a table such as { cert = "cert.pem", key = "key.pem" }, got "x"`,
+      "listeners[2].tls[0].names: expected at least one name (leave names out to use the certificate's own)",
+      'listeners[2].tls[1].names[0]: "a b": "a b" is not a valid DNS label',
+      `listeners[1].tls[1].key: ${CERTS}/db.key is not the key of the certificate in ${CERTS}/web.pem`,
     ],
   ],
   [
@@ -652,7 +669,7 @@ describe("issue 5 keys: SNI routes, PROXY protocol, ACLs, TLS", () => {
         name: "127.0.0.1:6380",
         listen: { kind: "tcp", host: "127.0.0.1", port: 6380 },
         backend: "redis-tls",
-        tls: { cert: `${CERTS}/localhost.pem`, key: `${CERTS}/localhost.key` },
+        tls: { certificates: [{ cert: `${CERTS}/localhost.pem`, key: `${CERTS}/localhost.key`, names: ["localhost", "upstream.test"] }] },
       },
     ]);
     const backends = [...config.backends.values()].map(({ name, sendProxy, tls }) => ({ name, sendProxy, tls }));
@@ -761,7 +778,7 @@ listener tls-in 127.0.0.1:8443 (sni, hello_timeout 5s, accept_proxy from 127.0.0
     127.0.0.1:8080 weight 1
   default → backend web (round-robin, retries 2, no health checks, send_proxy v1)
     127.0.0.1:8080 weight 1
-listener 127.0.0.1:6380 (tls ${CERTS}/localhost.pem) → backend redis-tls (round-robin, retries 2, no health checks, tls verifying upstream.test against ${CERTS}/ca.pem)
+listener 127.0.0.1:6380 (tls ${CERTS}/localhost.pem (default; localhost upstream.test)) → backend redis-tls (round-robin, retries 2, no health checks, tls verifying upstream.test against ${CERTS}/ca.pem)
   127.0.0.1:6379 weight 1
 `;
 
@@ -832,4 +849,19 @@ describe("tcprouter check", () => {
     expect(noFlag.stderr).toContain("--config is required");
     expect(noFlag.stderr.trim().split("\n")).toHaveLength(1);
   });
+});
+
+test("several listener certificates: names come from each certificate's subjectAltNames unless given; the plan lists them", () => {
+  const config = parseConfig(
+    `[[listeners]]\nlisten = "127.0.0.1:8443"\nbackend = "app"\ntls = [
+  { cert = "${CERTS}/localhost.pem", key = "${CERTS}/localhost.key" },
+  { cert = "${CERTS}/apps.pem", key = "${CERTS}/apps.key" },
+  { cert = "${CERTS}/web.pem", key = "${CERTS}/web.key", names = ["WWW.example.com."] },
+]\n[backends.app]\ntargets = ["127.0.0.1:8080"]\n`,
+    "toml",
+  );
+  expect(config.listeners[0]!.tls!.certificates.map((c) => c.names)).toEqual([["localhost", "upstream.test"], ["*.apps.example.com"], ["www.example.com"]]);
+  expect(renderPlan(config).split("\n")[1]).toBe(
+    `listener 127.0.0.1:8443 (tls ${CERTS}/localhost.pem (default; localhost upstream.test), ${CERTS}/apps.pem (*.apps.example.com), ${CERTS}/web.pem (www.example.com)) → backend app (round-robin, retries 2, no health checks)`,
+  );
 });

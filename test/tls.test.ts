@@ -7,9 +7,10 @@ import { describe, expect, test } from "bun:test";
 import { copyFileSync, mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import tls from "node:tls";
 import { parseConfig } from "../src/config.ts";
-import { dial, freePort, hasCommand, listen, waitFor, type Behaviour, type Peer } from "./_helpers.ts";
-import { bunTlsRequest, CERTS, sClient, startRouter, tlsRequest, tlsServer } from "./_tls.ts";
+import { dial, freePort, hasCommand, listen, ROOT, waitFor, type Behaviour, type Peer } from "./_helpers.ts";
+import { bunTlsRequest, CA, CERTS, sClient, startRouter, tlsRequest, tlsServer } from "./_tls.ts";
 
 const hasOpenssl = hasCommand("openssl");
 
@@ -41,6 +42,23 @@ targets = ["${target}"]
 tls = ${tls}
 ${extra}
 `);
+}
+
+/** A TLS session left open, to check it still works after a reload. */
+async function openTls(port: number, servername: string): Promise<{ socket: tls.TLSSocket; roundTrip(text: string): Promise<string> }> {
+  const socket = tls.connect({ host: "127.0.0.1", port, servername, ca: CA });
+  let received = "";
+  socket.on("data", (chunk) => (received += chunk.toString("latin1")));
+  await waitFor(() => received.includes("\n"), 5000, "the greeting");
+  return {
+    socket,
+    async roundTrip(text) {
+      received = "";
+      socket.write(text);
+      await waitFor(() => received.length >= text.length, 5000, "the echo");
+      return received;
+    },
+  };
 }
 
 /** Sends `ping\n` on a plain connection and waits for `lines` newline-terminated lines back, or a close. */
@@ -93,28 +111,120 @@ describe("termination: TLS from the client, plaintext to the backend", () => {
   });
 });
 
-describe("termination across a reload", () => {
-  // Open bug: a reload keeps a listener whose address stays, socket and all, so the TLS
-  // context made at bind time stays too: a renewed certificate (same paths, new files, the
-  // certbot case) is not served until a restart, and adding or removing `tls` on a kept
-  // listener does nothing. Passes once a reload that changes a listener's TLS (paths or file
-  // contents) gives new connections the new certificate.
-  test.failing("a reload after the certificate files were renewed serves the new certificate", async () => {
-    const dir = mkdtempSync(join(tmpdir(), "tcprouter-tls-reload-"));
-    try {
-      copyFileSync(`${CERTS}/localhost.pem`, join(dir, "cert.pem"));
-      copyFileSync(`${CERTS}/localhost.key`, join(dir, "key.pem"));
-      await using app = listen(greeter("plain"));
-      const text = `[[listeners]]\nlisten = "127.0.0.1:${freePort()}"\nbackend = "app"\ntls = { cert = "${dir}/cert.pem", key = "${dir}/key.pem" }\n[backends.app]\ntargets = ["${app.address}"]\n`;
-      await using router = await startRouter(text);
-      expect((await tlsRequest(router.port(), { servername: "localhost" })).cn).toBe("localhost");
-      copyFileSync(`${CERTS}/db.pem`, join(dir, "cert.pem"));
-      copyFileSync(`${CERTS}/db.key`, join(dir, "key.pem"));
-      router.reload(parseConfig(text, "toml", join(dir, "tcprouter.toml")));
-      expect((await tlsRequest(router.port(), { servername: "db.example.com" })).cn).toBe("db.example.com");
-    } finally {
-      rmSync(dir, { recursive: true, force: true });
+describe("several certificates on one terminating listener, chosen by SNI", () => {
+  /** localhost (the default), db.example.com, *.apps.example.com, and web.pem served as www.example.com only. */
+  const MANY = `tls = [
+  { cert = "fixtures/tls/certs/localhost.pem", key = "fixtures/tls/certs/localhost.key" },
+  { cert = "fixtures/tls/certs/db.pem", key = "fixtures/tls/certs/db.key" },
+  { cert = "fixtures/tls/certs/apps.pem", key = "fixtures/tls/certs/apps.key" },
+  { cert = "fixtures/tls/certs/web.pem", key = "fixtures/tls/certs/web.key", names = ["www.example.com"] },
+]`;
+  const many = (backend: string) => startRouter(`[[listeners]]\nlisten = "127.0.0.1:0"\nbackend = "app"\n${MANY}\n[backends.app]\ntargets = ["${backend}"]\n`);
+
+  test("each client gets the certificate for the name it asked for, verified; all reach the backend in plaintext", async () => {
+    await using app = listen(greeter("plain"));
+    await using router = await many(app.address);
+    const cn = async (servername: string) => {
+      const reply = await tlsRequest(router.port(), { servername });
+      expect(reply).toMatchObject({ authorized: true, greeting: "plain", echo: "ping\n" });
+      return reply.cn;
+    };
+    expect(await cn("localhost")).toBe("localhost");
+    expect(await cn("db.example.com")).toBe("db.example.com");
+    expect(await cn("DB.Example.COM")).toBe("db.example.com");
+    expect(await cn("x.apps.example.com")).toBe("*.apps.example.com");
+    expect(await bunTlsRequest(router.port(), "db.example.com")).toEqual({ authorized: true, cn: "db.example.com", greeting: "plain" });
+    expect(await bunTlsRequest(router.port(), "y.apps.example.com")).toEqual({ authorized: true, cn: "*.apps.example.com", greeting: "plain" });
+    expect(app.peers).toHaveLength(6);
+  });
+
+  test("no SNI, an unknown name, and a name one label too deep for the wildcard get the first certificate", async () => {
+    await using app = listen(greeter("plain"));
+    await using router = await many(app.address);
+    for (const servername of ["", "nope.example.com", "a.b.apps.example.com"]) {
+      expect(await tlsRequest(router.port(), { servername, ca: null })).toMatchObject({ cn: "localhost", greeting: "plain" });
     }
+  });
+
+  test("names = [...] replaces the names in the certificate", async () => {
+    await using app = listen(greeter("plain"));
+    await using router = await many(app.address);
+    expect((await tlsRequest(router.port(), { servername: "www.example.com", ca: null })).cn).toBe("web.example.com");
+    expect((await tlsRequest(router.port(), { servername: "web.example.com", ca: null })).cn).toBe("localhost");
+  });
+
+  test.skipIf(!hasOpenssl)("openssl s_client -servername verifies the certificate it was given", async () => {
+    await using app = listen(greeter("plain"));
+    await using router = await many(app.address);
+    const { code, stdout } = await sClient(router.port(), "db.example.com");
+    expect(code).toBe(0);
+    expect(stdout).toContain("subject=CN = db.example.com");
+    expect(stdout).toContain("Verify return code: 0 (ok)");
+  });
+});
+
+describe("termination across a reload", () => {
+  /** A temporary directory with cert.pem/key.pem copied from the fixture `name`, and a config using them. */
+  function renewable(name: string) {
+    const dir = mkdtempSync(join(tmpdir(), "tcprouter-tls-reload-"));
+    const put = (fixture: string) => {
+      copyFileSync(`${CERTS}/${fixture}.pem`, join(dir, "cert.pem"));
+      copyFileSync(`${CERTS}/${fixture}.key`, join(dir, "key.pem"));
+    };
+    put(name);
+    return { dir, put, source: join(dir, "tcprouter.toml"), [Symbol.dispose]: () => rmSync(dir, { recursive: true, force: true }) };
+  }
+
+  test("a reload after the certificate files were renewed serves the new certificate; open sessions carry on", async () => {
+    using files = renewable("localhost");
+    await using app = listen(greeter("plain"));
+    const text = `[[listeners]]\nlisten = "127.0.0.1:${freePort()}"\nbackend = "app"\ntls = { cert = "${files.dir}/cert.pem", key = "${files.dir}/key.pem" }\n[backends.app]\ntargets = ["${app.address}"]\n`;
+    await using router = await startRouter(text);
+    expect((await tlsRequest(router.port(), { servername: "localhost" })).cn).toBe("localhost");
+    const open = await openTls(router.port(), "localhost");
+    files.put("db");
+    router.reload(parseConfig(text, "toml", files.source));
+    expect((await tlsRequest(router.port(), { servername: "db.example.com" })).cn).toBe("db.example.com");
+    expect(await tlsRequest(router.port(), { servername: "", ca: null })).toMatchObject({ cn: "db.example.com" });
+    expect(await open.roundTrip("still here\n")).toBe("still here\n");
+    open.socket.destroy();
+  });
+
+  test("a reload adds a certificate for a new name, and a removed one's name falls back to the first", async () => {
+    await using app = listen(greeter("plain"));
+    const port = freePort();
+    const config = (certs: string[]) =>
+      parseConfig(
+        `[[listeners]]\nlisten = "127.0.0.1:${port}"\nbackend = "app"\ntls = [${certs.map((c) => `{ cert = "fixtures/tls/certs/${c}.pem", key = "fixtures/tls/certs/${c}.key" }`).join(", ")}]\n[backends.app]\ntargets = ["${app.address}"]\n`,
+        "toml",
+        `${ROOT}test/tls-routing.toml`,
+      );
+    await using router = await startRouter(`[[listeners]]\nlisten = "127.0.0.1:${port}"\nbackend = "app"\ntls = { cert = "fixtures/tls/certs/localhost.pem", key = "fixtures/tls/certs/localhost.key" }\n[backends.app]\ntargets = ["${app.address}"]\n`);
+    expect((await tlsRequest(port, { servername: "db.example.com", ca: null })).cn).toBe("localhost");
+    router.reload(config(["localhost", "db"]));
+    expect((await tlsRequest(port, { servername: "db.example.com" })).cn).toBe("db.example.com");
+    router.reload(config(["localhost", "web"]));
+    expect((await tlsRequest(port, { servername: "db.example.com", ca: null })).cn).toBe("localhost");
+    expect((await tlsRequest(port, { servername: "web.example.com" })).cn).toBe("web.example.com");
+  });
+
+  test("turning tls on or off on a kept listener, or a certificate file gone, fails the reload and changes nothing", async () => {
+    using files = renewable("localhost");
+    await using app = listen(greeter("plain"));
+    const port = freePort();
+    const base = `[[listeners]]\nlisten = "127.0.0.1:${port}"\nbackend = "app"\n[backends.app]\ntargets = ["${app.address}"]\n`;
+    const withTls = base.replace('backend = "app"\n', `backend = "app"\ntls = { cert = "${files.dir}/cert.pem", key = "${files.dir}/key.pem" }\n`);
+    await using router = await startRouter(withTls);
+    expect(() => router.reload(parseConfig(base, "toml", files.source))).toThrow(`127.0.0.1:${port}: tls cannot be removed from a listener that stays open; use a new address, or restart`);
+    const parsed = parseConfig(withTls, "toml", files.source);
+    rmSync(join(files.dir, "cert.pem"));
+    expect(() => router.reload(parsed)).toThrow(`127.0.0.1:${port}: cannot read ${files.dir}/cert.pem: no such file`);
+    expect((await tlsRequest(port, { servername: "localhost" })).cn).toBe("localhost");
+    files.put("localhost");
+    const other = String(freePort());
+    await using plain = await startRouter(base.replace(String(port), other));
+    const plainConfig = parseConfig(withTls.replace(String(port), other), "toml", files.source);
+    expect(() => plain.reload(plainConfig)).toThrow(/tls cannot be added to a listener that stays open/);
   });
 });
 

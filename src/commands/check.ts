@@ -88,7 +88,7 @@ function describeListener(listener: ListenerConfig, config: Config): string {
   const own: string[] = [];
   if (listener.mode === "sni") own.push("sni");
   if (listener.mode === "sni" && listener.helloTimeout !== CONFIG_DEFAULTS.helloTimeout) own.push(`hello_timeout ${formatDuration(listener.helloTimeout)}`);
-  if (listener.tls !== null) own.push(`tls ${listener.tls.cert}`);
+  if (listener.tls !== null) own.push(`tls ${listener.tls.certificates.map((c, i) => `${c.cert} (${[i === 0 ? "default" : "", c.names.join(" ")].filter(Boolean).join("; ")})`).join(", ")}`);
   if (listener.acceptProxy) own.push(`accept_proxy from ${listener.trusted.join(" ")}`);
   if (listener.allow.length > 0) own.push(`allow ${listener.allow.join(" ")}`);
   if (listener.deny.length > 0) own.push(`deny ${listener.deny.join(" ")}`);
