@@ -109,14 +109,15 @@ export class Listener {
   /**
    * Serves these certificates to new clients from now on (a reload with renewed files, names
    * added or removed); open sessions keep theirs. Unchanged certificates are left as they are,
-   * so TLS session tickets stay valid across reloads that do not touch them.
+   * so TLS session tickets stay valid across reloads that do not touch them. True if changed.
    */
-  useCertificates(certificates: LoadedCertificates): void {
+  useCertificates(certificates: LoadedCertificates): boolean {
     const server = this.server as TCPSocketListener<unknown> | null;
-    if (server === null || sameCertificates(this.certificates, certificates)) return;
+    if (server === null || sameCertificates(this.certificates, certificates)) return false;
     const replaceDefault = this.certificates !== null && !samePem(this.certificates.fallback, certificates.fallback);
     this.sniNames = install(server, certificates, this.sniNames, replaceDefault);
     this.certificates = certificates;
+    return true;
   }
 
   /** The bound address, with the real port where port 0 was asked for. */

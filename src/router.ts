@@ -79,6 +79,8 @@ export interface ReloadSummary {
   opened: string[];
   closed: string[];
   kept: string[];
+  /** Kept TLS listeners whose certificates changed (new files, names, or list). */
+  certificates: string[];
 }
 
 export interface RouterHandle {
@@ -173,6 +175,7 @@ export class Router {
     const next: Listener[] = [];
     const placeholder = undefined as unknown as Backend; // set below, before any callback can run
     const certificates = keptCertificates(config, current);
+    const renewed: string[] = [];
     try {
       for (const options of config.listeners) {
         const existing = current.get(formatAddress(options.listen));
@@ -200,8 +203,8 @@ export class Router {
       const options = listenerOptions(config.listeners[index]!, backends);
       listener.options = { ...options, address: listener.options.address };
       listener.backend = options.backend;
-      const renewed = certificates.get(listener);
-      if (renewed !== undefined) listener.useCertificates(renewed);
+      const loaded = certificates.get(listener);
+      if (loaded !== undefined && listener.useCertificates(loaded)) renewed.push(formatAddress(listener.address));
     }
     const closed = [...current].filter(([key]) => !wanted.has(key));
     for (const [, listener] of closed) listener.close();
@@ -211,7 +214,7 @@ export class Router {
     this.discovery.update(config, backends);
     this.drainTimeout = config.defaults.drainTimeout;
     this.startSweep();
-    return { opened: opened.map((l) => formatAddress(l.address)), closed: closed.map(([key]) => key), kept: kept.map((l) => formatAddress(l.address)) };
+    return { opened: opened.map((l) => formatAddress(l.address)), closed: closed.map(([key]) => key), kept: kept.map((l) => formatAddress(l.address)), certificates: renewed };
   }
 
   /** (Re)starts the idle sweep at a tick fine enough for the shortest idle timeout. */

@@ -4,12 +4,12 @@
  * the targets), with certificate verification on, end to end with real TLS peers.
  */
 import { describe, expect, test } from "bun:test";
-import { copyFileSync, mkdtempSync, rmSync } from "node:fs";
+import { copyFileSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import tls from "node:tls";
 import { parseConfig } from "../src/config.ts";
-import { dial, freePort, hasCommand, listen, ROOT, waitFor, type Behaviour, type Peer } from "./_helpers.ts";
+import { dial, freePort, hasCommand, listen, ROOT, spawnCli, waitFor, type Behaviour, type Peer } from "./_helpers.ts";
 import { bunTlsRequest, CA, CERTS, sClient, startRouter, tlsRequest, tlsServer } from "./_tls.ts";
 
 const hasOpenssl = hasCommand("openssl");
@@ -182,12 +182,29 @@ describe("termination across a reload", () => {
     await using router = await startRouter(text);
     expect((await tlsRequest(router.port(), { servername: "localhost" })).cn).toBe("localhost");
     const open = await openTls(router.port(), "localhost");
+    expect(router.reload(parseConfig(text, "toml", files.source)).certificates).toEqual([]); // unchanged files: nothing to do
     files.put("db");
-    router.reload(parseConfig(text, "toml", files.source));
+    expect(router.reload(parseConfig(text, "toml", files.source)).certificates).toEqual([`127.0.0.1:${router.port()}`]);
     expect((await tlsRequest(router.port(), { servername: "db.example.com" })).cn).toBe("db.example.com");
     expect(await tlsRequest(router.port(), { servername: "", ca: null })).toMatchObject({ cn: "db.example.com" });
     expect(await open.roundTrip("still here\n")).toBe("still here\n");
     open.socket.destroy();
+  });
+
+  test("SIGHUP in a real process: renewed files are served to new clients, and the log says where", async () => {
+    using files = renewable("localhost");
+    await using app = listen(greeter("plain"));
+    const port = freePort();
+    writeFileSync(files.source, `[[listeners]]\nlisten = "127.0.0.1:${port}"\nbackend = "app"\ntls = { cert = "cert.pem", key = "key.pem" }\n[backends.app]\ntargets = ["${app.address}"]\n`);
+    await using child = spawnCli(["--config", files.source]);
+    await child.stderrMatch(new RegExp(`listening on 127.0.0.1:${port}`));
+    expect((await tlsRequest(port, { servername: "localhost" })).cn).toBe("localhost");
+    files.put("web");
+    child.proc.kill("SIGHUP");
+    await child.stderrMatch(new RegExp(`SIGHUP: reloaded .*; new certificates on 127.0.0.1:${port}`));
+    expect((await tlsRequest(port, { servername: "web.example.com" })).cn).toBe("web.example.com");
+    child.proc.kill("SIGTERM");
+    expect(await child.exited()).toBe(0);
   });
 
   test("a reload adds a certificate for a new name, and a removed one's name falls back to the first", async () => {

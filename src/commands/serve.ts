@@ -113,6 +113,7 @@ function reloadOnHangup(handle: RouterHandle, log: Logger, path: string | undefi
         const parts = [`${config.listeners.length} listeners`, `${config.backends.size} backends`];
         if (summary.opened.length > 0) parts.push(`opened ${summary.opened.join(", ")}`);
         if (summary.closed.length > 0) parts.push(`closed ${summary.closed.join(", ")}`);
+        if (summary.certificates.length > 0) parts.push(`new certificates on ${summary.certificates.join(", ")}`);
         log.info(`SIGHUP: reloaded ${path}: ${parts.join("; ")}`);
       } catch (error) {
         const lines = error instanceof ConfigError ? error.errors.map((line) => `${path}: ${line}`) : [(error as Error).message];
