@@ -281,7 +281,9 @@ const tlsClientHandlers = {
   handshake(socket: Socket<Session>, success: boolean, error: Error | null) {
     const session = socket.data;
     if (session === undefined || session.closed) return;
-    if (success) session.listener.start(session);
-    else session.prefaceFailed("tls_error", `TLS handshake failed: ${error?.message ?? "unknown error"}`);
+    if (success) {
+      session.sni = socket.getServername()?.toLowerCase() ?? ""; // for the logs, as in SNI mode
+      session.listener.start(session);
+    } else session.prefaceFailed("tls_error", `TLS handshake failed: ${error?.message ?? "unknown error"}`);
   },
 };

@@ -321,7 +321,7 @@ export class Session {
     const ms = Date.now() - this.openedAt;
     const detail = this.detail ? ` (${this.detail})` : "";
     this.router.log.debug(
-      `session ${this.clientAddress()} → ${this.backend.name} ${this.targetKey}: ${this.up.bytes} B up, ${this.down.bytes} B down, ${ms} ms, ${this.reason}${detail}`,
+      `session ${this.clientAddress()}${this.sni === "" ? "" : ` sni=${this.sni}`} → ${this.backend.name} ${this.targetKey}: ${this.up.bytes} B up, ${this.down.bytes} B down, ${ms} ms, ${this.reason}${detail}`,
     );
   }
 }

@@ -136,6 +136,8 @@ describe("several certificates on one terminating listener, chosen by SNI", () =
     expect(await bunTlsRequest(router.port(), "db.example.com")).toEqual({ authorized: true, cn: "db.example.com", greeting: "plain" });
     expect(await bunTlsRequest(router.port(), "y.apps.example.com")).toEqual({ authorized: true, cn: "*.apps.example.com", greeting: "plain" });
     expect(app.peers).toHaveLength(6);
+    await waitFor(() => router.matching("sni=x.apps.example.com").length === 1, 5000, "the session's log line with its server name");
+    expect(router.matching("sni=db.example.com")).toHaveLength(3);
   });
 
   test("no SNI, an unknown name, and a name one label too deep for the wildcard get the first certificate", async () => {
