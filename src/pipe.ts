@@ -7,7 +7,9 @@
  * `to`'s drain), which keeps the stream in order. Above the high-water mark the reading socket
  * is paused; it is resumed when the queue is at or below the low-water mark.
  *
- * A FIN from `from` (`end()`) is passed on with `to.shutdown()` once the queue is empty.
+ * A FIN from `from` (`end()`) is passed on with `to.shutdown()` once the queue is empty, except
+ * by the session's last pipe when `to` has sent its own FIN: the session then closes `to`, and
+ * close(2) sends the FIN after the queued bytes (one system call fewer per session).
  */
 import type { Socket } from "bun";
 import type { Session } from "./session.ts";
@@ -126,7 +128,7 @@ export class Pipe {
   private finish(): void {
     if (this.done) return;
     this.done = true;
-    this.to!.shutdown();
+    if (!this.session.closesAfter(this)) this.to!.shutdown();
     this.session.pipeDone();
   }
 }

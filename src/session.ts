@@ -59,7 +59,8 @@ export class Session {
   readonly openedAt = Date.now();
   /** The client's address (the PROXY header's where there is one), kept: Bun forgets it once the socket closes. */
   clientHost: string;
-  clientPort: number;
+  /** The client's port; -1 until read (see clientPort). */
+  private port = -1;
   /** The TLS server name the client asked for (SNI mode), or "". */
   sni = "";
   /** Reading a PROXY header or ClientHello before dialling; null once done (or never). */
@@ -68,6 +69,8 @@ export class Session {
   destination: { host: string; port: number } | null = null;
   /** Counted in the listener's sessions per client address. */
   countedIp = false;
+  /** The last pipe left its FIN to close(2) (see Pipe.finish): close that socket, do not end() it. */
+  private finByClose = false;
   readonly router: Router;
   /** The connect deadline, or the queue deadline while waiting for a target. */
   private timer: ReturnType<typeof setTimeout> | undefined;
@@ -83,9 +86,17 @@ export class Session {
     this.backend = listener.backend ?? NO_BACKEND; // SNI mode: the route sets it
     // A unix-socket client has no address.
     this.clientHost = client.remoteAddress ?? "";
-    this.clientPort = client.remotePort ?? 0;
+    // The port costs a getpeername(2) per read and only logs use it: read at once only when
+    // something reads it after the client socket may have closed (the close line, observers).
+    if (this.router.observers.length > 0 || this.router.log.level >= DEBUG) this.port = client.remotePort ?? 0;
     this.up = new Pipe(this, client, null);
     this.down = new Pipe(this, null, client);
+  }
+
+  /** The client's port (the PROXY header's where there is one); 0 for a unix-socket client. */
+  get clientPort(): number {
+    if (this.port < 0) this.port = this.client.remotePort ?? 0;
+    return this.port;
   }
 
   get limits() {
@@ -115,7 +126,7 @@ export class Session {
 
   setClientAddress(host: string, port: number, destination: { host: string; port: number } | null): void {
     this.clientHost = host;
-    this.clientPort = port;
+    this.port = port;
     this.destination = destination;
   }
 
@@ -233,6 +244,18 @@ export class Session {
     this.close("queue_timeout");
   }
 
+  /**
+   * Asked by a pipe about to pass its FIN on: true when it is the last pipe and its `to` has
+   * sent FIN already (nothing left to read there). The session closes next, and close(2) sends
+   * the FIN after the queued bytes, so the pipe skips shutdown(2) and `to` is closed, not ended.
+   * TLS sockets keep shutdown() and end() (close_notify).
+   */
+  closesAfter(pipe: Pipe): boolean {
+    const other = pipe === this.up ? this.down : this.up;
+    const tls = pipe === this.up ? this.backend.tls !== null : this.listener.options.tls != null;
+    return (this.finByClose = other.done && other.ended && !tls);
+  }
+
   /** Called by a pipe once it has passed its FIN on. */
   pipeDone(): void {
     if (this.up.done && this.down.done) this.close(this.reason ?? "client_fin");
@@ -285,9 +308,13 @@ export class Session {
     if (this.upstream !== null) {
       const upstream = this.upstream;
       this.upstream = null;
-      upstream.end();
+      if (this.finByClose) upstream.close();
+      else upstream.end();
     }
-    if (this.client.data === this) this.client.end();
+    if (this.client.data === this) {
+      if (this.finByClose) this.client.close();
+      else this.client.end();
+    }
     this.preface = null;
     this.listener.sessionEnded(this);
     this.router.sessionClosed(this);
