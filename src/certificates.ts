@@ -34,9 +34,22 @@ export interface LoadedCertificates {
   byName: Map<string, Pem>;
 }
 
-/** Reads every certificate and key file. Throws an Error with a one-line message. */
+/**
+ * Reads every certificate and key file and checks that OpenSSL takes each pair, so that
+ * `install` cannot fail halfway. Throws an Error with a one-line message.
+ */
 export function loadCertificates(config: ListenerTlsConfig): LoadedCertificates {
-  const read = (certificate: ListenerCertificate): Pem => ({ cert: readText(certificate.cert), key: readText(certificate.key) });
+  bindings ??= borrowBindings();
+  const read = (certificate: ListenerCertificate): Pem => {
+    const pem = { cert: readText(certificate.cert), key: readText(certificate.key) };
+    try {
+      tls.createSecureContext(pem); // what the bindings would do later, to fail before any change
+    } catch (error) {
+      const reason = (error as Error).message.split(":").at(-1)!.toLowerCase().replaceAll("_", " ");
+      throw new Error(`${certificate.cert} with ${certificate.key}: not a usable certificate and key (${reason})`);
+    }
+    return pem;
+  };
   const pems = config.certificates.map(read);
   const byName = new Map<string, Pem>();
   config.certificates.forEach((certificate, i) => {
@@ -51,12 +64,20 @@ export function loadCertificates(config: ListenerTlsConfig): LoadedCertificates 
  * is no binding to remove a name). Returns the names now installed.
  */
 export function install(listener: TCPSocketListener<unknown>, loaded: LoadedCertificates, installed: ReadonlySet<string>, replaceDefault: boolean): Set<string> {
-  bindings ??= tls.createServer({}) as unknown as Bindings;
+  bindings ??= borrowBindings();
   const handle = { _handle: listener };
   if (replaceDefault) bindings.setSecureContext.call(handle, loaded.fallback);
   for (const [name, pem] of loaded.byName) bindings.addContext.call(handle, name, pem);
   for (const name of installed) if (!loaded.byName.has(name)) bindings.addContext.call(handle, name, loaded.fallback);
   return new Set([...installed, ...loaded.byName.keys()]);
+}
+
+function borrowBindings(): Bindings {
+  const server = tls.createServer({}) as unknown as Partial<Bindings>;
+  if (typeof server.addContext !== "function" || typeof server.setSecureContext !== "function") {
+    throw new Error(`this Bun (${Bun.version}) has no node:tls addContext/setSecureContext to install certificates with`);
+  }
+  return server as Bindings;
 }
 
 function readText(path: string): string {

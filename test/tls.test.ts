@@ -238,6 +238,8 @@ describe("termination across a reload", () => {
     const parsed = parseConfig(withTls, "toml", files.source);
     rmSync(join(files.dir, "cert.pem"));
     expect(() => router.reload(parsed)).toThrow(`127.0.0.1:${port}: cannot read ${files.dir}/cert.pem: no such file`);
+    copyFileSync(`${CERTS}/db.pem`, join(files.dir, "cert.pem")); // not the key's certificate (changed after the parse)
+    expect(() => router.reload(parsed)).toThrow(`127.0.0.1:${port}: ${files.dir}/cert.pem with ${files.dir}/key.pem: not a usable certificate and key (key values mismatch)`);
     expect((await tlsRequest(port, { servername: "localhost" })).cn).toBe("localhost");
     files.put("localhost");
     const other = String(freePort());
