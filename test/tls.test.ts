@@ -155,6 +155,17 @@ describe("several certificates on one terminating listener, chosen by SNI", () =
     expect((await tlsRequest(router.port(), { servername: "web.example.com", ca: null })).cn).toBe("localhost");
   });
 
+  test("an exact name beats a wildcard, whatever their order in the list", async () => {
+    await using app = listen(greeter("plain"));
+    await using router = await startRouter(`[[listeners]]\nlisten = "127.0.0.1:0"\nbackend = "app"\ntls = [
+  { cert = "fixtures/tls/certs/localhost.pem", key = "fixtures/tls/certs/localhost.key" },
+  { cert = "fixtures/tls/certs/apps.pem", key = "fixtures/tls/certs/apps.key" },
+  { cert = "fixtures/tls/certs/web.pem", key = "fixtures/tls/certs/web.key", names = ["x.apps.example.com"] },
+]\n[backends.app]\ntargets = ["${app.address}"]\n`);
+    expect((await tlsRequest(router.port(), { servername: "x.apps.example.com", ca: null })).cn).toBe("web.example.com");
+    expect((await tlsRequest(router.port(), { servername: "y.apps.example.com" })).cn).toBe("*.apps.example.com");
+  });
+
   test.skipIf(!hasOpenssl)("openssl s_client -servername verifies the certificate it was given", async () => {
     await using app = listen(greeter("plain"));
     await using router = await many(app.address);
