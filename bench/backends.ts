@@ -14,6 +14,7 @@ import { writeFileSync } from "node:fs";
 import { loadavg } from "node:os";
 import { join } from "node:path";
 import { ROOT, launch, findHaproxy, type Instance } from "./contenders.ts";
+import { DEFAULT_TCPROUTER_CMD, say } from "./flags.ts";
 import { collectMeta, headerText } from "./meta.ts";
 import { HOST, freePort } from "./net.ts";
 import { StoppingError, isStopping, versionOf, workDir } from "./procs.ts";
@@ -61,7 +62,7 @@ interface Contender {
 }
 
 async function tcprouter(cmd: string | undefined): Promise<Contender> {
-  const command = cmd ?? `${Bun.which("bun") ? "bun" : process.execPath} run src/cli.ts`;
+  const command = cmd ?? DEFAULT_TCPROUTER_CMD;
   const pkg = (await Bun.file(join(ROOT, "package.json")).json().catch(() => ({}))) as { version?: string };
   return {
     name: "tcprouter",
@@ -167,7 +168,6 @@ async function check(instance: Instance, targets: number[], tag: string): Promis
   return split;
 }
 
-const say = (line: string) => process.stderr.write(`${line}\n`);
 
 function fmtRps(x: number | null): string {
   return x === null ? "-" : Math.round(x).toLocaleString("en-US");

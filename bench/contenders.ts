@@ -5,6 +5,7 @@
  */
 import { existsSync, writeFileSync } from "node:fs";
 import { join, resolve } from "node:path";
+import { DEFAULT_TCPROUTER_CMD } from "./flags.ts";
 import { HOST, freePort, waitForPort } from "./net.ts";
 import { logTail, run, startServer, versionOf, workDir } from "./procs.ts";
 
@@ -59,7 +60,7 @@ function direct(): Contender {
 
 /** `cmd` is a shell word list, e.g. `bun run src/cli.ts` or `dist/tcprouter`. */
 async function tcprouter(cmd: string | undefined, workers = 1): Promise<Contender> {
-  const command = `${cmd ?? `${Bun.which("bun") ? "bun" : process.execPath} run src/cli.ts`}${workers > 1 ? ` --workers ${workers}` : ""}`;
+  const command = `${cmd ?? DEFAULT_TCPROUTER_CMD}${workers > 1 ? ` --workers ${workers}` : ""}`;
   const missing = cmd === undefined && !existsSync(join(ROOT, "src/cli.ts"));
   const pkg = (await Bun.file(join(ROOT, "package.json")).json().catch(() => ({}))) as { version?: string };
   return {

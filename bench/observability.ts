@@ -23,6 +23,7 @@ import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { parseArgs } from "node:util";
 import { ROOT, launch, type Instance } from "./contenders.ts";
+import { DEFAULT_TCPROUTER_CMD, fail, positiveInt, say } from "./flags.ts";
 import { collectMeta, headerText } from "./meta.ts";
 import { HOST, freePort } from "./net.ts";
 import { StoppingError, descendants, isStopping, workDir, runBench } from "./procs.ts";
@@ -65,12 +66,7 @@ function parseFlags() {
     process.stdout.write(HELP);
     process.exit(0);
   }
-  const int = (flag: string, raw: string | undefined, dflt: number, smokeDflt: number) => {
-    if (raw === undefined) return values.smoke ? smokeDflt : dflt;
-    const n = Number(raw);
-    if (!Number.isInteger(n) || n < 1) fail(`--${flag}: expected a positive integer, got "${raw}"`);
-    return n;
-  };
+  const int = (flag: string, raw: string | undefined, dflt: number, smokeDflt: number) => positiveInt(flag, raw, dflt, smokeDflt, values.smoke);
   const only = values.only?.split(",").map((id) => id.trim()) ?? ROWS.map((row) => row.id);
   for (const id of only) if (!ROWS.some((row) => row.id === id)) fail(`--only: unknown row "${id}"`);
   return {
@@ -78,18 +74,12 @@ function parseFlags() {
     requests: int("requests", values.requests, 100_000, 2_000),
     scrapeMs: int("scrape-ms", values["scrape-ms"], 1000, 1000),
     rows: ROWS.filter((row) => only.includes(row.id)),
-    command: values["tcprouter-cmd"] ?? `${Bun.which("bun") ? "bun" : process.execPath} run src/cli.ts`,
+    command: values["tcprouter-cmd"] ?? DEFAULT_TCPROUTER_CMD,
     smoke: values.smoke,
     json: values.json,
   };
 }
 
-function fail(message: string): never {
-  process.stderr.write(`bench: ${message}\n`);
-  process.exit(1);
-}
-
-const say = (line: string) => process.stderr.write(`${line}\n`);
 
 interface Running {
   kind: Kind;

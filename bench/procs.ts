@@ -6,6 +6,7 @@ import { mkdtempSync, readFileSync, readdirSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type { Subprocess } from "bun";
+import { say } from "./flags.ts";
 
 let dir: string | undefined;
 
@@ -214,7 +215,6 @@ export async function ensureOwnFdLimit(needed: number): Promise<void> {
  * and on SIGINT/SIGTERM (exit 130).
  */
 export async function runBench(main: () => Promise<void>): Promise<void> {
-  const say = (line: string) => process.stderr.write(`${line}\n`);
   let exiting = false;
   for (const signal of ["SIGINT", "SIGTERM"] as const) {
     process.on(signal, () => {

@@ -8,6 +8,7 @@ import { parseArgs } from "node:util";
 import { BACKEND_BALANCES, BACKEND_CONTENDERS, BACKEND_ROW_IDS, runBackends } from "./backends.ts";
 import { startIperf } from "./bulk.ts";
 import { CONTENDER_NAMES, loadContenders, type Contender, type ContenderName, type Instance } from "./contenders.ts";
+import { fail, listOf, positiveInt, say } from "./flags.ts";
 import { collectMeta, headerText } from "./meta.ts";
 import { StoppingError, ensureOwnFdLimit, isStopping, softFdLimit, runBench } from "./procs.ts";
 import { checkRedisPath, startRedis } from "./redis.ts";
@@ -53,18 +54,7 @@ function parseFlags() {
     process.exit(0);
   }
   const smoke = values.smoke;
-  const int = (flag: string, raw: string | undefined, dflt: number, smokeDflt: number) => {
-    if (raw === undefined) return smoke ? smokeDflt : dflt;
-    const n = Number(raw);
-    if (!Number.isInteger(n) || n < 1) fail(`--${flag}: expected a positive integer, got "${raw}"`);
-    return n;
-  };
-  const list = <T extends string>(flag: string, raw: string | undefined, allowed: readonly T[]): T[] => {
-    if (raw === undefined) return [...allowed];
-    const items = raw.split(",").map((s) => s.trim()).filter(Boolean);
-    for (const item of items) if (!allowed.includes(item as T)) fail(`--${flag}: unknown "${item}" (one of ${allowed.join(",")})`);
-    return items as T[];
-  };
+  const int = (flag: string, raw: string | undefined, dflt: number, smokeDflt: number) => positiveInt(flag, raw, dflt, smokeDflt, smoke);
   if (values.suite !== "main" && values.suite !== "backends") fail(`--suite: unknown "${values.suite}" (main or backends)`);
   const backends = values.suite === "backends";
   if (!backends && values.balance !== undefined) fail("--balance: only with --suite backends");
@@ -72,9 +62,9 @@ function parseFlags() {
     suite: values.suite,
     backends: backends
       ? {
-          balances: list("balance", values.balance, BACKEND_BALANCES),
-          rows: list("only", values.only, BACKEND_ROW_IDS),
-          contenders: list("contenders", values.contenders, BACKEND_CONTENDERS),
+          balances: listOf("balance", values.balance, BACKEND_BALANCES),
+          rows: listOf("only", values.only, BACKEND_ROW_IDS),
+          contenders: listOf("contenders", values.contenders, BACKEND_CONTENDERS),
         }
       : undefined,
     smoke,
@@ -84,20 +74,14 @@ function parseFlags() {
       seconds: int("seconds", values.seconds, 5, 1),
       sessions: int("sessions", values.sessions, 5_000, 200),
     } satisfies Params,
-    rows: backends ? [] : list("only", values.only, ROW_IDS),
-    contenders: backends ? [] : list("contenders", values.contenders, CONTENDER_NAMES),
+    rows: backends ? [] : listOf("only", values.only, ROW_IDS),
+    contenders: backends ? [] : listOf("contenders", values.contenders, CONTENDER_NAMES),
     tcprouterCmd: values["tcprouter-cmd"],
     json: values.json,
     markdown: values.markdown,
   };
 }
 
-function fail(message: string): never {
-  process.stderr.write(`bench: ${message}\n`);
-  process.exit(1);
-}
-
-const say = (line: string) => process.stderr.write(`${line}\n`);
 
 /** Instances of one contender that stay up for all rounds (idle rows start their own). */
 interface Running {

@@ -34,6 +34,7 @@ import { readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { parseArgs } from "node:util";
 import { ROOT, findHaproxy, launch, type Instance } from "./contenders.ts";
+import { DEFAULT_TCPROUTER_CMD, listOf, positiveInt, say } from "./flags.ts";
 import { collectMeta, headerText } from "./meta.ts";
 import { HOST, freePort } from "./net.ts";
 import { StoppingError, descendants, isStopping, run, versionOf, workDir, runBench } from "./procs.ts";
@@ -90,39 +91,22 @@ function parseFlags() {
     process.stdout.write(HELP);
     process.exit(0);
   }
-  const int = (flag: string, raw: string | undefined, dflt: number, smokeDflt: number) => {
-    if (raw === undefined) return values.smoke ? smokeDflt : dflt;
-    const n = Number(raw);
-    if (!Number.isInteger(n) || n < 1) fail(`--${flag}: expected a positive integer, got "${raw}"`);
-    return n;
-  };
-  const list = <T extends string>(flag: string, raw: string | undefined, allowed: readonly T[]): T[] => {
-    if (raw === undefined) return [...allowed];
-    const items = raw.split(",").map((item) => item.trim()).filter(Boolean);
-    for (const item of items) if (!allowed.includes(item as T)) fail(`--${flag}: unknown "${item}" (one of ${allowed.join(",")})`);
-    return items as T[];
-  };
-  const only = list("only", values.only, ROWS.map((row) => row.id));
+  const int = (flag: string, raw: string | undefined, dflt: number, smokeDflt: number) => positiveInt(flag, raw, dflt, smokeDflt, values.smoke);
+  const only = listOf("only", values.only, ROWS.map((row) => row.id));
   return {
     rounds: int("rounds", values.rounds, 5, 1),
     seconds: int("seconds", values.seconds, 5, 1),
     concurrency: int("concurrency", values.concurrency, 32, 32),
     bytes: int("bytes", values.bytes, 1024 * 1024 * 1024, 64 * 1024 * 1024),
     rows: ROWS.filter((row) => only.includes(row.id)),
-    contenders: list("contenders", values.contenders, CONTENDERS),
-    command: values["tcprouter-cmd"] ?? `${Bun.which("bun") ? "bun" : process.execPath} run src/cli.ts`,
+    contenders: listOf("contenders", values.contenders, CONTENDERS),
+    command: values["tcprouter-cmd"] ?? DEFAULT_TCPROUTER_CMD,
     smoke: values.smoke,
     json: values.json,
   };
 }
 type Options = ReturnType<typeof parseFlags>;
 
-function fail(message: string): never {
-  process.stderr.write(`bench: ${message}\n`);
-  process.exit(1);
-}
-
-const say = (line: string) => process.stderr.write(`${line}\n`);
 
 // ── Processes ──────────────────────────────────────────────────────────────────────────────
 
