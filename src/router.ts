@@ -315,13 +315,12 @@ function keptCertificates(config: Config, current: Map<string, Listener>): Map<L
 
 /** A listener's runtime options from its (validated) config. */
 function listenerOptions(config: ListenerConfig, backends: Map<string, Backend>): ListenerOptions {
-  const extra = config;
   const backend = config.backend === null ? null : (backends.get(config.backend) ?? null);
-  const sets = (list: string[] | undefined) => (list !== undefined && list.length > 0 ? new CidrSet(list) : null);
+  const sets = (list: string[]) => (list.length > 0 ? new CidrSet(list) : null);
   const routes =
-    extra.mode === "sni"
+    config.mode === "sni"
       ? new ServerNameRoutes<SniRoute>(
-          (extra.routes ?? []).map((route) => ({
+          config.routes.map((route) => ({
             ...(route.serverNames.length > 0 ? { serverNames: route.serverNames } : {}),
             ...(route.alpn.length > 0 ? { alpn: route.alpn } : {}),
             backend: backends.get(route.backend)!,
@@ -336,13 +335,13 @@ function listenerOptions(config: ListenerConfig, backends: Map<string, Backend>)
     connectTimeout: config.connectTimeout,
     idleTimeout: config.idleTimeout,
     routes,
-    helloTimeout: extra.helloTimeout ?? 10_000,
-    acceptProxy: extra.acceptProxy ? new CidrSet(extra.trusted ?? []) : null,
-    allow: sets(extra.allow),
-    deny: sets(extra.deny),
-    maxConnectionsPerIp: extra.maxConnectionsPerIp ?? 0,
-    connectionRatePerIp: extra.connectionRatePerIp ?? 0,
-    tls: extra.tls ?? null,
+    helloTimeout: config.helloTimeout,
+    acceptProxy: config.acceptProxy ? new CidrSet(config.trusted) : null,
+    allow: sets(config.allow),
+    deny: sets(config.deny),
+    maxConnectionsPerIp: config.maxConnectionsPerIp,
+    connectionRatePerIp: config.connectionRatePerIp,
+    tls: config.tls,
   };
 }
 
