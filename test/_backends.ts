@@ -1,13 +1,15 @@
 /**
  * Helpers of the backend tests (backends*.test.ts): a router from TOML text with captured logs,
- * redis-server on a chosen port (to restart a killed target where it was), and a small RESP
- * client over node:net, which can bind a source address (127.0.0.2, …) for source-hash.
+ * redis-servers on free ports (`startRedisOn`, from _helpers.ts, restarts a killed target where
+ * it was), and a small RESP client over node:net, which can bind a source address (127.0.0.2, …) for source-hash.
  *
  * Everything that opens something is disposable, as in `_helpers.ts`.
  */
 import net from "node:net";
 import { createRouter, parseConfig, type RouterHandle, type TargetState } from "../src/index.ts";
-import { captureLogger, type Child, HOST, type LogLines, run, spawn, waitFor, within } from "./_helpers.ts";
+import { captureLogger, freePort, HOST, type LogLines, type RedisServer, startRedisOn, within } from "./_helpers.ts";
+
+export { startRedisOn, type RedisServer };
 
 export const hasRedis = ["redis-server", "redis-cli"].every((name) => Bun.which(name) !== null);
 
@@ -44,49 +46,16 @@ export async function startRouter(toml: string): Promise<TestRouter> {
 // ---------------------------------------------------------------------------------------------
 // redis-server
 
-export interface RedisServer extends AsyncDisposable {
-  port: number;
-  child: Child;
-  /** SIGKILL, and wait until it is gone: its port refuses connections from then on. */
-  kill(): Promise<void>;
-}
-
-/** A redis-server on `port` (persistence off), answering PING before this resolves. */
-export async function startRedisOn(port: number): Promise<RedisServer> {
-  const child = spawn(["redis-server", "--port", String(port), "--bind", HOST, "--save", "", "--appendonly", "no"]);
-  const kill = async () => {
-    if (child.proc.exitCode === null && child.proc.signalCode === null) child.proc.kill("SIGKILL");
-    await within(child.proc.exited, 5000, `redis-server ${port} to die`);
-  };
-  try {
-    await waitFor(async () => {
-      if (child.proc.exitCode !== null) throw new Error(`redis-server exited: ${child.stdoutText}${child.stderrText}`);
-      return (await run(["redis-cli", "-p", String(port), "ping"], 5000)).stdout.trim() === "PONG";
-    }, 10_000, `redis-server on port ${port}`);
-  } catch (error) {
-    await kill();
-    throw error;
-  }
-  return { port, child, kill, [Symbol.asyncDispose]: kill };
-}
-
 /** `n` redis-servers on free ports. */
 export async function startRedises(n: number): Promise<RedisServer[] & AsyncDisposable> {
   const servers: RedisServer[] = [];
   try {
-    for (let i = 0; i < n; i++) servers.push(await startRedisOn(freeTcpPort()));
+    for (let i = 0; i < n; i++) servers.push(await startRedisOn(freePort()));
   } catch (error) {
     await Promise.all(servers.map((server) => server.kill()));
     throw error;
   }
   return Object.assign(servers, { [Symbol.asyncDispose]: async () => void (await Promise.all(servers.map((server) => server.kill()))) });
-}
-
-function freeTcpPort(): number {
-  const probe = Bun.listen({ hostname: HOST, port: 0, socket: { data() {} } });
-  const port = probe.port;
-  probe.stop(true);
-  return port;
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -494,20 +494,35 @@ export async function run(cmd: string[], ms = 30_000): Promise<{ code: number; s
   return { code, stdout: child.stdoutText, stderr: child.stderrText };
 }
 
-/** A redis-server on a free port with persistence off; disposing kills it by PID. */
-export async function startRedis(): Promise<{ port: number; child: Child } & AsyncDisposable> {
-  const port = freePort();
+export interface RedisServer extends AsyncDisposable {
+  port: number;
+  child: Child;
+  /** SIGKILL, and wait until it is gone: its port refuses connections from then on. */
+  kill(): Promise<void>;
+}
+
+/** A redis-server on `port` (persistence off), answering PING before this resolves. */
+export async function startRedisOn(port: number): Promise<RedisServer> {
   const child = spawn(["redis-server", "--port", String(port), "--bind", HOST, "--save", "", "--appendonly", "no"]);
+  const kill = async () => {
+    if (child.proc.exitCode === null && child.proc.signalCode === null) child.proc.kill("SIGKILL");
+    await within(child.proc.exited, 5000, `redis-server ${port} to die`);
+  };
   try {
     await waitFor(async () => {
       if (child.proc.exitCode !== null) throw new Error(`redis-server exited: ${child.stdoutText}${child.stderrText}`);
       return (await run(["redis-cli", "-p", String(port), "ping"], 5000)).stdout.trim() === "PONG";
     }, 10_000, `redis-server on port ${port}`);
   } catch (error) {
-    await child[Symbol.asyncDispose]();
+    await kill();
     throw error;
   }
-  return { port, child, [Symbol.asyncDispose]: () => child[Symbol.asyncDispose]() };
+  return { port, child, kill, [Symbol.asyncDispose]: kill };
+}
+
+/** A redis-server on a free port with persistence off. */
+export function startRedis(): Promise<RedisServer> {
+  return startRedisOn(freePort());
 }
 
 export const hasCommand = (name: string): boolean => Bun.which(name) !== null;
