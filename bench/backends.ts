@@ -13,7 +13,7 @@
 import { writeFileSync } from "node:fs";
 import { loadavg } from "node:os";
 import { join } from "node:path";
-import { ROOT, launch, findHaproxy, type Instance } from "./contenders.ts";
+import { ROOT, launch, findHaproxy, haproxyHead, type Instance } from "./contenders.ts";
 import { DEFAULT_TCPROUTER_CMD, say } from "./flags.ts";
 import { collectMeta, headerText } from "./meta.ts";
 import { HOST, freePort } from "./net.ts";
@@ -119,19 +119,7 @@ async function haproxy(): Promise<Contender> {
 }
 
 function haproxyConfig(port: number, targets: number[], balance: BackendBalance): string {
-  return `global
-  maxconn 9000
-
-defaults
-  mode tcp
-  maxconn 9000
-  retries 2
-  option redispatch
-  timeout connect 5s
-  timeout check 1s
-  timeout client 1h
-  timeout server 1h
-
+  return `${haproxyHead(["retries 2", "option redispatch", "timeout check 1s"])}
 frontend redis
   bind ${HOST}:${port}
   default_backend redis

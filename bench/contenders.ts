@@ -97,8 +97,12 @@ async function haproxy(): Promise<Contender> {
   };
 }
 
-/** Minimal TCP forwarder config; maxconn fits the 20k fd hard limit (2 fds per session). */
-function haproxyConfig(port: number, targetPort: number): string {
+/**
+ * The global and defaults sections every bench HAProxy config starts with: mode tcp, no
+ * logging, long client/server timeouts; maxconn fits the 20k fd hard limit (2 fds per session).
+ * `defaults` lines are added to the defaults section.
+ */
+export function haproxyHead(defaults: string[] = []): string {
   return `global
   maxconn 9000
 
@@ -108,7 +112,12 @@ defaults
   timeout connect 5s
   timeout client 1h
   timeout server 1h
+${defaults.map((line) => `  ${line}\n`).join("")}`;
+}
 
+/** Minimal TCP forwarder config. */
+function haproxyConfig(port: number, targetPort: number): string {
+  return `${haproxyHead()}
 listen fwd
   bind ${HOST}:${port}
   server target ${HOST}:${targetPort}

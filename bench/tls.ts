@@ -33,7 +33,7 @@
 import { readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { parseArgs } from "node:util";
-import { ROOT, findHaproxy, launch, type Instance } from "./contenders.ts";
+import { ROOT, findHaproxy, haproxyHead, launch, type Instance } from "./contenders.ts";
 import { DEFAULT_TCPROUTER_CMD, listOf, positiveInt, say } from "./flags.ts";
 import { collectMeta, headerText } from "./meta.ts";
 import { HOST, freePort } from "./net.ts";
@@ -144,16 +144,7 @@ function haproxyConfig(port: number, serverPort: number): string {
   const file = join(workDir(), `haproxy-sni-${port}.cfg`);
   writeFileSync(
     file,
-    `global
-  maxconn 9000
-
-defaults
-  mode tcp
-  maxconn 9000
-  timeout connect 5s
-  timeout client 1h
-  timeout server 1h
-
+    `${haproxyHead()}
 frontend sni
   bind ${HOST}:${port}
   tcp-request inspect-delay 5s
