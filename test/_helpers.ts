@@ -417,6 +417,22 @@ export function fdCount(): number {
 }
 
 /** A TCP port that was free a moment ago on 127.0.0.1. */
+/** Waits until something accepts connections on `port` (a forwarder started in its own process). */
+export async function waitForListening(port: number, ms: number): Promise<void> {
+  await waitFor(
+    async () => {
+      try {
+        (await dial(port)).terminate();
+        return true;
+      } catch {
+        return false;
+      }
+    },
+    ms,
+    "the forwarder to listen",
+  );
+}
+
 export function freePort(): number {
   const probe = Bun.listen({ hostname: HOST, port: 0, socket: { data() {} } });
   const port = probe.port;

@@ -1,7 +1,7 @@
 /** A reader that stops reading must stop its writer, not grow the forwarder's memory. */
 import { expect, test } from "bun:test";
 import { readFileSync } from "node:fs";
-import { dial, freePort, HOST, listen, MiB, sink, slowReader, source, spawnCli, startForward, waitFor, within } from "./_helpers.ts";
+import { dial, freePort, HOST, listen, MiB, sink, slowReader, source, spawnCli, startForward, waitFor, waitForListening, within } from "./_helpers.ts";
 
 const highWaterMark = 64 * 1024;
 const lowWaterMark = 16 * 1024;
@@ -95,14 +95,7 @@ test("streams 1 GiB to a client that stalls for seconds with the forwarder's RSS
   const port = freePort();
   // The CLI in its own process, with the default water marks (1 MiB / 256 KiB): its RSS is the forwarder's alone.
   await using cli = spawnCli(["--listen", `${HOST}:${port}`, "--to", upstream.address, "--log-level", "warn"]);
-  await waitFor(async () => {
-    try {
-      (await dial(port)).terminate();
-      return true;
-    } catch {
-      return false;
-    }
-  }, 15_000, "the forwarder to listen");
+  await waitForListening(port, 15_000);
   const baseline = rssMiB(cli.proc.pid);
   await using client = await dial(port, { ...slowReader, keep: false });
   const server = await upstream.peer(1); // peer 0 was the probe connection

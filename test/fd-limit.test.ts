@@ -7,7 +7,7 @@
 import { expect, test } from "bun:test";
 import { readFileSync } from "node:fs";
 import { FD_RESERVE, openFileLimit, sessionCapacity } from "../src/fd-limit.ts";
-import { dial, echo, freePort, HOST, listen, spawn, waitFor, type Peer } from "./_helpers.ts";
+import { dial, echo, freePort, HOST, listen, spawn, waitFor, waitForListening, type Peer } from "./_helpers.ts";
 
 test("reads the soft open file limit of this process", () => {
   const line = readFileSync("/proc/self/limits", "utf8").split("\n").find((text) => text.startsWith("Max open files"))!;
@@ -34,14 +34,7 @@ test("refuses connections beyond the open file limit without spinning, then serv
     "-c",
     `ulimit -n 120 && exec "${process.execPath}" run src/cli.ts --listen ${HOST}:${port} --to ${HOST}:${upstream.port} --log-level warn`,
   ]);
-  await waitFor(async () => {
-    try {
-      (await dial(port)).terminate();
-      return true;
-    } catch {
-      return false;
-    }
-  }, 10_000, "the forwarder to listen");
+  await waitForListening(port, 10_000);
   const held: Peer[] = [];
   try {
     for (let i = 0; i < 60; i++) held.push(await dial(port));
