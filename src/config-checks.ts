@@ -226,7 +226,7 @@ export function withFiles(config: Config, base: string): Config {
  * The server names a PEM certificate is for: its DNS subjectAltNames, else its subject CN, as
  * server-name patterns (lower case; `*.example.com`). Names that are not DNS names are skipped.
  */
-export function certificateNames(pem: string): string[] {
+function certificateNames(pem: string): string[] {
   const cert = new X509Certificate(pem);
   const dns = (cert.subjectAltName ?? "")
     .split(/,\s*/)

@@ -62,7 +62,7 @@ export const bytes = v.pipe(
 export const boolean = v.boolean(expected("true or false"));
 
 /** Runs a parser that throws errors whose message is the whole explanation. */
-export function parsedBy<T>(parse: (text: string) => T) {
+function parsedBy<T>(parse: (text: string) => T) {
   return v.rawTransform<string, T>(({ dataset, addIssue, NEVER }) => {
     try {
       return parse(dataset.value);
