@@ -27,7 +27,8 @@ export type BackendBalance = (typeof BACKEND_BALANCES)[number];
 /** The same algorithm in HAProxy's words. */
 const HAPROXY_BALANCE: Record<BackendBalance, string> = { "round-robin": "roundrobin", "least-conn": "leastconn" };
 
-export const BACKEND_CONTENDERS = ["tcprouter", "haproxy"] as const;
+/** bun-floor (bench/bun-floor.ts): the least a Bun.listen/Bun.connect forwarder does, Bun's own cost. */
+export const BACKEND_CONTENDERS = ["tcprouter", "haproxy", "bun-floor"] as const;
 type Name = (typeof BACKEND_CONTENDERS)[number];
 
 /** -k 0 runs 0.2 × --requests: long enough (~2 s here) that one slow second does not decide the row. */
@@ -102,6 +103,19 @@ expect = "+PONG"
 `;
 }
 
+function bunFloor(): Contender {
+  return {
+    name: "bun-floor",
+    version: `bun ${Bun.version}`,
+    skip: undefined,
+    command: "bun bench/bun-floor.ts PORT BALANCE TARGETS… (accept, pick, connect, copy with write queues, pass FINs on; no health checks, retries, timeouts or metrics)",
+    async start(balance, targets, tag) {
+      const port = await freePort();
+      return launch(tag, [process.execPath, "bench/bun-floor.ts", String(port), balance, ...targets.map(String)], port, ROOT);
+    },
+  };
+}
+
 async function haproxy(): Promise<Contender> {
   const bin = findHaproxy();
   return {
@@ -161,12 +175,12 @@ function fmtRps(x: number | null): string {
   return x === null ? "-" : Math.round(x).toLocaleString("en-US");
 }
 
-const COLUMNS = ["row", "balance", "contender", "median req/s", "min..max", "p50 ms", "tcprouter / HAProxy"];
+const COLUMNS = ["row", "balance", "contender", "median req/s", "min..max", "p50 ms", "vs HAProxy"];
 
 function cellsOf(line: Line, balance: string, title: string): string[] {
   const value = line.median === null ? "FAILED" : fmtRps(line.median);
   const range = line.min === null ? "-" : `${fmtRps(line.min)}..${fmtRps(line.max)}`;
-  const ratio = line.contender === "tcprouter" && line.vsHaproxy !== null ? `${line.vsHaproxy.toFixed(2)}x` : "-";
+  const ratio = line.contender !== "haproxy" && line.vsHaproxy !== null ? `${line.vsHaproxy.toFixed(2)}x` : "-";
   return [title, balance, line.contender, value, range, line.p50ms === null ? "-" : line.p50ms.toFixed(3), ratio];
 }
 
@@ -197,12 +211,14 @@ function markdownTable(rows: Keyed[]): string {
 }
 
 const NOTE =
-  "three redis-servers behind one listener; median over rounds; tcprouter / HAProxy = ratio of medians in the same row and balance (higher is better).";
+  "three redis-servers behind one listener; median over rounds; vs HAProxy = ratio of medians in the same row and balance (higher is better); bun-floor = a bare Bun.listen/Bun.connect forwarder, what Bun itself costs.";
 
 /** Runs the suite; resolves with true when every cell has a median. */
 export async function runBackends(opts: BackendsOptions): Promise<boolean> {
   const all: Contender[] = [];
-  for (const name of opts.contenders) all.push(name === "tcprouter" ? await tcprouter(opts.tcprouterCmd) : await haproxy());
+  for (const name of opts.contenders) {
+    all.push(name === "tcprouter" ? await tcprouter(opts.tcprouterCmd) : name === "haproxy" ? await haproxy() : bunFloor());
+  }
   for (const c of all) if (c.skip) say(`skip ${c.name}: ${c.skip}`);
   const runnable = all.filter((c) => !c.skip);
   const rows = BACKEND_ROWS.filter((row) => opts.rows.includes(row.id));
@@ -273,11 +289,11 @@ export async function runBackends(opts: BackendsOptions): Promise<boolean> {
             const sample = await runRedisRow(row, instance.port, targets[0]!, opts.requests);
             cell.samples.push(sample.rps);
             cell.p50Samples.push(sample.p50ms);
-            say(`round ${round + 1}/${opts.rounds}  ${rowId(row, balance).padEnd(22)} ${c.name.padEnd(9)} ${Math.round(sample.rps)} req/s`);
+            say(`round ${round + 1}/${opts.rounds}  ${rowId(row, balance).padEnd(22)} ${c.name.padEnd(10)} ${Math.round(sample.rps)} req/s`);
           } catch (error) {
             if (error instanceof StoppingError || isStopping()) throw new StoppingError();
             cell.errors.push((error as Error).message.split("\n")[0]!);
-            say(`round ${round + 1}/${opts.rounds}  ${rowId(row, balance).padEnd(22)} ${c.name.padEnd(9)} FAILED ${(error as Error).message}`);
+            say(`round ${round + 1}/${opts.rounds}  ${rowId(row, balance).padEnd(22)} ${c.name.padEnd(10)} FAILED ${(error as Error).message}`);
           }
         }
       }
@@ -292,12 +308,15 @@ export async function runBackends(opts: BackendsOptions): Promise<boolean> {
     .filter((l) => l.errors.length > 0)
     .map((l) => `${l.median === null ? "FAILED" : "partly failed"}: ${l.contender} / ${l.title} (${l.errors.length}x): ${l.errors[0]}`)
     .join("\n");
-  const ratios = Object.fromEntries(
-    lines.filter((l) => l.contender === "tcprouter").map((l) => [l.row, l.vsHaproxy === null ? null : Math.round(l.vsHaproxy * 1000) / 1000]),
-  );
+  const ratiosOf = (contender: string) =>
+    Object.fromEntries(
+      lines.filter((l) => l.contender === contender).map((l) => [l.row, l.vsHaproxy === null ? null : Math.round(l.vsHaproxy * 1000) / 1000]),
+    );
+  const ratios = ratiosOf("tcprouter");
+  const floorRatios = ratiosOf("bun-floor");
   // The machine is shared: the load at the end says whether something else ran meanwhile.
   const loadAtEnd = loadavg().map((x) => Math.round(x * 100) / 100);
-  const result = { ...meta, loadAtEnd, note: NOTE, checks, ratios, results: lines };
+  const result = { ...meta, loadAtEnd, note: NOTE, checks, ratios, floorRatios, results: lines };
   const out = opts.json ? process.stderr : process.stdout;
   out.write(`\n${headerText(meta)}\nload ${loadAtEnd.join(" ")} at the end\n\n${textTable(table)}\n${NOTE}\n${errors ? `${errors}\n` : ""}`);
   if (opts.markdown) out.write(`\n${markdownTable(table)}\n`);

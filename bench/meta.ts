@@ -33,7 +33,10 @@ function commit(): string {
 }
 
 /** `contenders`: name, version, command and skip of each (either suite's). */
-export async function collectMeta(contenders: Pick<Contender, "name" | "version" | "command" | "skip">[], params: Record<string, unknown>): Promise<Meta> {
+/** What the header says of each contender (any suite's). */
+type Described = Pick<Contender, "version" | "command" | "skip"> & { name: string };
+
+export async function collectMeta(contenders: Described[], params: Record<string, unknown>): Promise<Meta> {
   const nproc = Number((await Bun.$`nproc`.quiet().nothrow().text()).trim()) || cpus().length;
   const versions: Record<string, string> = { bun: Bun.version };
   for (const c of contenders) if (c.name !== "direct") versions[c.name] = c.version;
