@@ -125,7 +125,9 @@ export class Backend {
    * Picks a target and counts the session on it. Returns null when none is available;
    * `full()` then tells whether waiting could help.
    */
-  acquire(clientKey: string, exclude: ReadonlySet<Target> | null): TargetState | null {
+  acquire(client: { readonly clientHost: string }, exclude: ReadonlySet<Target> | null): TargetState | null {
+    // Only source-hash reads the client's address: the others spare its getpeername(2).
+    const clientKey = this.balance === "source-hash" ? client.clientHost : "";
     const target = this.balancer.pick(this.targets, clientKey, exclude) as TargetState | null;
     if (target !== null) target.active++;
     return target;

@@ -57,8 +57,8 @@ export class Session {
   reason: CloseReason | null = null;
   detail = "";
   readonly openedAt = Date.now();
-  /** The client's address (the PROXY header's where there is one), kept: Bun forgets it once the socket closes. */
-  clientHost: string;
+  /** The client's address; null until read (see clientHost). */
+  private host: string | null = null;
   /** The client's port; -1 until read (see clientPort). */
   private port = -1;
   /** The TLS server name the client asked for (SNI mode), or "". */
@@ -84,13 +84,25 @@ export class Session {
   ) {
     this.router = listener.router;
     this.backend = listener.backend ?? NO_BACKEND; // SNI mode: the route sets it
-    // A unix-socket client has no address.
-    this.clientHost = client.remoteAddress ?? "";
-    // The port costs a getpeername(2) per read and only logs use it: read at once only when
-    // something reads it after the client socket may have closed (the close line, observers).
-    if (this.router.observers.length > 0 || this.router.log.level >= DEBUG) this.port = client.remotePort ?? 0;
+    // The address and port cost a getpeername(2) each, and Bun forgets them once the socket
+    // closes: read them at once only when something reads them after the client may have
+    // closed (the close line, observers); else when first used, while the client is open.
+    if (this.router.observers.length > 0 || this.router.log.level >= DEBUG) {
+      this.host = client.remoteAddress ?? "";
+      this.port = client.remotePort ?? 0;
+    }
     this.up = new Pipe(this, client, null);
     this.down = new Pipe(this, null, client);
+  }
+
+  /** The client's address (the PROXY header's where there is one); "" for a unix-socket client. */
+  get clientHost(): string {
+    if (this.host === null) {
+      // undefined: a unix-socket client, or one that closed before anything asked (a reload
+      // that raised the log level to debug while it was open).
+      this.host = this.client.remoteAddress ?? (this.listener.options.address.kind === "unix" ? "" : "?");
+    }
+    return this.host;
   }
 
   /** The client's port (the PROXY header's where there is one); 0 for a unix-socket client. */
@@ -125,7 +137,7 @@ export class Session {
   }
 
   setClientAddress(host: string, port: number, destination: { host: string; port: number } | null): void {
-    this.clientHost = host;
+    this.host = host;
     this.port = port;
     this.destination = destination;
   }
@@ -141,7 +153,7 @@ export class Session {
    */
   dial(): void {
     const backend = this.backend;
-    const target = backend.acquire(this.clientHost, this.tried);
+    const target = backend.acquire(this, this.tried);
     if (target === null) {
       if (backend.queueTimeout > 0 && backend.full(this.tried)) {
         const woken = this.queued; // woken but the free place was no use: keep the turn
