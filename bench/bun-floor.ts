@@ -5,15 +5,20 @@
  * both ways with write queues flushed on drain, pass each FIN on, close. Not for use: a failed
  * connect just closes the client.
  *
- *   bun bench/bun-floor.ts PORT round-robin|least-conn TARGET_PORT...
+ *   bun bench/bun-floor.ts [--dial-on-data] PORT round-robin|least-conn TARGET_PORT...
+ *
+ * --dial-on-data: connect once the client's first bytes arrive (the least an SNI router waits
+ * for, without reading the ClientHello), not at accept.
  */
 import type { Socket } from "bun";
 
 const HOST = "127.0.0.1";
-const [portArg, balance, ...targetArgs] = process.argv.slice(2);
+const args = process.argv.slice(2);
+const dialOnData = args[0] === "--dial-on-data";
+const [portArg, balance, ...targetArgs] = dialOnData ? args.slice(1) : args;
 const targets = targetArgs.map(Number);
 if (!portArg || (balance !== "round-robin" && balance !== "least-conn") || targets.length === 0 || targets.some((p) => !(p > 0))) {
-  console.error("usage: bun bench/bun-floor.ts PORT round-robin|least-conn TARGET_PORT...");
+  console.error("usage: bun bench/bun-floor.ts [--dial-on-data] PORT round-robin|least-conn TARGET_PORT...");
   process.exit(2);
 }
 const active = targets.map(() => 0);
@@ -108,6 +113,10 @@ const upstream = {
   },
 };
 
+function dial(down: Side): void {
+  Bun.connect<Side>({ hostname: HOST, port: targets[down.target]!, allowHalfOpen: true, socket: upstream, data: down }).catch(() => {});
+}
+
 Bun.listen<Side>({
   hostname: HOST,
   port: Number(portArg),
@@ -121,12 +130,16 @@ Bun.listen<Side>({
       down.other = up;
       down.peer = client;
       client.data = up;
-      Bun.connect<Side>({ hostname: HOST, port: targets[at]!, allowHalfOpen: true, socket: upstream, data: down }).catch(() => {});
+      if (!dialOnData) dial(down);
     },
-    data: (client, data) => forward(client.data, client, data),
+    data(client, data) {
+      const up = client.data;
+      if (dialOnData && up.peer === null && up.queue.length === 0) dial(up.other!);
+      forward(up, client, data);
+    },
     drain: (client) => flush(client.data.other!, client.data.peer),
     end: (client) => end(client.data, client),
     close: (client) => end(client.data, null),
   },
 });
-console.error(`bun-floor: ${HOST}:${portArg} → ${targets.join(",")} (${balance})`);
+console.error(`bun-floor: ${HOST}:${portArg} → ${targets.join(",")} (${balance}${dialOnData ? ", dial on data" : ""})`);

@@ -17,6 +17,7 @@
  * - tcprouter-2w: the same with `--workers 2` (HAProxy uses every core by default).
  * - haproxy: `tcp-request inspect-delay 5s`, accept once `req.ssl_hello_type 1`,
  *   `use_backend tls if { req.ssl_sni -i db.example.com }`, no default backend.
+ * - bun-floor: bench/bun-floor.ts, a bare Bun forwarder that dials on the first bytes: Bun's own cost.
  * - tcprouter-tcp: `--listen … --to …`, plain forwarding (the bulk rows' baseline).
  * Before timing, each passes a verified session to db.example.com (certificate CN, PONG, 1 MiB
  * each way by sha256); the SNI routers must also refuse nope.example.com.
@@ -40,7 +41,7 @@ import { HOST, freePort } from "./net.ts";
 import { StoppingError, descendants, isStopping, run, versionOf, workDir, runBench } from "./procs.ts";
 import { median, writeResults } from "./table.ts";
 
-const CONTENDERS = ["direct", "tcprouter", "tcprouter-2w", "haproxy", "tcprouter-tcp"] as const;
+const CONTENDERS = ["direct", "tcprouter", "tcprouter-2w", "haproxy", "bun-floor", "tcprouter-tcp"] as const;
 type ContenderName = (typeof CONTENDERS)[number];
 
 interface Row {
@@ -53,7 +54,7 @@ interface Row {
 }
 
 const ROWS: Row[] = [
-  { id: "handshakes", title: "new TLS sessions (SNI routed)", unit: "sessions/s", contenders: ["direct", "tcprouter", "tcprouter-2w", "haproxy"], target: ["tcprouter", "haproxy", 1.0] },
+  { id: "handshakes", title: "new TLS sessions (SNI routed)", unit: "sessions/s", contenders: ["direct", "tcprouter", "tcprouter-2w", "haproxy", "bun-floor"], target: ["tcprouter", "haproxy", 1.0] },
   { id: "bulk-up", title: "bulk, one TLS session, client → server", unit: "Gbit/s", contenders: ["direct", "tcprouter-tcp", "tcprouter", "haproxy"], target: ["tcprouter", "tcprouter-tcp", 0.9] },
   { id: "bulk-down", title: "bulk, one TLS session, server → client", unit: "Gbit/s", contenders: ["direct", "tcprouter-tcp", "tcprouter", "haproxy"], target: ["tcprouter", "tcprouter-tcp", 0.9] },
 ];
@@ -167,28 +168,25 @@ interface Contender {
   start(serverPort: number): Promise<Instance>;
 }
 
+/** tcprouter with one sni listener (`extra`: more flags, e.g. --workers 2). */
+function sniRouter(name: ContenderName, command: string, extra: string): Contender {
+  return {
+    name,
+    command: `${command} --config sni.toml${extra} --log-level warn (mode = "sni", one route)`,
+    routesByName: true,
+    async start(serverPort) {
+      const port = await freePort();
+      return launch(name, ["bash", "-c", `exec ${command} --config ${tcprouterConfig(port, serverPort)}${extra} --log-level warn`], port, ROOT);
+    },
+  };
+}
+
 function contenders(opts: Options): Contender[] {
   const haproxy = findHaproxy();
   const all: Record<ContenderName, Contender> = {
     direct: { name: "direct", command: "(the TLS server itself)", routesByName: false, start: async (serverPort) => ({ port: serverPort, pid: undefined, stop: async () => {} }) },
-    tcprouter: {
-      name: "tcprouter",
-      command: `${opts.command} --config sni.toml --log-level warn (mode = "sni", one route)`,
-      routesByName: true,
-      async start(serverPort) {
-        const port = await freePort();
-        return launch("tcprouter-sni", ["bash", "-c", `exec ${opts.command} --config ${tcprouterConfig(port, serverPort)} --log-level warn`], port, ROOT);
-      },
-    },
-    "tcprouter-2w": {
-      name: "tcprouter-2w",
-      command: `${opts.command} --config sni.toml --workers 2 --log-level warn`,
-      routesByName: true,
-      async start(serverPort) {
-        const port = await freePort();
-        return launch("tcprouter-sni-2w", ["bash", "-c", `exec ${opts.command} --config ${tcprouterConfig(port, serverPort)} --workers 2 --log-level warn`], port, ROOT);
-      },
-    },
+    tcprouter: sniRouter("tcprouter", opts.command, ""),
+    "tcprouter-2w": sniRouter("tcprouter-2w", opts.command, " --workers 2"),
     haproxy: {
       name: "haproxy",
       command: "haproxy -f sni.cfg -db (inspect-delay 5s, req.ssl_sni, nbthread default)",
@@ -197,6 +195,15 @@ function contenders(opts: Options): Contender[] {
       async start(serverPort) {
         const port = await freePort();
         return launch("haproxy-sni", [haproxy!, "-f", haproxyConfig(port, serverPort), "-db"], port);
+      },
+    },
+    "bun-floor": {
+      name: "bun-floor",
+      command: "bun bench/bun-floor.ts --dial-on-data (connects on the first bytes; no ClientHello parsing, no routing): Bun's own cost",
+      routesByName: false,
+      async start(serverPort) {
+        const port = await freePort();
+        return launch("bun-floor", [process.execPath, "bench/bun-floor.ts", "--dial-on-data", String(port), "round-robin", String(serverPort)], port, ROOT);
       },
     },
     "tcprouter-tcp": {
