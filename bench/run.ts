@@ -11,7 +11,7 @@ import { CONTENDER_NAMES, loadContenders, type Contender, type ContenderName, ty
 import { fail, listOf, positiveInt, say } from "./flags.ts";
 import { collectMeta, headerText } from "./meta.ts";
 import { StoppingError, ensureOwnFdLimit, isStopping, softFdLimit, runBench } from "./procs.ts";
-import { checkRedisPath, startRedis } from "./redis.ts";
+import { checkRedisPath, runRedisRow, startRedis } from "./redis.ts";
 import { ROWS, ROW_IDS, idleSample, takeSample, type Params, type Ports, type Row } from "./rows.ts";
 import { TABLE_NOTE, errorNotes, markdownTable, summarize, textTable, writeResults, type Cell } from "./table.ts";
 
@@ -170,6 +170,13 @@ async function main(): Promise<void> {
       for (const row of rows) cells.find((x) => x.row === row.id && x.contender === c.name)?.errors.push((err as Error).message.split("\n")[0]!);
     }
   }
+
+  // Warm-up, untimed: a tenth of each Redis row through every contender, so round 1 does not
+  // time a JIT compiling tcprouter's hot paths (HAProxy and nginx get the same pass).
+  for (const r of running) {
+    for (const row of rows) if (row.kind === "redis") await runRedisRow(row.redis, r.ports.redis, r.ports.redisTarget, opts.params.requests / 10).catch(() => {});
+  }
+  if (running.length > 0) say("warm-up done");
 
   for (let round = 0; round < opts.rounds; round++) {
     const order = running.map((_, i) => running[(i + round) % running.length]!);

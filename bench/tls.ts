@@ -288,9 +288,7 @@ async function main(): Promise<void> {
     rows: opts.rows.map((row) => row.id),
     server: "bench/tls-peers.ts server (Bun.listen tls, EC P-256, TLS 1.3)",
   });
-  delete meta.versions["redis-server"];
-  delete meta.versions["redis-benchmark"];
-  delete meta.versions.iperf3;
+  for (const tool of ["redis-server", "redis-benchmark", "iperf3"]) delete meta.versions[tool];
   meta.versions.haproxy = haproxyBin ? await versionOf([haproxyBin, "-v"]) : "not installed";
   meta.versions.openssl = await versionOf(["openssl", "version"]);
   meta.contenders = Object.fromEntries(list.map((c) => [c.name, c.skip ? { command: c.command, skip: c.skip } : { command: c.command }]));
@@ -311,6 +309,9 @@ async function main(): Promise<void> {
       say(`check ${contender.name}: FAILED ${(error as Error).message}`);
     }
   }
+
+  // Warm-up, untimed: one second of handshakes through every contender (the JIT, for the Bun ones).
+  for (const [name, instance] of running) if (!failed.has(name)) await sample(ROWS[0]!, instance, { ...opts, seconds: 1 }).catch(() => {});
 
   const results: Result[] = opts.rows.map((row) => ({ row: row.id, title: row.title, unit: row.unit, samples: {}, cpu: {}, errors: [] }));
   for (let round = 0; round < opts.rounds; round++) {
