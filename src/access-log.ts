@@ -44,6 +44,7 @@ const FLUSH_CHARS = 64 * 1024;
 const STDOUT_FD = 1;
 
 export class AccessLog implements SessionObserver {
+  readonly readsClientAddress = true;
   readonly to: string;
   readonly format: AccessLogFormat;
   /** Lines written since start (buffered ones included); lines lost to write errors. */

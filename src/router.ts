@@ -113,6 +113,8 @@ export class OptionsError extends Error {}
  * cheap and never throw.
  */
 export interface SessionObserver {
+  /** Reads the client's address when a session closes: sessions then read it at accept, while Bun still knows it. */
+  readonly readsClientAddress?: boolean;
   /** The upstream connection opened, `connectMs` after the target was picked. */
   connected?(session: Session, connectMs: number): void;
   /** The session ended; `session.reason` says why. */

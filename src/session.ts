@@ -17,7 +17,7 @@ import { Preface } from "./preface.ts";
 import { Attempt, errorText, proxyFirstHandlers, upstreamHandlers, upstreamTls } from "./upstream.ts";
 import { encodeProxyV1, encodeProxyV2 } from "./proxy-protocol.ts";
 import type { Listener } from "./listener.ts";
-import type { Router } from "./router.ts";
+import type { Router, SessionObserver } from "./router.ts";
 
 export type CloseReason =
   | "client_fin" // the client ended first, cleanly
@@ -86,8 +86,8 @@ export class Session {
     this.backend = listener.backend ?? NO_BACKEND; // SNI mode: the route sets it
     // The address and port cost a getpeername(2) each, and Bun forgets them once the socket
     // closes: read them at once only when something reads them after the client may have
-    // closed (the close line, observers); else when first used, while the client is open.
-    if (this.router.observers.length > 0 || this.router.log.level >= DEBUG) {
+    // closed (the debug close line, the access log); else when first used, while it is open.
+    if (this.router.log.level >= DEBUG || this.router.observers.some(readsClientAddress)) {
       this.host = client.remoteAddress ?? "";
       this.port = client.remotePort ?? 0;
     }
@@ -377,4 +377,8 @@ function prefaceTimedOut(session: Session): void {
 
 function queueTimedOut(session: Session): void {
   session.queueTimedOut();
+}
+
+function readsClientAddress(observer: SessionObserver): boolean {
+  return observer.readsClientAddress === true;
 }

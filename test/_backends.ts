@@ -23,9 +23,9 @@ export type TestRouter = RouterHandle & LogLines & AsyncDisposable & {
   target(port: number, backend?: string): TargetState;
 };
 
-/** `createRouter(parseConfig(toml))` with a capturing logger (debug); disposing stops it with no drain. */
-export async function startRouter(toml: string): Promise<TestRouter> {
-  const log = captureLogger();
+/** `createRouter(parseConfig(toml))` with a capturing logger (debug, or consola `logLevel`); disposing stops it with no drain. */
+export async function startRouter(toml: string, logLevel?: number): Promise<TestRouter> {
+  const log = captureLogger(logLevel);
   const handle = await createRouter(parseConfig(toml, "toml"), { logger: log.logger });
   return {
     ...handle,

@@ -375,11 +375,11 @@ export interface LogLines {
   matching(text: string): string[];
 }
 
-/** A consola logger at debug that keeps `LEVEL message` lines in memory instead of printing them. */
-export function captureLogger() {
+/** A consola logger (at debug unless told) that keeps `LEVEL message` lines in memory instead of printing them. */
+export function captureLogger(level = 4) {
   const lines: string[] = [];
   const logger = createConsola({
-    level: 4,
+    level,
     reporters: [
       {
         log(entry: LogObject) {
