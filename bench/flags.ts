@@ -1,4 +1,30 @@
 /** What every bench entry point shares: its flag checks, its messages, the default tcprouter command. */
+import { parseArgs, type ParseArgsConfig } from "node:util";
+
+/** The flags every suite takes; --only is checked by each suite against its own rows. */
+const COMMON_OPTIONS = {
+  rounds: { type: "string" },
+  only: { type: "string" },
+  "tcprouter-cmd": { type: "string" },
+  smoke: { type: "boolean", default: false },
+  json: { type: "boolean", default: false },
+  help: { type: "boolean", short: "h", default: false },
+} as const satisfies ParseArgsConfig["options"];
+
+/** The common flags plus the suite's own; --help prints `help` and exits 0, a bad flag exits 1 with one line. */
+export function parseBenchFlags<T extends NonNullable<ParseArgsConfig["options"]>>(options: T, help: string) {
+  let values;
+  try {
+    ({ values } = parseArgs<{ options: typeof COMMON_OPTIONS & T }>({ options: { ...COMMON_OPTIONS, ...options } }));
+  } catch (error) {
+    fail((error as Error).message); // an unknown flag, a missing value: one line, not a stack
+  }
+  if ((values as { help?: boolean }).help) {
+    process.stdout.write(help);
+    process.exit(0);
+  }
+  return values;
+}
 
 /** Progress and skip lines go to stderr; stdout is left for --json. */
 export const say = (line: string): void => void process.stderr.write(`${line}\n`);

@@ -21,9 +21,8 @@
  */
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
-import { parseArgs } from "node:util";
 import { ROOT, launch, type Instance } from "./contenders.ts";
-import { DEFAULT_TCPROUTER_CMD, fail, positiveInt, say } from "./flags.ts";
+import { DEFAULT_TCPROUTER_CMD, listOf, parseBenchFlags, positiveInt, say } from "./flags.ts";
 import { collectMeta, headerText } from "./meta.ts";
 import { HOST, freePort } from "./net.ts";
 import { StoppingError, descendants, isStopping, workDir, runBench } from "./procs.ts";
@@ -50,25 +49,9 @@ const HELP = `bun run bench/observability.ts [flags]
 `;
 
 function parseFlags() {
-  const { values } = parseArgs({
-    options: {
-      rounds: { type: "string" },
-      requests: { type: "string" },
-      only: { type: "string" },
-      "scrape-ms": { type: "string" },
-      "tcprouter-cmd": { type: "string" },
-      smoke: { type: "boolean", default: false },
-      json: { type: "boolean", default: false },
-      help: { type: "boolean", short: "h", default: false },
-    },
-  });
-  if (values.help) {
-    process.stdout.write(HELP);
-    process.exit(0);
-  }
+  const values = parseBenchFlags({ requests: { type: "string" }, "scrape-ms": { type: "string" } }, HELP);
   const int = (flag: string, raw: string | undefined, dflt: number, smokeDflt: number) => positiveInt(flag, raw, dflt, smokeDflt, values.smoke);
-  const only = values.only?.split(",").map((id) => id.trim()) ?? ROWS.map((row) => row.id);
-  for (const id of only) if (!ROWS.some((row) => row.id === id)) fail(`--only: unknown row "${id}"`);
+  const only = listOf("only", values.only, ROWS.map((row) => row.id));
   return {
     rounds: int("rounds", values.rounds, 7, 1),
     requests: int("requests", values.requests, 100_000, 2_000),

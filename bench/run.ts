@@ -4,11 +4,10 @@
  * `--suite backends`: three Redis servers behind one listener, tcprouter vs HAProxy (backends.ts).
  * Usage: bun run bench/run.ts [--smoke] [--rounds N] [--requests N] ... (see bench/README.md)
  */
-import { parseArgs } from "node:util";
 import { BACKEND_BALANCES, BACKEND_CONTENDERS, BACKEND_ROW_IDS, runBackends } from "./backends.ts";
 import { startIperf } from "./bulk.ts";
 import { CONTENDER_NAMES, loadContenders, type Contender, type ContenderName, type Instance } from "./contenders.ts";
-import { fail, listOf, positiveInt, say } from "./flags.ts";
+import { fail, listOf, parseBenchFlags, positiveInt, say } from "./flags.ts";
 import { collectMeta, headerText } from "./meta.ts";
 import { StoppingError, ensureOwnFdLimit, isStopping, softFdLimit, runBench } from "./procs.ts";
 import { checkRedisPath, runRedisRow, startRedis } from "./redis.ts";
@@ -32,27 +31,18 @@ const HELP = `bun run bench/run.ts [flags]
 `;
 
 function parseFlags() {
-  const { values } = parseArgs({
-    options: {
+  const values = parseBenchFlags(
+    {
       suite: { type: "string", default: "main" },
       balance: { type: "string" },
-      rounds: { type: "string" },
       requests: { type: "string" },
       seconds: { type: "string" },
       sessions: { type: "string" },
-      smoke: { type: "boolean", default: false },
-      only: { type: "string" },
       contenders: { type: "string" },
-      "tcprouter-cmd": { type: "string" },
-      json: { type: "boolean", default: false },
       markdown: { type: "boolean", default: false },
-      help: { type: "boolean", short: "h", default: false },
     },
-  });
-  if (values.help) {
-    process.stdout.write(HELP);
-    process.exit(0);
-  }
+    HELP,
+  );
   const smoke = values.smoke;
   const int = (flag: string, raw: string | undefined, dflt: number, smokeDflt: number) => positiveInt(flag, raw, dflt, smokeDflt, smoke);
   if (values.suite !== "main" && values.suite !== "backends") fail(`--suite: unknown "${values.suite}" (main or backends)`);

@@ -33,9 +33,8 @@
  */
 import { readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { parseArgs } from "node:util";
 import { ROOT, findHaproxy, haproxyHead, launch, type Instance } from "./contenders.ts";
-import { DEFAULT_TCPROUTER_CMD, listOf, positiveInt, say } from "./flags.ts";
+import { DEFAULT_TCPROUTER_CMD, listOf, parseBenchFlags, positiveInt, say } from "./flags.ts";
 import { collectMeta, headerText } from "./meta.ts";
 import { HOST, freePort } from "./net.ts";
 import { StoppingError, descendants, isStopping, run, versionOf, workDir, runBench } from "./procs.ts";
@@ -74,24 +73,10 @@ const HELP = `bun run bench/tls.ts [flags]
 `;
 
 function parseFlags() {
-  const { values } = parseArgs({
-    options: {
-      rounds: { type: "string" },
-      seconds: { type: "string" },
-      concurrency: { type: "string" },
-      bytes: { type: "string" },
-      only: { type: "string" },
-      contenders: { type: "string" },
-      "tcprouter-cmd": { type: "string" },
-      smoke: { type: "boolean", default: false },
-      json: { type: "boolean", default: false },
-      help: { type: "boolean", short: "h", default: false },
-    },
-  });
-  if (values.help) {
-    process.stdout.write(HELP);
-    process.exit(0);
-  }
+  const values = parseBenchFlags(
+    { seconds: { type: "string" }, concurrency: { type: "string" }, bytes: { type: "string" }, contenders: { type: "string" } },
+    HELP,
+  );
   const int = (flag: string, raw: string | undefined, dflt: number, smokeDflt: number) => positiveInt(flag, raw, dflt, smokeDflt, values.smoke);
   const only = listOf("only", values.only, ROWS.map((row) => row.id));
   return {
