@@ -4,6 +4,11 @@
  * them). The supervisor binds nothing itself: it starts the workers, restarts one that dies,
  * and passes SIGINT/SIGTERM (and SIGHUP, SIGUSR1) on; it exits once every worker has exited.
  *
+ * A worker says it is ready (over the IPC channel) once its listeners are bound. A worker that
+ * exits before it was ever ready (a port taken by another program, a certificate it cannot
+ * read) would fail the same way on every restart: the supervisor stops the others and exits 1
+ * instead of restarting it forever.
+ *
  * A worker is this same program (the script under `bun`, or the compiled binary) started with
  * TCPROUTER_WORKER set; a worker never starts workers of its own.
  */
@@ -18,6 +23,13 @@ export const WORKER_ENV = "TCPROUTER_WORKER";
 /** This process is a worker started by a supervisor. */
 export function isWorker(): boolean {
   return process.env[WORKER_ENV] !== undefined;
+}
+
+const READY = "ready";
+
+/** In a worker: tell the supervisor the listeners are bound. */
+export function reportReady(): void {
+  process.send?.(READY);
 }
 
 /** `auto` = one per core; otherwise a whole number ≥ 1. Throws a one-line message. */
@@ -40,8 +52,10 @@ const RESTART_DELAY_MS = 1000;
 /** `admin`: serve the admin endpoints there, merged from every worker's (worker-admin.ts). */
 export async function supervise(count: number, args: string[], log: Logger, admin: Address | null = null): Promise<never> {
   const command = workerCommand(args);
-  const workers = new Map<number, { proc: Bun.Subprocess; started: number }>();
-  let stopping: NodeJS.Signals | null = null;
+  const workers = new Map<number, { proc: Bun.Subprocess; started: number; ready: boolean }>();
+  /** Indexes whose worker has been ready once: a later start that fails is retried, not fatal. */
+  const everReady = new Set<number>();
+  let stopping: NodeJS.Signals | "failed" | null = null;
   let restarts = 0;
   const socket = (index: number) => workerAdminPath(process.pid, index);
   if (admin !== null) {
@@ -64,8 +78,14 @@ export async function supervise(count: number, args: string[], log: Logger, admi
       stdout: "inherit",
       stderr: "inherit",
       onExit: (_proc, code, signal) => exited(index, code, signal),
+      ipc: (message) => {
+        const worker = workers.get(index);
+        if (message !== READY || worker === undefined || worker.proc !== proc) return;
+        worker.ready = true;
+        everReady.add(index);
+      },
     });
-    workers.set(index, { proc, started: Date.now() });
+    workers.set(index, { proc, started: Date.now(), ready: false });
   };
 
   const exited = (index: number, code: number | null, signal: number | NodeJS.Signals | null) => {
@@ -74,12 +94,20 @@ export async function supervise(count: number, args: string[], log: Logger, admi
     if (admin !== null) rmSync(socket(index), { force: true }); // a worker killed with SIGKILL leaves it
     if (stopping !== null) {
       if (workers.size === 0) {
+        if (stopping === "failed") process.exit(1);
         log.info(`all ${count} workers stopped`);
         process.exit(0);
       }
       return;
     }
     const how = signal !== null ? `signal ${signal}` : `exit code ${code}`;
+    if (worker !== undefined && !worker.ready && !everReady.has(index)) {
+      log.error(`worker ${index} could not start (${how}): stopping`);
+      stopping = "failed";
+      for (const { proc } of workers.values()) proc.kill("SIGTERM");
+      if (workers.size === 0) process.exit(1);
+      return;
+    }
     const crashLoop = worker !== undefined && Date.now() - worker.started < CRASH_WINDOW_MS;
     log.warn(`worker ${index} (pid ${worker?.proc.pid}) died (${how}); restarting${crashLoop ? ` in ${RESTART_DELAY_MS} ms` : ""}`);
     restarts++;
@@ -88,6 +116,7 @@ export async function supervise(count: number, args: string[], log: Logger, admi
   };
 
   const stop = (signal: NodeJS.Signals) => {
+    if (stopping === "failed") return;
     if (stopping !== null) {
       log.warn(`${signal} again: killing the workers`);
       for (const { proc } of workers.values()) proc.kill("SIGKILL");

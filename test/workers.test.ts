@@ -53,6 +53,16 @@ test("refuses --workers with port 0 and a bad count", async () => {
   }
 });
 
+test("a worker that cannot start stops the supervisor with exit 1, not a restart loop", async () => {
+  await using taken = listen(echo); // another program holds the port, without SO_REUSEPORT
+  await using supervisor = spawnCli(["--listen", `${HOST}:${taken.port}`, "--to", `${HOST}:1`, "--workers", "2"]);
+  expect(await supervisor.exited(15_000)).toBe(1);
+  expect(supervisor.stderrText).toContain(`cannot listen on ${HOST}:${taken.port}: address already in use`);
+  expect(supervisor.stderrText).toMatch(/worker \d could not start \(exit code 1\): stopping/);
+  expect(supervisor.stderrText).not.toContain("restarting");
+  expect(childPids(supervisor.proc.pid)).toHaveLength(0);
+}, 30_000);
+
 test("two workers append whole access log lines to one file", async () => {
   const { mkdtempSync, readFileSync } = await import("node:fs");
   const { tmpdir } = await import("node:os");

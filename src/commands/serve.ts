@@ -8,7 +8,7 @@ import { createLogger, type LogFormat, type LogLevel, type Logger } from "../log
 import { forwardConfig } from "../forward.ts";
 import { createRouter, OptionsError, type RouterHandle } from "../router.ts";
 import { workerAdminAddress } from "../worker-admin.ts";
-import { isWorker, parseWorkers, supervise } from "../workers.ts";
+import { isWorker, parseWorkers, reportReady, supervise } from "../workers.ts";
 import { flagDuration, forwardArgs, logArgs, observeArgs, parseCount, processArgs, UsageError } from "./args.ts";
 import { configArgs } from "./check.ts";
 
@@ -79,7 +79,10 @@ export default defineCommand({
         throw error;
       }
     }
-    if (isWorker()) exitWithSupervisor(handle, log);
+    if (isWorker()) {
+      exitWithSupervisor(handle, log);
+      reportReady();
+    }
     for (const [index, bound] of handle.listeners.entries()) {
       const listener = config.listeners[index]!;
       const backend = listener.backend === null ? null : config.backends.get(listener.backend)!;
