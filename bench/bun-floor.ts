@@ -44,9 +44,18 @@ interface Side {
   shut: boolean;
   target: number;
   other: Side | null;
+  /** Counted in `active[target]` (from the pick until the upstream closes or fails). */
+  counted: boolean;
 }
 
-const side = (target: number): Side => ({ peer: null, queue: [], paused: false, ended: false, shut: false, target, other: null });
+const side = (target: number): Side => ({ peer: null, queue: [], paused: false, ended: false, shut: false, target, other: null, counted: false });
+
+/** Least-conn counts a session from its pick (as HAProxy and tcprouter do), so a burst of accepts spreads. */
+function release(down: Side): void {
+  if (!down.counted) return;
+  down.counted = false;
+  active[down.target]!--;
+}
 
 /** Writes what `from` queued to its peer; `reader` (the socket `from` reads) pauses while bytes are left. */
 function flush(from: Side, reader: Socket<Side> | null): void {
@@ -95,7 +104,6 @@ const upstream = {
     const down = socket.data;
     const up = down.other!;
     up.peer = socket;
-    active[down.target]!++;
     flush(up, down.peer);
   },
   data: (socket: Socket<Side>, data: Uint8Array) => forward(socket.data, socket, data),
@@ -105,10 +113,11 @@ const upstream = {
   },
   end: (socket: Socket<Side>) => end(socket.data, socket),
   close(socket: Socket<Side>) {
-    if (socket.data.other!.peer === socket) active[socket.data.target]!--;
+    release(socket.data);
     end(socket.data, null);
   },
   connectError(socket: Socket<Side>) {
+    release(socket.data);
     socket.data.peer?.close();
   },
 };
@@ -129,6 +138,8 @@ Bun.listen<Side>({
       up.other = down;
       down.other = up;
       down.peer = client;
+      down.counted = true;
+      active[at]!++;
       client.data = up;
       if (!dialOnData) dial(down);
     },
@@ -139,7 +150,11 @@ Bun.listen<Side>({
     },
     drain: (client) => flush(client.data.other!, client.data.peer),
     end: (client) => end(client.data, client),
-    close: (client) => end(client.data, null),
+    close(client) {
+      const up = client.data;
+      if (dialOnData && up.peer === null && up.queue.length === 0) release(up.other!); // closed before any byte: never dialled
+      end(up, null);
+    },
   },
 });
 console.error(`bun-floor: ${HOST}:${portArg} → ${targets.join(",")} (${balance}${dialOnData ? ", dial on data" : ""})`);
