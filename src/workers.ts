@@ -29,7 +29,11 @@ const READY = "ready";
 
 /** In a worker: tell the supervisor the listeners are bound. */
 export function reportReady(): void {
-  process.send?.(READY);
+  try {
+    process.send?.(READY);
+  } catch {
+    // The supervisor is gone already: exitWithSupervisor notices and drains this worker.
+  }
 }
 
 /** `auto` = one per core; otherwise a whole number ≥ 1. Throws a one-line message. */
