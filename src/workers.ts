@@ -56,7 +56,7 @@ const RESTART_DELAY_MS = 1000;
 /** `admin`: serve the admin endpoints there, merged from every worker's (worker-admin.ts). */
 export async function supervise(count: number, args: string[], log: Logger, admin: Address | null = null): Promise<never> {
   const command = workerCommand(args);
-  const workers = new Map<number, { proc: Bun.Subprocess; started: number; ready: boolean }>();
+  const workers = new Map<number, { proc: Bun.Subprocess; started: number }>();
   /** Indexes whose worker has been ready once: a later start that fails is retried, not fatal. */
   const everReady = new Set<number>();
   let stopping: NodeJS.Signals | "failed" | null = null;
@@ -83,13 +83,10 @@ export async function supervise(count: number, args: string[], log: Logger, admi
       stderr: "inherit",
       onExit: (_proc, code, signal) => exited(index, code, signal),
       ipc: (message) => {
-        const worker = workers.get(index);
-        if (message !== READY || worker === undefined || worker.proc !== proc) return;
-        worker.ready = true;
-        everReady.add(index);
+        if (message === READY) everReady.add(index);
       },
     });
-    workers.set(index, { proc, started: Date.now(), ready: false });
+    workers.set(index, { proc, started: Date.now() });
   };
 
   const exited = (index: number, code: number | null, signal: number | NodeJS.Signals | null) => {
@@ -105,7 +102,7 @@ export async function supervise(count: number, args: string[], log: Logger, admi
       return;
     }
     const how = signal !== null ? `signal ${signal}` : `exit code ${code}`;
-    if (worker !== undefined && !worker.ready && !everReady.has(index)) {
+    if (!everReady.has(index)) {
       log.error(`worker ${index} could not start (${how}): stopping`);
       stopping = "failed";
       for (const { proc } of workers.values()) proc.kill("SIGTERM");
