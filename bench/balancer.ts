@@ -12,7 +12,7 @@
 
 import { cpus } from "node:os";
 import { parseArgs } from "node:util";
-import { BALANCES, type Balance, type Target, createBalancer } from "../src/balancer.ts";
+import { BALANCES, type Balance, type Target, createBalancer } from "../src/backend/balancer.ts";
 
 const { values } = parseArgs({
   options: {

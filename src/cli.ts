@@ -7,7 +7,7 @@ import { defineCommand, renderUsage, runCommand, type ArgsDef, type CommandDef }
 import pkg from "../package.json" with { type: "json" };
 import { forwardArgs, logArgs, observeArgs, processArgs, rejectUnknownFlags } from "./commands/args.ts";
 import { configArgs } from "./commands/check.ts";
-import { createLogger } from "./log.ts";
+import { createLogger } from "./util/log.ts";
 
 const main = defineCommand({
   meta: { name: "tcprouter", version: pkg.version, description: "A TCP forwarder and L4 router" },

@@ -1,6 +1,6 @@
 /** Flag fragments shared by commands. Defaults are documented here and live in router.ts DEFAULTS. */
 import type { ArgsDef } from "citty";
-import { DurationError, parseDuration } from "../duration.ts";
+import { DurationError, parseDuration } from "../util/duration.ts";
 
 export const logArgs = {
   "log-level": { type: "enum", options: ["error", "warn", "info", "debug"], default: "info", description: "Log level" },

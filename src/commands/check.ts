@@ -8,9 +8,9 @@
  * level) per error, which would wrap a list of errors in a single entry.
  */
 import { defineCommand } from "citty";
-import { formatAddress } from "../address.ts";
-import { CONFIG_DEFAULTS, ConfigError, configWarnings, loadConfig, type BackendConfig, type Config, type ListenerConfig, type TargetConfig } from "../config.ts";
-import { formatDuration } from "../duration.ts";
+import { formatAddress } from "../util/address.ts";
+import { CONFIG_DEFAULTS, ConfigError, configWarnings, loadConfig, type BackendConfig, type Config, type ListenerConfig, type TargetConfig } from "../config/load.ts";
+import { formatDuration } from "../util/duration.ts";
 import { UsageError } from "./args.ts";
 
 export const configArgs = {

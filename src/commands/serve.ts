@@ -1,14 +1,14 @@
 /** `tcprouter serve` (the default command): listen and forward until SIGINT/SIGTERM. */
 import { defineCommand } from "citty";
-import { AccessLog } from "../access-log.ts";
-import { AddressError, parseAddress, type Address } from "../address.ts";
-import { startAdmin, type AdminServer } from "../admin.ts";
-import { ConfigError, configWarnings, loadConfig, type Config } from "../config.ts";
-import { createLogger, type LogFormat, type LogLevel, type Logger } from "../log.ts";
-import { forwardConfig } from "../forward.ts";
-import { createRouter, OptionsError, type RouterHandle } from "../router.ts";
-import { workerAdminAddress } from "../worker-admin.ts";
-import { isWorker, parseWorkers, reportReady, supervise } from "../workers.ts";
+import { AccessLog } from "../observe/access-log.ts";
+import { AddressError, parseAddress, type Address } from "../util/address.ts";
+import { startAdmin, type AdminServer } from "../observe/admin.ts";
+import { ConfigError, configWarnings, loadConfig, type Config } from "../config/load.ts";
+import { createLogger, type LogFormat, type LogLevel, type Logger } from "../util/log.ts";
+import { forwardConfig } from "../proxy/forward.ts";
+import { createRouter, OptionsError, type RouterHandle } from "../proxy/router.ts";
+import { workerAdminAddress } from "../workers/admin.ts";
+import { isWorker, parseWorkers, reportReady, supervise } from "../workers/supervisor.ts";
 import { flagDuration, forwardArgs, logArgs, observeArgs, parseCount, processArgs, UsageError } from "./args.ts";
 import { configArgs } from "./check.ts";
 

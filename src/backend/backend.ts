@@ -1,0 +1,211 @@
+/**
+ * A backend is a named pool of targets with a balancer, optional health checks, retries and a
+ * queue for sessions that arrive while every target is full.
+ *
+ * The backend owns its target objects: the balancer reads them, the health checker sets
+ * `healthy`, and sessions count themselves in `active` through `acquire`/`release`.
+ */
+import { readFileSync } from "node:fs";
+import { formatAddress, type Address } from "../util/address.ts";
+import { createBalancer, isAvailable, type Balance, type Balancer, type Target } from "./balancer.ts";
+import { HealthChecker, type HealthConfig } from "./health.ts";
+import { defaultLogger, LogLimiter, type Logger } from "../util/log.ts";
+import type { Session } from "../proxy/session.ts";
+
+export interface TargetOptions {
+  address: Address;
+  /** ≥ 1. Default 1. */
+  weight?: number;
+  /** 0 = no limit (default). */
+  maxConnections?: number;
+  /** Used only when no primary target is available. Default false. */
+  backup?: boolean;
+  /** The configured address when this target is one address of a hostname (`redis.svc:6379`). Default: the address. */
+  name?: string;
+}
+
+export interface BackendOptions {
+  name: string;
+  targets: TargetOptions[];
+  /** Default round-robin. */
+  balance?: Balance;
+  /** Other targets tried after a failed connect. Default 0. */
+  retries?: number;
+  /** null (default) = no active checks: targets are healthy until a connect to them fails. */
+  health?: HealthConfig | null;
+  /** How long a session waits when every target is full; 0 (default) = closed at once. */
+  queueTimeout?: number;
+  /** Send a PROXY protocol header to targets. Default null (none). */
+  sendProxy?: "v1" | "v2" | null;
+  /** Dial targets over TLS. Default null (plain TCP). */
+  tls?: { serverName: string | null; ca: string | null; verify: boolean } | null;
+}
+
+/** TLS options for Bun.connect, built once per backend. */
+export interface UpstreamTls {
+  serverName?: string;
+  ca?: string;
+  rejectUnauthorized: boolean;
+}
+
+/**
+ * One target and its counters. A reload keeps the object of a target whose address stays
+ * (sessions on it keep counting in `active`) and updates its settings in place.
+ */
+export interface TargetState extends Target {
+  /** The address as configured: `key` for a literal address, the hostname form (`redis.svc:6379`) for a resolved one. */
+  name: string;
+  weight: number;
+  maxConnections: number;
+  backup: boolean;
+  /** Sessions connected to this target since start (failed attempts are in connectFailures). */
+  sessions: number;
+  connectFailures: number;
+}
+
+export class Backend {
+  readonly name: string;
+  readonly retries: number;
+  readonly queueTimeout: number;
+  readonly sendProxy: "v1" | "v2" | null;
+  readonly tls: UpstreamTls | null;
+  targets: TargetState[];
+  /** Connect failures and "no target" lines of this backend: one per second, with a count. */
+  readonly failureLog = new LogLimiter();
+  private readonly balance: Balance;
+  private readonly balancer: Balancer;
+  private readonly healthConfig: HealthConfig | null;
+  private health: HealthChecker | null;
+  /** Sessions waiting for a target that is not full, oldest first. */
+  private readonly waiting: Session[] = [];
+  /** After a reload, the backend that replaced this one: freed places wake its queue. */
+  private successor: Backend | null = null;
+
+  /**
+   * With `previous` (a reload), targets whose address stays keep their object (health, open
+   * sessions, counters), the health checker is kept if its settings did not change, and
+   * waiting sessions move over. Nothing here can fail once the config is valid.
+   */
+  constructor(options: BackendOptions, log: Logger, previous?: Backend) {
+    this.name = options.name;
+    this.retries = options.retries ?? 0;
+    this.queueTimeout = options.queueTimeout ?? 0;
+    this.sendProxy = options.sendProxy ?? null;
+    const tls = options.tls ?? null;
+    this.tls =
+      tls === null
+        ? null
+        : {
+            ...(tls.serverName ? { serverName: tls.serverName } : {}),
+            ...(tls.ca ? { ca: readFileSync(tls.ca, "utf8") } : {}),
+            rejectUnauthorized: tls.verify,
+          };
+    this.balance = options.balance ?? "round-robin";
+    this.balancer = previous !== undefined && previous.balance === this.balance ? previous.balancer : createBalancer(this.balance);
+    this.targets = targetStates(options.targets, previous?.targets ?? []);
+    this.healthConfig = options.health ?? null;
+    if (previous !== undefined && previous.health !== null && sameHealth(previous.healthConfig, this.healthConfig)) {
+      this.health = previous.health;
+      previous.health = null;
+    } else {
+      previous?.health?.stop();
+      if (previous !== undefined) previous.health = null;
+      this.health = this.healthConfig ? new HealthChecker(this.name, this.healthConfig, log.withTag("health")) : null;
+      if (this.health === null) for (const target of this.targets) target.healthy = true; // no checks: healthy until a connect fails
+    }
+    this.health?.setTargets(this.targets);
+    if (this.health !== null) this.health.onUp = () => this.wake();
+    if (previous !== undefined) {
+      previous.successor = this;
+      this.waiting.push(...previous.waiting.splice(0));
+    }
+  }
+
+  /**
+   * Picks a target and counts the session on it. Returns null when none is available;
+   * `full()` then tells whether waiting could help.
+   */
+  acquire(client: { readonly clientHost: string }, exclude: ReadonlySet<Target> | null): TargetState | null {
+    // Only source-hash reads the client's address: the others spare its getpeername(2).
+    const clientKey = this.balance === "source-hash" ? client.clientHost : "";
+    const target = this.balancer.pick(this.targets, clientKey, exclude) as TargetState | null;
+    if (target !== null) target.active++;
+    return target;
+  }
+
+  /**
+   * Replaces the targets at runtime (DNS discovery): as in a reload, a target whose key stays
+   * keeps its object (health, open sessions, counters) with its settings updated, and a new
+   * one starts healthy. A removed target is no longer picked; sessions on it hold its object
+   * and finish normally. Waiting sessions get a chance at new places.
+   */
+  replaceTargets(targets: TargetOptions[]): void {
+    this.targets = targetStates(targets, this.targets);
+    this.health?.setTargets(this.targets);
+    this.wake();
+  }
+
+  /** A session to `target` ended: free its place and let a waiting session in. */
+  release(target: TargetState): void {
+    target.active--;
+    let backend: Backend = this;
+    while (backend.successor !== null) backend = backend.successor;
+    const next = backend.waiting.shift();
+    if (next !== undefined) next.dequeued();
+  }
+
+  /** A target came up: let waiting sessions in while some target is available. */
+  wake(): void {
+    for (let n = this.waiting.length; n > 0 && this.targets.some(isAvailable); n--) this.waiting.shift()!.dequeued();
+  }
+
+  /** A connect to `target` failed: a passive health check failure. */
+  connectFailed(target: TargetState): void {
+    target.connectFailures++;
+    this.health?.reportFailure(target);
+  }
+
+  /** True when some healthy target is only full (waiting for a free place can help). */
+  full(exclude: ReadonlySet<Target> | null): boolean {
+    return this.targets.some((target) => target.healthy && !isAvailable(target) && (exclude === null || !exclude.has(target)));
+  }
+
+  /** `first`: a woken session that could not use the free place keeps its turn. */
+  enqueue(session: Session, first = false): void {
+    if (first) this.waiting.unshift(session);
+    else this.waiting.push(session);
+  }
+
+  dequeue(session: Session): void {
+    const index = this.waiting.indexOf(session);
+    if (index >= 0) this.waiting.splice(index, 1);
+  }
+
+  stop(): void {
+    this.health?.stop();
+    this.health = null;
+  }
+}
+
+/** The states of `targets`, reusing the object of each key already in `previous`. */
+function targetStates(targets: readonly TargetOptions[], previous: readonly TargetState[]): TargetState[] {
+  const kept = new Map(previous.map((target) => [target.key, target]));
+  return targets.map((target) => {
+    const key = formatAddress(target.address);
+    const state = kept.get(key) ?? { address: target.address, key, name: key, weight: 1, maxConnections: 0, backup: false, healthy: true, active: 0, sessions: 0, connectFailures: 0 };
+    state.name = target.name ?? key;
+    state.weight = target.weight ?? 1;
+    state.maxConnections = target.maxConnections ?? 0;
+    state.backup = target.backup ?? false;
+    return state;
+  });
+}
+
+function sameHealth(a: HealthConfig | null, b: HealthConfig | null): boolean {
+  if (a === null || b === null) return a === b;
+  const bytes = (x: Uint8Array | null, y: Uint8Array | null) => (x === null || y === null ? x === y : Buffer.from(x).equals(Buffer.from(y)));
+  return a.interval === b.interval && a.timeout === b.timeout && a.rise === b.rise && a.fall === b.fall && bytes(a.send, b.send) && bytes(a.expect, b.expect);
+}
+
+/** The backend of a session not routed yet (an SNI listener without a default route): no targets. */
+export const NO_BACKEND = new Backend({ name: "-", targets: [] }, defaultLogger);

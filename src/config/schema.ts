@@ -1,0 +1,284 @@
+/**
+ * The schema of each config section (valibot) and of the whole file, whose transform applies
+ * the defaults and gives the resolved `Config`.
+ */
+import * as v from "valibot";
+import { formatAddress } from "../util/address.ts";
+import { BALANCES, DEFAULT_BALANCE } from "../backend/balancer.ts";
+import { checkReferences } from "./checks.ts";
+import { describe, isRecord } from "./messages.ts";
+import {
+  address,
+  alpnList,
+  boolean,
+  bytes,
+  cidrList,
+  count,
+  dnsServers,
+  duration,
+  expected,
+  filePath,
+  mode,
+  name,
+  resolveInterval,
+  sendProxy,
+  sendServerName,
+  serverNames,
+  table,
+} from "./values.ts";
+import type {
+  BackendConfig,
+  BackendTlsConfig,
+  Config,
+  DefaultsConfig,
+  ListenerCertificate,
+  ListenerConfig,
+  ListenerTlsConfig,
+  RouteConfig,
+  TargetConfig,
+} from "./load.ts";
+import { DISCOVERY_DEFAULTS } from "../backend/dns.ts";
+import { formatDuration } from "../util/duration.ts";
+import { HEALTH_DEFAULTS, type HealthConfig } from "../backend/health.ts";
+import { DEFAULTS } from "../proxy/router.ts";
+
+/**
+ * The default of every optional key. `retries` 2: HAProxy's default is 3 retries of the same
+ * server; ours go to other targets, and 2 covers the usual three-target backend.
+ */
+export const CONFIG_DEFAULTS = {
+  connectTimeout: DEFAULTS.connectTimeout,
+  idleTimeout: DEFAULTS.idleTimeout,
+  drainTimeout: DEFAULTS.drainTimeout,
+  queueTimeout: 5_000,
+  maxConnections: DEFAULTS.maxConnections,
+  balance: DEFAULT_BALANCE,
+  retries: 2,
+  weight: 1,
+  health: HEALTH_DEFAULTS,
+  resolveInterval: DISCOVERY_DEFAULTS.resolveInterval,
+  /** Real clients send their hello in the first packet; 10 s allows for slow links and retransmits. */
+  helloTimeout: 10_000,
+} as const;
+
+const Defaults = table({
+  connect_timeout: v.optional(duration()),
+  idle_timeout: v.optional(duration()),
+  drain_timeout: v.optional(duration()),
+  queue_timeout: v.optional(duration()),
+  resolve_interval: v.optional(resolveInterval),
+});
+
+/** `[[listeners.routes]]`: server_names and/or alpn → backend (checked in `checkListener`). */
+const Route = v.pipe(
+  table(
+    { server_names: v.optional(serverNames("expected at least one name (leave server_names out to match by alpn alone)")), alpn: v.optional(alpnList), backend: name },
+    { backend: "the name of the backend for clients this route matches" },
+    'a table such as { server_names = ["db.example.com"], backend = "db" }',
+  ),
+  v.transform((r): RouteConfig => ({ serverNames: r.server_names ?? [], alpn: r.alpn ?? [], backend: r.backend })),
+);
+
+function certificate(what: string) {
+  return v.pipe(
+    table(
+      { cert: filePath, key: filePath, names: v.optional(serverNames("expected at least one name (leave names out to use the certificate's own)")) },
+      { cert: "the certificate chain file, PEM", key: "the private key file, PEM" },
+      what,
+    ),
+    v.transform((c): ListenerCertificate => ({ cert: c.cert, key: c.key, names: c.names ?? [] })),
+  );
+}
+
+/** `tls = { cert, key }`, or a list of them chosen by SNI (names filled in by `withFiles`). */
+const ListenerTls = v.pipe(
+  v.lazy((input) =>
+    Array.isArray(input)
+      ? v.pipe(v.array(certificate('a table such as { cert = "cert.pem", key = "key.pem" }')), v.minLength(1, "expected at least one certificate"))
+      : certificate('a table such as { cert = "cert.pem", key = "key.pem" }, or a list of them'),
+  ),
+  v.transform((t): ListenerTlsConfig => ({ certificates: Array.isArray(t) ? t : [t] })),
+);
+
+/** Which keys go with which mode, and `backend` being required in tcp mode, are in `checkListener`. */
+const Listener = table(
+  {
+    name: v.optional(name),
+    listen: address(true),
+    mode: v.optional(mode),
+    backend: v.optional(name),
+    routes: v.optional(v.array(Route, expected("an array of tables ([[listeners.routes]])"))),
+    hello_timeout: v.optional(duration(true)),
+    accept_proxy: v.optional(boolean),
+    trusted: v.optional(cidrList(1, 'expected at least one range (the proxies in front, e.g. ["127.0.0.1/32"])')),
+    allow: v.optional(cidrList(0)),
+    deny: v.optional(cidrList(0)),
+    max_connections_per_ip: v.optional(count(0)),
+    connection_rate_per_ip: v.optional(count(0)),
+    tls: v.optional(ListenerTls),
+    max_connections: v.optional(count(0)),
+    connect_timeout: v.optional(duration()),
+    idle_timeout: v.optional(duration()),
+  },
+  { listen: 'the address to listen on, e.g. "127.0.0.1:11000"' },
+);
+
+const TargetTable = v.pipe(
+  table(
+    { address: address(false), weight: v.optional(count(1)), max_connections: v.optional(count(0)), backup: v.optional(boolean) },
+    { address: 'the target\'s address, e.g. "127.0.0.1:6379"' },
+    'an address or a table such as { address = "127.0.0.1:6379", weight = 2 }',
+  ),
+  v.transform((t): TargetConfig => ({
+    address: t.address,
+    weight: t.weight ?? CONFIG_DEFAULTS.weight,
+    maxConnections: t.max_connections ?? CONFIG_DEFAULTS.maxConnections,
+    backup: t.backup ?? false,
+  })),
+);
+
+const TargetAddress = v.pipe(
+  address(false),
+  v.transform((address): TargetConfig => ({ address, weight: CONFIG_DEFAULTS.weight, maxConnections: CONFIG_DEFAULTS.maxConnections, backup: false })),
+);
+
+/** `"host:port"` or `{ address = "host:port", weight, max_connections, backup }`. */
+const Target = v.lazy((input) => (typeof input === "string" ? TargetAddress : TargetTable));
+
+const Health = v.pipe(
+  table({
+    interval: v.optional(duration(true)),
+    timeout: v.optional(duration(true)),
+    rise: v.optional(count(1)),
+    fall: v.optional(count(1)),
+    send: v.optional(bytes),
+    expect: v.optional(bytes),
+  }),
+  v.forward(
+    v.partialCheck(
+      [["interval"], ["timeout"]],
+      (h) => h.timeout === undefined || h.timeout <= (h.interval ?? CONFIG_DEFAULTS.health.interval),
+      (issue) =>
+        `${formatDuration(issue.input.timeout!)} is longer than the interval (${formatDuration(issue.input.interval ?? CONFIG_DEFAULTS.health.interval)})`,
+    ),
+    ["timeout"],
+  ),
+  v.forward(
+    v.partialCheck(
+      [["send"], ["expect"]],
+      (h) => h.send === undefined || h.expect !== undefined,
+      "missing (a check that sends must say what the reply starts with)",
+    ),
+    ["expect"],
+  ),
+  v.transform((h): HealthConfig => {
+    const interval = h.interval ?? CONFIG_DEFAULTS.health.interval;
+    return {
+      interval,
+      // 1 s, or the interval when that is shorter: a check ends before the next one starts.
+      timeout: h.timeout ?? Math.min(CONFIG_DEFAULTS.health.timeout, interval),
+      rise: h.rise ?? CONFIG_DEFAULTS.health.rise,
+      fall: h.fall ?? CONFIG_DEFAULTS.health.fall,
+      send: h.send ?? null,
+      expect: h.expect ?? null,
+    };
+  }),
+);
+
+const BALANCE_LIST = `${BALANCES.slice(0, -1).join(", ")} or ${BALANCES.at(-1)}`;
+const balance = v.picklist(BALANCES, (issue) =>
+  typeof issue.input === "string" ? `unknown balance ${describe(issue.input)} (use ${BALANCE_LIST})` : expected(BALANCE_LIST)(issue),
+);
+
+/** `tls = {}` dials over TLS, verifying against the system CAs and the target's host name. */
+const BackendTls = v.pipe(
+  table(
+    { servername: v.optional(sendServerName), ca: v.optional(filePath), verify: v.optional(boolean) },
+    {},
+    'a table such as { servername = "db.example.com", ca = "ca.pem" }',
+  ),
+  v.transform((t): BackendTlsConfig => ({ serverName: t.servername ?? null, ca: t.ca ?? null, verify: t.verify ?? true })),
+);
+
+const Backend = table(
+  {
+    balance: v.optional(balance),
+    retries: v.optional(count(0)),
+    targets: v.pipe(v.array(Target, expected('a list of targets such as ["127.0.0.1:6379"]')), v.minLength(1, "expected at least one target")),
+    health: v.optional(Health),
+    resolve_interval: v.optional(resolveInterval),
+    send_proxy: v.optional(sendProxy),
+    tls: v.optional(BackendTls),
+  },
+  { targets: 'a list of addresses such as ["127.0.0.1:6379"]' },
+);
+
+const Admin = table({ listen: address(true) }, { listen: 'the address to serve metrics and status on, e.g. "127.0.0.1:9901"' });
+
+/** `"stdout"`, a file path, or `"off"`. */
+const accessLog = v.pipe(v.string(expected('"stdout", "off" or a file path')), v.minLength(1, expected('"stdout", "off" or a file path')));
+
+export const ConfigSchema = v.pipe(
+  table(
+    {
+      access_log: v.optional(accessLog),
+      admin: v.optional(Admin),
+      defaults: v.optional(Defaults),
+      dns_servers: v.optional(dnsServers),
+      listeners: v.pipe(v.array(Listener, expected("an array of tables ([[listeners]])")), v.minLength(1, "expected at least one listener")),
+      backends: v.optional(v.pipe(v.custom<Record<string, unknown>>(isRecord, expected("a table of backends ([backends.NAME])")), v.record(name, Backend))),
+    },
+    { listeners: "at least one [[listeners]] table" },
+  ),
+  v.rawCheck(({ dataset, addIssue }) => {
+    for (const { path, message } of checkReferences(dataset.value, dataset.issues ?? [])) {
+      const items = path.map((key): v.IssuePathItem => ({ type: "unknown", origin: "value", input: undefined, key, value: undefined }));
+      addIssue({ message, path: items as [v.IssuePathItem, ...v.IssuePathItem[]] });
+    }
+  }),
+  v.transform((file): Config => {
+    const d = file.defaults;
+    const defaults: DefaultsConfig = {
+      connectTimeout: d?.connect_timeout ?? CONFIG_DEFAULTS.connectTimeout,
+      idleTimeout: d?.idle_timeout ?? CONFIG_DEFAULTS.idleTimeout,
+      drainTimeout: d?.drain_timeout ?? CONFIG_DEFAULTS.drainTimeout,
+      queueTimeout: d?.queue_timeout ?? CONFIG_DEFAULTS.queueTimeout,
+    };
+    const listeners = file.listeners.map((l): ListenerConfig => ({
+      name: l.name ?? formatAddress(l.listen),
+      listen: l.listen,
+      mode: l.mode ?? "tcp",
+      backend: l.backend ?? null,
+      routes: l.routes ?? [],
+      helloTimeout: l.hello_timeout ?? CONFIG_DEFAULTS.helloTimeout,
+      acceptProxy: l.accept_proxy ?? false,
+      trusted: l.trusted ?? [],
+      allow: l.allow ?? [],
+      deny: l.deny ?? [],
+      maxConnectionsPerIp: l.max_connections_per_ip ?? 0,
+      connectionRatePerIp: l.connection_rate_per_ip ?? 0,
+      tls: l.tls ?? null,
+      maxConnections: l.max_connections ?? CONFIG_DEFAULTS.maxConnections,
+      connectTimeout: l.connect_timeout ?? defaults.connectTimeout,
+      idleTimeout: l.idle_timeout ?? defaults.idleTimeout,
+    }));
+    const backends = new Map<string, BackendConfig>();
+    for (const [name, b] of Object.entries(file.backends ?? {})) {
+      backends.set(name, {
+        name,
+        balance: b.balance ?? CONFIG_DEFAULTS.balance,
+        retries: b.retries ?? CONFIG_DEFAULTS.retries,
+        targets: b.targets,
+        health: b.health ?? null,
+        resolveInterval: b.resolve_interval ?? d?.resolve_interval ?? CONFIG_DEFAULTS.resolveInterval,
+        sendProxy: b.send_proxy === undefined || b.send_proxy === "off" ? null : b.send_proxy,
+        tls: b.tls ?? null,
+      });
+    }
+    const config: Config = { defaults, listeners, backends };
+    if (file.admin !== undefined) config.admin = { listen: file.admin.listen };
+    if (file.access_log !== undefined && file.access_log !== "off") config.accessLog = file.access_log;
+    if (file.dns_servers !== undefined) config.dnsServers = file.dns_servers;
+    return config;
+  }),
+);

@@ -1,0 +1,162 @@
+/**
+ * The value schemas (valibot) the config sections are made of: durations, addresses, names,
+ * CIDR lists, server names, file paths, and `table` (unknown keys are errors, with a guess).
+ * Each explains a bad value in one line: `expected a duration such as "10s", got 10 (add a unit)`.
+ */
+import * as v from "valibot";
+import { parseAddress } from "../util/address.ts";
+import { formatCidr, parseCidr } from "../util/cidr.ts";
+import { closest, describe, isRecord } from "./messages.ts";
+import { DISCOVERY_DEFAULTS, parseDnsServer } from "../backend/dns.ts";
+import { formatDuration, parseDuration } from "../util/duration.ts";
+import { parseServerNamePattern } from "../protocol/sni.ts";
+
+type Message = (issue: v.BaseIssue<unknown>) => string;
+
+export const expected =
+  (what: string): Message =>
+  (issue) =>
+    `expected ${what}, got ${describe(issue.input)}`;
+
+/** setTimeout fires at once for delays of 2^31 ms or more. */
+const LONGEST = 2 ** 31 - 1;
+
+export function count(min: 0 | 1) {
+  const message = expected(`a whole number ≥ ${min}`);
+  return v.pipe(v.number(message), v.safeInteger(message), v.minValue(min, message));
+}
+
+/** A duration string in ms; `positive` rejects 0 / "off". */
+export function duration(positive = false) {
+  return v.pipe(
+    v.string(
+      (issue) =>
+        `expected a duration such as "10s"${positive ? "" : ' or "off"'}, got ${describe(issue.input)}${typeof issue.input === "number" ? " (add a unit)" : ""}`,
+    ),
+    parsedBy((text) => {
+      const ms = parseDuration(text);
+      if (positive && ms === 0) throw new Error(`expected a duration longer than 0, got "${text}"`);
+      if (ms > LONGEST) throw new Error(`"${text}" is too long (at most ${formatDuration(Math.floor(LONGEST / 3_600_000) * 3_600_000)})`);
+      return ms;
+    }),
+  );
+}
+
+export function address(allowPortZero: boolean) {
+  return v.pipe(
+    v.string(expected('an address such as "127.0.0.1:6379"')),
+    parsedBy((text) => parseAddress(text, allowPortZero)),
+  );
+}
+
+/** Listener and backend names appear in logs and metrics: no spaces or control characters. */
+export const name = v.pipe(v.string(expected("a name")), v.regex(/^[^\s\p{C}]+$/u, expected("a name without spaces")));
+
+/** Strings are sent and compared as their UTF-8 bytes. */
+export const bytes = v.pipe(
+  v.string(expected("a string")),
+  v.minLength(1, expected("a non-empty string")),
+  v.transform((text) => new TextEncoder().encode(text)),
+);
+
+export const boolean = v.boolean(expected("true or false"));
+
+/** Runs a parser that throws errors whose message is the whole explanation. */
+function parsedBy<T>(parse: (text: string) => T) {
+  return v.rawTransform<string, T>(({ dataset, addIssue, NEVER }) => {
+    try {
+      return parse(dataset.value);
+    } catch (error) {
+      addIssue({ message: (error as Error).message });
+      return NEVER;
+    }
+  });
+}
+
+/** A table with these keys. Unknown keys are errors; `required` explains each required key. */
+export function table<const E extends v.ObjectEntries>(entries: E, required: { [K in keyof E]?: string } = {}, what = "a table") {
+  const known = Object.keys(entries);
+  return v.pipe(
+    // looseObject (and record) alone would take an array or a TOML date for a table.
+    v.custom<Record<string, unknown>>(isRecord, expected(what)),
+    v.looseObject(entries, (issue) => `missing (${required[String(issue.path?.[0]?.key)] ?? "required"})`),
+    v.rawCheck(({ dataset, addIssue }) => {
+      if (!isRecord(dataset.value)) return;
+      for (const key of Object.keys(dataset.value)) {
+        if (known.includes(key)) continue;
+        const guess = closest(key, known);
+        const message = `unknown key (${guess === null ? `expected one of: ${known.join(", ")}` : `did you mean "${guess}"?`})`;
+        addIssue({ message, path: [{ type: "object", origin: "key", input: dataset.value, key, value: dataset.value[key] }] });
+      }
+    }),
+  );
+}
+
+/** At least 1s: no name is looked up more often than that, whatever its TTL. */
+export const resolveInterval = v.pipe(
+  duration(true),
+  v.minValue(DISCOVERY_DEFAULTS.minInterval, (issue) => `expected at least ${formatDuration(DISCOVERY_DEFAULTS.minInterval)}, got "${formatDuration(Number(issue.input))}"`),
+);
+
+/** IP addresses with an optional port: `"10.0.0.2"`, `"127.0.0.1:5353"`, `"[::1]:53"`. */
+export const dnsServers = v.pipe(
+  v.array(
+    v.pipe(v.string(expected('a DNS server address such as "127.0.0.1:53"')), parsedBy(parseDnsServer)),
+    expected('a list of DNS servers such as ["127.0.0.1:53"]'),
+  ),
+  v.minLength(1, "expected at least one server (leave dns_servers out to use the system resolver)"),
+);
+
+/** CIDR ranges (a bare address is a /32 or /128), kept in canonical form: `"10.0.0.0/8"`. */
+export function cidrList(min: 0 | 1, emptyMessage = "") {
+  const list = v.array(
+    v.pipe(v.string(expected('a CIDR range such as "10.0.0.0/8"')), parsedBy((text) => formatCidr(parseCidr(text)))),
+    expected('a list of CIDR ranges such as ["10.0.0.0/8", "::1/128"]'),
+  );
+  return min === 0 ? list : v.pipe(list, v.minLength(1, emptyMessage));
+}
+
+/** `db.example.com` or `*.example.com`, normalized (lower case, no trailing dot). */
+export function serverNames(emptyMessage: string) {
+  return v.pipe(
+    v.array(
+      v.pipe(v.string(expected('a server name such as "db.example.com" or "*.example.com"')), parsedBy(parseServerNamePattern)),
+      expected('a list of server names such as ["db.example.com", "*.example.com"]'),
+    ),
+    v.minLength(1, emptyMessage),
+  );
+}
+
+/** RFC 7301 protocol ids as bytes on the wire: printable ASCII, 1-255 of them. */
+export const alpnList = v.pipe(
+  v.array(
+    v.pipe(
+      v.string(expected('an ALPN protocol id such as "h2"')),
+      v.regex(/^[\x21-\x7e]{1,255}$/, expected('an ALPN protocol id such as "h2" or "http/1.1" (1-255 printable ASCII characters)')),
+    ),
+    expected('a list of ALPN protocol ids such as ["h2", "http/1.1"]'),
+  ),
+  v.minLength(1, "expected at least one protocol (leave alpn out to match by server name alone)"),
+);
+
+/** A file path; whether it can be read is checked after the schema, in `checkFiles`. */
+export const filePath = v.pipe(v.string(expected("a file path")), v.minLength(1, expected("a file path")));
+
+/** The name sent as SNI to a TLS target: a DNS name, no wildcard. */
+export const sendServerName = v.pipe(
+  v.string(expected('a server name such as "db.example.com"')),
+  parsedBy((text) => {
+    const name = parseServerNamePattern(text);
+    if (name.startsWith("*.")) throw new Error(`"${text}": a wildcard cannot be sent as a server name`);
+    return name;
+  }),
+);
+
+export const sendProxy = v.picklist(["v1", "v2", "off"], (issue) =>
+  typeof issue.input === "string" ? `unknown PROXY protocol version ${describe(issue.input)} (use "v1", "v2" or "off")` : expected('"v1", "v2" or "off"')(issue),
+);
+
+export const mode = v.picklist(["tcp", "sni"], (issue) =>
+  typeof issue.input === "string" ? `unknown mode ${describe(issue.input)} (use "tcp" or "sni")` : expected('"tcp" or "sni"')(issue),
+);
+

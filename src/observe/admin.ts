@@ -1,0 +1,241 @@
+/**
+ * The admin listener: an HTTP server (Bun.serve) on an address the user chose, off unless
+ * asked for. It only reads the router; it never changes it.
+ *
+ *   GET /metrics   Prometheus text format (see metrics.ts)
+ *   GET /healthz   200 "ok" while the process runs
+ *   GET /readyz    200 "ready" while every listener is bound and the router is not draining,
+ *                  503 "draining" from the moment stop() begins
+ *   GET /status    the state as JSON (listeners, backends, targets, health, counters);
+ *                  `/status?history` adds the totals of each of the last five minutes
+ *   GET /          the live status page (status-page.ts), which polls /status
+ *
+ * The server keeps one sample of the totals per second (for the page's charts, so they are
+ * full when the page opens). It owns that timer, and its Metrics observer when it made it:
+ * stop() ends both.
+ */
+import pkg from "../../package.json" with { type: "json" };
+import { formatAddress, parseAddress, type Address } from "../util/address.ts";
+import { defaultLogger, type Logger } from "../util/log.ts";
+import { CONTENT_TYPE, Metrics } from "./metrics.ts";
+import { listenErrorText } from "../proxy/listener.ts";
+import { ListenError, type Router, type Stats } from "../proxy/router.ts";
+import { STATUS_PAGE } from "./status-page.ts";
+
+export interface AdminOptions {
+  /** Where to serve: `host:port`, `[v6]:port`, `unix:/path`. Port 0 picks a free port. Required. */
+  listen: string | Address;
+  router: Router;
+  /** Default: a new Metrics, attached to the router now and detached on stop(). */
+  metrics?: Metrics;
+  /** Default: warnings and errors to stderr. */
+  logger?: Logger;
+}
+
+export interface AdminServer {
+  /** The bound address (`127.0.0.1:9901`, `unix:/run/tcprouter-admin.sock`). */
+  readonly address: string;
+  /** The bound port (0 for a unix socket). */
+  readonly port: number;
+  /** `http://127.0.0.1:9901/` (for a unix socket, `unix:///path`). */
+  readonly url: string;
+  readonly metrics: Metrics;
+  stop(): Promise<void>;
+}
+
+/** What /status returns. Byte counts include open sessions. */
+export interface Status {
+  version: string;
+  /** When this status was taken (ISO 8601). */
+  time: string;
+  startedAt: string;
+  uptimeSeconds: number;
+  /** Listeners bound and not draining: what /readyz answers. */
+  ready: boolean;
+  draining: boolean;
+  totals: Stats;
+  listeners: ListenerStatus[];
+  backends: BackendStatus[];
+  process: { rssBytes: number; cpuSeconds: number };
+  /** Only with `?history`: one sample per second, oldest first. */
+  history?: HistorySample[];
+}
+
+/** Totals at one moment; rates are the differences between samples. */
+export interface HistorySample {
+  /** ms since the epoch. */
+  t: number;
+  activeSessions: number;
+  totalSessions: number;
+  bytesUp: number;
+  bytesDown: number;
+}
+
+/** Samples kept: five minutes at one a second. */
+const HISTORY_LENGTH = 300;
+
+export interface ListenerStatus {
+  name: string;
+  address: string;
+  backend: string;
+  /** Sessions open now. */
+  active: number;
+  /** Sessions accepted since start. */
+  accepted: number;
+  /** Connections closed at accept (max_connections, draining). */
+  refused: number;
+  bytesUp: number;
+  bytesDown: number;
+}
+
+export interface BackendStatus {
+  name: string;
+  targets: TargetStatus[];
+}
+
+export interface TargetStatus {
+  target: string;
+  healthy: boolean;
+  active: number;
+  sessions: number;
+  connectFailures: number;
+  weight: number;
+  backup: boolean;
+  maxConnections: number;
+}
+
+const STARTED_AT = new Date(performance.timeOrigin);
+
+/** Listeners bound and not draining. */
+export function isReady(router: Router): boolean {
+  return router.listeners.length > 0 && !router.draining;
+}
+
+export function status(router: Router, metrics: Metrics): Status {
+  const bytes = metrics.bytesByListener();
+  const cpu = process.cpuUsage();
+  const now = Date.now();
+  return {
+    version: pkg.version,
+    time: new Date(now).toISOString(),
+    startedAt: STARTED_AT.toISOString(),
+    uptimeSeconds: Math.round((now - STARTED_AT.getTime()) / 100) / 10,
+    ready: isReady(router),
+    draining: router.draining,
+    totals: router.snapshot(),
+    listeners: router.listeners.map((listener) => ({
+      name: listener.options.name,
+      address: formatAddress(listener.address),
+      backend: listener.backend?.name ?? "-",
+      active: listener.active,
+      accepted: listener.accepted,
+      refused: listener.refused,
+      bytesUp: bytes.get(listener.options.name)?.up ?? 0,
+      bytesDown: bytes.get(listener.options.name)?.down ?? 0,
+    })),
+    backends: [...router.backends.values()].map((backend) => ({
+      name: backend.name,
+      targets: backend.targets.map((target) => ({
+        target: target.key,
+        healthy: target.healthy,
+        active: target.active,
+        sessions: target.sessions,
+        connectFailures: target.connectFailures,
+        weight: target.weight,
+        backup: target.backup,
+        maxConnections: target.maxConnections,
+      })),
+    })),
+    process: { rssBytes: process.memoryUsage.rss(), cpuSeconds: (cpu.user + cpu.system) / 1e6 },
+  };
+}
+
+const NO_STORE = { "cache-control": "no-store" };
+
+/** Serves the admin endpoints. Throws ListenError (one line) when the address cannot be bound. */
+export function startAdmin(options: AdminOptions): AdminServer {
+  const address = typeof options.listen === "string" ? parseAddress(options.listen, true) : options.listen;
+  const router = options.router;
+  const log = options.logger ?? defaultLogger;
+  const owned = options.metrics === undefined;
+  const metrics = options.metrics ?? new Metrics(router).attach();
+  const history: HistorySample[] = [];
+
+  const fetch = (request: Request): Response => {
+    if (request.method !== "GET" && request.method !== "HEAD") {
+      return new Response("method not allowed\n", { status: 405, headers: { allow: "GET, HEAD" } });
+    }
+    const path = new URL(request.url).pathname;
+    switch (path) {
+      case "/metrics":
+        return new Response(metrics.render(), { headers: { "content-type": CONTENT_TYPE, ...NO_STORE } });
+      case "/healthz":
+        return new Response("ok\n", { headers: { "content-type": "text/plain; charset=utf-8", ...NO_STORE } });
+      case "/readyz": {
+        const ready = isReady(router);
+        const body = ready ? "ready\n" : router.draining ? "draining\n" : "no listeners\n";
+        return new Response(body, { status: ready ? 200 : 503, headers: { "content-type": "text/plain; charset=utf-8", ...NO_STORE } });
+      }
+      case "/status": {
+        const body = status(router, metrics);
+        if (new URL(request.url).searchParams.has("history")) body.history = history;
+        return Response.json(body, { headers: NO_STORE });
+      }
+      case "/":
+        return new Response(STATUS_PAGE, { headers: { "content-type": "text/html; charset=utf-8", ...NO_STORE } });
+      default:
+        return new Response("not found: try /metrics, /healthz, /readyz, /status or /\n", { status: 404 });
+    }
+  };
+  let served: { server: ReturnType<typeof Bun.serve>; bound: Address };
+  try {
+    served = serveAdmin(address, fetch, log);
+  } catch (error) {
+    if (owned) metrics.detach();
+    throw error;
+  }
+  const { server, bound } = served;
+  const sampler = setInterval(sample, 1000, router, history);
+  sampler.unref();
+  const text = formatAddress(bound);
+  return {
+    address: text,
+    port: bound.kind === "tcp" ? bound.port : 0,
+    url: bound.kind === "tcp" ? `http://${text}/` : `unix://${bound.path}`,
+    metrics,
+    async stop() {
+      clearInterval(sampler);
+      if (owned) metrics.detach();
+      await server.stop(true);
+    },
+  };
+}
+
+function sample(router: Router, history: HistorySample[]): void {
+  const { activeSessions, totalSessions, bytesUp, bytesDown } = router.snapshot();
+  history.push({ t: Date.now(), activeSessions, totalSessions, bytesUp, bytesDown });
+  if (history.length > HISTORY_LENGTH) history.shift();
+}
+
+
+/** Bun.serve on an admin address; a bind error becomes a one-line ListenError. */
+export function serveAdmin(
+  address: Address,
+  fetch: (request: Request) => Response | Promise<Response>,
+  log: Logger,
+): { server: ReturnType<typeof Bun.serve>; bound: Address } {
+  const error = (cause: Error): Response => {
+    log.warn(`admin: ${cause.message}`);
+    return new Response("internal error\n", { status: 500 });
+  };
+  let server: ReturnType<typeof Bun.serve>;
+  try {
+    server =
+      address.kind === "unix"
+        ? Bun.serve({ unix: address.path, fetch, error, development: false })
+        : Bun.serve({ hostname: address.host, port: address.port, fetch, error, development: false });
+  } catch (cause) {
+    throw new ListenError(`admin: cannot listen on ${formatAddress(address)}: ${listenErrorText(cause)}`);
+  }
+  return { server, bound: address.kind === "unix" ? address : { ...address, port: server.port ?? address.port } };
+}

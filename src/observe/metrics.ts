@@ -1,0 +1,386 @@
+/**
+ * Prometheus metrics of a router, in the text exposition format (version 0.0.4), written here:
+ * the format is a few lines of text and a client library would add a registry we do not need.
+ *
+ * `Metrics` is a session observer. Its hooks run on the forwarding path, so they only bump
+ * numbers in cells whose label text was built when the cell was made (once per listener,
+ * backend and target): no string is built per session. Everything else (active sessions,
+ * refused connections, target health, process figures) is read from the router when scraped.
+ *
+ * Bytes are counted when a session closes, plus, at scrape time, the bytes so far of sessions
+ * that are connected (their target can no longer change), so the counters rise while a long
+ * session runs and never go down.
+ */
+import { readdirSync, readFileSync } from "node:fs";
+import pkg from "../../package.json" with { type: "json" };
+import type { Backend, TargetState } from "../backend/backend.ts";
+import type { Router, SessionObserver } from "../proxy/router.ts";
+import type { CloseReason, Session } from "../proxy/session.ts";
+
+/** Upper bounds (seconds) of the connect-duration buckets: loopback to a slow remote dial. */
+export const CONNECT_BUCKETS = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10] as const;
+/** Upper bounds (seconds) of the session-duration buckets: one request to a day-long tunnel. */
+export const SESSION_BUCKETS = [0.005, 0.05, 0.5, 1, 5, 10, 30, 60, 300, 900, 3600, 14_400, 86_400] as const;
+
+/**
+ * Close reasons exported at zero from the start. A reason not listed here is counted too,
+ * from the first session that ends with it.
+ */
+export const CLOSE_REASONS: readonly string[] = [
+  "client_fin",
+  "upstream_fin",
+  "client_reset",
+  "upstream_reset",
+  "write_error",
+  "idle_timeout",
+  "connect_failed",
+  "connect_timeout",
+  "no_target",
+  "queue_timeout",
+  "denied",
+  "drained",
+] satisfies (CloseReason | "denied")[];
+
+export const CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8";
+
+/** A histogram with fixed bucket bounds; `counts` are per bucket (the last is +Inf), summed up when written. */
+export class Histogram {
+  readonly counts: Float64Array;
+  sum = 0;
+  count = 0;
+
+  constructor(readonly bounds: readonly number[]) {
+    this.counts = new Float64Array(bounds.length + 1);
+  }
+
+  observe(value: number): void {
+    const bounds = this.bounds;
+    let i = 0;
+    while (i < bounds.length && value > bounds[i]!) i++;
+    this.counts[i]!++;
+    this.sum += value;
+    this.count++;
+  }
+}
+
+/** One listener × backend × target: sessions that connected, and their bytes. */
+interface RouteCell {
+  /** `listener="…",backend="…",target="…"` */
+  readonly labels: string;
+  /** The target key; "-" for sessions that never had a target. */
+  readonly key: string;
+  sessions: number;
+  bytesUp: number;
+  bytesDown: number;
+}
+
+interface ListenerCell {
+  /** `listener="…"` */
+  readonly labels: string;
+  readonly duration: Histogram;
+  /** By close reason. */
+  readonly closed: Record<string, number>;
+  /** By backend name, then target key. A target key may be "-" (no target was ever picked). */
+  readonly routes: Map<string, Map<string, RouteCell>>;
+}
+
+/** One backend × target: connect latency and failed connect attempts. */
+interface TargetCell {
+  /** `backend="…",target="…"` */
+  readonly labels: string;
+  readonly connect: Histogram;
+  /** Failed attempts by reason, from the `connectFailed` hook. */
+  failed: number;
+  timedOut: number;
+  /** Sessions that ended with connect_timeout (for when the hook is not called). */
+  timeouts: number;
+}
+
+/** Bytes of one listener, for the status page. */
+export interface ListenerBytes {
+  up: number;
+  down: number;
+}
+
+/**
+ * Cells are found by name (listener name, backend name, target key), not by object: a reload
+ * makes new Listener and Backend objects, and their counters go on where the old ones stopped.
+ */
+export class Metrics implements SessionObserver {
+  private readonly listeners = new Map<string, ListenerCell>();
+  private readonly targets = new Map<string, Map<string, TargetCell>>();
+  /** Connected sessions and the cell their bytes go to. */
+  private readonly live = new Map<Session, RouteCell>();
+  /** The session layer calls `connectFailed` (else failures are derived from the targets' counts). */
+  private failuresHooked = false;
+
+  constructor(readonly router: Router) {}
+
+  /** Counts itself in `router.observers` (once). */
+  attach(): this {
+    if (!this.router.observers.includes(this)) this.router.observers.push(this);
+    return this;
+  }
+
+  detach(): void {
+    const at = this.router.observers.indexOf(this);
+    if (at >= 0) this.router.observers.splice(at, 1);
+  }
+
+  connected(session: Session, connectMs: number): void {
+    const target = session.target;
+    if (target === null) return;
+    const backend = session.backend.name;
+    const route = this.route(this.listenerCell(session.listener.options.name), backend, target.key);
+    route.sessions++;
+    this.live.set(session, route);
+    this.targetCell(backend, target.key).connect.observe(connectMs / 1000);
+  }
+
+  connectFailed(session: Session, target: TargetState, reason: "connect_failed" | "connect_timeout"): void {
+    this.failuresHooked = true;
+    const cell = this.targetCell(session.backend.name, target.key);
+    if (reason === "connect_timeout") cell.timedOut++;
+    else cell.failed++;
+  }
+
+  closed(session: Session): void {
+    const cell = this.listenerCell(session.listener.options.name);
+    const reason = session.reason ?? "client_fin";
+    cell.closed[reason] = (cell.closed[reason] ?? 0) + 1;
+    cell.duration.observe((Date.now() - session.openedAt) / 1000);
+    let route = this.live.get(session);
+    if (route === undefined) route = this.route(cell, session.backend.name, session.targetKey);
+    else this.live.delete(session);
+    route.bytesUp += session.up.bytes;
+    route.bytesDown += session.down.bytes;
+    if (reason === "connect_timeout") this.targetCell(session.backend.name, session.targetKey).timeouts++;
+  }
+
+  /** Bytes through each listener (by name) since start, open sessions included. */
+  bytesByListener(): Map<string, ListenerBytes> {
+    const out = new Map<string, ListenerBytes>();
+    for (const [listener, cell] of this.listeners) {
+      const bytes = { up: 0, down: 0 };
+      for (const routes of cell.routes.values()) {
+        for (const route of routes.values()) {
+          bytes.up += route.bytesUp;
+          bytes.down += route.bytesDown;
+        }
+      }
+      out.set(listener, bytes);
+    }
+    for (const session of this.live.keys()) {
+      const bytes = out.get(session.listener.options.name);
+      if (bytes === undefined) continue;
+      bytes.up += session.up.bytes;
+      bytes.down += session.down.bytes;
+    }
+    return out;
+  }
+
+  /** The whole exposition, every known series included (zero where nothing happened yet). */
+  render(): string {
+    const router = this.router;
+    for (const listener of router.listeners) {
+      const cell = this.listenerCell(listener.options.name);
+      if (listener.backend !== null) for (const target of listener.backend.targets) this.route(cell, listener.backend.name, target.key);
+    }
+    for (const backend of router.backends.values()) for (const target of backend.targets) this.targetCell(backend.name, target.key);
+
+    const out = new Output();
+    out.family("tcprouter_build_info", "gauge", "Always 1; the version is a label.");
+    out.sample("tcprouter_build_info", `version="${escapeLabel(pkg.version)}"`, 1);
+
+    out.family("tcprouter_sessions_active", "gauge", "Sessions open now, by listener (connecting ones included).");
+    for (const listener of router.listeners) out.sample("tcprouter_sessions_active", this.listenerCell(listener.options.name).labels, listener.active);
+
+    out.family("tcprouter_connections_refused_total", "counter", "Connections closed at accept (max_connections reached, or draining), by listener.");
+    for (const listener of router.listeners) out.sample("tcprouter_connections_refused_total", this.listenerCell(listener.options.name).labels, listener.refused);
+
+    const routes = [...this.listeners.values()].flatMap((cell) => [...cell.routes.values()].flatMap((byKey) => [...byKey.values()]));
+    const live = new Map<RouteCell, ListenerBytes>();
+    for (const [session, route] of this.live) {
+      const bytes = live.get(route) ?? { up: 0, down: 0 };
+      bytes.up += session.up.bytes;
+      bytes.down += session.down.bytes;
+      live.set(route, bytes);
+    }
+    out.family("tcprouter_sessions_total", "counter", "Sessions whose upstream connection opened, by listener, backend and target.");
+    for (const route of routes) if (route.key !== "-") out.sample("tcprouter_sessions_total", route.labels, route.sessions);
+
+    out.family("tcprouter_bytes_total", "counter", 'Bytes read from clients (direction="up") and from upstreams (direction="down"), by listener, backend and target.');
+    for (const route of routes) {
+      const extra = live.get(route);
+      out.sample("tcprouter_bytes_total", `${route.labels},direction="up"`, route.bytesUp + (extra?.up ?? 0));
+      out.sample("tcprouter_bytes_total", `${route.labels},direction="down"`, route.bytesDown + (extra?.down ?? 0));
+    }
+
+    out.family("tcprouter_sessions_closed_total", "counter", "Sessions ended, by listener and close reason.");
+    for (const cell of this.listeners.values()) {
+      for (const [reason, count] of Object.entries(cell.closed)) out.sample("tcprouter_sessions_closed_total", `${cell.labels},reason="${escapeLabel(reason)}"`, count);
+    }
+
+    out.family("tcprouter_session_duration_seconds", "histogram", "How long sessions lasted, from accept to close, by listener.");
+    for (const cell of this.listeners.values()) out.histogram("tcprouter_session_duration_seconds", cell.labels, cell.duration);
+
+    out.family("tcprouter_connect_failures_total", "counter", "Upstream connect attempts that failed (refused, unreachable) or timed out, by backend and target.");
+    for (const [name, cells] of this.targets) {
+      const backend = router.backends.get(name);
+      for (const [key, cell] of cells) {
+        let failed = cell.failed;
+        let timedOut = cell.timedOut;
+        if (!this.failuresHooked) {
+          // Without the hook: the target counts every failed attempt, and a timeout is known
+          // only when it ended the session (a timed-out attempt that was retried counts as failed).
+          const state = backend?.targets.find((target) => target.key === key);
+          timedOut = cell.timeouts;
+          failed = Math.max(0, (state?.connectFailures ?? timedOut) - timedOut);
+        }
+        out.sample("tcprouter_connect_failures_total", `${cell.labels},reason="connect_failed"`, failed);
+        out.sample("tcprouter_connect_failures_total", `${cell.labels},reason="connect_timeout"`, timedOut);
+      }
+    }
+
+    out.family("tcprouter_connect_duration_seconds", "histogram", "Time from picking a target to the upstream connection being open, by backend and target.");
+    for (const cells of this.targets.values()) for (const cell of cells.values()) out.histogram("tcprouter_connect_duration_seconds", cell.labels, cell.connect);
+
+    out.family("tcprouter_target_up", "gauge", "1 when the target is healthy (takes new sessions), 0 when health checks or failed connects marked it down.");
+    eachTarget(router, (backend, target, labels) => out.sample("tcprouter_target_up", labels, target.healthy ? 1 : 0));
+    out.family("tcprouter_target_sessions_active", "gauge", "Sessions counted on the target now (connecting ones included), by backend and target.");
+    eachTarget(router, (backend, target, labels) => out.sample("tcprouter_target_sessions_active", labels, target.active));
+
+    const snapshot = router.snapshot();
+    out.family("tcprouter_queued_bytes", "gauge", "Bytes queued in pipes now, waiting for a slow reader.");
+    out.sample("tcprouter_queued_bytes", "", snapshot.queuedBytes);
+    out.family("tcprouter_dropped_bytes_total", "counter", "Bytes that could not be delivered because their destination was gone.");
+    out.sample("tcprouter_dropped_bytes_total", "", snapshot.droppedBytes);
+    out.family("tcprouter_draining", "gauge", "1 once stop() began: listeners are closed and open sessions are draining.");
+    out.sample("tcprouter_draining", "", router.draining ? 1 : 0);
+    out.family("tcprouter_reloads_total", "counter", "Config reloads since start.");
+    out.sample("tcprouter_reloads_total", "", router.stats.reloads);
+
+    writeProcessMetrics(out);
+    return out.text();
+  }
+
+  private listenerCell(name: string): ListenerCell {
+    let cell = this.listeners.get(name);
+    if (cell === undefined) {
+      const closed: Record<string, number> = {};
+      for (const reason of CLOSE_REASONS) closed[reason] = 0;
+      cell = { labels: `listener="${escapeLabel(name)}"`, duration: new Histogram(SESSION_BUCKETS), closed, routes: new Map() };
+      this.listeners.set(name, cell);
+    }
+    return cell;
+  }
+
+  private route(cell: ListenerCell, backend: string, key: string): RouteCell {
+    let byKey = cell.routes.get(backend);
+    if (byKey === undefined) cell.routes.set(backend, (byKey = new Map()));
+    let route = byKey.get(key);
+    if (route === undefined) {
+      const labels = `${cell.labels},backend="${escapeLabel(backend)}",target="${escapeLabel(key)}"`;
+      byKey.set(key, (route = { labels, key, sessions: 0, bytesUp: 0, bytesDown: 0 }));
+    }
+    return route;
+  }
+
+  private targetCell(backend: string, key: string): TargetCell {
+    let byKey = this.targets.get(backend);
+    if (byKey === undefined) this.targets.set(backend, (byKey = new Map()));
+    let cell = byKey.get(key);
+    if (cell === undefined) {
+      cell = { labels: targetLabels(backend, key), connect: new Histogram(CONNECT_BUCKETS), failed: 0, timedOut: 0, timeouts: 0 };
+      byKey.set(key, cell);
+    }
+    return cell;
+  }
+}
+
+function targetLabels(backend: string, key: string): string {
+  return `backend="${escapeLabel(backend)}",target="${escapeLabel(key)}"`;
+}
+
+function eachTarget(router: Router, visit: (backend: Backend, target: TargetState, labels: string) => void): void {
+  for (const backend of router.backends.values()) for (const target of backend.targets) visit(backend, target, targetLabels(backend.name, target.key));
+}
+
+/** Label values escape backslash, double quote and newline. */
+export function escapeLabel(value: string): string {
+  return value.replace(/[\\"\n]/g, (c) => (c === "\n" ? "\\n" : `\\${c}`));
+}
+
+function formatValue(value: number): string {
+  if (value === Infinity) return "+Inf";
+  if (value === -Infinity) return "-Inf";
+  return Number.isNaN(value) ? "NaN" : String(value);
+}
+
+class Output {
+  private readonly lines: string[] = [];
+
+  family(name: string, type: "counter" | "gauge" | "histogram", help: string): void {
+    this.lines.push(`# HELP ${name} ${help.replace(/\\/g, "\\\\").replace(/\n/g, "\\n")}`, `# TYPE ${name} ${type}`);
+  }
+
+  sample(name: string, labels: string, value: number): void {
+    this.lines.push(labels === "" ? `${name} ${formatValue(value)}` : `${name}{${labels}} ${formatValue(value)}`);
+  }
+
+  histogram(name: string, labels: string, histogram: Histogram): void {
+    const prefix = labels === "" ? "" : `${labels},`;
+    let cumulative = 0;
+    histogram.bounds.forEach((bound, i) => {
+      cumulative += histogram.counts[i]!;
+      this.sample(`${name}_bucket`, `${prefix}le="${bound}"`, cumulative);
+    });
+    this.sample(`${name}_bucket`, `${prefix}le="+Inf"`, histogram.count);
+    this.sample(`${name}_sum`, labels, histogram.sum);
+    this.sample(`${name}_count`, labels, histogram.count);
+  }
+
+  text(): string {
+    return this.lines.join("\n") + "\n";
+  }
+}
+
+const START_TIME_SECONDS = performance.timeOrigin / 1000;
+
+/** The standard process_* metrics (as the official client libraries name them). */
+function writeProcessMetrics(out: Output): void {
+  const cpu = process.cpuUsage();
+  out.family("process_cpu_seconds_total", "counter", "Total user and system CPU time spent in seconds.");
+  out.sample("process_cpu_seconds_total", "", (cpu.user + cpu.system) / 1e6);
+  out.family("process_resident_memory_bytes", "gauge", "Resident memory size in bytes.");
+  out.sample("process_resident_memory_bytes", "", process.memoryUsage.rss());
+  out.family("process_start_time_seconds", "gauge", "Start time of the process since unix epoch in seconds.");
+  out.sample("process_start_time_seconds", "", Math.round(START_TIME_SECONDS * 1000) / 1000);
+  const fds = openFds();
+  if (fds !== null) {
+    out.family("process_open_fds", "gauge", "Number of open file descriptors.");
+    out.sample("process_open_fds", "", fds);
+  }
+  const max = maxFds();
+  if (max !== null) {
+    out.family("process_max_fds", "gauge", "Maximum number of open file descriptors.");
+    out.sample("process_max_fds", "", max);
+  }
+}
+
+function openFds(): number | null {
+  try {
+    return readdirSync("/proc/self/fd").length - 1; // the directory's own fd
+  } catch {
+    return null;
+  }
+}
+
+function maxFds(): number | null {
+  try {
+    const match = /^Max open files\s+(\d+)/m.exec(readFileSync("/proc/self/limits", "utf8"));
+    return match ? Number(match[1]) : null;
+  } catch {
+    return null;
+  }
+}

@@ -1,0 +1,385 @@
+/**
+ * The router owns the listeners, the backends and every open session: it counts them, sweeps
+ * idle ones and drains them on stop. `createRouter(config)` runs a whole config;
+ * `forward({ listen, to })` (forward.ts) is the one-route form.
+ */
+import { formatAddress } from "../util/address.ts";
+import { Backend, type TargetState } from "../backend/backend.ts";
+import { CidrSet } from "../util/cidr.ts";
+import { loadCertificates, type LoadedCertificates } from "./certificates.ts";
+import type { Config, ListenerConfig } from "../config/load.ts";
+import { ServerNameRoutes } from "../protocol/sni.ts";
+import { Discovery } from "../backend/discovery.ts";
+import { parseDuration } from "../util/duration.ts";
+import { sessionCapacity } from "../util/fd-limit.ts";
+import { Listener, ListenError, type ListenerOptions, type SniRoute } from "./listener.ts";
+import { defaultLogger, type Logger } from "../util/log.ts";
+import type { Session } from "./session.ts";
+
+
+export interface RouterOptions {
+  highWaterMark?: number;
+  lowWaterMark?: number;
+  logger?: Logger;
+  /** Bind with SO_REUSEPORT so that several processes share each address (workers). Default false. */
+  reusePort?: boolean;
+}
+
+export const DEFAULTS = {
+  listen: "127.0.0.1:11000",
+  connectTimeout: 10_000,
+  idleTimeout: 0,
+  maxConnections: 0,
+  drainTimeout: 10_000,
+  highWaterMark: 1024 * 1024,
+  lowWaterMark: 256 * 1024,
+} as const;
+
+export interface Stats {
+  /** Sessions open now. */
+  activeSessions: number;
+  /** Sessions accepted since start. */
+  totalSessions: number;
+  /** Bytes read from clients (client → upstream). */
+  bytesUp: number;
+  /** Bytes read from upstreams (upstream → client). */
+  bytesDown: number;
+  /** Upstream connect attempts that failed or timed out (a retried attempt counts too). */
+  connectFailures: number;
+  /** Sessions closed because no target was available (none healthy, all tried, or all full too long). */
+  noTarget: number;
+  /** Connections closed at accept: over max connections, or while draining. */
+  refused: number;
+  /** Sessions turned away before dialling: allow/deny, per-IP limits, a bad PROXY header or ClientHello, a failed TLS handshake. */
+  denied: number;
+  /** Bytes queued in pipes now, waiting for a slow reader. */
+  queuedBytes: number;
+  /** Bytes that could not be delivered because their destination was gone. */
+  droppedBytes: number;
+}
+
+export interface StopSummary {
+  /** Sessions that finished on their own during the drain. */
+  drained: number;
+  /** Sessions still open at the deadline, closed by force. */
+  closed: number;
+  durationMs: number;
+}
+
+export interface BoundListener {
+  name: string;
+  /** The bound address (`127.0.0.1:43211`, `unix:/tmp/x.sock`). */
+  address: string;
+  /** The bound port (0 for unix sockets). */
+  port: number;
+}
+
+export interface ReloadSummary {
+  /** Listen addresses opened, closed (their sessions go on) and kept with their socket. */
+  opened: string[];
+  closed: string[];
+  kept: string[];
+  /** Kept TLS listeners whose certificates changed (new files, names, or list). */
+  certificates: string[];
+}
+
+export interface RouterHandle {
+  /** The bound listeners now (a reload changes them). */
+  readonly listeners: BoundListener[];
+  /** The live router: sessions, listeners, backends, observers (for metrics and admin endpoints). */
+  readonly router: Router;
+  stats(): Stats;
+  /** Target states by backend name (health, open sessions, counters). */
+  backends(): Map<string, readonly TargetState[]>;
+  /** Stops accepting, waits for open sessions up to the drain timeout, then closes the rest. */
+  stop(options?: { drainTimeout?: number | string }): Promise<StopSummary>;
+  /**
+   * Applies a new validated config: new sessions use it, open sessions are untouched. Throws
+   * ListenError (changing nothing) when a new listener cannot be bound.
+   */
+  reload(config: Config): ReloadSummary;
+  /**
+   * Looks up the hostname targets of `config` that have no address yet, so that a following
+   * `reload(config)` starts with their addresses instead of none. Never rejects.
+   */
+  resolve(config: Config): Promise<void>;
+}
+
+
+export class OptionsError extends Error {}
+
+/**
+ * Watches sessions (metrics, access log). Called synchronously on the forwarding path: keep it
+ * cheap and never throw.
+ */
+export interface SessionObserver {
+  /** Reads the client's address when a session closes: sessions then read it at accept, while Bun still knows it. */
+  readonly readsClientAddress?: boolean;
+  /** The upstream connection opened, `connectMs` after the target was picked. */
+  connected?(session: Session, connectMs: number): void;
+  /** The session ended; `session.reason` says why. */
+  closed?(session: Session): void;
+  /** A connect attempt to `target` failed; the session may retry another target next. */
+  connectFailed?(session: Session, target: TargetState, reason: "connect_failed" | "connect_timeout"): void;
+  /** A connection was closed at accept, before it became a session (max_connections, the open file limit, draining). */
+  refused?(listener: Listener, clientHost: string, clientPort: number, why: string): void;
+}
+
+export interface Limits {
+  highWaterMark: number;
+  lowWaterMark: number;
+}
+
+export class Router {
+  readonly sessions = new Set<Session>();
+  readonly stats = { totalSessions: 0, bytesUp: 0, bytesDown: 0, connectFailures: 0, noTarget: 0, refused: 0, denied: 0, droppedBytes: 0, reloads: 0 };
+  listeners: Listener[] = [];
+  backends = new Map<string, Backend>();
+  readonly observers: SessionObserver[] = [];
+  /** Sessions the open file limit leaves room for; 0 = unknown (no cap). */
+  readonly capacity = sessionCapacity();
+  draining = false;
+  reusePort = false;
+  private sweepTimer: ReturnType<typeof setInterval> | undefined;
+  private onEmpty: (() => void) | null = null;
+  /** Follows the hostname targets of the live config (src/discovery.ts). */
+  readonly discovery: Discovery;
+
+  constructor(
+    public drainTimeout: number,
+    readonly limits: Limits,
+    readonly log: Logger,
+  ) {
+    this.discovery = new Discovery(log.withTag("dns"));
+  }
+
+  /** Opens every listener and backend of a config; on a bind error closes what it opened and throws. */
+  async start(config: Config): Promise<void> {
+    try {
+      await this.discovery.prefetch(config); // hostname targets resolved before listening
+      this.reload(config);
+    } catch (error) {
+      await this.stop(0);
+      throw error;
+    }
+  }
+
+  /**
+   * Makes `config` the live config, all at once (nothing here awaits, so no connection is
+   * accepted halfway). Listeners are matched by listen address: a kept one keeps its socket,
+   * so no connection is refused; a new one is bound first, and if any bind fails nothing
+   * changes. Backends are matched by name: targets that stay keep their state.
+   */
+  reload(config: Config): ReloadSummary {
+    const current = new Map(this.listeners.map((listener) => [formatAddress(listener.options.address), listener]));
+    const wanted = new Set(config.listeners.map((listener) => formatAddress(listener.listen)));
+    const opened: Listener[] = [];
+    const next: Listener[] = [];
+    const placeholder = undefined as unknown as Backend; // set below, before any callback can run
+    const certificates = keptCertificates(config, current);
+    const renewed: string[] = [];
+    try {
+      for (const options of config.listeners) {
+        const existing = current.get(formatAddress(options.listen));
+        if (existing !== undefined) {
+          next.push(existing);
+          continue;
+        }
+        const { name, maxConnections, connectTimeout, idleTimeout } = options;
+        const listener = new Listener(this, { name, address: options.listen, backend: placeholder, maxConnections, connectTimeout, idleTimeout, tls: options.tls });
+        listener.open();
+        opened.push(listener);
+        next.push(listener);
+      }
+    } catch (error) {
+      for (const listener of opened) listener.close();
+      throw error;
+    }
+    const backends = new Map<string, Backend>();
+    for (const options of config.backends.values()) {
+      const targets = this.discovery.expand(options.targets);
+      backends.set(options.name, new Backend({ ...options, targets, queueTimeout: config.defaults.queueTimeout }, this.log, this.backends.get(options.name)));
+    }
+    for (const [name, backend] of this.backends) if (!backends.has(name)) backend.stop();
+    for (const [index, listener] of next.entries()) {
+      const options = listenerOptions(config.listeners[index]!, backends);
+      listener.options = { ...options, address: listener.options.address };
+      listener.backend = options.backend;
+      const loaded = certificates.get(listener);
+      if (loaded !== undefined && listener.useCertificates(loaded)) renewed.push(formatAddress(listener.address));
+    }
+    const closed = [...current].filter(([key]) => !wanted.has(key));
+    for (const [, listener] of closed) listener.close();
+    const kept = next.filter((listener) => !opened.includes(listener));
+    this.listeners = next;
+    this.backends = backends;
+    this.discovery.update(config, backends);
+    this.drainTimeout = config.defaults.drainTimeout;
+    this.startSweep();
+    return { opened: opened.map((l) => formatAddress(l.address)), closed: closed.map(([key]) => key), kept: kept.map((l) => formatAddress(l.address)), certificates: renewed };
+  }
+
+  /** (Re)starts the idle sweep at a tick fine enough for the shortest idle timeout. */
+  startSweep(): void {
+    clearInterval(this.sweepTimer);
+    this.sweepTimer = undefined;
+    const timeouts = this.listeners.map((listener) => listener.options.idleTimeout).filter((ms) => ms > 0);
+    if (timeouts.length === 0) return;
+    const tick = Math.min(1000, Math.max(10, Math.floor(Math.min(...timeouts) / 10)));
+    for (const listener of this.listeners) {
+      listener.idleTicks = listener.options.idleTimeout > 0 ? Math.ceil(listener.options.idleTimeout / tick) : 0;
+    }
+    this.sweepTimer = setInterval(sweepIdle, tick, this);
+    this.sweepTimer.unref();
+  }
+
+  sessionOpened(session: Session): void {
+    this.sessions.add(session);
+    this.stats.totalSessions++;
+  }
+
+  sessionClosed(session: Session): void {
+    this.sessions.delete(session);
+    this.stats.bytesUp += session.up.bytes;
+    this.stats.bytesDown += session.down.bytes;
+    for (const observer of this.observers) observer.closed?.(session);
+    if (this.sessions.size === 0) this.onEmpty?.();
+  }
+
+  /** Closes sessions that have been idle for their listener's idle timeout. */
+  sweep(): void {
+    for (const session of this.sessions) {
+      const limit = session.listener.idleTicks;
+      if (++session.idleTicks >= limit && limit > 0) session.close("idle_timeout");
+    }
+  }
+
+  snapshot(): Stats {
+    let bytesUp = this.stats.bytesUp;
+    let bytesDown = this.stats.bytesDown;
+    let queuedBytes = 0;
+    for (const session of this.sessions) {
+      bytesUp += session.up.bytes;
+      bytesDown += session.down.bytes;
+      queuedBytes += session.up.queued + session.down.queued;
+    }
+    const { totalSessions, connectFailures, noTarget, refused, denied, droppedBytes } = this.stats;
+    return { activeSessions: this.sessions.size, totalSessions, bytesUp, bytesDown, connectFailures, noTarget, refused, denied, queuedBytes, droppedBytes };
+  }
+
+  async stop(drainTimeout = this.drainTimeout): Promise<StopSummary> {
+    const started = Date.now();
+    this.draining = true;
+    for (const listener of this.listeners) listener.close();
+    const before = this.sessions.size;
+    if (before > 0 && drainTimeout > 0) {
+      await new Promise<void>((resolve) => {
+        const timer = setTimeout(resolve, drainTimeout);
+        this.onEmpty = () => {
+          clearTimeout(timer);
+          resolve();
+        };
+      });
+      this.onEmpty = null;
+    }
+    const closed = this.sessions.size;
+    for (const session of this.sessions) session.close("drained");
+    clearInterval(this.sweepTimer);
+    for (const backend of this.backends.values()) backend.stop();
+    this.discovery.stop();
+    return { drained: before - closed, closed, durationMs: Date.now() - started };
+  }
+}
+
+/**
+ * The certificates of the TLS listeners a reload keeps, read before anything changes. Throws
+ * ListenError for a file that cannot be read, or a kept listener that would turn TLS on or off
+ * (the socket handlers are fixed when the address is bound).
+ */
+function keptCertificates(config: Config, current: Map<string, Listener>): Map<Listener, LoadedCertificates> {
+  const loaded = new Map<Listener, LoadedCertificates>();
+  for (const options of config.listeners) {
+    const address = formatAddress(options.listen);
+    const listener = current.get(address);
+    if (listener === undefined) continue;
+    if ((options.tls === null) !== !listener.options.tls) {
+      throw new ListenError(`${address}: tls cannot be ${options.tls === null ? "removed from" : "added to"} a listener that stays open; use a new address, or restart`);
+    }
+    if (options.tls === null) continue;
+    try {
+      loaded.set(listener, loadCertificates(options.tls));
+    } catch (error) {
+      throw new ListenError(`${address}: ${(error as Error).message}`);
+    }
+  }
+  return loaded;
+}
+
+/** A listener's runtime options from its (validated) config. */
+function listenerOptions(config: ListenerConfig, backends: Map<string, Backend>): ListenerOptions {
+  const backend = config.backend === null ? null : (backends.get(config.backend) ?? null);
+  const sets = (list: string[]) => (list.length > 0 ? new CidrSet(list) : null);
+  const routes =
+    config.mode === "sni"
+      ? new ServerNameRoutes<SniRoute>(
+          config.routes.map((route) => ({
+            ...(route.serverNames.length > 0 ? { serverNames: route.serverNames } : {}),
+            ...(route.alpn.length > 0 ? { alpn: route.alpn } : {}),
+            backend: backends.get(route.backend)!,
+          })),
+        )
+      : null;
+  return {
+    name: config.name,
+    address: config.listen,
+    backend,
+    maxConnections: config.maxConnections,
+    connectTimeout: config.connectTimeout,
+    idleTimeout: config.idleTimeout,
+    routes,
+    helloTimeout: config.helloTimeout,
+    acceptProxy: config.acceptProxy ? new CidrSet(config.trusted) : null,
+    allow: sets(config.allow),
+    deny: sets(config.deny),
+    maxConnectionsPerIp: config.maxConnectionsPerIp,
+    connectionRatePerIp: config.connectionRatePerIp,
+    tls: config.tls,
+  };
+}
+
+function sweepIdle(router: Router): void {
+  router.sweep();
+}
+
+/**
+ * Opens every listener of a validated config. Rejects with ListenError (a one-line message)
+ * after closing whatever it had opened.
+ */
+export async function createRouter(config: Config, options: RouterOptions = {}): Promise<RouterHandle> {
+  const highWaterMark = Math.max(1, options.highWaterMark ?? DEFAULTS.highWaterMark);
+  const limits = { highWaterMark, lowWaterMark: Math.min(options.lowWaterMark ?? DEFAULTS.lowWaterMark, highWaterMark) };
+  const log = options.logger ?? defaultLogger;
+  const router = new Router(config.defaults.drainTimeout, limits, log);
+  router.reusePort = options.reusePort ?? false;
+  await router.start(config);
+  return {
+    router,
+    get listeners() {
+      return router.listeners.map((listener) => {
+        const bound = listener.address;
+        return { name: listener.options.name, address: formatAddress(bound), port: bound.kind === "tcp" ? bound.port : 0 };
+      });
+    },
+    resolve: (next) => router.discovery.prefetch(next),
+    reload: (next) => {
+      const summary = router.reload(next);
+      router.stats.reloads++;
+      return summary;
+    },
+    stats: () => router.snapshot(),
+    backends: () => new Map([...router.backends].map(([name, backend]) => [name, backend.targets])),
+    stop: (stopOptions) => router.stop(stopOptions?.drainTimeout === undefined ? undefined : parseDuration(stopOptions.drainTimeout)),
+  };
+}
+
+export { ListenError };

@@ -1,0 +1,292 @@
+/**
+ * The admin endpoints with `--workers` > 1. Each worker serves its own admin (admin.ts) on an
+ * internal unix socket, `${tmpdir}/tcprouter-${supervisorPid}-worker-${n}.sock`, named to it by
+ * the supervisor in TCPROUTER_WORKER_ADMIN and removed when it exits. The supervisor serves the
+ * public admin address and, per request, asks every live worker over its socket (1 s timeout; a
+ * worker that does not answer is skipped and counted in `tcprouter_workers_unreachable`):
+ *
+ *   GET /metrics   every worker's samples with a `worker="n"` label, each family's HELP/TYPE
+ *                  once with all workers' samples under it; plus the supervisor's own gauges
+ *   GET /healthz   200 while the supervisor runs
+ *   GET /readyz    200 when every worker answers ready; 503 while stopping or otherwise
+ *   GET /status    the workers' statuses summed (what the status page reads), and each of them
+ *                  under `workers`
+ *   GET /          the status page, against the summed /status
+ */
+import { rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import pkg from "../../package.json" with { type: "json" };
+import { formatAddress, type Address } from "../util/address.ts";
+import { serveAdmin, type BackendStatus, type HistorySample, type ListenerStatus, type Status, type TargetStatus } from "../observe/admin.ts";
+import type { Logger } from "../util/log.ts";
+import { CONTENT_TYPE } from "../observe/metrics.ts";
+import type { Stats } from "../proxy/router.ts";
+import { STATUS_PAGE } from "../observe/status-page.ts";
+
+export const WORKER_ADMIN_ENV = "TCPROUTER_WORKER_ADMIN";
+
+/** How long the supervisor waits for a worker's answer. */
+const WORKER_TIMEOUT_MS = 1000;
+
+/** The internal admin socket of worker `index` of the supervisor `supervisorPid`. */
+export function workerAdminPath(supervisorPid: number, index: number): string {
+  return join(tmpdir(), `tcprouter-${supervisorPid}-worker-${index}.sock`);
+}
+
+/** In a worker: the admin socket its supervisor named, or null. Removes the socket on exit. */
+export function workerAdminAddress(): Address | null {
+  const path = process.env[WORKER_ADMIN_ENV];
+  if (path === undefined || path === "") return null;
+  rmSync(path, { force: true });
+  process.on("exit", () => rmSync(path, { force: true }));
+  return { kind: "unix", path };
+}
+
+export interface LiveWorker {
+  index: number;
+  pid: number;
+  socket: string;
+}
+
+export interface SupervisorAdminOptions {
+  listen: Address;
+  /** Workers asked for. */
+  count: number;
+  /** The workers running now. */
+  workers: () => LiveWorker[];
+  restarts: () => number;
+  stopping: () => boolean;
+  logger: Logger;
+}
+
+export interface SupervisorAdmin {
+  readonly url: string;
+  stop(): Promise<void>;
+}
+
+/** What the supervisor's /status returns: the status page's fields summed, and each worker's own. */
+export interface MergedStatus extends Status {
+  workersRunning: number;
+  workersUnreachable: number;
+  workers: { worker: number; pid: number; status: Status }[];
+}
+
+const NO_STORE = { "cache-control": "no-store" };
+const TEXT = { "content-type": "text/plain; charset=utf-8", ...NO_STORE };
+const STARTED_AT = new Date(performance.timeOrigin);
+
+/** Serves the public admin address in the supervisor. Throws ListenError when it cannot be bound. */
+export function startSupervisorAdmin(options: SupervisorAdminOptions): SupervisorAdmin {
+  const address = options.listen;
+  const log = options.logger;
+
+  /** Asks every live worker for `path`; the answers of those that gave one, in worker order. */
+  const ask = async <T>(path: string, read: (response: Response) => Promise<T>) => {
+    const live = [...options.workers()].sort((a, b) => a.index - b.index);
+    const answers = await Promise.all(
+      live.map(async (worker) => {
+        try {
+          const response = await fetch(`http://localhost${path}`, { unix: worker.socket, signal: AbortSignal.timeout(WORKER_TIMEOUT_MS) });
+          return { worker, value: await read(response) };
+        } catch {
+          return null;
+        }
+      }),
+    );
+    const answered = answers.filter((answer) => answer !== null);
+    return { live: live.length, answered, unreachable: live.length - answered.length };
+  };
+
+  const fetchHandler = async (request: Request): Promise<Response> => {
+    if (request.method !== "GET" && request.method !== "HEAD") {
+      return new Response("method not allowed\n", { status: 405, headers: { allow: "GET, HEAD" } });
+    }
+    const url = new URL(request.url);
+    switch (url.pathname) {
+      case "/metrics": {
+        const { live, answered, unreachable } = await ask("/metrics", async (response) => {
+          if (!response.ok) throw new Error(`status ${response.status}`);
+          return await response.text();
+        });
+        const text = mergeMetrics(answered.map(({ worker, value }) => ({ worker: worker.index, text: value })));
+        const own = [
+          "# HELP tcprouter_workers Worker processes by state.",
+          "# TYPE tcprouter_workers gauge",
+          `tcprouter_workers{state="running"} ${live}`,
+          "# HELP tcprouter_worker_restarts_total Workers restarted after they died.",
+          "# TYPE tcprouter_worker_restarts_total counter",
+          `tcprouter_worker_restarts_total ${options.restarts()}`,
+          "# HELP tcprouter_workers_unreachable Running workers that did not answer this scrape.",
+          "# TYPE tcprouter_workers_unreachable gauge",
+          `tcprouter_workers_unreachable ${unreachable}`,
+        ].join("\n");
+        return new Response(`${text}${own}\n`, { headers: { "content-type": CONTENT_TYPE, ...NO_STORE } });
+      }
+      case "/healthz":
+        return new Response("ok\n", { headers: TEXT });
+      case "/readyz": {
+        if (options.stopping()) return new Response("draining\n", { status: 503, headers: TEXT });
+        const { answered } = await ask("/readyz", async (response) => response.status === 200);
+        const ready = answered.filter((answer) => answer.value).length;
+        const ok = ready === options.count;
+        return new Response(ok ? "ready\n" : `${ready}/${options.count} workers ready\n`, { status: ok ? 200 : 503, headers: TEXT });
+      }
+      case "/status": {
+        const history = url.searchParams.has("history");
+        const { live, answered, unreachable } = await ask(history ? "/status?history" : "/status", async (response) => {
+          if (!response.ok) throw new Error(`status ${response.status}`);
+          return (await response.json()) as Status;
+        });
+        const merged = mergeStatus(
+          answered.map(({ worker, value }) => ({ worker: worker.index, pid: worker.pid, status: value })),
+          { count: options.count, stopping: options.stopping(), history },
+        );
+        merged.workersRunning = live;
+        merged.workersUnreachable = unreachable;
+        return Response.json(merged, { headers: NO_STORE });
+      }
+      case "/":
+        return new Response(STATUS_PAGE, { headers: { "content-type": "text/html; charset=utf-8", ...NO_STORE } });
+      default:
+        return new Response("not found: try /metrics, /healthz, /readyz, /status or /\n", { status: 404 });
+    }
+  };
+  const { server, bound } = serveAdmin(address, fetchHandler, log);
+  return {
+    url: bound.kind === "tcp" ? `http://${formatAddress(bound)}/` : `unix://${bound.path}`,
+    async stop() {
+      await server.stop(true);
+    },
+  };
+}
+
+/**
+ * One exposition from the workers' scrapes: `worker="n"` added to every sample, and each
+ * family's HELP/TYPE once, followed by every worker's samples of it (a family must be contiguous).
+ */
+export function mergeMetrics(scrapes: { worker: number; text: string }[]): string {
+  const families = new Map<string, { owner: number; head: string[]; samples: string[] }>();
+  for (const { worker, text } of scrapes) {
+    let current: { owner: number; head: string[]; samples: string[] } | undefined;
+    for (const line of text.split("\n")) {
+      if (line === "") continue;
+      const comment = /^# (?:HELP|TYPE) (\S+)/.exec(line);
+      if (comment !== null) {
+        const name = comment[1]!;
+        current = families.get(name);
+        if (current === undefined) families.set(name, (current = { owner: worker, head: [], samples: [] }));
+        if (current.owner === worker) current.head.push(line); // the first worker's HELP/TYPE only
+        continue;
+      }
+      if (line.startsWith("#")) continue;
+      if (current === undefined) {
+        current = families.get("") ?? { owner: worker, head: [], samples: [] };
+        families.set("", current);
+      }
+      current.samples.push(withWorker(line, worker));
+    }
+  }
+  let out = "";
+  for (const { head, samples } of families.values()) {
+    for (const line of head) out += `${line}\n`;
+    for (const line of samples) out += `${line}\n`;
+  }
+  return out;
+}
+
+function withWorker(line: string, worker: number): string {
+  const name = /^[a-zA-Z_:][a-zA-Z0-9_:]*/.exec(line)?.[0] ?? "";
+  const rest = line.slice(name.length);
+  const label = `worker="${worker}"`;
+  if (rest.startsWith("{}")) return `${name}{${label}}${rest.slice(2)}`;
+  if (rest.startsWith("{")) return `${name}{${label},${rest.slice(1)}`;
+  return `${name}{${label}}${rest}`;
+}
+
+/** The workers' statuses summed: totals, listeners by name, backends and targets by name, history by age. */
+export function mergeStatus(
+  answers: { worker: number; pid: number; status: Status }[],
+  context: { count: number; stopping: boolean; history: boolean },
+): MergedStatus {
+  const now = Date.now();
+  const totals = {} as Stats;
+  const listeners = new Map<string, ListenerStatus>();
+  const backends = new Map<string, { name: string; targets: Map<string, TargetStatus> }>();
+  let rssBytes = process.memoryUsage.rss();
+  const cpu = process.cpuUsage();
+  let cpuSeconds = (cpu.user + cpu.system) / 1e6;
+  for (const { status } of answers) {
+    sumInto(totals as unknown as Record<string, unknown>, status.totals as unknown as Record<string, unknown>);
+    for (const listener of status.listeners) {
+      const known = listeners.get(listener.name);
+      if (known === undefined) listeners.set(listener.name, { ...listener });
+      else sumInto(known as unknown as Record<string, unknown>, listener as unknown as Record<string, unknown>);
+    }
+    for (const backend of status.backends) {
+      let known = backends.get(backend.name);
+      if (known === undefined) backends.set(backend.name, (known = { name: backend.name, targets: new Map() }));
+      for (const target of backend.targets) {
+        const seen = known.targets.get(target.target);
+        if (seen === undefined) known.targets.set(target.target, { ...target });
+        else {
+          seen.active += target.active;
+          seen.sessions += target.sessions;
+          seen.connectFailures += target.connectFailures;
+          seen.healthy &&= target.healthy; // down as soon as one worker's checks say so
+        }
+      }
+    }
+    rssBytes += status.process.rssBytes;
+    cpuSeconds += status.process.cpuSeconds;
+  }
+  const ready = !context.stopping && answers.length === context.count && answers.every(({ status }) => status.ready);
+  const merged: MergedStatus = {
+    version: pkg.version,
+    time: new Date(now).toISOString(),
+    startedAt: STARTED_AT.toISOString(),
+    uptimeSeconds: Math.round((now - STARTED_AT.getTime()) / 100) / 10,
+    ready,
+    draining: context.stopping || answers.some(({ status }) => status.draining),
+    totals,
+    listeners: [...listeners.values()],
+    backends: [...backends.values()].map((backend): BackendStatus => ({ name: backend.name, targets: [...backend.targets.values()] })),
+    process: { rssBytes, cpuSeconds },
+    workersRunning: 0,
+    workersUnreachable: 0,
+    workers: answers.map(({ worker, pid, status }) => {
+      const { history: _, ...own } = status;
+      return { worker, pid, status: own };
+    }),
+  };
+  if (context.history) merged.history = mergeHistory(answers.map(({ status }) => status.history ?? []));
+  return merged;
+}
+
+/** Numbers of `from` added to those of `into` (missing ones start at 0); other fields are left as they are. */
+function sumInto(into: Record<string, unknown>, from: Record<string, unknown>): void {
+  for (const [key, value] of Object.entries(from)) {
+    if (typeof value === "number") into[key] = (typeof into[key] === "number" ? (into[key] as number) : 0) + value;
+    else if (!(key in into)) into[key] = value;
+  }
+}
+
+/** Per-second samples summed by age (the newest of each worker together); `t` from the longest. */
+function mergeHistory(histories: HistorySample[][]): HistorySample[] {
+  const length = Math.max(0, ...histories.map((history) => history.length));
+  const merged: HistorySample[] = [];
+  for (let age = length - 1; age >= 0; age--) {
+    const sample: HistorySample = { t: 0, activeSessions: 0, totalSessions: 0, bytesUp: 0, bytesDown: 0 };
+    for (const history of histories) {
+      const own = history[history.length - 1 - age];
+      if (own === undefined) continue;
+      sample.t = Math.max(sample.t, own.t);
+      sample.activeSessions += own.activeSessions;
+      sample.totalSessions += own.totalSessions;
+      sample.bytesUp += own.bytesUp;
+      sample.bytesDown += own.bytesDown;
+    }
+    merged.push(sample);
+  }
+  return merged;
+}

@@ -1,0 +1,142 @@
+/**
+ * Workers: N copies of `serve` on the same listeners, spread over the cores by the kernel
+ * (SO_REUSEPORT: every worker binds the same address; Linux hashes new connections across
+ * them). The supervisor binds nothing itself: it starts the workers, restarts one that dies,
+ * and passes SIGINT/SIGTERM (and SIGHUP, SIGUSR1) on; it exits once every worker has exited.
+ *
+ * A worker says it is ready (over the IPC channel) once its listeners are bound. A worker that
+ * exits before it was ever ready (a port taken by another program, a certificate it cannot
+ * read) would fail the same way on every restart: the supervisor stops the others and exits 1
+ * instead of restarting it forever.
+ *
+ * A worker is this same program (the script under `bun`, or the compiled binary) started with
+ * TCPROUTER_WORKER set; a worker never starts workers of its own.
+ */
+import { availableParallelism } from "node:os";
+import { rmSync } from "node:fs";
+import type { Address } from "../util/address.ts";
+import type { Logger } from "../util/log.ts";
+import { startSupervisorAdmin, WORKER_ADMIN_ENV, workerAdminPath } from "./admin.ts";
+
+export const WORKER_ENV = "TCPROUTER_WORKER";
+
+/** This process is a worker started by a supervisor. */
+export function isWorker(): boolean {
+  return process.env[WORKER_ENV] !== undefined;
+}
+
+const READY = "ready";
+
+/** In a worker: tell the supervisor the listeners are bound. */
+export function reportReady(): void {
+  try {
+    process.send?.(READY);
+  } catch {
+    // The supervisor is gone already: exitWithSupervisor notices and drains this worker.
+  }
+}
+
+/** `auto` = one per core; otherwise a whole number ≥ 1. Throws a one-line message. */
+export function parseWorkers(value: string): number {
+  if (value === "auto") return availableParallelism();
+  if (!/^\d+$/.test(value) || Number(value) < 1) throw new Error(`--workers: "${value}" is not a whole number ≥ 1 (or auto)`);
+  return Number(value);
+}
+
+/** The command line that starts a worker: this program with the same arguments. */
+function workerCommand(args: string[]): string[] {
+  const standalone = (Bun as unknown as { isStandaloneExecutable?: boolean }).isStandaloneExecutable === true || !process.argv[1]?.endsWith(".ts");
+  return standalone ? [process.execPath, ...args] : [process.execPath, "run", process.argv[1]!, ...args];
+}
+
+/** Restarts within this long of a start count as a crash loop and are delayed. */
+const CRASH_WINDOW_MS = 1000;
+const RESTART_DELAY_MS = 1000;
+
+/** `admin`: serve the admin endpoints there, merged from every worker's (worker-admin.ts). */
+export async function supervise(count: number, args: string[], log: Logger, admin: Address | null = null): Promise<never> {
+  const command = workerCommand(args);
+  const workers = new Map<number, { proc: Bun.Subprocess; started: number }>();
+  /** Indexes whose worker has been ready once: a later start that fails is retried, not fatal. */
+  const everReady = new Set<number>();
+  let stopping: NodeJS.Signals | "failed" | null = null;
+  let restarts = 0;
+  const socket = (index: number) => workerAdminPath(process.pid, index);
+  if (admin !== null) {
+    const server = startSupervisorAdmin({
+      listen: admin,
+      count,
+      workers: () => [...workers.entries()].map(([index, { proc }]) => ({ index, pid: proc.pid, socket: socket(index) })),
+      restarts: () => restarts,
+      stopping: () => stopping !== null,
+      logger: log,
+    });
+    log.info(`admin on ${server.url} (/metrics, /healthz, /readyz, /status), merged from the workers`);
+  }
+
+  const start = (index: number) => {
+    if (admin !== null) rmSync(socket(index), { force: true });
+    const proc = Bun.spawn(command, {
+      env: { ...process.env, [WORKER_ENV]: String(index), ...(admin !== null ? { [WORKER_ADMIN_ENV]: socket(index) } : {}) },
+      stdin: "ignore",
+      stdout: "inherit",
+      stderr: "inherit",
+      onExit: (_proc, code, signal) => exited(index, code, signal),
+      ipc: (message) => {
+        if (message === READY) everReady.add(index);
+      },
+    });
+    workers.set(index, { proc, started: Date.now() });
+  };
+
+  const exited = (index: number, code: number | null, signal: number | NodeJS.Signals | null) => {
+    const worker = workers.get(index);
+    workers.delete(index);
+    if (admin !== null) rmSync(socket(index), { force: true }); // a worker killed with SIGKILL leaves it
+    if (stopping !== null) {
+      if (workers.size === 0) {
+        if (stopping === "failed") process.exit(1);
+        log.info(`all ${count} workers stopped`);
+        process.exit(0);
+      }
+      return;
+    }
+    const how = signal !== null ? `signal ${signal}` : `exit code ${code}`;
+    if (!everReady.has(index)) {
+      log.error(`worker ${index} could not start (${how}): stopping`);
+      stopping = "failed";
+      for (const { proc } of workers.values()) proc.kill("SIGTERM");
+      if (workers.size === 0) process.exit(1);
+      return;
+    }
+    const crashLoop = worker !== undefined && Date.now() - worker.started < CRASH_WINDOW_MS;
+    log.warn(`worker ${index} (pid ${worker?.proc.pid}) died (${how}); restarting${crashLoop ? ` in ${RESTART_DELAY_MS} ms` : ""}`);
+    restarts++;
+    if (crashLoop) setTimeout(() => stopping === null && start(index), RESTART_DELAY_MS);
+    else start(index);
+  };
+
+  const stop = (signal: NodeJS.Signals) => {
+    if (stopping === "failed") return;
+    if (stopping !== null) {
+      log.warn(`${signal} again: killing the workers`);
+      for (const { proc } of workers.values()) proc.kill("SIGKILL");
+      process.exit(1);
+    }
+    stopping = signal;
+    log.info(`${signal}: stopping ${workers.size} workers`);
+    for (const { proc } of workers.values()) proc.kill(signal);
+    if (workers.size === 0) process.exit(0);
+  };
+  process.on("SIGINT", () => stop("SIGINT"));
+  process.on("SIGTERM", () => stop("SIGTERM"));
+  for (const signal of ["SIGHUP", "SIGUSR1"] as const) {
+    process.on(signal, () => {
+      for (const { proc } of workers.values()) proc.kill(signal);
+    });
+  }
+
+  for (let index = 1; index <= count; index++) start(index);
+  log.info(`started ${count} workers (pids ${[...workers.values()].map((w) => w.proc.pid).join(", ")})`);
+  return await new Promise<never>(() => {});
+}

@@ -1,0 +1,82 @@
+/** --workers: processes sharing one listener with SO_REUSEPORT, restarted by a supervisor. */
+import { expect, test } from "bun:test";
+import { dial, echo, freePort, HOST, listen, spawnCli, waitFor } from "../helpers/net.ts";
+
+function childPids(parent: number): number[] {
+  const out = Bun.spawnSync(["pgrep", "-P", String(parent)]).stdout.toString().trim();
+  return out === "" ? [] : out.split("\n").map(Number);
+}
+
+async function roundTrip(port: number, text: string): Promise<void> {
+  const peer = await dial(port);
+  peer.write(text);
+  await waitFor(() => peer.bytesIn === text.length, 10_000, "the echo");
+  expect(peer.text()).toBe(text);
+  peer.shutdown();
+  await waitFor(() => peer.closed, 10_000, "the session to end");
+}
+
+test("spreads sessions over two workers and replaces one killed with SIGKILL", async () => {
+  await using upstream = listen(echo);
+  const port = freePort();
+  await using supervisor = spawnCli(["--listen", `${HOST}:${port}`, "--to", `${HOST}:${upstream.port}`, "--workers", "2", "--log-level", "debug"]);
+  await supervisor.stderrMatch(/\[worker 1\] listening/, 15_000);
+  await supervisor.stderrMatch(/\[worker 2\] listening/, 15_000);
+  expect(childPids(supervisor.proc.pid)).toHaveLength(2);
+
+  for (let i = 0; i < 40; i++) await roundTrip(port, `hello ${i}`);
+  await waitFor(() => (supervisor.stderrText.match(/\] session /g)?.length ?? 0) >= 40, 10_000, "40 session lines");
+  const perWorker = [1, 2].map((n) => supervisor.stderrText.split("\n").filter((line) => line.includes(`[worker ${n}] session `)).length);
+  expect(perWorker[0]! + perWorker[1]!).toBe(40);
+  expect(Math.min(...perWorker)).toBeGreaterThan(0); // the kernel hashed connections onto both
+
+  const [victim] = childPids(supervisor.proc.pid);
+  process.kill(victim!, "SIGKILL");
+  await supervisor.stderrMatch(/worker \d \(pid \d+\) died \(signal SIGKILL\); restarting/, 10_000);
+  await waitFor(() => childPids(supervisor.proc.pid).length === 2 && !childPids(supervisor.proc.pid).includes(victim!), 15_000, "a new worker");
+  for (let i = 0; i < 10; i++) await roundTrip(port, `again ${i}`);
+
+  supervisor.proc.kill("SIGTERM");
+  expect(await supervisor.exited(15_000)).toBe(0);
+  expect(supervisor.stderrText).toContain("all 2 workers stopped");
+}, 60_000);
+
+test("refuses --workers with port 0 and a bad count", async () => {
+  for (const [args, message] of [
+    [["--listen", `${HOST}:0`, "--to", `${HOST}:1`, "--workers", "2"], "workers must share a fixed port"],
+    [["--to", `${HOST}:1`, "--workers", "zero"], `--workers: "zero" is not a whole number ≥ 1 (or auto)`],
+  ] as const) {
+    await using child = spawnCli([...args]);
+    expect(await child.exited()).toBe(1);
+    expect(child.stderrText).toContain(message);
+    expect(child.stderrText.trim().split("\n")).toHaveLength(1);
+  }
+});
+
+test("a worker that cannot start stops the supervisor with exit 1, not a restart loop", async () => {
+  await using taken = listen(echo); // another program holds the port, without SO_REUSEPORT
+  await using supervisor = spawnCli(["--listen", `${HOST}:${taken.port}`, "--to", `${HOST}:1`, "--workers", "2"]);
+  expect(await supervisor.exited(15_000)).toBe(1);
+  expect(supervisor.stderrText).toContain(`cannot listen on ${HOST}:${taken.port}: address already in use`);
+  expect(supervisor.stderrText).toMatch(/worker \d could not start \(exit code 1\): stopping/);
+  expect(supervisor.stderrText).not.toContain("restarting");
+  expect(childPids(supervisor.proc.pid)).toHaveLength(0);
+}, 30_000);
+
+test("two workers append whole access log lines to one file", async () => {
+  const { mkdtempSync, readFileSync } = await import("node:fs");
+  const { tmpdir } = await import("node:os");
+  const { join } = await import("node:path");
+  await using upstream = listen(echo);
+  const port = freePort();
+  const file = join(mkdtempSync(join(tmpdir(), "tcprouter-workers-")), "access.log");
+  await using supervisor = spawnCli(["--listen", `${HOST}:${port}`, "--to", `${HOST}:${upstream.port}`, "--workers", "2", "--access-log", file]);
+  await supervisor.stderrMatch(/\[worker 1\] listening/, 15_000);
+  await supervisor.stderrMatch(/\[worker 2\] listening/, 15_000);
+  for (let i = 0; i < 30; i++) await roundTrip(port, `line ${i}`);
+  supervisor.proc.kill("SIGTERM");
+  expect(await supervisor.exited(15_000)).toBe(0);
+  const lines = readFileSync(file, "utf8").trim().split("\n");
+  expect(lines).toHaveLength(30);
+  for (const line of lines) expect(line).toMatch(/^time=\S+ .*reason=client_fin/);
+}, 60_000);
