@@ -1,12 +1,12 @@
 /** The library API. */
-export { createRouter, DEFAULTS, OptionsError, ListenError } from "./proxy/router.ts";
+export { createRouter, OptionsError, ListenError } from "./proxy/router.ts";
+export { DEFAULTS } from "./config/defaults.ts";
 export type { RouterHandle, RouterOptions, BoundListener, Stats, StopSummary } from "./proxy/router.ts";
 export { forward, forwardConfig } from "./proxy/forward.ts";
 export type { ForwardOptions, ForwardHandle } from "./proxy/forward.ts";
 export { loadConfig, parseConfig, ConfigError } from "./config/load.ts";
-export type { Config, ListenerConfig, BackendConfig, TargetConfig } from "./config/load.ts";
+export type { Config, ListenerConfig, BackendConfig, TargetConfig } from "./config/types.ts";
 export type { TargetState } from "./backend/backend.ts";
-export { DISCOVERY_DEFAULTS } from "./backend/discovery.ts";
 export { parseAddress, formatAddress, AddressError } from "./util/address.ts";
 export type { Address } from "./util/address.ts";
 export { parseDuration, DurationError } from "./util/duration.ts";
@@ -19,4 +19,4 @@ export type { AdminOptions, AdminServer, Status, ListenerStatus, BackendStatus, 
 export { Metrics } from "./observe/metrics.ts";
 export { AccessLog, AccessLogError } from "./observe/access-log.ts";
 export type { AccessLogOptions, AccessLogFormat } from "./observe/access-log.ts";
-export type { AdminConfig } from "./config/load.ts";
+export type { AdminConfig } from "./config/types.ts";

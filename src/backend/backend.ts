@@ -10,7 +10,6 @@ import { formatAddress, type Address } from "../util/address.ts";
 import { createBalancer, isAvailable, type Balance, type Balancer, type Target } from "./balancer.ts";
 import { HealthChecker, type HealthConfig } from "./health.ts";
 import { defaultLogger, LogLimiter, type Logger } from "../util/log.ts";
-import type { Session } from "../proxy/session.ts";
 
 export interface TargetOptions {
   address: Address;
@@ -63,6 +62,12 @@ export interface TargetState extends Target {
   connectFailures: number;
 }
 
+/** A session waiting in a backend's queue for a free place (the proxy's Session). */
+export interface Waiter {
+  /** Called once a place may be free; the waiter picks again and may queue again. */
+  dequeued(): void;
+}
+
 export class Backend {
   readonly name: string;
   readonly retries: number;
@@ -77,7 +82,7 @@ export class Backend {
   private readonly healthConfig: HealthConfig | null;
   private health: HealthChecker | null;
   /** Sessions waiting for a target that is not full, oldest first. */
-  private readonly waiting: Session[] = [];
+  private readonly waiting: Waiter[] = [];
   /** After a reload, the backend that replaced this one: freed places wake its queue. */
   private successor: Backend | null = null;
 
@@ -171,12 +176,12 @@ export class Backend {
   }
 
   /** `first`: a woken session that could not use the free place keeps its turn. */
-  enqueue(session: Session, first = false): void {
+  enqueue(session: Waiter, first = false): void {
     if (first) this.waiting.unshift(session);
     else this.waiting.push(session);
   }
 
-  dequeue(session: Session): void {
+  dequeue(session: Waiter): void {
     const index = this.waiting.indexOf(session);
     if (index >= 0) this.waiting.splice(index, 1);
   }

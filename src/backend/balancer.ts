@@ -15,6 +15,9 @@
  */
 
 import type { Address } from "../util/address.ts";
+import { BALANCES, type Balance } from "../config/types.ts";
+
+export { BALANCES, type Balance };
 
 export interface Target {
   readonly address: Address;
@@ -32,23 +35,6 @@ export interface Target {
   active: number;
 }
 
-export const BALANCES = ["round-robin", "least-conn", "random-two", "source-hash"] as const;
-
-/**
- * - `round-robin` (default): smooth weighted round-robin, nginx's algorithm; weights 5,1,1 give
- *   a a b a c a a.
- * - `least-conn`: fewest `active / weight` (as nginx); ties share by smooth weighted
- *   round-robin, so with short sessions (all at 0 active) it still follows the weights. With
- *   fewer open sessions than the weights add up to, light targets get more than their share
- *   (an idle target always beats a busy one).
- * - `random-two`: power of two choices: two distinct targets drawn at random (by weight), the
- *   one with the lower `active / weight` wins.
- * - `source-hash`: weighted rendezvous hashing of the client IP: a client keeps its target while
- *   it is available, and removing a target moves only that target's clients.
- */
-export type Balance = (typeof BALANCES)[number];
-
-export const DEFAULT_BALANCE: Balance = "round-robin";
 
 export interface Balancer {
   /**

@@ -22,12 +22,13 @@
  */
 import { formatAddress } from "../util/address.ts";
 import type { Backend, TargetOptions } from "./backend.ts";
-import type { Config } from "../config/load.ts";
+import type { Config } from "../config/types.ts";
 import { formatDuration } from "../util/duration.ts";
-import { DISCOVERY_DEFAULTS, isHostname, lookup, nameOf, nextLookupDelay, type Answer, type DiscoveryOptions } from "./dns.ts";
+import { DEFAULTS } from "../config/defaults.ts";
+import { isHostname, lookup, nameOf, nextLookupDelay, type Answer, type DiscoveryOptions } from "./dns.ts";
 import type { Logger } from "../util/log.ts";
 
-export { DISCOVERY_DEFAULTS, isHostname, lookup, nameOf, nextLookupDelay, parseDnsServer } from "./dns.ts";
+export { isHostname, lookup, nameOf, nextLookupDelay } from "./dns.ts";
 export type { Answer, DiscoveryOptions } from "./dns.ts";
 
 /** One name: its last good addresses, its schedule and the lookup in flight. */
@@ -35,7 +36,7 @@ class Name {
   /** The last good answer, sorted; null until the first one. */
   addresses: string[] | null = null;
   /** The shortest resolve interval of the backends that use the name. */
-  interval: number = DISCOVERY_DEFAULTS.resolveInterval;
+  interval: number = DEFAULTS.discovery.resolveInterval;
   /** Used by the live config (false for a name only looked up ahead of a reload). */
   used = false;
   /** The TTL of the last good answer in ms; null when unknown. */
@@ -68,7 +69,7 @@ class Name {
 
 /** The wait after the last lookup of `name`: by TTL and interval after a good one, shorter after a failure. */
 function delayOf(name: Name): number {
-  if (name.failures > 0) return Math.max(DISCOVERY_DEFAULTS.minInterval, Math.min(name.interval, DISCOVERY_DEFAULTS.retryInterval));
+  if (name.failures > 0) return Math.max(DEFAULTS.discovery.minInterval, Math.min(name.interval, DEFAULTS.discovery.retryInterval));
   return nextLookupDelay(name.interval, name.ttl);
 }
 
@@ -98,7 +99,7 @@ export class Discovery {
     private readonly log: Logger,
     options: DiscoveryOptions = {},
   ) {
-    this.lookupTimeout = options.lookupTimeout ?? DISCOVERY_DEFAULTS.lookupTimeout;
+    this.lookupTimeout = options.lookupTimeout ?? DEFAULTS.discovery.lookupTimeout;
   }
 
   /** The last good addresses of a name; null when it never resolved (or is not known). */
@@ -284,7 +285,7 @@ export class Discovery {
 function hostsOf(config: Config): Map<string, number> {
   const hosts = new Map<string, number>();
   for (const backend of config.backends.values()) {
-    const interval = backend.resolveInterval ?? DISCOVERY_DEFAULTS.resolveInterval;
+    const interval = backend.resolveInterval ?? DEFAULTS.discovery.resolveInterval;
     for (const target of backend.targets) {
       if (!isHostname(target.address)) continue;
       const host = nameOf(target.address.host);

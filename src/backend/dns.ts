@@ -6,21 +6,12 @@
 import { promises as dns } from "node:dns";
 import { isIP } from "node:net";
 import { formatAddress, formatHostPort, parseAddress, type Address } from "../util/address.ts";
+import { DEFAULTS } from "../config/defaults.ts";
 import { formatDuration } from "../util/duration.ts";
 
-export const DISCOVERY_DEFAULTS = {
-  /** Time between two lookups of a name, unless its TTL is shorter. */
-  resolveInterval: 30_000,
-  /** No name is looked up more often than this, whatever its TTL (a TTL of 0 included). */
-  minInterval: 1_000,
-  /** After a failed lookup, the next comes after min(resolve interval, this). */
-  retryInterval: 5_000,
-  /** A lookup that has not ended after this long fails (and is cancelled when it can be). */
-  lookupTimeout: 5_000,
-} as const;
 
 export interface DiscoveryOptions {
-  /** ms; default DISCOVERY_DEFAULTS.lookupTimeout. */
+  /** ms; default DEFAULTS.discovery.lookupTimeout. */
   lookupTimeout?: number;
 }
 
@@ -40,23 +31,10 @@ export function nameOf(host: string): string {
   return host.toLowerCase().replace(/\.$/, "");
 }
 
-/**
- * A DNS server of `dns_servers`: an IP address with an optional port (default 53), returned as
- * `ip:port` / `[ip]:port`. Throws an Error quoting the input; a name is refused (it would need
- * a resolver itself).
- */
-export function parseDnsServer(input: string): string {
-  const text = input.trim();
-  if (isIP(text) !== 0) return formatHostPort(text, 53);
-  const address = parseAddress(text);
-  if (address.kind !== "tcp") throw new Error(`"${input}": a DNS server is an IP address, e.g. "127.0.0.1:53"`);
-  if (isIP(address.host) === 0) throw new Error(`"${input}": a DNS server must be an IP address, not a name`);
-  return formatAddress(address);
-}
 
 /** The time until the next lookup after a good answer: min(interval, TTL), at least 1 s. */
 export function nextLookupDelay(resolveInterval: number, ttl: number | null): number {
-  return Math.max(DISCOVERY_DEFAULTS.minInterval, Math.min(resolveInterval, ttl ?? Infinity));
+  return Math.max(DEFAULTS.discovery.minInterval, Math.min(resolveInterval, ttl ?? Infinity));
 }
 
 /**
@@ -68,7 +46,7 @@ export function nextLookupDelay(resolveInterval: number, ttl: number | null): nu
 export async function lookup(
   host: string,
   servers: readonly string[] | null,
-  timeout: number = DISCOVERY_DEFAULTS.lookupTimeout,
+  timeout: number = DEFAULTS.discovery.lookupTimeout,
   signal?: AbortSignal,
 ): Promise<Answer> {
   const name = nameOf(host);

@@ -18,25 +18,11 @@
  */
 import type { Socket, SocketHandler } from "bun";
 import { formatAddress, type Address } from "../util/address.ts";
+import type { HealthConfig } from "../config/types.ts";
 import { DEBUG, type Logger } from "../util/log.ts";
 
-export interface HealthConfig {
-  /** ms between two checks of one target. Must be > 0: a backend with checks off creates no checker. */
-  interval: number;
-  /** ms one check may take, connect and reply included. Must be > 0. */
-  timeout: number;
-  /** Consecutive passed checks that mark a down target up. At least 1. */
-  rise: number;
-  /** Consecutive failed checks (active or reported) that mark a healthy target down. At least 1. */
-  fall: number;
-  /** Bytes written once connected; null (or empty) = write nothing. */
-  send: Uint8Array | null;
-  /** Bytes the reply must start with; null (or empty) = connecting (and sending) is enough. */
-  expect: Uint8Array | null;
-}
+export type { HealthConfig };
 
-/** Defaults for a backend's checks: HAProxy's `inter 2s rise 2 fall 3`, and a 1 s timeout. */
-export const HEALTH_DEFAULTS: HealthConfig = { interval: 2000, timeout: 1000, rise: 2, fall: 3, send: null, expect: null };
 
 /** The target object is owned by the backend; the checker sets `healthy`. */
 export interface CheckedTarget {

@@ -1,6 +1,9 @@
-/** Flag fragments shared by commands. Defaults are documented here and live in router.ts DEFAULTS. */
+/** Flag fragments shared by commands. Their defaults are read from config/defaults.ts. */
 import type { ArgsDef } from "citty";
-import { DurationError, parseDuration } from "../util/duration.ts";
+import { DEFAULTS } from "../config/defaults.ts";
+import { DurationError, formatDuration, parseDuration } from "../util/duration.ts";
+
+const count = (n: number): string => (n === 0 ? "off" : String(n));
 
 export const logArgs = {
   "log-level": { type: "enum", options: ["error", "warn", "info", "debug"], default: "info", description: "Log level" },
@@ -8,12 +11,12 @@ export const logArgs = {
 } as const satisfies ArgsDef;
 
 export const forwardArgs = {
-  listen: { type: "string", default: "127.0.0.1:11000", description: "Address to listen on: host:port, [v6]:port, name:port or unix:/path" },
+  listen: { type: "string", default: DEFAULTS.listen, description: "Address to listen on: host:port, [v6]:port, name:port or unix:/path" },
   to: { type: "string", description: "Target address (required without --config): host:port, [v6]:port, name:port or unix:/path" },
-  "connect-timeout": { type: "string", default: "10s", description: "Give up on an upstream connect after this long (500ms, 10s, 2m; off)" },
-  "idle-timeout": { type: "string", default: "off", description: "Close a session with no bytes either way for this long" },
-  "max-connections": { type: "string", default: "off", description: "Sessions open at once; more are closed at once and counted" },
-  "drain-timeout": { type: "string", default: "10s", description: "On SIGINT/SIGTERM, how long open sessions may take to finish" },
+  "connect-timeout": { type: "string", default: formatDuration(DEFAULTS.connectTimeout), description: "Give up on an upstream connect after this long (500ms, 10s, 2m; off)" },
+  "idle-timeout": { type: "string", default: formatDuration(DEFAULTS.idleTimeout), description: "Close a session with no bytes either way for this long" },
+  "max-connections": { type: "string", default: count(DEFAULTS.maxConnections), description: "Sessions open at once; more are closed at once and counted" },
+  "drain-timeout": { type: "string", default: formatDuration(DEFAULTS.drainTimeout), description: "On SIGINT/SIGTERM, how long open sessions may take to finish" },
 } as const satisfies ArgsDef;
 
 /** Off unless given; `[admin] listen` and `access_log` in a config file, which these override. */

@@ -9,7 +9,8 @@
  */
 import { defineCommand } from "citty";
 import { formatAddress } from "../util/address.ts";
-import { CONFIG_DEFAULTS, ConfigError, configWarnings, loadConfig, type BackendConfig, type Config, type ListenerConfig, type TargetConfig } from "../config/load.ts";
+import { DEFAULTS } from "../config/defaults.ts";
+import { ConfigError, configWarnings, loadConfig, type BackendConfig, type Config, type ListenerConfig, type TargetConfig } from "../config/load.ts";
 import { formatDuration } from "../util/duration.ts";
 import { UsageError } from "./args.ts";
 
@@ -87,7 +88,7 @@ function describeListener(listener: ListenerConfig, config: Config): string {
   const address = formatAddress(listener.listen);
   const own: string[] = [];
   if (listener.mode === "sni") own.push("sni");
-  if (listener.mode === "sni" && listener.helloTimeout !== CONFIG_DEFAULTS.helloTimeout) own.push(`hello_timeout ${formatDuration(listener.helloTimeout)}`);
+  if (listener.mode === "sni" && listener.helloTimeout !== DEFAULTS.helloTimeout) own.push(`hello_timeout ${formatDuration(listener.helloTimeout)}`);
   if (listener.tls !== null) own.push(`tls ${listener.tls.certificates.map((c, i) => `${c.cert} (${[i === 0 ? "default" : "", c.names.join(" ")].filter(Boolean).join("; ")})`).join(", ")}`);
   if (listener.acceptProxy) own.push(`accept_proxy from ${listener.trusted.join(" ")}`);
   if (listener.allow.length > 0) own.push(`allow ${listener.allow.join(" ")}`);

@@ -9,7 +9,7 @@ import type * as v from "valibot";
 import { formatAddress, type Address } from "../util/address.ts";
 import { isAddress, isRecord, pathText } from "./messages.ts";
 import { parseServerNamePattern } from "../protocol/sni.ts";
-import type { Config, RouteConfig } from "./load.ts";
+import type { Config, RouteConfig } from "./types.ts";
 
 // ── Relations between sections ─────────────────────────────────────────────────────────────
 

@@ -4,7 +4,6 @@
  */
 import * as v from "valibot";
 import { formatAddress } from "../util/address.ts";
-import { BALANCES, DEFAULT_BALANCE } from "../backend/balancer.ts";
 import { checkReferences } from "./checks.ts";
 import { describe, isRecord } from "./messages.ts";
 import {
@@ -26,40 +25,22 @@ import {
   serverNames,
   table,
 } from "./values.ts";
-import type {
-  BackendConfig,
-  BackendTlsConfig,
-  Config,
-  DefaultsConfig,
-  ListenerCertificate,
-  ListenerConfig,
-  ListenerTlsConfig,
-  RouteConfig,
-  TargetConfig,
-} from "./load.ts";
-import { DISCOVERY_DEFAULTS } from "../backend/dns.ts";
+import {
+  BALANCES,
+  type BackendConfig,
+  type BackendTlsConfig,
+  type Config,
+  type DefaultsConfig,
+  type HealthConfig,
+  type ListenerCertificate,
+  type ListenerConfig,
+  type ListenerTlsConfig,
+  type RouteConfig,
+  type TargetConfig,
+} from "./types.ts";
 import { formatDuration } from "../util/duration.ts";
-import { HEALTH_DEFAULTS, type HealthConfig } from "../backend/health.ts";
-import { DEFAULTS } from "../proxy/router.ts";
+import { DEFAULTS } from "./defaults.ts";
 
-/**
- * The default of every optional key. `retries` 2: HAProxy's default is 3 retries of the same
- * server; ours go to other targets, and 2 covers the usual three-target backend.
- */
-export const CONFIG_DEFAULTS = {
-  connectTimeout: DEFAULTS.connectTimeout,
-  idleTimeout: DEFAULTS.idleTimeout,
-  drainTimeout: DEFAULTS.drainTimeout,
-  queueTimeout: 5_000,
-  maxConnections: DEFAULTS.maxConnections,
-  balance: DEFAULT_BALANCE,
-  retries: 2,
-  weight: 1,
-  health: HEALTH_DEFAULTS,
-  resolveInterval: DISCOVERY_DEFAULTS.resolveInterval,
-  /** Real clients send their hello in the first packet; 10 s allows for slow links and retransmits. */
-  helloTimeout: 10_000,
-} as const;
 
 const Defaults = table({
   connect_timeout: v.optional(duration()),
@@ -131,15 +112,15 @@ const TargetTable = v.pipe(
   ),
   v.transform((t): TargetConfig => ({
     address: t.address,
-    weight: t.weight ?? CONFIG_DEFAULTS.weight,
-    maxConnections: t.max_connections ?? CONFIG_DEFAULTS.maxConnections,
+    weight: t.weight ?? DEFAULTS.weight,
+    maxConnections: t.max_connections ?? DEFAULTS.maxConnections,
     backup: t.backup ?? false,
   })),
 );
 
 const TargetAddress = v.pipe(
   address(false),
-  v.transform((address): TargetConfig => ({ address, weight: CONFIG_DEFAULTS.weight, maxConnections: CONFIG_DEFAULTS.maxConnections, backup: false })),
+  v.transform((address): TargetConfig => ({ address, weight: DEFAULTS.weight, maxConnections: DEFAULTS.maxConnections, backup: false })),
 );
 
 /** `"host:port"` or `{ address = "host:port", weight, max_connections, backup }`. */
@@ -157,9 +138,9 @@ const Health = v.pipe(
   v.forward(
     v.partialCheck(
       [["interval"], ["timeout"]],
-      (h) => h.timeout === undefined || h.timeout <= (h.interval ?? CONFIG_DEFAULTS.health.interval),
+      (h) => h.timeout === undefined || h.timeout <= (h.interval ?? DEFAULTS.health.interval),
       (issue) =>
-        `${formatDuration(issue.input.timeout!)} is longer than the interval (${formatDuration(issue.input.interval ?? CONFIG_DEFAULTS.health.interval)})`,
+        `${formatDuration(issue.input.timeout!)} is longer than the interval (${formatDuration(issue.input.interval ?? DEFAULTS.health.interval)})`,
     ),
     ["timeout"],
   ),
@@ -172,13 +153,13 @@ const Health = v.pipe(
     ["expect"],
   ),
   v.transform((h): HealthConfig => {
-    const interval = h.interval ?? CONFIG_DEFAULTS.health.interval;
+    const interval = h.interval ?? DEFAULTS.health.interval;
     return {
       interval,
       // 1 s, or the interval when that is shorter: a check ends before the next one starts.
-      timeout: h.timeout ?? Math.min(CONFIG_DEFAULTS.health.timeout, interval),
-      rise: h.rise ?? CONFIG_DEFAULTS.health.rise,
-      fall: h.fall ?? CONFIG_DEFAULTS.health.fall,
+      timeout: h.timeout ?? Math.min(DEFAULTS.health.timeout, interval),
+      rise: h.rise ?? DEFAULTS.health.rise,
+      fall: h.fall ?? DEFAULTS.health.fall,
       send: h.send ?? null,
       expect: h.expect ?? null,
     };
@@ -239,10 +220,10 @@ export const ConfigSchema = v.pipe(
   v.transform((file): Config => {
     const d = file.defaults;
     const defaults: DefaultsConfig = {
-      connectTimeout: d?.connect_timeout ?? CONFIG_DEFAULTS.connectTimeout,
-      idleTimeout: d?.idle_timeout ?? CONFIG_DEFAULTS.idleTimeout,
-      drainTimeout: d?.drain_timeout ?? CONFIG_DEFAULTS.drainTimeout,
-      queueTimeout: d?.queue_timeout ?? CONFIG_DEFAULTS.queueTimeout,
+      connectTimeout: d?.connect_timeout ?? DEFAULTS.connectTimeout,
+      idleTimeout: d?.idle_timeout ?? DEFAULTS.idleTimeout,
+      drainTimeout: d?.drain_timeout ?? DEFAULTS.drainTimeout,
+      queueTimeout: d?.queue_timeout ?? DEFAULTS.queueTimeout,
     };
     const listeners = file.listeners.map((l): ListenerConfig => ({
       name: l.name ?? formatAddress(l.listen),
@@ -250,7 +231,7 @@ export const ConfigSchema = v.pipe(
       mode: l.mode ?? "tcp",
       backend: l.backend ?? null,
       routes: l.routes ?? [],
-      helloTimeout: l.hello_timeout ?? CONFIG_DEFAULTS.helloTimeout,
+      helloTimeout: l.hello_timeout ?? DEFAULTS.helloTimeout,
       acceptProxy: l.accept_proxy ?? false,
       trusted: l.trusted ?? [],
       allow: l.allow ?? [],
@@ -258,7 +239,7 @@ export const ConfigSchema = v.pipe(
       maxConnectionsPerIp: l.max_connections_per_ip ?? 0,
       connectionRatePerIp: l.connection_rate_per_ip ?? 0,
       tls: l.tls ?? null,
-      maxConnections: l.max_connections ?? CONFIG_DEFAULTS.maxConnections,
+      maxConnections: l.max_connections ?? DEFAULTS.maxConnections,
       connectTimeout: l.connect_timeout ?? defaults.connectTimeout,
       idleTimeout: l.idle_timeout ?? defaults.idleTimeout,
     }));
@@ -266,11 +247,11 @@ export const ConfigSchema = v.pipe(
     for (const [name, b] of Object.entries(file.backends ?? {})) {
       backends.set(name, {
         name,
-        balance: b.balance ?? CONFIG_DEFAULTS.balance,
-        retries: b.retries ?? CONFIG_DEFAULTS.retries,
+        balance: b.balance ?? DEFAULTS.balance,
+        retries: b.retries ?? DEFAULTS.retries,
         targets: b.targets,
         health: b.health ?? null,
-        resolveInterval: b.resolve_interval ?? d?.resolve_interval ?? CONFIG_DEFAULTS.resolveInterval,
+        resolveInterval: b.resolve_interval ?? d?.resolve_interval ?? DEFAULTS.discovery.resolveInterval,
         sendProxy: b.send_proxy === undefined || b.send_proxy === "off" ? null : b.send_proxy,
         tls: b.tls ?? null,
       });

@@ -4,10 +4,10 @@
  * Each explains a bad value in one line: `expected a duration such as "10s", got 10 (add a unit)`.
  */
 import * as v from "valibot";
-import { parseAddress } from "../util/address.ts";
+import { parseAddress, parseDnsServer } from "../util/address.ts";
 import { formatCidr, parseCidr } from "../util/cidr.ts";
 import { closest, describe, isRecord } from "./messages.ts";
-import { DISCOVERY_DEFAULTS, parseDnsServer } from "../backend/dns.ts";
+import { DEFAULTS } from "./defaults.ts";
 import { formatDuration, parseDuration } from "../util/duration.ts";
 import { parseServerNamePattern } from "../protocol/sni.ts";
 
@@ -95,7 +95,7 @@ export function table<const E extends v.ObjectEntries>(entries: E, required: { [
 /** At least 1s: no name is looked up more often than that, whatever its TTL. */
 export const resolveInterval = v.pipe(
   duration(true),
-  v.minValue(DISCOVERY_DEFAULTS.minInterval, (issue) => `expected at least ${formatDuration(DISCOVERY_DEFAULTS.minInterval)}, got "${formatDuration(Number(issue.input))}"`),
+  v.minValue(DEFAULTS.discovery.minInterval, (issue) => `expected at least ${formatDuration(DEFAULTS.discovery.minInterval)}, got "${formatDuration(Number(issue.input))}"`),
 );
 
 /** IP addresses with an optional port: `"10.0.0.2"`, `"127.0.0.1:5353"`, `"[::1]:53"`. */

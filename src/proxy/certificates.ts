@@ -12,7 +12,7 @@
 import { readFileSync } from "node:fs";
 import tls from "node:tls";
 import type { TCPSocketListener } from "bun";
-import type { ListenerCertificate, ListenerTlsConfig } from "../config/load.ts";
+import type { ListenerCertificate, ListenerTlsConfig } from "../config/types.ts";
 
 interface Bindings {
   addContext(this: { _handle: unknown }, hostname: string, context: Pem): void;

@@ -3,10 +3,11 @@
  * connection to one target, through the same router, listener and session code as a config.
  */
 import { formatAddress, parseAddress, type Address } from "../util/address.ts";
-import type { Config, ListenerConfig } from "../config/load.ts";
+import type { Config, ListenerConfig } from "../config/types.ts";
 import { parseDuration } from "../util/duration.ts";
 import type { Logger } from "../util/log.ts";
-import { createRouter, DEFAULTS, OptionsError, type RouterHandle } from "./router.ts";
+import { DEFAULTS } from "../config/defaults.ts";
+import { createRouter, OptionsError, type RouterHandle } from "./router.ts";
 
 export interface ForwardOptions {
   /** Address to listen on: `host:port`, `[v6]:port`, `name:port` or `unix:/path`. Port 0 picks a free port. Default `127.0.0.1:11000`. */
@@ -43,7 +44,7 @@ const PLAIN_LISTENER: Pick<
 > = {
   mode: "tcp",
   routes: [],
-  helloTimeout: 10_000,
+  helloTimeout: DEFAULTS.helloTimeout,
   acceptProxy: false,
   trusted: [],
   allow: [],

@@ -8,11 +8,12 @@
 import type { Socket, TCPSocketListener, UnixSocketListener } from "bun";
 import { formatAddress, type Address } from "../util/address.ts";
 import { install, loadCertificates, type LoadedCertificates } from "./certificates.ts";
-import type { ListenerTlsConfig } from "../config/load.ts";
+import type { ListenerTlsConfig } from "../config/types.ts";
 import type { Backend } from "../backend/backend.ts";
 import type { CidrSet } from "../util/cidr.ts";
 import type { ServerNameRoute, ServerNameRoutes } from "../protocol/sni.ts";
 import { heldBack, LogLimiter } from "../util/log.ts";
+import { DEFAULTS } from "../config/defaults.ts";
 import type { Router } from "./router.ts";
 import { Session } from "./session.ts";
 
@@ -167,7 +168,7 @@ export class Listener {
     if (acceptProxy) {
       if (!acceptProxy.has(session.clientHost)) return session.prefaceFailed("denied", "PROXY header expected from an untrusted address");
     } else if (!this.admit(session)) return;
-    if (acceptProxy || routes) session.readPreface(acceptProxy != null, routes != null, this.options.helloTimeout ?? 10_000);
+    if (acceptProxy || routes) session.readPreface(acceptProxy != null, routes != null, this.options.helloTimeout ?? DEFAULTS.helloTimeout);
     else session.dial();
   }
 

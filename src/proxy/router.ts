@@ -7,7 +7,8 @@ import { formatAddress } from "../util/address.ts";
 import { Backend, type TargetState } from "../backend/backend.ts";
 import { CidrSet } from "../util/cidr.ts";
 import { loadCertificates, type LoadedCertificates } from "./certificates.ts";
-import type { Config, ListenerConfig } from "../config/load.ts";
+import { DEFAULTS } from "../config/defaults.ts";
+import type { Config, ListenerConfig } from "../config/types.ts";
 import { ServerNameRoutes } from "../protocol/sni.ts";
 import { Discovery } from "../backend/discovery.ts";
 import { parseDuration } from "../util/duration.ts";
@@ -25,15 +26,6 @@ export interface RouterOptions {
   reusePort?: boolean;
 }
 
-export const DEFAULTS = {
-  listen: "127.0.0.1:11000",
-  connectTimeout: 10_000,
-  idleTimeout: 0,
-  maxConnections: 0,
-  drainTimeout: 10_000,
-  highWaterMark: 1024 * 1024,
-  lowWaterMark: 256 * 1024,
-} as const;
 
 export interface Stats {
   /** Sessions open now. */

@@ -9,6 +9,7 @@
  * Socket handlers are module-level functions; per-session state lives in `socket.data`.
  */
 import type { Socket } from "bun";
+import { DEFAULTS } from "../config/defaults.ts";
 import { formatHostPort } from "../util/address.ts";
 import { NO_BACKEND, type Backend, type TargetState } from "../backend/backend.ts";
 import { DEBUG, heldBack } from "../util/log.ts";
@@ -372,7 +373,7 @@ function connectTimedOut(session: Session): void {
 }
 
 function prefaceTimedOut(session: Session): void {
-  if (session.preface !== null) session.prefaceFailed("hello_timeout", `no complete ${session.listener.options.routes ? "ClientHello" : "PROXY header"} within ${session.listener.options.helloTimeout ?? 10_000} ms`);
+  if (session.preface !== null) session.prefaceFailed("hello_timeout", `no complete ${session.listener.options.routes ? "ClientHello" : "PROXY header"} within ${session.listener.options.helloTimeout ?? DEFAULTS.helloTimeout} ms`);
 }
 
 function queueTimedOut(session: Session): void {

@@ -2,6 +2,7 @@
  * Addresses of listeners and targets: `host:port`, `[v6]:port`, `name:port` and `unix:/path`.
  * Parsing is pure; hostnames are resolved by the socket layer when it dials or binds.
  */
+import { isIP } from "node:net";
 
 export type Address =
   | { kind: "tcp"; host: string; port: number }
@@ -61,4 +62,18 @@ export function formatAddress(address: Address): string {
 
 export function formatHostPort(host: string, port: number): string {
   return host.includes(":") ? `[${host}]:${port}` : `${host}:${port}`;
+}
+
+/**
+ * A DNS server of `dns_servers`: an IP address with an optional port (default 53), returned as
+ * `ip:port` / `[ip]:port`. Throws an Error quoting the input; a name is refused (it would need
+ * a resolver itself).
+ */
+export function parseDnsServer(input: string): string {
+  const text = input.trim();
+  if (isIP(text) !== 0) return formatHostPort(text, 53);
+  const address = parseAddress(text);
+  if (address.kind !== "tcp") throw new Error(`"${input}": a DNS server is an IP address, e.g. "127.0.0.1:53"`);
+  if (isIP(address.host) === 0) throw new Error(`"${input}": a DNS server must be an IP address, not a name`);
+  return formatAddress(address);
 }

@@ -3,8 +3,8 @@ import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { renderPlan } from "../../src/commands/check.ts";
+import { DEFAULTS } from "../../src/config/defaults.ts";
 import {
-  CONFIG_DEFAULTS,
   ConfigError,
   configWarnings,
   loadConfig,
@@ -576,7 +576,7 @@ describe("a valid config resolves to a typed Config", () => {
           "redis",
           {
             name: "redis",
-            balance: CONFIG_DEFAULTS.balance,
+            balance: DEFAULTS.balance,
             retries: 2,
             targets: [{ address: { kind: "tcp", host: "127.0.0.1", port: 6379 }, weight: 1, maxConnections: 0, backup: false }],
             health: { interval: 2000, timeout: 1000, rise: 2, fall: 3, send: null, expect: null },

@@ -1,0 +1,51 @@
+/**
+ * Every default of tcprouter, once, next to its meaning. The config schema, the CLI flags and
+ * their help, the library (`createRouter`, `forward`) and `tcprouter check` read them from here.
+ * Durations are in ms; 0 means off (no limit, no timeout).
+ */
+import type { Balance, HealthConfig } from "./types.ts";
+
+export const DEFAULTS = {
+  /** Where `forward()` and `serve` without `--config` listen. */
+  listen: "127.0.0.1:11000",
+  /** Give up on one upstream connect attempt after this long (then the next target is tried). */
+  connectTimeout: 10_000,
+  /** Close a session that moved no bytes either way for this long; 0 = off. */
+  idleTimeout: 0,
+  /** On stop (SIGINT/SIGTERM), how long open sessions may take to finish before they are closed. */
+  drainTimeout: 10_000,
+  /**
+   * How long a new session waits for a place when every target is full; 0 = closed at once.
+   * `forward()` has one target and no limits, so it passes 0.
+   */
+  queueTimeout: 5_000,
+  /** Sessions open at once (per listener, per target); 0 = no limit. */
+  maxConnections: 0,
+  /** Bytes a pipe may queue for a slow reader before it pauses the other side. */
+  highWaterMark: 1024 * 1024,
+  /** A paused side resumes once its queue is down to this many bytes. */
+  lowWaterMark: 256 * 1024,
+  /** sni mode and accept_proxy: real clients send their hello in the first packet; 10 s allows for slow links and retransmits. */
+  helloTimeout: 10_000,
+  balance: "round-robin" satisfies Balance as Balance,
+  /**
+   * Other targets tried after a failed connect. HAProxy's default is 3 retries of the same
+   * server; ours go to other targets, and 2 covers the usual three-target backend.
+   */
+  retries: 2,
+  /** A target's share of new sessions relative to the others. */
+  weight: 1,
+  /** A backend's active checks: HAProxy's `inter 2s rise 2 fall 3`, and a 1 s timeout. */
+  health: { interval: 2000, timeout: 1000, rise: 2, fall: 3, send: null, expect: null } as Readonly<HealthConfig>,
+  /** DNS discovery of hostname targets. */
+  discovery: {
+    /** Time between two lookups of a name, unless its TTL is shorter. */
+    resolveInterval: 30_000,
+    /** No name is looked up more often than this, whatever its TTL (a TTL of 0 included). */
+    minInterval: 1_000,
+    /** After a failed lookup, the next comes after min(resolve interval, this). */
+    retryInterval: 5_000,
+    /** A lookup that has not ended after this long fails (and is cancelled when it can be). */
+    lookupTimeout: 5_000,
+  },
+} as const;

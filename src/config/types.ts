@@ -1,0 +1,177 @@
+/**
+ * The resolved config: what `parseConfig` returns and `createRouter` runs. Defaults are applied
+ * (their values live in defaults.ts), durations are in ms, addresses are parsed. The types only:
+ * every layer above config/ may import them, none below.
+ */
+import type { Address } from "../util/address.ts";
+
+export const BALANCES = ["round-robin", "least-conn", "random-two", "source-hash"] as const;
+
+/**
+ * - `round-robin` (default): smooth weighted round-robin, nginx's algorithm; weights 5,1,1 give
+ *   a a b a c a a.
+ * - `least-conn`: fewest `active / weight` (as nginx); ties share by smooth weighted
+ *   round-robin, so with short sessions (all at 0 active) it still follows the weights. With
+ *   fewer open sessions than the weights add up to, light targets get more than their share
+ *   (an idle target always beats a busy one).
+ * - `random-two`: power of two choices: two distinct targets drawn at random (by weight), the
+ *   one with the lower `active / weight` wins.
+ * - `source-hash`: weighted rendezvous hashing of the client IP: a client keeps its target while
+ *   it is available, and removing a target moves only that target's clients.
+ */
+export type Balance = (typeof BALANCES)[number];
+
+export interface HealthConfig {
+  /** ms between two checks of one target. Must be > 0: a backend with checks off creates no checker. */
+  interval: number;
+  /** ms one check may take, connect and reply included. Must be > 0. */
+  timeout: number;
+  /** Consecutive passed checks that mark a down target up. At least 1. */
+  rise: number;
+  /** Consecutive failed checks (active or reported) that mark a healthy target down. At least 1. */
+  fall: number;
+  /** Bytes written once connected; null (or empty) = write nothing. */
+  send: Uint8Array | null;
+  /** Bytes the reply must start with; null (or empty) = connecting (and sending) is enough. */
+  expect: Uint8Array | null;
+}
+
+export interface Config {
+  defaults: DefaultsConfig;
+  listeners: ListenerConfig[];
+  /** By name, in file order. A backend no listener names is kept (see `configWarnings`). */
+  backends: Map<string, BackendConfig>;
+  /** The admin listener (metrics, health, status page); absent = off. */
+  admin?: AdminConfig;
+  /** `"stdout"` or a file path: one line per session; absent = off. */
+  accessLog?: string;
+  /** DNS servers (`ip:port`) that hostname targets are looked up with; absent = the system resolver. */
+  dnsServers?: string[];
+}
+
+export interface AdminConfig {
+  /** Where the admin HTTP server listens (port 0: any free port). */
+  listen: Address;
+}
+
+/** Durations in ms, 0 = off. */
+export interface DefaultsConfig {
+  connectTimeout: number;
+  idleTimeout: number;
+  drainTimeout: number;
+  /** How long a new session waits for a target when every target is full; 0 = it is closed at once. */
+  queueTimeout: number;
+}
+
+export interface ListenerConfig {
+  /** Unique; defaults to the formatted listen address. */
+  name: string;
+  listen: Address;
+  /**
+   * "tcp" (default): every connection goes to `backend`. "sni": TLS passthrough; the
+   * ClientHello's server name and ALPN pick one of `routes`, else `backend`.
+   */
+  mode: "tcp" | "sni";
+  /**
+   * The name of a backend of `Config.backends`. Always set in tcp mode. In sni mode it is the
+   * default route (no route matched, or no SNI); null = such clients get the TLS alert
+   * unrecognized_name (112) and are closed.
+   */
+  backend: string | null;
+  /** sni mode: the routes in file order (empty in tcp mode). See `RouteConfig`. */
+  routes: RouteConfig[];
+  /** sni mode and accept_proxy: ms a client has to send its PROXY header and ClientHello; default 10 s, never 0. */
+  helloTimeout: number;
+  /** Every connection starts with a PROXY header (v1 or v2) from a `trusted` address; default false. */
+  acceptProxy: boolean;
+  /** CIDRs (canonical, `127.0.0.1/32`) allowed to send a PROXY header; non-empty iff `acceptProxy`. */
+  trusted: string[];
+  /**
+   * Source ACLs on the client address (the PROXY header's source when `acceptProxy`), as
+   * canonical CIDRs. A client is refused when it is in `deny`, or when `allow` is not empty and
+   * it is in none of `allow`. Empty = no rule. IPv6 ranges match only IPv6 clients.
+   */
+  allow: string[];
+  deny: string[];
+  /** Sessions open at once from one client IP; 0 = no limit. */
+  maxConnectionsPerIp: number;
+  /** New connections per second from one client IP; 0 = no limit. */
+  connectionRatePerIp: number;
+  /** Terminate TLS (certificate by SNI) and forward plaintext (tcp mode only); null = no TLS. */
+  tls: ListenerTlsConfig | null;
+  /** Sessions open at once on this listener; 0 = no limit. */
+  maxConnections: number;
+  /** The defaults' values unless overridden on the listener. */
+  connectTimeout: number;
+  idleTimeout: number;
+}
+
+/**
+ * One SNI route: a client that matches goes to `backend`. At least one of `serverNames` and
+ * `alpn` is non-empty; with both, both must match. Precedence (src/protocol/sni.ts): exact name, then
+ * wildcard, then ALPN-only, then the listener's backend; the first listed wins within a kind.
+ * An empty `alpn` means "any protocol" (pass it to `ServerNameRoutes` as undefined).
+ */
+export interface RouteConfig {
+  /** Normalized by `parseServerNamePattern`: lower case, no trailing dot; `*.example.com` = one label. */
+  serverNames: string[];
+  /** ALPN protocol ids (`h2`, `http/1.1`), exact; the client must offer one of them. */
+  alpn: string[];
+  backend: string;
+}
+
+/** A terminating listener's certificates; the first is the default. */
+export interface ListenerTlsConfig {
+  certificates: ListenerCertificate[];
+}
+
+/** Absolute paths (relative ones are taken from the config file's directory), checked at load. */
+export interface ListenerCertificate {
+  /** PEM certificate chain, leaf first. */
+  cert: string;
+  /** PEM private key of the leaf certificate (not encrypted). */
+  key: string;
+  /**
+   * The server names (SNI) it is served for, normalized (`*.example.com` = one label): `names`
+   * from the config, else the leaf's DNS subjectAltNames (its CN when it has none), read at load.
+   */
+  names: string[];
+}
+
+/** How a backend dials its targets over TLS. */
+export interface BackendTlsConfig {
+  /** SNI sent and the name the certificate is verified against; null = the target's host. */
+  serverName: string | null;
+  /** Absolute path of a PEM bundle of trusted CAs; null = the system's. */
+  ca: string | null;
+  /** Close the session when the certificate does not verify; default true. */
+  verify: boolean;
+}
+
+export interface BackendConfig {
+  name: string;
+  balance: Balance;
+  /** Other targets tried after a failed connect: at most 1 + retries targets per session. */
+  retries: number;
+  /** At least one; no two with the same address. */
+  targets: TargetConfig[];
+  /** null = no active checks. */
+  health: HealthConfig | null;
+  /** A PROXY header sent first on every upstream connection, so targets learn the client's address; null = none. */
+  sendProxy: "v1" | "v2" | null;
+  /** Dial targets over TLS; null = plain TCP. */
+  tls: BackendTlsConfig | null;
+  /** ms between two lookups of a hostname target (or its TTL when shorter), ≥ 1000. Absent = 30 s; parseConfig always sets it. */
+  resolveInterval?: number;
+}
+
+export interface TargetConfig {
+  address: Address;
+  /** ≥ 1. */
+  weight: number;
+  /** 0 = no limit. */
+  maxConnections: number;
+  backup: boolean;
+}
+
+export type ConfigFormat = "toml" | "json";
