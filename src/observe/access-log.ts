@@ -81,18 +81,14 @@ export class AccessLog implements SessionObserver {
   }
 
   /**
-   * A connection closed at accept, before it became a session (max_connections reached, the
-   * open file limit, or draining). Logged with reason `denied` and why as its detail. Meant
-   * as an observer hook `refused(listener, clientHost, clientPort, why)` called by the
-   * listener; until the listener calls it, such connections are only counted.
+   * Observer hook: a connection was closed at accept, before it became a session
+   * (max_connections reached, the open file limit, or draining). Logged with reason `refused`
+   * and why as its detail: the same name as `Stats.refused`, the listener's `refused` count,
+   * `tcprouter_connections_refused_total` and the status page's "refused".
    */
   refused(listener: Listener, clientHost: string, clientPort: number, why: string): void {
-    this.denied(listener, clientHost, clientPort, why);
-  }
-
-  denied(listener: Listener, clientHost: string, clientPort: number, detail = ""): void {
     const client = clientHost === "" ? "unix" : formatHostPort(clientHost, clientPort);
-    this.add(Date.now(), listener, client, "", listener.backend?.name ?? "-", "-", 0, 0, 0, "denied", detail);
+    this.add(Date.now(), listener, client, "", listener.backend?.name ?? "-", "-", 0, 0, 0, "refused", why);
   }
 
   private add(

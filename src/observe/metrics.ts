@@ -39,7 +39,7 @@ export const CLOSE_REASONS: readonly string[] = [
   "queue_timeout",
   "denied",
   "drained",
-] satisfies (CloseReason | "denied")[];
+] satisfies CloseReason[];
 
 export const CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8";
 

@@ -240,13 +240,15 @@ describe("formats and files", () => {
     });
   });
 
-  test("a connection refused at accept can be logged as denied", async () => {
+  // A connection closed at accept was logged as "denied" while stats, metrics and the status
+  // page call it "refused"; one name everywhere now.
+  test("a connection refused at accept is logged as refused, with why", async () => {
     const { fwd, log, path } = await withLog(`${HOST}:1`);
     await using _ = fwd;
     log.refused(fwd.router.listeners[0]!, "10.1.2.3", 4567, "max_connections 1 reached");
     log.close();
     expect(linesOf(path).map(fields)).toEqual([
-      expect.objectContaining({ client: "10.1.2.3:4567", target: "-", bytes_up: "0", bytes_down: "0", duration_ms: "0", reason: "denied", detail: "max_connections 1 reached" }),
+      expect.objectContaining({ client: "10.1.2.3:4567", target: "-", bytes_up: "0", bytes_down: "0", duration_ms: "0", reason: "refused", detail: "max_connections 1 reached" }),
     ]);
   });
 
@@ -357,7 +359,7 @@ describe("the CLI", () => {
   }, 20_000);
 });
 
-test("logs a denied line for a connection refused at accept", async () => {
+test("logs a refused line for a connection refused at accept", async () => {
   const { forward } = await import("../../src/proxy/forward.ts");
   const { listen, dial, echo, waitFor, captureLogger } = await import("../helpers/net.ts");
   await using upstream = listen(echo);
@@ -374,7 +376,7 @@ test("logs a denied line for a connection refused at accept", async () => {
     log.flush();
     const lines = readFileSync(file, "utf8").trim().split("\n");
     expect(lines).toHaveLength(1);
-    expect(lines[0]).toContain("reason=denied");
+    expect(lines[0]).toContain("reason=refused");
     expect(lines[0]).toContain("max_connections 1 reached");
     first.terminate();
   } finally {
