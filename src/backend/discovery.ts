@@ -26,7 +26,7 @@ import type { Config } from "../config/types.ts";
 import { formatDuration } from "../util/duration.ts";
 import { DEFAULTS } from "../config/defaults.ts";
 import { isHostname, lookup, nameOf, nextLookupDelay, type Answer, type DiscoveryOptions } from "./dns.ts";
-import type { Logger } from "../util/log.ts";
+import { event, type Logger } from "../util/log.ts";
 
 export { isHostname, lookup, nameOf, nextLookupDelay } from "./dns.ts";
 export type { Answer, DiscoveryOptions } from "./dns.ts";
@@ -228,14 +228,14 @@ export class Discovery {
     const list = answer.addresses.join(", ");
     if (failures > 0) {
       const times = failures === 1 ? "1 failed lookup" : `${failures} failed lookups`;
-      this.log.info(`${name.host} resolved again: ${list} (after ${times})`);
+      this.log.info(event(`${name.host} resolved again: ${list} (after ${times})`, { name: name.host, addresses: answer.addresses, failures }));
     } else if (before === null) {
-      this.log.info(`${name.host} resolved to ${list}`);
+      this.log.info(event(`${name.host} resolved to ${list}`, { name: name.host, addresses: answer.addresses }));
     } else if (changed) {
       const added = answer.addresses.filter((ip) => !before.includes(ip));
       const removed = before.filter((ip) => !answer.addresses.includes(ip));
       const parts = [added.length > 0 ? `added ${added.join(", ")}` : "", removed.length > 0 ? `removed ${removed.join(", ")}` : ""].filter(Boolean);
-      this.log.info(`${name.host} now resolves to ${list} (${parts.join("; ")})`);
+      this.log.info(event(`${name.host} now resolves to ${list} (${parts.join("; ")})`, { name: name.host, addresses: answer.addresses, added, removed }));
     } else {
       this.log.debug(`${name.host} still resolves to ${list}; next lookup in ${formatDuration(delayOf(name))}`);
     }
@@ -252,7 +252,7 @@ export class Discovery {
         name.addresses === null
           ? "no targets from this name until it resolves"
           : `keeping ${name.addresses.join(", ")} until a lookup succeeds`;
-      this.log.warn(`${name.host}: lookup failed (${reason}); ${keeping}; retrying every ${formatDuration(delayOf(name))}`);
+      this.log.warn(event(`${name.host}: lookup failed (${reason}); ${keeping}; retrying every ${formatDuration(delayOf(name))}`, { name: name.host, reason, addresses: name.addresses ?? [] }));
     } else {
       this.log.debug(`${name.host}: lookup failed again (${reason})`);
     }

@@ -19,7 +19,7 @@
 import type { Socket, SocketHandler } from "bun";
 import { formatAddress, type Address } from "../util/address.ts";
 import type { HealthConfig } from "../config/types.ts";
-import { DEBUG, type Logger } from "../util/log.ts";
+import { DEBUG, event, type Logger } from "../util/log.ts";
 
 export type { HealthConfig };
 
@@ -111,8 +111,9 @@ export class HealthChecker {
     state.count = 0;
     target.healthy = passed;
     const name = `backend ${this.backendName}: target ${formatAddress(target.address)}`;
-    if (passed) this.log.info(`${name} is up (${needed} passed ${needed === 1 ? "check" : "checks"})`);
-    else this.log.info(`${name} is down (${needed} failed ${needed === 1 ? "check" : "checks"}: ${reason})`);
+    const fields = { backend: this.backendName, target: formatAddress(target.address), health: passed ? "up" : "down", checks: needed };
+    if (passed) this.log.info(event(`${name} is up (${needed} passed ${needed === 1 ? "check" : "checks"})`, fields));
+    else this.log.info(event(`${name} is down (${needed} failed ${needed === 1 ? "check" : "checks"}: ${reason})`, { ...fields, reason }));
     if (passed) this.onUp?.();
   }
 }

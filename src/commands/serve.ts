@@ -4,7 +4,7 @@ import { AccessLog } from "../observe/access-log.ts";
 import { AddressError, parseAddress, type Address } from "../util/address.ts";
 import { startAdmin, type AdminServer } from "../observe/admin.ts";
 import { ConfigError, configWarnings, loadConfig, type Config } from "../config/load.ts";
-import { createLogger, type LogFormat, type LogLevel, type Logger } from "../util/log.ts";
+import { createLogger, event, type LogFormat, type LogLevel, type Logger } from "../util/log.ts";
 import { forwardConfig } from "../proxy/forward.ts";
 import { createRouter, OptionsError, type RouterHandle } from "../proxy/router.ts";
 import { workerAdminAddress } from "../workers/admin.ts";
@@ -89,9 +89,10 @@ export default defineCommand({
       const targets = backend === null ? "" : `backend ${backend.name} (${backend.targets.length} target${backend.targets.length === 1 ? "" : "s"})`;
       const routes = listener.routes.length === 0 ? "" : `${listener.routes.length} route${listener.routes.length === 1 ? "" : "s"}`;
       const to = !flags.config ? flags.to : listener.mode === "tcp" ? targets : `${routes}${routes && targets ? ", default " : ""}${targets}`;
-      log.info(`listening on ${bound.address}${listener.mode === "sni" ? " (sni)" : ""} → ${to}`);
+      const fields = { listener: bound.name, address: bound.address, mode: listener.mode, backend: listener.backend, routes: listener.routes.length };
+      log.info(event(`listening on ${bound.address}${listener.mode === "sni" ? " (sni)" : ""} → ${to}`, fields));
     }
-    if (admin !== null && !isWorker()) log.info(`admin on ${admin.url} (/metrics, /healthz, /readyz, /status)`);
+    if (admin !== null && !isWorker()) log.info(event(`admin on ${admin.url} (/metrics, /healthz, /readyz, /status)`, { admin: admin.address }));
     stopOnSignals(handle, log, () => accessLog?.close());
     reopenOnUser1(accessLog, log);
     reloadOnHangup(handle, log, flags.config);
@@ -117,11 +118,12 @@ function reloadOnHangup(handle: RouterHandle, log: Logger, path: string | undefi
         if (summary.opened.length > 0) parts.push(`opened ${summary.opened.join(", ")}`);
         if (summary.closed.length > 0) parts.push(`closed ${summary.closed.join(", ")}`);
         if (summary.certificates.length > 0) parts.push(`new certificates on ${summary.certificates.join(", ")}`);
-        log.info(`SIGHUP: reloaded ${path}: ${parts.join("; ")}`);
+        const fields = { config: path, listeners: config.listeners.length, backends: config.backends.size, opened: summary.opened, closed: summary.closed, certificates: summary.certificates };
+        log.info(event(`SIGHUP: reloaded ${path}: ${parts.join("; ")}`, fields));
       } catch (error) {
         const lines = error instanceof ConfigError ? error.errors.map((line) => `${path}: ${line}`) : [(error as Error).message];
-        for (const line of lines) log.error(`SIGHUP: ${line}`);
-        log.error("SIGHUP: reload failed; the current config keeps serving");
+        for (const line of lines) log.error(event(`SIGHUP: ${line}`, { signal: "SIGHUP", config: path }));
+        log.error(event("SIGHUP: reload failed; the current config keeps serving", { signal: "SIGHUP", config: path, errors: lines.length }));
       }
     });
   });
@@ -169,13 +171,14 @@ function stopOnSignals(handle: RouterHandle, log: Logger, closing: () => void): 
     }
     stopping = true;
     const open = handle.stats().activeSessions;
-    log.info(`${signal}: stopped accepting, draining ${open} open session${open === 1 ? "" : "s"}`);
+    log.info(event(`${signal}: stopped accepting, draining ${open} open session${open === 1 ? "" : "s"}`, { signal, open }));
     handle.stop().then((summary) => {
       const stats = handle.stats();
-      log.info(
+      const message =
         `stopped after ${summary.durationMs} ms: ${summary.drained} drained, ${summary.closed} closed at the deadline; ` +
-          `${stats.totalSessions} sessions, ${stats.bytesUp} B up, ${stats.bytesDown} B down, ${stats.connectFailures} connect failures`,
-      );
+        `${stats.totalSessions} sessions, ${stats.bytesUp} B up, ${stats.bytesDown} B down, ${stats.connectFailures} connect failures`;
+      const { activeSessions, queuedBytes, ...totals } = stats;
+      log.info(event(message, { signal, ...summary, ...totals }));
       closing();
       process.exit(0);
     });

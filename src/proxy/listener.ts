@@ -12,7 +12,7 @@ import type { ListenerTlsConfig } from "../config/types.ts";
 import type { Backend } from "../backend/backend.ts";
 import type { CidrSet } from "../util/cidr.ts";
 import type { ServerNameRoute, ServerNameRoutes } from "../protocol/sni.ts";
-import { heldBack, LogLimiter } from "../util/log.ts";
+import { event, heldBack, LogLimiter } from "../util/log.ts";
 import { DEFAULTS } from "../config/defaults.ts";
 import type { Router } from "./router.ts";
 import { Session } from "./session.ts";
@@ -151,7 +151,7 @@ export class Listener {
       for (const observer of router.observers) observer.refused?.(this, socket.remoteAddress ?? "", socket.remotePort ?? 0, why);
       socket.end();
       const held = this.refusals.allow();
-      if (held >= 0) router.log.warn(`listener ${this.options.name}: ${why}, refusing connections${heldBack(held)}`);
+      if (held >= 0) router.log.warn(event(`listener ${this.options.name}: ${why}, refusing connections${heldBack(held)}`, { listener: this.options.name, reason: "refused", detail: why, suppressed: held }));
       return;
     }
     const session = new Session(this, socket);

@@ -12,7 +12,7 @@ import type { Socket } from "bun";
 import { DEFAULTS } from "../config/defaults.ts";
 import { formatHostPort } from "../util/address.ts";
 import { NO_BACKEND, type Backend, type TargetState } from "../backend/backend.ts";
-import { DEBUG, heldBack } from "../util/log.ts";
+import { DEBUG, event, heldBack } from "../util/log.ts";
 import { Pipe } from "./pipe.ts";
 import { Preface } from "./preface.ts";
 import { Attempt, errorText, proxyFirstHandlers, upstreamHandlers, upstreamTls } from "./upstream.ts";
@@ -133,7 +133,11 @@ export class Session {
     this.listener.denied++;
     this.router.stats.denied++;
     const held = this.listener.denials.allow();
-    if (held >= 0) this.router.log.warn(`listener ${this.listener.options.name}: client ${this.clientAddress()}: ${detail}, closed${heldBack(held)}`);
+    if (held >= 0) {
+      const client = this.clientAddress();
+      const message = `listener ${this.listener.options.name}: client ${client}: ${detail}, closed${heldBack(held)}`;
+      this.router.log.warn(event(message, { listener: this.listener.options.name, client, reason, detail, suppressed: held }));
+    }
     this.close(reason, detail);
   }
 
@@ -167,7 +171,11 @@ export class Session {
       this.router.stats.noTarget++;
       const last = this.detail ? ` (last: ${this.detail})` : "";
       const held = backend.failureLog.allow();
-      if (held >= 0) this.router.log.warn(`client ${this.clientAddress()} → backend ${backend.name}: no target available${last}${heldBack(held)}`);
+      if (held >= 0) {
+        const client = this.clientAddress();
+        const message = `client ${client} → backend ${backend.name}: no target available${last}${heldBack(held)}`;
+        this.router.log.warn(event(message, { client, backend: backend.name, reason: "no_target", detail: this.detail, suppressed: held }));
+      }
       return this.close("no_target", this.detail);
     }
     if (this.queued) {
@@ -242,7 +250,11 @@ export class Session {
       return this.dial();
     }
     const held = backend.failureLog.allow();
-    if (held >= 0) this.router.log.warn(`client ${this.clientAddress()} → ${backend.name} ${target.key}: ${detail}${heldBack(held)}`);
+    if (held >= 0) {
+      const client = this.clientAddress();
+      const message = `client ${client} → ${backend.name} ${target.key}: ${detail}${heldBack(held)}`;
+      this.router.log.warn(event(message, { client, backend: backend.name, target: target.key, reason, detail, suppressed: held }));
+    }
     this.close(reason, this.detail);
   }
 
@@ -253,7 +265,11 @@ export class Session {
     this.router.stats.noTarget++;
     const backend = this.backend;
     const held = backend.failureLog.allow();
-    if (held >= 0) this.router.log.warn(`client ${this.clientAddress()} → backend ${backend.name}: no target free for ${backend.queueTimeout} ms${heldBack(held)}`);
+    if (held >= 0) {
+      const client = this.clientAddress();
+      const message = `client ${client} → backend ${backend.name}: no target free for ${backend.queueTimeout} ms${heldBack(held)}`;
+      this.router.log.warn(event(message, { client, backend: backend.name, reason: "queue_timeout", suppressed: held }));
+    }
     this.close("queue_timeout");
   }
 

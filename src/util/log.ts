@@ -2,6 +2,10 @@
  * The one consola instance. Fancy on a TTY, plain text otherwise, or one JSON object per line
  * with `format: "json"`. Everything goes to stderr: stdout stays free for data (access logs).
  * Components take a tagged child (`log.withTag("listener")`) once, never per session.
+ *
+ * An event with data is logged as `log.info(event("listening on …", { listener, address }))`:
+ * text logs show the message, JSON logs carry the fields too, beside `time`, `level`,
+ * `component` and `message`.
  */
 import { createConsola, type ConsolaInstance, type ConsolaReporter, type LogObject } from "consola";
 
@@ -17,10 +21,23 @@ function messageOf(entry: LogObject): string {
   return entry.args.map((arg) => (typeof arg === "string" ? arg : arg instanceof Error ? arg.message : JSON.stringify(arg))).join(" ");
 }
 
+/** Fields of an event; consola keeps these names for itself. */
+type Reserved = "date" | "args" | "type" | "level" | "tag" | "message" | "additional" | "title";
+export type EventFields = Record<string, string | number | boolean | null | readonly (string | number)[]> & { [K in Reserved]?: never };
+
+/** A log entry with a message and structured fields (see the top of this file). */
+export function event(message: string, fields: EventFields): Record<string, unknown> {
+  return { ...fields, message };
+}
+
+/** What consola puts on every entry; everything else on an entry came from `event()`. */
+const ENTRY_KEYS = new Set(["date", "args", "type", "level", "tag", "message", "additional", "title"]);
+
 const jsonReporter: ConsolaReporter = {
   log(entry) {
     const line: Record<string, unknown> = { time: entry.date.toISOString(), level: entry.type, message: messageOf(entry) };
     if (entry.tag) line.component = entry.tag;
+    for (const key in entry) if (!ENTRY_KEYS.has(key) && !(key in line)) line[key] = (entry as Record<string, unknown>)[key];
     process.stderr.write(JSON.stringify(line) + "\n");
   },
 };

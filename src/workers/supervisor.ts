@@ -15,7 +15,7 @@
 import { availableParallelism } from "node:os";
 import { rmSync } from "node:fs";
 import type { Address } from "../util/address.ts";
-import type { Logger } from "../util/log.ts";
+import { event, type Logger } from "../util/log.ts";
 import { startSupervisorAdmin, WORKER_ADMIN_ENV, workerAdminPath } from "./admin.ts";
 
 export const WORKER_ENV = "TCPROUTER_WORKER";
@@ -96,21 +96,21 @@ export async function supervise(count: number, args: string[], log: Logger, admi
     if (stopping !== null) {
       if (workers.size === 0) {
         if (stopping === "failed") process.exit(1);
-        log.info(`all ${count} workers stopped`);
+        log.info(event(`all ${count} workers stopped`, { workers: count }));
         process.exit(0);
       }
       return;
     }
     const how = signal !== null ? `signal ${signal}` : `exit code ${code}`;
     if (!everReady.has(index)) {
-      log.error(`worker ${index} could not start (${how}): stopping`);
+      log.error(event(`worker ${index} could not start (${how}): stopping`, { worker: index, exitCode: code, signal }));
       stopping = "failed";
       for (const { proc } of workers.values()) proc.kill("SIGTERM");
       if (workers.size === 0) process.exit(1);
       return;
     }
     const crashLoop = worker !== undefined && Date.now() - worker.started < CRASH_WINDOW_MS;
-    log.warn(`worker ${index} (pid ${worker?.proc.pid}) died (${how}); restarting${crashLoop ? ` in ${RESTART_DELAY_MS} ms` : ""}`);
+    log.warn(event(`worker ${index} (pid ${worker?.proc.pid}) died (${how}); restarting${crashLoop ? ` in ${RESTART_DELAY_MS} ms` : ""}`, { worker: index, pid: worker?.proc.pid ?? null, exitCode: code, signal, restartDelayMs: crashLoop ? RESTART_DELAY_MS : 0 }));
     restarts++;
     if (crashLoop) setTimeout(() => stopping === null && start(index), RESTART_DELAY_MS);
     else start(index);
@@ -124,7 +124,7 @@ export async function supervise(count: number, args: string[], log: Logger, admi
       process.exit(1);
     }
     stopping = signal;
-    log.info(`${signal}: stopping ${workers.size} workers`);
+    log.info(event(`${signal}: stopping ${workers.size} workers`, { signal, workers: workers.size }));
     for (const { proc } of workers.values()) proc.kill(signal);
     if (workers.size === 0) process.exit(0);
   };
@@ -137,6 +137,7 @@ export async function supervise(count: number, args: string[], log: Logger, admi
   }
 
   for (let index = 1; index <= count; index++) start(index);
-  log.info(`started ${count} workers (pids ${[...workers.values()].map((w) => w.proc.pid).join(", ")})`);
+  const pids = [...workers.values()].map((w) => w.proc.pid);
+  log.info(event(`started ${count} workers (pids ${pids.join(", ")})`, { workers: count, pids }));
   return await new Promise<never>(() => {});
 }

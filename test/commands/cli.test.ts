@@ -114,6 +114,27 @@ test("writes one JSON object per line with --log-format json", async () => {
   for (const line of lines) expect(typeof line.time).toBe("string");
 }, 20_000);
 
+// JSON logs used to carry only a message string: a log pipeline had to parse the text to
+// learn which listener or signal a line was about.
+test("JSON log lines carry the event's fields beside the message", async () => {
+  await using cli = spawnCli([...LISTEN, "--to", NO_TARGET, "--log-format", "json"]);
+  await cli.stderrMatch(/listening on/);
+  cli.proc.kill("SIGTERM");
+  expect(await cli.exited()).toBe(0);
+  const lines = cli.stderrText.trimEnd().split("\n").map((line) => JSON.parse(line) as Record<string, unknown>);
+  const address = String(lines[0]!.address);
+  expect(address).toMatch(/^127\.0\.0\.1:\d+$/);
+  expect(lines[0]).toEqual({ time: expect.any(String), level: "info", message: `listening on ${address} → 127.0.0.1:1`, listener: "127.0.0.1:0", address, mode: "tcp", backend: "default", routes: 0 });
+  expect(lines.find((line) => String(line.message).startsWith("SIGTERM:"))).toEqual({
+    time: expect.any(String),
+    level: "info",
+    message: "SIGTERM: stopped accepting, draining 0 open sessions",
+    signal: "SIGTERM",
+    open: 0,
+  });
+  expect(lines.find((line) => String(line.message).startsWith("stopped after"))).toMatchObject({ signal: "SIGTERM", drained: 0, closed: 0, totalSessions: 0, refused: 0 });
+}, 20_000);
+
 test("refuses the connection over --max-connections at once", async () => {
   await using upstream = listen(echo);
   await using cli = spawnCli([...LISTEN, "--to", upstream.address, "--max-connections", "1"]);
