@@ -48,6 +48,7 @@ async function run(rawArgs: string[]): Promise<void> {
 }
 
 function stripAnsi(text: string): string {
+  // biome-ignore lint/suspicious/noControlCharactersInRegex: ESC starts the colour codes it removes.
   return text.replace(/\u001b\[[0-9;]*m/g, "");
 }
 

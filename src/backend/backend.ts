@@ -197,7 +197,18 @@ function targetStates(targets: readonly TargetOptions[], previous: readonly Targ
   const kept = new Map(previous.map((target) => [target.key, target]));
   return targets.map((target) => {
     const key = formatAddress(target.address);
-    const state = kept.get(key) ?? { address: target.address, key, name: key, weight: 1, maxConnections: 0, backup: false, healthy: true, active: 0, sessions: 0, connectFailures: 0 };
+    const state = kept.get(key) ?? {
+      address: target.address,
+      key,
+      name: key,
+      weight: 1,
+      maxConnections: 0,
+      backup: false,
+      healthy: true,
+      active: 0,
+      sessions: 0,
+      connectFailures: 0,
+    };
     state.name = target.name ?? key;
     state.weight = target.weight ?? 1;
     state.maxConnections = target.maxConnections ?? 0;

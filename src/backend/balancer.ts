@@ -35,7 +35,6 @@ export interface Target {
   active: number;
 }
 
-
 export interface Balancer {
   /**
    * Picks a target for a new session, or null when none is available. `clientKey` is the
@@ -165,9 +164,7 @@ class RoundRobin implements Balancer {
   pick(targets: readonly Target[], _clientKey: string, exclude?: ReadonlySet<Target> | null): Target | null {
     this.table.follow(targets);
     const ex = excludeOrNull(exclude);
-    return (
-      smoothStep(this.table, targets, false, ex, -1, 0) ?? smoothStep(this.table, targets, true, ex, -1, 0)
-    );
+    return smoothStep(this.table, targets, false, ex, -1, 0) ?? smoothStep(this.table, targets, true, ex, -1, 0);
   }
 }
 
@@ -236,13 +233,7 @@ class RandomTwo implements Balancer {
     return second.active * first.weight < first.active * second.weight ? second : first;
   }
 
-  private draw(
-    targets: readonly Target[],
-    backup: boolean,
-    exclude: ReadonlySet<Target> | null,
-    total: number,
-    skip: Target | null,
-  ): Target {
+  private draw(targets: readonly Target[], backup: boolean, exclude: ReadonlySet<Target> | null, total: number, skip: Target | null): Target {
     let r = this.random() * total;
     let last: Target | null = null;
     for (let i = 0; i < targets.length; i++) {

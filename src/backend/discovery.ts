@@ -248,11 +248,14 @@ export class Discovery {
     if (this.stopped || name.removed) return;
     name.failures++;
     if (name.failures === 1) {
-      const keeping =
-        name.addresses === null
-          ? "no targets from this name until it resolves"
-          : `keeping ${name.addresses.join(", ")} until a lookup succeeds`;
-      this.log.warn(event(`${name.host}: lookup failed (${reason}); ${keeping}; retrying every ${formatDuration(delayOf(name))}`, { name: name.host, reason, addresses: name.addresses ?? [] }));
+      const keeping = name.addresses === null ? "no targets from this name until it resolves" : `keeping ${name.addresses.join(", ")} until a lookup succeeds`;
+      this.log.warn(
+        event(`${name.host}: lookup failed (${reason}); ${keeping}; retrying every ${formatDuration(delayOf(name))}`, {
+          name: name.host,
+          reason,
+          addresses: name.addresses ?? [],
+        }),
+      );
     } else {
       this.log.debug(`${name.host}: lookup failed again (${reason})`);
     }

@@ -5,10 +5,9 @@
  */
 import { promises as dns } from "node:dns";
 import { isIP } from "node:net";
-import { formatAddress, formatHostPort, parseAddress, type Address } from "../util/address.ts";
+import type { Address } from "../util/address.ts";
 import { DEFAULTS } from "../config/defaults.ts";
 import { formatDuration } from "../util/duration.ts";
-
 
 export interface DiscoveryOptions {
   /** ms; default DEFAULTS.discovery.lookupTimeout. */
@@ -30,7 +29,6 @@ export function isHostname(address: Address): address is { kind: "tcp"; host: st
 export function nameOf(host: string): string {
   return host.toLowerCase().replace(/\.$/, "");
 }
-
 
 /** The time until the next lookup after a good answer: min(interval, TTL), at least 1 s. */
 export function nextLookupDelay(resolveInterval: number, ttl: number | null): number {

@@ -23,7 +23,6 @@ import { DEBUG, event, type Logger } from "../util/log.ts";
 
 export type { HealthConfig };
 
-
 /** The target object is owned by the backend; the checker sets `healthy`. */
 export interface CheckedTarget {
   readonly address: Address;

@@ -1,7 +1,7 @@
 /** Flag fragments shared by commands. Their defaults are read from config/defaults.ts. */
 import type { ArgsDef } from "citty";
 import { DEFAULTS } from "../config/defaults.ts";
-import { DurationError, formatDuration, parseDuration } from "../util/duration.ts";
+import { type DurationError, formatDuration, parseDuration } from "../util/duration.ts";
 
 const count = (n: number): string => (n === 0 ? "off" : String(n));
 
@@ -13,16 +13,30 @@ export const logArgs = {
 export const forwardArgs = {
   listen: { type: "string", default: DEFAULTS.listen, description: "Address to listen on: host:port, [v6]:port, name:port or unix:/path" },
   to: { type: "string", description: "Target address (required without --config): host:port, [v6]:port, name:port or unix:/path" },
-  "connect-timeout": { type: "string", default: formatDuration(DEFAULTS.connectTimeout), description: "Give up on an upstream connect after this long (500ms, 10s, 2m; off)" },
+  "connect-timeout": {
+    type: "string",
+    default: formatDuration(DEFAULTS.connectTimeout),
+    description: "Give up on an upstream connect after this long (500ms, 10s, 2m; off)",
+  },
   "idle-timeout": { type: "string", default: formatDuration(DEFAULTS.idleTimeout), description: "Close a session with no bytes either way for this long" },
   "max-connections": { type: "string", default: count(DEFAULTS.maxConnections), description: "Sessions open at once; more are closed at once and counted" },
-  "drain-timeout": { type: "string", default: formatDuration(DEFAULTS.drainTimeout), description: "On SIGINT/SIGTERM, how long open sessions may take to finish" },
+  "drain-timeout": {
+    type: "string",
+    default: formatDuration(DEFAULTS.drainTimeout),
+    description: "On SIGINT/SIGTERM, how long open sessions may take to finish",
+  },
 } as const satisfies ArgsDef;
 
 /** Off unless given; `[admin] listen` and `access_log` in a config file, which these override. */
 export const observeArgs = {
-  admin: { type: "string", description: "Serve /metrics, /healthz, /readyz, /status and a status page on this address, e.g. 127.0.0.1:9901 (off unless given)" },
-  "access-log": { type: "string", description: "One line per session when it ends, to stdout or a file (reopened on SIGUSR1); JSON with --log-format json (off unless given)" },
+  admin: {
+    type: "string",
+    description: "Serve /metrics, /healthz, /readyz, /status and a status page on this address, e.g. 127.0.0.1:9901 (off unless given)",
+  },
+  "access-log": {
+    type: "string",
+    description: "One line per session when it ends, to stdout or a file (reopened on SIGUSR1); JSON with --log-format json (off unless given)",
+  },
 } as const satisfies ArgsDef;
 
 export const processArgs = {

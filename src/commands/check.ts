@@ -15,7 +15,11 @@ import { formatDuration } from "../util/duration.ts";
 import { UsageError } from "./args.ts";
 
 export const configArgs = {
-  config: { type: "string", alias: "c", description: "Config file (.toml or .json): listeners, backends, targets; replaces --listen/--to and the timeout flags" },
+  config: {
+    type: "string",
+    alias: "c",
+    description: "Config file (.toml or .json): listeners, backends, targets; replaces --listen/--to and the timeout flags",
+  },
 } as const;
 
 export default defineCommand({
@@ -89,7 +93,10 @@ function describeListener(listener: ListenerConfig, config: Config): string {
   const own: string[] = [];
   if (listener.mode === "sni") own.push("sni");
   if (listener.mode === "sni" && listener.helloTimeout !== DEFAULTS.helloTimeout) own.push(`hello_timeout ${formatDuration(listener.helloTimeout)}`);
-  if (listener.tls !== null) own.push(`tls ${listener.tls.certificates.map((c, i) => `${c.cert} (${[i === 0 ? "default" : "", c.names.join(" ")].filter(Boolean).join("; ")})`).join(", ")}`);
+  if (listener.tls !== null)
+    own.push(
+      `tls ${listener.tls.certificates.map((c, i) => `${c.cert} (${[i === 0 ? "default" : "", c.names.join(" ")].filter(Boolean).join("; ")})`).join(", ")}`,
+    );
   if (listener.acceptProxy) own.push(`accept_proxy from ${listener.trusted.join(" ")}`);
   if (listener.allow.length > 0) own.push(`allow ${listener.allow.join(" ")}`);
   if (listener.deny.length > 0) own.push(`deny ${listener.deny.join(" ")}`);
@@ -104,7 +111,11 @@ function describeListener(listener: ListenerConfig, config: Config): string {
 function describeBackend(backend: BackendConfig): string {
   const { health, tls } = backend;
   const kind = health === null ? null : health.send !== null ? "send/expect" : health.expect !== null ? "expect" : "connect";
-  const parts = [`${backend.balance}`, `retries ${backend.retries}`, health === null ? "no health checks" : `health: ${kind} every ${formatDuration(health.interval)}`];
+  const parts = [
+    `${backend.balance}`,
+    `retries ${backend.retries}`,
+    health === null ? "no health checks" : `health: ${kind} every ${formatDuration(health.interval)}`,
+  ];
   if (backend.sendProxy !== null) parts.push(`send_proxy ${backend.sendProxy}`);
   if (tls !== null) {
     const name = tls.serverName ?? "the target's host";

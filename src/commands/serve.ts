@@ -59,14 +59,16 @@ export default defineCommand({
     // Workers append whole batches of lines to one file (O_APPEND); on a pipe, batches over
     // PIPE_BUF could interleave. A worker serves its admin on the socket its supervisor named.
     if (isWorker()) observe.admin = workerAdminAddress();
-    if (workers > 1 && observe.accessLog === "stdout") throw new UsageError("--workers: --access-log stdout cannot be used with more than one worker; give a file");
+    if (workers > 1 && observe.accessLog === "stdout")
+      throw new UsageError("--workers: --access-log stdout cannot be used with more than one worker; give a file");
     if (workers > 1 && !isWorker()) {
       const anyPort = config.listeners.find((listener) => listener.listen.kind === "tcp" && listener.listen.port === 0);
       if (anyPort) throw new UsageError(`--workers: listener ${anyPort.name} asks for port 0; workers must share a fixed port`);
       await supervise(workers, rawArgs, log, observe.admin);
     }
     // Opened before listening: a path that cannot be opened stops the start.
-    const accessLog = observe.accessLog === null ? null : new AccessLog({ to: observe.accessLog, format: flags["log-format"] === "json" ? "json" : "text", logger: log });
+    const accessLog =
+      observe.accessLog === null ? null : new AccessLog({ to: observe.accessLog, format: flags["log-format"] === "json" ? "json" : "text", logger: log });
     const handle = await createRouter(config, { logger: log, reusePort: workers > 1 });
     if (accessLog !== null) handle.router.observers.push(accessLog);
     let admin: AdminServer | null = null;
@@ -80,7 +82,7 @@ export default defineCommand({
       }
     }
     if (isWorker()) {
-      exitWithSupervisor(handle, log);
+      exitWithSupervisor(log);
       reportReady();
     }
     for (const [index, bound] of handle.listeners.entries()) {
@@ -118,7 +120,14 @@ function reloadOnHangup(handle: RouterHandle, log: Logger, path: string | undefi
         if (summary.opened.length > 0) parts.push(`opened ${summary.opened.join(", ")}`);
         if (summary.closed.length > 0) parts.push(`closed ${summary.closed.join(", ")}`);
         if (summary.certificates.length > 0) parts.push(`new certificates on ${summary.certificates.join(", ")}`);
-        const fields = { config: path, listeners: config.listeners.length, backends: config.backends.size, opened: summary.opened, closed: summary.closed, certificates: summary.certificates };
+        const fields = {
+          config: path,
+          listeners: config.listeners.length,
+          backends: config.backends.size,
+          opened: summary.opened,
+          closed: summary.closed,
+          certificates: summary.certificates,
+        };
         log.info(event(`SIGHUP: reloaded ${path}: ${parts.join("; ")}`, fields));
       } catch (error) {
         const lines = error instanceof ConfigError ? error.errors.map((line) => `${path}: ${line}`) : [(error as Error).message];
@@ -144,7 +153,7 @@ function observeOptions(flags: { admin?: string; "access-log"?: string }, config
     }
   }
   const accessLog = flags["access-log"] ?? config.accessLog ?? null;
-  if (accessLog === "") throw new UsageError('--access-log: expected stdout, off or a file path');
+  if (accessLog === "") throw new UsageError("--access-log: expected stdout, off or a file path");
   return { admin, accessLog: accessLog === "off" ? null : accessLog };
 }
 
@@ -188,7 +197,7 @@ function stopOnSignals(handle: RouterHandle, log: Logger, closing: () => void): 
 }
 
 /** A worker whose supervisor is gone (killed with SIGKILL) drains and exits rather than live on alone. */
-function exitWithSupervisor(handle: RouterHandle, log: Logger): void {
+function exitWithSupervisor(log: Logger): void {
   const supervisor = process.ppid;
   const timer = setInterval(() => {
     if (process.ppid === supervisor) return;

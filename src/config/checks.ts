@@ -75,7 +75,8 @@ export function checkReferences(file: unknown, issues: readonly v.BaseIssue<unkn
     if (isRecord(backend) && backend.tls !== undefined && isRecord(backend.health)) {
       // Health checks connect in plain TCP: bytes sent or expected would not be TLS.
       for (const key of ["send", "expect"]) {
-        if (backend.health[key] != null) errors.push({ path: ["backends", name, "health", key], message: "not with tls (health checks are plain TCP connects)" });
+        if (backend.health[key] != null)
+          errors.push({ path: ["backends", name, "health", key], message: "not with tls (health checks are plain TCP connects)" });
       }
     }
     if (!isRecord(backend) || !Array.isArray(backend.targets)) continue;
@@ -106,7 +107,8 @@ export function checkListener(
   const has = (key: string) => listener[key] !== undefined;
   if (valid("mode")) {
     if (listener.mode === "sni") {
-      if (has("tls")) errors.push({ path: ["tls"], message: 'not allowed with mode = "sni" (SNI passthrough forwards TLS unchanged; to terminate TLS use mode = "tcp")' });
+      if (has("tls"))
+        errors.push({ path: ["tls"], message: 'not allowed with mode = "sni" (SNI passthrough forwards TLS unchanged; to terminate TLS use mode = "tcp")' });
       const routes = listener.routes;
       if (!has("backend") && valid("routes") && (!Array.isArray(routes) || routes.length === 0)) {
         errors.push({ path: ["routes"], message: "missing (an sni listener needs [[listeners.routes]], a backend for the clients no route takes, or both)" });
@@ -114,7 +116,8 @@ export function checkListener(
     } else {
       if (!has("backend")) errors.push({ path: ["backend"], message: "missing (the name of the backend to forward to)" });
       if (has("routes")) errors.push({ path: ["routes"], message: 'only for mode = "sni"' });
-      if (has("hello_timeout") && listener.accept_proxy !== true) errors.push({ path: ["hello_timeout"], message: 'only for mode = "sni" or accept_proxy = true' });
+      if (has("hello_timeout") && listener.accept_proxy !== true)
+        errors.push({ path: ["hello_timeout"], message: 'only for mode = "sni" or accept_proxy = true' });
     }
   }
   if (valid("accept_proxy") && valid("trusted")) {
@@ -136,7 +139,8 @@ export function checkListener(
     if (backends !== null && !Object.hasOwn(backends, backend)) errors.push({ path: ["routes", j, "backend"], message: `unknown backend "${backend}"` });
     serverNames.forEach((name, k) => {
       const first = taken.get(name);
-      if (first !== undefined && first !== j) errors.push({ path: ["routes", j, "server_names", k], message: `"${name}" is already taken by routes[${first}], which matches any alpn` });
+      if (first !== undefined && first !== j)
+        errors.push({ path: ["routes", j, "server_names", k], message: `"${name}" is already taken by routes[${first}], which matches any alpn` });
       else if (alpn.length === 0) taken.set(name, j);
     });
   });
@@ -183,13 +187,19 @@ export function checkFiles(file: unknown, base: string): { path: Key[]; message:
   return errors;
 }
 
-export function readPem(path: string, kind: "certificate" | "private key", at: Key[], errors: { path: Key[]; message: string }[]): X509Certificate | KeyObject | null {
+export function readPem(
+  path: string,
+  kind: "certificate" | "private key",
+  at: Key[],
+  errors: { path: Key[]; message: string }[],
+): X509Certificate | KeyObject | null {
   let text: string;
   try {
     text = readFileSync(path, "utf8");
   } catch (error) {
     const code = (error as NodeJS.ErrnoException).code;
-    const reason = code === "ENOENT" ? "no such file" : code === "EISDIR" ? "is a directory" : code === "EACCES" ? "permission denied" : (error as Error).message;
+    const reason =
+      code === "ENOENT" ? "no such file" : code === "EISDIR" ? "is a directory" : code === "EACCES" ? "permission denied" : (error as Error).message;
     errors.push({ path: at, message: `cannot read ${path}: ${reason}` });
     return null;
   }

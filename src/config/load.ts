@@ -17,7 +17,6 @@ import type { Config, ConfigFormat } from "./types.ts";
 
 export type * from "./types.ts";
 
-
 /** `errors` are the lines without the file name; `message` has one `source: line` per error. */
 export class ConfigError extends Error {
   constructor(
@@ -67,7 +66,12 @@ export function parseConfig(text: string, format: ConfigFormat, source = `config
   }
   const result = v.safeParse(ConfigSchema, data);
   const base = dirname(resolve(source));
-  const fileErrors = checkFiles(data, base).map(({ path, message }) => at(path.map((key) => ({ key })), message));
+  const fileErrors = checkFiles(data, base).map(({ path, message }) =>
+    at(
+      path.map((key) => ({ key })),
+      message,
+    ),
+  );
   if (result.success && fileErrors.length === 0) return withFiles(result.output, base);
   const errors = result.success ? [] : result.issues.map((issue) => at(issue.path, issue.message));
   throw new ConfigError(source, [...errors, ...fileErrors]);

@@ -41,7 +41,6 @@ import {
 import { formatDuration } from "../util/duration.ts";
 import { DEFAULTS } from "./defaults.ts";
 
-
 const Defaults = table({
   connect_timeout: v.optional(duration()),
   idle_timeout: v.optional(duration()),
@@ -53,7 +52,11 @@ const Defaults = table({
 /** `[[listeners.routes]]`: server_names and/or alpn → backend (checked in `checkListener`). */
 const Route = v.pipe(
   table(
-    { server_names: v.optional(serverNames("expected at least one name (leave server_names out to match by alpn alone)")), alpn: v.optional(alpnList), backend: name },
+    {
+      server_names: v.optional(serverNames("expected at least one name (leave server_names out to match by alpn alone)")),
+      alpn: v.optional(alpnList),
+      backend: name,
+    },
     { backend: "the name of the backend for clients this route matches" },
     'a table such as { server_names = ["db.example.com"], backend = "db" }',
   ),
@@ -110,12 +113,14 @@ const TargetTable = v.pipe(
     { address: 'the target\'s address, e.g. "127.0.0.1:6379"' },
     'an address or a table such as { address = "127.0.0.1:6379", weight = 2 }',
   ),
-  v.transform((t): TargetConfig => ({
-    address: t.address,
-    weight: t.weight ?? DEFAULTS.weight,
-    maxConnections: t.max_connections ?? DEFAULTS.maxConnections,
-    backup: t.backup ?? false,
-  })),
+  v.transform(
+    (t): TargetConfig => ({
+      address: t.address,
+      weight: t.weight ?? DEFAULTS.weight,
+      maxConnections: t.max_connections ?? DEFAULTS.maxConnections,
+      backup: t.backup ?? false,
+    }),
+  ),
 );
 
 const TargetAddress = v.pipe(
@@ -139,8 +144,7 @@ const Health = v.pipe(
     v.partialCheck(
       [["interval"], ["timeout"]],
       (h) => h.timeout === undefined || h.timeout <= (h.interval ?? DEFAULTS.health.interval),
-      (issue) =>
-        `${formatDuration(issue.input.timeout!)} is longer than the interval (${formatDuration(issue.input.interval ?? DEFAULTS.health.interval)})`,
+      (issue) => `${formatDuration(issue.input.timeout!)} is longer than the interval (${formatDuration(issue.input.interval ?? DEFAULTS.health.interval)})`,
     ),
     ["timeout"],
   ),
@@ -225,24 +229,26 @@ export const ConfigSchema = v.pipe(
       drainTimeout: d?.drain_timeout ?? DEFAULTS.drainTimeout,
       queueTimeout: d?.queue_timeout ?? DEFAULTS.queueTimeout,
     };
-    const listeners = file.listeners.map((l): ListenerConfig => ({
-      name: l.name ?? formatAddress(l.listen),
-      listen: l.listen,
-      mode: l.mode ?? "tcp",
-      backend: l.backend ?? null,
-      routes: l.routes ?? [],
-      helloTimeout: l.hello_timeout ?? DEFAULTS.helloTimeout,
-      acceptProxy: l.accept_proxy ?? false,
-      trusted: l.trusted ?? [],
-      allow: l.allow ?? [],
-      deny: l.deny ?? [],
-      maxConnectionsPerIp: l.max_connections_per_ip ?? 0,
-      connectionRatePerIp: l.connection_rate_per_ip ?? 0,
-      tls: l.tls ?? null,
-      maxConnections: l.max_connections ?? DEFAULTS.maxConnections,
-      connectTimeout: l.connect_timeout ?? defaults.connectTimeout,
-      idleTimeout: l.idle_timeout ?? defaults.idleTimeout,
-    }));
+    const listeners = file.listeners.map(
+      (l): ListenerConfig => ({
+        name: l.name ?? formatAddress(l.listen),
+        listen: l.listen,
+        mode: l.mode ?? "tcp",
+        backend: l.backend ?? null,
+        routes: l.routes ?? [],
+        helloTimeout: l.hello_timeout ?? DEFAULTS.helloTimeout,
+        acceptProxy: l.accept_proxy ?? false,
+        trusted: l.trusted ?? [],
+        allow: l.allow ?? [],
+        deny: l.deny ?? [],
+        maxConnectionsPerIp: l.max_connections_per_ip ?? 0,
+        connectionRatePerIp: l.connection_rate_per_ip ?? 0,
+        tls: l.tls ?? null,
+        maxConnections: l.max_connections ?? DEFAULTS.maxConnections,
+        connectTimeout: l.connect_timeout ?? defaults.connectTimeout,
+        idleTimeout: l.idle_timeout ?? defaults.idleTimeout,
+      }),
+    );
     const backends = new Map<string, BackendConfig>();
     for (const [name, b] of Object.entries(file.backends ?? {})) {
       backends.set(name, {

@@ -95,7 +95,10 @@ export function table<const E extends v.ObjectEntries>(entries: E, required: { [
 /** At least 1s: no name is looked up more often than that, whatever its TTL. */
 export const resolveInterval = v.pipe(
   duration(true),
-  v.minValue(DEFAULTS.discovery.minInterval, (issue) => `expected at least ${formatDuration(DEFAULTS.discovery.minInterval)}, got "${formatDuration(Number(issue.input))}"`),
+  v.minValue(
+    DEFAULTS.discovery.minInterval,
+    (issue) => `expected at least ${formatDuration(DEFAULTS.discovery.minInterval)}, got "${formatDuration(Number(issue.input))}"`,
+  ),
 );
 
 /** IP addresses with an optional port: `"10.0.0.2"`, `"127.0.0.1:5353"`, `"[::1]:53"`. */
@@ -110,7 +113,10 @@ export const dnsServers = v.pipe(
 /** CIDR ranges (a bare address is a /32 or /128), kept in canonical form: `"10.0.0.0/8"`. */
 export function cidrList(min: 0 | 1, emptyMessage = "") {
   const list = v.array(
-    v.pipe(v.string(expected('a CIDR range such as "10.0.0.0/8"')), parsedBy((text) => formatCidr(parseCidr(text)))),
+    v.pipe(
+      v.string(expected('a CIDR range such as "10.0.0.0/8"')),
+      parsedBy((text) => formatCidr(parseCidr(text))),
+    ),
     expected('a list of CIDR ranges such as ["10.0.0.0/8", "::1/128"]'),
   );
   return min === 0 ? list : v.pipe(list, v.minLength(1, emptyMessage));
@@ -153,10 +159,11 @@ export const sendServerName = v.pipe(
 );
 
 export const sendProxy = v.picklist(["v1", "v2", "off"], (issue) =>
-  typeof issue.input === "string" ? `unknown PROXY protocol version ${describe(issue.input)} (use "v1", "v2" or "off")` : expected('"v1", "v2" or "off"')(issue),
+  typeof issue.input === "string"
+    ? `unknown PROXY protocol version ${describe(issue.input)} (use "v1", "v2" or "off")`
+    : expected('"v1", "v2" or "off"')(issue),
 );
 
 export const mode = v.picklist(["tcp", "sni"], (issue) =>
   typeof issue.input === "string" ? `unknown mode ${describe(issue.input)} (use "tcp" or "sni")` : expected('"tcp" or "sni"')(issue),
 );
-

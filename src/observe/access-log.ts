@@ -77,7 +77,19 @@ export class AccessLog implements SessionObserver {
   closed(session: Session): void {
     const now = Date.now();
     const reason = session.reason ?? "client_fin";
-    this.add(now, session.listener, session.clientAddress(), session.sni, session.backend.name, session.targetKey, session.up.bytes, session.down.bytes, now - session.openedAt, reason, session.detail);
+    this.add(
+      now,
+      session.listener,
+      session.clientAddress(),
+      session.sni,
+      session.backend.name,
+      session.targetKey,
+      session.up.bytes,
+      session.down.bytes,
+      now - session.openedAt,
+      reason,
+      session.detail,
+    );
   }
 
   /**

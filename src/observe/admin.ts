@@ -217,7 +217,6 @@ function sample(router: Router, history: HistorySample[]): void {
   if (history.length > HISTORY_LENGTH) history.shift();
 }
 
-
 /** Bun.serve on an admin address; a bind error becomes a one-line ListenError. */
 export function serveAdmin(
   address: Address,

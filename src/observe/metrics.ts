@@ -196,7 +196,8 @@ export class Metrics implements SessionObserver {
     for (const listener of router.listeners) out.sample("tcprouter_sessions_active", this.listenerCell(listener.options.name).labels, listener.active);
 
     out.family("tcprouter_connections_refused_total", "counter", "Connections closed at accept (max_connections reached, or draining), by listener.");
-    for (const listener of router.listeners) out.sample("tcprouter_connections_refused_total", this.listenerCell(listener.options.name).labels, listener.refused);
+    for (const listener of router.listeners)
+      out.sample("tcprouter_connections_refused_total", this.listenerCell(listener.options.name).labels, listener.refused);
 
     const routes = [...this.listeners.values()].flatMap((cell) => [...cell.routes.values()].flatMap((byKey) => [...byKey.values()]));
     const live = new Map<RouteCell, ListenerBytes>();
@@ -209,7 +210,11 @@ export class Metrics implements SessionObserver {
     out.family("tcprouter_sessions_total", "counter", "Sessions whose upstream connection opened, by listener, backend and target.");
     for (const route of routes) if (route.key !== "-") out.sample("tcprouter_sessions_total", route.labels, route.sessions);
 
-    out.family("tcprouter_bytes_total", "counter", 'Bytes read from clients (direction="up") and from upstreams (direction="down"), by listener, backend and target.');
+    out.family(
+      "tcprouter_bytes_total",
+      "counter",
+      'Bytes read from clients (direction="up") and from upstreams (direction="down"), by listener, backend and target.',
+    );
     for (const route of routes) {
       const extra = live.get(route);
       out.sample("tcprouter_bytes_total", `${route.labels},direction="up"`, route.bytesUp + (extra?.up ?? 0));
@@ -218,13 +223,18 @@ export class Metrics implements SessionObserver {
 
     out.family("tcprouter_sessions_closed_total", "counter", "Sessions ended, by listener and close reason.");
     for (const cell of this.listeners.values()) {
-      for (const [reason, count] of Object.entries(cell.closed)) out.sample("tcprouter_sessions_closed_total", `${cell.labels},reason="${escapeLabel(reason)}"`, count);
+      for (const [reason, count] of Object.entries(cell.closed))
+        out.sample("tcprouter_sessions_closed_total", `${cell.labels},reason="${escapeLabel(reason)}"`, count);
     }
 
     out.family("tcprouter_session_duration_seconds", "histogram", "How long sessions lasted, from accept to close, by listener.");
     for (const cell of this.listeners.values()) out.histogram("tcprouter_session_duration_seconds", cell.labels, cell.duration);
 
-    out.family("tcprouter_connect_failures_total", "counter", "Upstream connect attempts that failed (refused, unreachable) or timed out, by backend and target.");
+    out.family(
+      "tcprouter_connect_failures_total",
+      "counter",
+      "Upstream connect attempts that failed (refused, unreachable) or timed out, by backend and target.",
+    );
     for (const [name, cells] of this.targets) {
       const backend = router.backends.get(name);
       for (const [key, cell] of cells) {
@@ -243,12 +253,13 @@ export class Metrics implements SessionObserver {
     }
 
     out.family("tcprouter_connect_duration_seconds", "histogram", "Time from picking a target to the upstream connection being open, by backend and target.");
-    for (const cells of this.targets.values()) for (const cell of cells.values()) out.histogram("tcprouter_connect_duration_seconds", cell.labels, cell.connect);
+    for (const cells of this.targets.values())
+      for (const cell of cells.values()) out.histogram("tcprouter_connect_duration_seconds", cell.labels, cell.connect);
 
     out.family("tcprouter_target_up", "gauge", "1 when the target is healthy (takes new sessions), 0 when health checks or failed connects marked it down.");
-    eachTarget(router, (backend, target, labels) => out.sample("tcprouter_target_up", labels, target.healthy ? 1 : 0));
+    eachTarget(router, (_backend, target, labels) => out.sample("tcprouter_target_up", labels, target.healthy ? 1 : 0));
     out.family("tcprouter_target_sessions_active", "gauge", "Sessions counted on the target now (connecting ones included), by backend and target.");
-    eachTarget(router, (backend, target, labels) => out.sample("tcprouter_target_sessions_active", labels, target.active));
+    eachTarget(router, (_backend, target, labels) => out.sample("tcprouter_target_sessions_active", labels, target.active));
 
     const snapshot = router.snapshot();
     out.family("tcprouter_queued_bytes", "gauge", "Bytes queued in pipes now, waiting for a slow reader.");

@@ -12,10 +12,7 @@
  * `MAX_CLIENT_HELLO_WIRE_BYTES`: that bounds what a session buffers before it has a route.
  */
 
-export type ClientHelloResult =
-  | { state: "need-more" }
-  | { state: "done"; serverName: string | null; alpn: string[] }
-  | { state: "error"; reason: string };
+export type ClientHelloResult = { state: "need-more" } | { state: "done"; serverName: string | null; alpn: string[] } | { state: "error"; reason: string };
 
 /**
  * The largest ClientHello body accepted (its 24-bit handshake length). 16 KiB leaves room for
@@ -239,7 +236,6 @@ export function tlsAlert(description: number): Uint8Array {
   }
   return Uint8Array.of(CONTENT_ALERT, 3, 3, 0, 2, 2, description);
 }
-
 
 // ── Routes by server name ──────────────────────────────────────────────────────────────────
 

@@ -63,7 +63,12 @@ export function loadCertificates(config: ListenerTlsConfig): LoadedCertificates 
  * name. Names `installed` before that are no longer listed get the default certificate (there
  * is no binding to remove a name). Returns the names now installed.
  */
-export function install(listener: TCPSocketListener<unknown>, loaded: LoadedCertificates, installed: ReadonlySet<string>, replaceDefault: boolean): Set<string> {
+export function install(
+  listener: TCPSocketListener<unknown>,
+  loaded: LoadedCertificates,
+  installed: ReadonlySet<string>,
+  replaceDefault: boolean,
+): Set<string> {
   bindings ??= borrowBindings();
   const handle = { _handle: listener };
   if (replaceDefault) bindings.setSecureContext.call(handle, loaded.fallback);

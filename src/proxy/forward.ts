@@ -117,4 +117,3 @@ export async function forward(options: ForwardOptions): Promise<ForwardHandle> {
   const bound = handle.listeners[0]!;
   return { ...handle, address: bound.address, port: bound.port };
 }
-

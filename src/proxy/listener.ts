@@ -95,12 +95,16 @@ export class Listener {
     }
     // reusePort is missing from Bun's types for listen; it works on Linux (see workers.ts).
     const tls = certificates === null ? {} : { tls: certificates.fallback };
-    const common = { socket: certificates ? tlsClientHandlers : clientHandlers, data: this as unknown, allowHalfOpen: true, ...tls, ...(this.router.reusePort ? { reusePort: true } : {}) };
+    const common = {
+      socket: certificates ? tlsClientHandlers : clientHandlers,
+      data: this as unknown,
+      allowHalfOpen: true,
+      ...tls,
+      ...(this.router.reusePort ? { reusePort: true } : {}),
+    };
     try {
       this.server =
-        address.kind === "unix"
-          ? Bun.listen({ ...common, unix: address.path })
-          : Bun.listen({ ...common, hostname: address.host, port: address.port });
+        address.kind === "unix" ? Bun.listen({ ...common, unix: address.path }) : Bun.listen({ ...common, hostname: address.host, port: address.port });
     } catch (error) {
       throw new ListenError(`cannot listen on ${formatAddress(address)}: ${listenErrorText(error)}`);
     }
@@ -151,7 +155,15 @@ export class Listener {
       for (const observer of router.observers) observer.refused?.(this, socket.remoteAddress ?? "", socket.remotePort ?? 0, why);
       socket.end();
       const held = this.refusals.allow();
-      if (held >= 0) router.log.warn(event(`listener ${this.options.name}: ${why}, refusing connections${heldBack(held)}`, { listener: this.options.name, reason: "refused", detail: why, suppressed: held }));
+      if (held >= 0)
+        router.log.warn(
+          event(`listener ${this.options.name}: ${why}, refusing connections${heldBack(held)}`, {
+            listener: this.options.name,
+            reason: "refused",
+            detail: why,
+            suppressed: held,
+          }),
+        );
       return;
     }
     const session = new Session(this, socket);

@@ -17,11 +17,15 @@ import type { Session } from "./session.ts";
 /** Queued chunks smaller than this are joined into one write: each write is a syscall. */
 const COALESCE_BYTES = 64 * 1024;
 
+/** A client socket (data: the session) or an upstream one (data: its connect attempt). */
+// biome-ignore lint/suspicious/noExplicitAny: Socket<T> is invariant in T; a pipe never reads socket.data.
+type AnySocket = Socket<any>;
+
 export class Pipe {
   /** The socket this pipe reads; null until the upstream is connected (for the upstream → client pipe). */
-  from: Socket<any> | null;
+  from: AnySocket | null;
   /** The socket this pipe writes; null until the upstream is connected (for the client → upstream pipe). */
-  to: Socket<any> | null;
+  to: AnySocket | null;
   /** Bytes read from `from`, whether written yet or not. */
   bytes = 0;
   /** Bytes waiting for `to`: `queue[head..]`. */
@@ -36,8 +40,8 @@ export class Pipe {
 
   constructor(
     private readonly session: Session,
-    from: Socket<any> | null,
-    to: Socket<any> | null,
+    from: AnySocket | null,
+    to: AnySocket | null,
   ) {
     this.from = from;
     this.to = to;

@@ -17,7 +17,6 @@ import { Listener, ListenError, type ListenerOptions, type SniRoute } from "./li
 import { defaultLogger, type Logger } from "../util/log.ts";
 import type { Session } from "./session.ts";
 
-
 export interface RouterOptions {
   highWaterMark?: number;
   lowWaterMark?: number;
@@ -25,7 +24,6 @@ export interface RouterOptions {
   /** Bind with SO_REUSEPORT so that several processes share each address (workers). Default false. */
   reusePort?: boolean;
 }
-
 
 export interface Stats {
   /** Sessions open now. */
@@ -96,7 +94,6 @@ export interface RouterHandle {
    */
   resolve(config: Config): Promise<void>;
 }
-
 
 export class OptionsError extends Error {}
 
@@ -178,7 +175,15 @@ export class Router {
           continue;
         }
         const { name, maxConnections, connectTimeout, idleTimeout } = options;
-        const listener = new Listener(this, { name, address: options.listen, backend: placeholder, maxConnections, connectTimeout, idleTimeout, tls: options.tls });
+        const listener = new Listener(this, {
+          name,
+          address: options.listen,
+          backend: placeholder,
+          maxConnections,
+          connectTimeout,
+          idleTimeout,
+          tls: options.tls,
+        });
         listener.open();
         opened.push(listener);
         next.push(listener);
@@ -208,7 +213,12 @@ export class Router {
     this.discovery.update(config, backends);
     this.drainTimeout = config.defaults.drainTimeout;
     this.startSweep();
-    return { opened: opened.map((l) => formatAddress(l.address)), closed: closed.map(([key]) => key), kept: kept.map((l) => formatAddress(l.address)), certificates: renewed };
+    return {
+      opened: opened.map((l) => formatAddress(l.address)),
+      closed: closed.map(([key]) => key),
+      kept: kept.map((l) => formatAddress(l.address)),
+      certificates: renewed,
+    };
   }
 
   /** (Re)starts the idle sweep at a tick fine enough for the shortest idle timeout. */
@@ -295,7 +305,9 @@ function keptCertificates(config: Config, current: Map<string, Listener>): Map<L
     const listener = current.get(address);
     if (listener === undefined) continue;
     if ((options.tls === null) !== !listener.options.tls) {
-      throw new ListenError(`${address}: tls cannot be ${options.tls === null ? "removed from" : "added to"} a listener that stays open; use a new address, or restart`);
+      throw new ListenError(
+        `${address}: tls cannot be ${options.tls === null ? "removed from" : "added to"} a listener that stays open; use a new address, or restart`,
+      );
     }
     if (options.tls === null) continue;
     try {

@@ -192,9 +192,7 @@ export class Session {
     const tls = backend.tls === null || clearFirst ? {} : { tls: upstreamTls(backend.tls, target) };
     const options = { socket: clearFirst ? proxyFirstHandlers : upstreamHandlers, data: this.attempt, allowHalfOpen: true, ...tls };
     const pending =
-      address.kind === "unix"
-        ? Bun.connect({ ...options, unix: address.path })
-        : Bun.connect({ ...options, hostname: address.host, port: address.port });
+      address.kind === "unix" ? Bun.connect({ ...options, unix: address.path }) : Bun.connect({ ...options, hostname: address.host, port: address.port });
     pending.catch(ignore); // connectError reports the failure
     const timeout = this.listener.options.connectTimeout;
     if (timeout > 0) this.timer = setTimeout(connectTimedOut, timeout, this);
@@ -389,7 +387,11 @@ function connectTimedOut(session: Session): void {
 }
 
 function prefaceTimedOut(session: Session): void {
-  if (session.preface !== null) session.prefaceFailed("hello_timeout", `no complete ${session.listener.options.routes ? "ClientHello" : "PROXY header"} within ${session.listener.options.helloTimeout ?? DEFAULTS.helloTimeout} ms`);
+  if (session.preface !== null)
+    session.prefaceFailed(
+      "hello_timeout",
+      `no complete ${session.listener.options.routes ? "ClientHello" : "PROXY header"} within ${session.listener.options.helloTimeout ?? DEFAULTS.helloTimeout} ms`,
+    );
 }
 
 function queueTimedOut(session: Session): void {

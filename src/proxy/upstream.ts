@@ -66,7 +66,8 @@ export const upstreamHandlers = {
     const session = attempt.session;
     if (session.upstream === socket) session.socketClosed("upstream", error);
     // Closed before `open`: a TLS handshake that failed. Fail the attempt now, not at the connect timeout.
-    else if (session.upstream === null && attempt === session.attempt) session.connectFailed("connect_failed", error ? `TLS: ${errorText(error)}` : "TLS handshake failed");
+    else if (session.upstream === null && attempt === session.attempt)
+      session.connectFailed("connect_failed", error ? `TLS: ${errorText(error)}` : "TLS handshake failed");
   },
   connectError(socket: Socket<Attempt>, error: Error) {
     const attempt = socket.data;

@@ -4,9 +4,7 @@
  */
 import { isIP } from "node:net";
 
-export type Address =
-  | { kind: "tcp"; host: string; port: number }
-  | { kind: "unix"; path: string };
+export type Address = { kind: "tcp"; host: string; port: number } | { kind: "unix"; path: string };
 
 export class AddressError extends Error {}
 

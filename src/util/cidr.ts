@@ -198,10 +198,7 @@ export class CidrSet {
 
   add(entry: string | Cidr): this {
     const cidr = typeof entry === "string" ? parseCidr(entry) : entry;
-    const isNew =
-      cidr.family === 4
-        ? addTo(this.#v4, cidr.prefix, v4Number(cidr.network, 0))
-        : addTo(this.#v6, cidr.prefix, v6Key(cidr.network, cidr.prefix));
+    const isNew = cidr.family === 4 ? addTo(this.#v4, cidr.prefix, v4Number(cidr.network, 0)) : addTo(this.#v6, cidr.prefix, v6Key(cidr.network, cidr.prefix));
     if (isNew) this.#size++;
     return this;
   }

@@ -110,7 +110,15 @@ export async function supervise(count: number, args: string[], log: Logger, admi
       return;
     }
     const crashLoop = worker !== undefined && Date.now() - worker.started < CRASH_WINDOW_MS;
-    log.warn(event(`worker ${index} (pid ${worker?.proc.pid}) died (${how}); restarting${crashLoop ? ` in ${RESTART_DELAY_MS} ms` : ""}`, { worker: index, pid: worker?.proc.pid ?? null, exitCode: code, signal, restartDelayMs: crashLoop ? RESTART_DELAY_MS : 0 }));
+    log.warn(
+      event(`worker ${index} (pid ${worker?.proc.pid}) died (${how}); restarting${crashLoop ? ` in ${RESTART_DELAY_MS} ms` : ""}`, {
+        worker: index,
+        pid: worker?.proc.pid ?? null,
+        exitCode: code,
+        signal,
+        restartDelayMs: crashLoop ? RESTART_DELAY_MS : 0,
+      }),
+    );
     restarts++;
     if (crashLoop) setTimeout(() => stopping === null && start(index), RESTART_DELAY_MS);
     else start(index);

@@ -83,7 +83,10 @@ describe.skipIf(!hasRedis)("max_connections per target", () => {
     held.push(fifth);
     const reply = fifth.call("PING");
     let repliedAt = 0;
-    void reply.then(() => (repliedAt = Date.now()), () => {});
+    void reply.then(
+      () => (repliedAt = Date.now()),
+      () => {},
+    );
     // It is accepted and waits: open in the router, no upstream for it, no reply.
     await waitFor(() => router.stats().activeSessions === 5, 5000, "the fifth session to open");
     expect(await counters.connected()).toEqual([2, 2]);

@@ -80,19 +80,23 @@ describe.skipIf(!hasRedis)("balance", () => {
     { balance: "random-two", sessions: 300, tolerance: 33 },
     { balance: "source-hash", sessions: 60, tolerance: 15 },
   ];
-  test.each(cases)("$balance with weights 1 and 2 sends a third of $sessions sessions to the lighter target", async ({ balance, sessions, tolerance }) => {
-    await using redis = await startRedises(2);
-    await using router = await startRouter(config({ balance, targets: [target(redis[0]!), target(redis[1]!, "weight = 2")] }));
-    await using counters = await connectionCounters(redis);
-    for (let i = 0; i < sessions; i++) await pingThrough(router, balance === "source-hash" ? sourceIp(i) : undefined);
+  test.each(cases)(
+    "$balance with weights 1 and 2 sends a third of $sessions sessions to the lighter target",
+    async ({ balance, sessions, tolerance }) => {
+      await using redis = await startRedises(2);
+      await using router = await startRouter(config({ balance, targets: [target(redis[0]!), target(redis[1]!, "weight = 2")] }));
+      await using counters = await connectionCounters(redis);
+      for (let i = 0; i < sessions; i++) await pingThrough(router, balance === "source-hash" ? sourceIp(i) : undefined);
 
-    const [light, heavy] = sessionsOf(router, redis);
-    expect(light! + heavy!).toBe(sessions);
-    expect(Math.abs(light! - sessions / 3)).toBeLessThanOrEqual(tolerance);
-    // What the router counted is what the servers saw.
-    expect(await counters.connectionsSince()).toEqual([light!, heavy!]);
-    expect(router.stats()).toMatchObject({ totalSessions: sessions, connectFailures: 0, noTarget: 0 });
-  }, 30_000);
+      const [light, heavy] = sessionsOf(router, redis);
+      expect(light! + heavy!).toBe(sessions);
+      expect(Math.abs(light! - sessions / 3)).toBeLessThanOrEqual(tolerance);
+      // What the router counted is what the servers saw.
+      expect(await counters.connectionsSince()).toEqual([light!, heavy!]);
+      expect(router.stats()).toMatchObject({ totalSessions: sessions, connectFailures: 0, noTarget: 0 });
+    },
+    30_000,
+  );
 
   test("least-conn sends new sessions to the target with fewer open sessions", async () => {
     await using redis = await startRedises(2);
@@ -171,7 +175,9 @@ describe.skipIf(!hasRedis)("health", () => {
     const restartedAt = Date.now();
     await waitFor(() => router.target(again.port).healthy, 5000, "the restarted target to be marked up");
     expect(Date.now() - restartedAt).toBeLessThanOrEqual(RISE * INTERVAL + SLACK);
-    expect(router.matching(`target 127.0.0.1:${again.port} is up`)).toEqual([`info backend redis: target 127.0.0.1:${again.port} is up (${RISE} passed checks)`]);
+    expect(router.matching(`target 127.0.0.1:${again.port} is up`)).toEqual([
+      `info backend redis: target 127.0.0.1:${again.port} is up (${RISE} passed checks)`,
+    ]);
     await using counters = await connectionCounters([again]);
     await counters.mark();
     const before = router.target(again.port).sessions;
@@ -207,7 +213,15 @@ describe.skipIf(!hasRedis)("health", () => {
     await using redis = await startRedises(2);
     await using router = await startRouter(config({ targets: redis.map((r) => target(r)), retries: 1, health: HEALTH }));
     for (const server of redis) await server.kill();
-    await waitFor(() => router.backends().get("redis")!.every((t) => !t.healthy), 5000, "both targets to be marked down");
+    await waitFor(
+      () =>
+        router
+          .backends()
+          .get("redis")!
+          .every((t) => !t.healthy),
+      5000,
+      "both targets to be marked down",
+    );
     const failuresBefore = router.stats().connectFailures;
 
     const started = Date.now();
@@ -225,9 +239,7 @@ describe.skipIf(!hasRedis)("health", () => {
   test("backups serve only while every primary is down", async () => {
     await using redis = await startRedises(3);
     const [p1, p2, backup] = [redis[0]!, redis[1]!, redis[2]!];
-    await using router = await startRouter(
-      config({ targets: [target(p1), target(p2), target(backup, "backup = true")], retries: 2, health: HEALTH }),
-    );
+    await using router = await startRouter(config({ targets: [target(p1), target(p2), target(backup, "backup = true")], retries: 2, health: HEALTH }));
     const served = async (n: number) => {
       const ports: number[] = [];
       for (let i = 0; i < n; i++) ports.push(await whichServer(router.port));
@@ -257,28 +269,32 @@ describe.skipIf(!hasRedis)("health", () => {
 describe.skipIf(!hasRedis)("retries", () => {
   // No health checks: the dead target stays "healthy" and keeps being picked; every time, the
   // failed connect is retried on another target.
-  test.each([...BALANCES])("%s: with one of three targets dead, 200 sequential clients see zero failures", async (balance) => {
-    await using redis = await startRedises(3);
-    const dead = redis[2]!;
-    await dead.kill();
-    await using router = await startRouter(config({ balance, targets: redis.map((r) => target(r)), retries: 2 }));
-    let failures = 0;
-    for (let i = 0; i < 200; i++) {
-      try {
-        // Clients from 50 addresses, so that source-hash sends some of them to the dead target.
-        if ((await once(router.port, ["PING"], sourceIp(i % 50))) !== "PONG") failures++;
-      } catch {
-        failures++;
+  test.each([...BALANCES])(
+    "%s: with one of three targets dead, 200 sequential clients see zero failures",
+    async (balance) => {
+      await using redis = await startRedises(3);
+      const dead = redis[2]!;
+      await dead.kill();
+      await using router = await startRouter(config({ balance, targets: redis.map((r) => target(r)), retries: 2 }));
+      let failures = 0;
+      for (let i = 0; i < 200; i++) {
+        try {
+          // Clients from 50 addresses, so that source-hash sends some of them to the dead target.
+          if ((await once(router.port, ["PING"], sourceIp(i % 50))) !== "PONG") failures++;
+        } catch {
+          failures++;
+        }
       }
-    }
-    expect(failures).toBe(0);
-    const stats = router.stats();
-    expect(stats.noTarget).toBe(0);
-    // The dead target was really tried (the retries did the work), and only it failed.
-    expect(stats.connectFailures).toBeGreaterThan(0);
-    expect(router.target(dead.port).connectFailures).toBe(stats.connectFailures);
-    expect(router.target(redis[0]!.port).connectFailures + router.target(redis[1]!.port).connectFailures).toBe(0);
-  }, 30_000);
+      expect(failures).toBe(0);
+      const stats = router.stats();
+      expect(stats.noTarget).toBe(0);
+      // The dead target was really tried (the retries did the work), and only it failed.
+      expect(stats.connectFailures).toBeGreaterThan(0);
+      expect(router.target(dead.port).connectFailures).toBe(stats.connectFailures);
+      expect(router.target(redis[0]!.port).connectFailures + router.target(redis[1]!.port).connectFailures).toBe(0);
+    },
+    30_000,
+  );
 });
 
 describe.skipIf(!hasRedis)("retries after a connect timeout", () => {
@@ -288,9 +304,7 @@ describe.skipIf(!hasRedis)("retries after a connect timeout", () => {
   test("a target whose connects hang is skipped by a retry after connect_timeout", async () => {
     await using redis = await startRedises(1);
     await using hanging = await unacceptingListener(); // connects to it neither succeed nor fail
-    await using router = await startRouter(
-      config({ targets: [`"${hanging.address}"`, target(redis[0]!)], retries: 2, defaults: 'connect_timeout = "300ms"' }),
-    );
+    await using router = await startRouter(config({ targets: [`"${hanging.address}"`, target(redis[0]!)], retries: 2, defaults: 'connect_timeout = "300ms"' }));
     let failures = 0;
     for (let i = 0; i < 4; i++) {
       try {

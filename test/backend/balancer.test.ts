@@ -304,7 +304,10 @@ describe("source-hash", () => {
     const b = createBalancer("source-hash");
     const before = assign(b, targets);
     const removed = targets[2]!;
-    const after = assign(b, targets.filter((t) => t !== removed));
+    const after = assign(
+      b,
+      targets.filter((t) => t !== removed),
+    );
     let moved = 0;
     for (const [k, t] of before) {
       if (t === removed) moved++;
@@ -319,7 +322,10 @@ describe("source-hash", () => {
     const before = assign(b, targets);
     targets[1]!.healthy = false;
     const down = assign(b, targets);
-    const removed = assign(b, targets.filter((t) => t !== targets[1]));
+    const removed = assign(
+      b,
+      targets.filter((t) => t !== targets[1]),
+    );
     expect(down).toEqual(removed); // same as if the target were gone
     targets[1]!.healthy = true;
     expect(assign(b, targets)).toEqual(before);
@@ -333,7 +339,12 @@ describe("source-hash", () => {
       const second = b.pick(targets, k, new Set([first]))!;
       expect(second).not.toBe(first);
       expect(b.pick(targets, k, new Set([first]))).toBe(second);
-      expect(b.pick(targets.filter((t) => t !== first), k)).toBe(second);
+      expect(
+        b.pick(
+          targets.filter((t) => t !== first),
+          k,
+        ),
+      ).toBe(second);
     }
   });
 

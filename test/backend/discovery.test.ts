@@ -10,7 +10,7 @@ import { promises as dns } from "node:dns";
 import { parseConfig } from "../../src/config/load.ts";
 import { Discovery, lookup, nextLookupDelay } from "../../src/backend/discovery.ts";
 import { parseDnsServer } from "../../src/util/address.ts";
-import { type TargetState } from "../../src/index.ts";
+import type { TargetState } from "../../src/index.ts";
 import { startRouter, type TestRouter } from "../helpers/redis.ts";
 import { captureLogger, dial, echo, HOST, listen, waitFor, type Peer, type Server, exchange } from "../helpers/net.ts";
 
@@ -98,7 +98,7 @@ function ipv6Bytes(ip: string): Buffer {
   const right = tail === undefined || tail === "" ? [] : tail.split(":");
   const groups = tail === undefined ? left : [...left, ...Array<string>(8 - left.length - right.length).fill("0"), ...right];
   const bytes = Buffer.alloc(16);
-  groups.forEach((group, i) => bytes.writeUInt16BE(parseInt(group, 16), i * 2));
+  for (const [i, group] of groups.entries()) bytes.writeUInt16BE(parseInt(group, 16), i * 2);
   return bytes;
 }
 
@@ -135,7 +135,6 @@ function accepted(servers: Upstreams): Map<string, number> {
 function since(servers: Upstreams, before: Map<string, number>): Record<string, number> {
   return Object.fromEntries([...servers].map(([host, server]) => [host, server.peers.length - before.get(host)!]));
 }
-
 
 /** A listener on any port and backend `app` with these targets (strings, or inline tables written as such). */
 function toml(dnsServer: string | null, targets: string[], backend = "", top = ""): string {
@@ -216,7 +215,9 @@ describe("one lookup against a DNS server", () => {
     try {
       await discovery.prefetch(config);
       const expanded = discovery.expand(config.backends.get("app")!.targets);
-      expect(expanded.map((t) => [t.address.kind === "tcp" ? `${t.address.host}:${t.address.port}` : t.address.path, t.name ?? "-", t.weight, t.backup])).toEqual([
+      expect(
+        expanded.map((t) => [t.address.kind === "tcp" ? `${t.address.host}:${t.address.port}` : t.address.path, t.name ?? "-", t.weight, t.backup]),
+      ).toEqual([
         ["127.0.0.1:7000", "-", 1, false],
         ["127.0.0.2:7000", "a.test:7000", 3, true],
         ["127.0.0.3:7000", "b.test:7000", 1, false],
@@ -347,7 +348,9 @@ describe("a router with hostname targets", () => {
     await using up = await upstreams(["127.0.0.3"]);
     await using router = await startRouter(toml(server.address, [`late.test:${up.port}`], 'resolve_interval = "1s"\n'));
     expect(keys(router)).toEqual([]);
-    expect(router.matching("late.test: lookup failed (ENOTFOUND (no A or AAAA record)); no targets from this name until it resolves; retrying every 1s")).toHaveLength(1);
+    expect(
+      router.matching("late.test: lookup failed (ENOTFOUND (no A or AAAA record)); no targets from this name until it resolves; retrying every 1s"),
+    ).toHaveLength(1);
     await using peer = await dial(router.port);
     await waitFor(() => peer.hungUp, 5000, "a session with no target to close");
     expect(router.stats().noTarget).toBe(1);
@@ -374,7 +377,7 @@ describe("a router with hostname targets", () => {
     const keepLookups = server.lookups("keep.test");
     router.reload(parseConfig(toml(server.address, ['{ address = "keep.test:7000", weight = 5 }'], 'resolve_interval = "30s"\n'), "toml"));
     expect(targets(router)).toHaveLength(2);
-    targets(router).forEach((target, i) => expect(target).toBe(kept[i]!));
+    for (const [i, target] of targets(router).entries()) expect(target).toBe(kept[i]!);
     expect(targets(router).map((t) => t.weight)).toEqual([5, 5]);
     await Bun.sleep(300); // a lookup in flight at the reload ends
     const goneLookups = server.lookups("gone.test");
@@ -411,7 +414,9 @@ describe("a router with hostname targets", () => {
 
   test("IP literals and unix paths are never looked up", async () => {
     using server = await startDns();
-    await using router = await startRouter(toml(server.address, ["127.0.0.1:7000", "[::1]:7000", "unix:/tmp/tcprouter-dns-test.sock"], 'resolve_interval = "1s"\n'));
+    await using router = await startRouter(
+      toml(server.address, ["127.0.0.1:7000", "[::1]:7000", "unix:/tmp/tcprouter-dns-test.sock"], 'resolve_interval = "1s"\n'),
+    );
     expect(keys(router)).toEqual(["127.0.0.1:7000", "[::1]:7000", "unix:/tmp/tcprouter-dns-test.sock"]);
     await Bun.sleep(1200);
     expect(server.queries).toEqual([]);

@@ -45,12 +45,16 @@ test("forwards an echo session, then exits 0 on SIGTERM", async () => {
 const hasRedis = hasCommand("redis-server") && hasCommand("redis-cli");
 if (!hasRedis) console.warn("skipping the compiled binary's Redis test: redis-server or redis-cli is not installed");
 
-test.skipIf(!hasRedis)("forwards redis-cli to a real redis-server", async () => {
-  await using redis = await startRedis();
-  await using binary = spawn([BINARY, "--listen", `${HOST}:0`, "--to", `${HOST}:${redis.port}`]);
-  const [, port] = await binary.stderrMatch(/listening on 127\.0\.0\.1:(\d+) → /);
+test.skipIf(!hasRedis)(
+  "forwards redis-cli to a real redis-server",
+  async () => {
+    await using redis = await startRedis();
+    await using binary = spawn([BINARY, "--listen", `${HOST}:0`, "--to", `${HOST}:${redis.port}`]);
+    const [, port] = await binary.stderrMatch(/listening on 127\.0\.0\.1:(\d+) → /);
 
-  expect((await run(["redis-cli", "-p", port!, "ping"])).stdout).toBe("PONG\n");
-  expect((await run(["redis-cli", "-p", port!, "set", "compiled", "yes"])).stdout).toBe("OK\n");
-  expect((await run(["redis-cli", "-p", String(redis.port), "get", "compiled"])).stdout).toBe("yes\n");
-}, 20_000);
+    expect((await run(["redis-cli", "-p", port!, "ping"])).stdout).toBe("PONG\n");
+    expect((await run(["redis-cli", "-p", port!, "set", "compiled", "yes"])).stdout).toBe("OK\n");
+    expect((await run(["redis-cli", "-p", String(redis.port), "get", "compiled"])).stdout).toBe("yes\n");
+  },
+  20_000,
+);

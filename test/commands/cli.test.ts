@@ -30,14 +30,26 @@ describe("exits 1 with one line on stderr naming the problem", () => {
     ["a bad count", [...LISTEN, "--to", NO_TARGET, "--max-connections", "many"], /--max-connections: "many" is not a whole number/],
     ["a bad log level", [...LISTEN, "--to", NO_TARGET, "--log-level", "loud"], /--log-level \(loud\)\. Expected one of: error, warn, info, debug/],
     ["an unknown command", ["bogus", ...LISTEN, "--to", NO_TARGET], /Unknown command bogus/],
-    ["a listen address not on this machine", ["--listen", "192.0.2.1:0", "--to", NO_TARGET], /cannot listen on 192\.0\.2\.1:0: address not available on this machine/],
-    ["a unix listen path in a missing directory", ["--listen", "unix:/nonexistent-tcprouter-dir/x.sock", "--to", NO_TARGET], /cannot listen on unix:\/nonexistent-tcprouter-dir\/x\.sock: no such directory/],
-  ] as const)("%s", async (_, args, message) => {
-    const { code, stdout, stderr } = await run([...CLI, ...args], 15_000);
-    expect(code).toBe(1);
-    expect(stdout).toBe("");
-    expectOneErrorLine(stderr, message);
-  }, 20_000);
+    [
+      "a listen address not on this machine",
+      ["--listen", "192.0.2.1:0", "--to", NO_TARGET],
+      /cannot listen on 192\.0\.2\.1:0: address not available on this machine/,
+    ],
+    [
+      "a unix listen path in a missing directory",
+      ["--listen", "unix:/nonexistent-tcprouter-dir/x.sock", "--to", NO_TARGET],
+      /cannot listen on unix:\/nonexistent-tcprouter-dir\/x\.sock: no such directory/,
+    ],
+  ] as const)(
+    "%s",
+    async (_, args, message) => {
+      const { code, stdout, stderr } = await run([...CLI, ...args], 15_000);
+      expect(code).toBe(1);
+      expect(stdout).toBe("");
+      expectOneErrorLine(stderr, message);
+    },
+    20_000,
+  );
 
   test("an address already in use", async () => {
     await using taken = listen(echo);
@@ -108,7 +120,10 @@ test("writes one JSON object per line with --log-format json", async () => {
   await cli.stderrMatch(/listening on/);
   cli.proc.kill("SIGTERM");
   expect(await cli.exited()).toBe(0);
-  const lines = cli.stderrText.trimEnd().split("\n").map((line) => JSON.parse(line) as Record<string, unknown>);
+  const lines = cli.stderrText
+    .trimEnd()
+    .split("\n")
+    .map((line) => JSON.parse(line) as Record<string, unknown>);
   expect(lines.length).toBeGreaterThanOrEqual(2);
   expect(lines[0]).toMatchObject({ level: "info", message: expect.stringMatching(/^listening on 127\.0\.0\.1:\d+ → 127\.0\.0\.1:1$/) });
   for (const line of lines) expect(typeof line.time).toBe("string");
@@ -121,10 +136,22 @@ test("JSON log lines carry the event's fields beside the message", async () => {
   await cli.stderrMatch(/listening on/);
   cli.proc.kill("SIGTERM");
   expect(await cli.exited()).toBe(0);
-  const lines = cli.stderrText.trimEnd().split("\n").map((line) => JSON.parse(line) as Record<string, unknown>);
+  const lines = cli.stderrText
+    .trimEnd()
+    .split("\n")
+    .map((line) => JSON.parse(line) as Record<string, unknown>);
   const address = String(lines[0]!.address);
   expect(address).toMatch(/^127\.0\.0\.1:\d+$/);
-  expect(lines[0]).toEqual({ time: expect.any(String), level: "info", message: `listening on ${address} → 127.0.0.1:1`, listener: "127.0.0.1:0", address, mode: "tcp", backend: "default", routes: 0 });
+  expect(lines[0]).toEqual({
+    time: expect.any(String),
+    level: "info",
+    message: `listening on ${address} → 127.0.0.1:1`,
+    listener: "127.0.0.1:0",
+    address,
+    mode: "tcp",
+    backend: "default",
+    routes: 0,
+  });
   expect(lines.find((line) => String(line.message).startsWith("SIGTERM:"))).toEqual({
     time: expect.any(String),
     level: "info",
@@ -132,7 +159,13 @@ test("JSON log lines carry the event's fields beside the message", async () => {
     signal: "SIGTERM",
     open: 0,
   });
-  expect(lines.find((line) => String(line.message).startsWith("stopped after"))).toMatchObject({ signal: "SIGTERM", drained: 0, closed: 0, totalSessions: 0, refused: 0 });
+  expect(lines.find((line) => String(line.message).startsWith("stopped after"))).toMatchObject({
+    signal: "SIGTERM",
+    drained: 0,
+    closed: 0,
+    totalSessions: 0,
+    refused: 0,
+  });
 }, 20_000);
 
 test("refuses the connection over --max-connections at once", async () => {

@@ -164,7 +164,9 @@ const BAD: [name: string, text: string, errors: string[]][] = [
   ],
   [
     "a resolve interval under 1s, off, or without a unit",
-    '[defaults]\nresolve_interval = "500ms"\n' + LISTENER + '[backends.redis]\ntargets = ["redis.svc:6379"]\nresolve_interval = "off"\n[backends.web]\ntargets = ["web.svc:80"]\nresolve_interval = 30\n',
+    '[defaults]\nresolve_interval = "500ms"\n' +
+      LISTENER +
+      '[backends.redis]\ntargets = ["redis.svc:6379"]\nresolve_interval = "off"\n[backends.web]\ntargets = ["web.svc:80"]\nresolve_interval = 30\n',
     [
       'defaults.resolve_interval: expected at least 1s, got "500ms"',
       'backends.redis.resolve_interval: expected a duration longer than 0, got "off"',
@@ -280,14 +282,14 @@ const BAD: [name: string, text: string, errors: string[]][] = [
     VALID + '[admin]\nlisten = "9901"\nport = 9901\n',
     ['admin.listen: "9901": expected host:port', "admin.port: unknown key (expected one of: listen)"],
   ],
-  ["the admin listener on a listener's address", VALID + '[admin]\nlisten = "127.0.0.1:11000"\n', ["admin.listen: 127.0.0.1:11000 is already used by listeners[0]"]],
-  ["admin written as a plain value", 'admin = "127.0.0.1:9901"\n' + VALID, ['admin: expected a table, got "127.0.0.1:9901"']],
   [
-    "an empty access_log",
-    'access_log = ""\n' + VALID,
-    ['access_log: expected "stdout", "off" or a file path, got ""'],
+    "the admin listener on a listener's address",
+    VALID + '[admin]\nlisten = "127.0.0.1:11000"\n',
+    ["admin.listen: 127.0.0.1:11000 is already used by listeners[0]"],
   ],
-  ["access_log as a number", "access_log = 1\n" + VALID, ['access_log: expected "stdout", "off" or a file path, got 1']],  // ── Issue 5: SNI routes, PROXY protocol, ACLs, TLS ──
+  ["admin written as a plain value", 'admin = "127.0.0.1:9901"\n' + VALID, ['admin: expected a table, got "127.0.0.1:9901"']],
+  ["an empty access_log", 'access_log = ""\n' + VALID, ['access_log: expected "stdout", "off" or a file path, got ""']],
+  ["access_log as a number", "access_log = 1\n" + VALID, ['access_log: expected "stdout", "off" or a file path, got 1']], // ── Issue 5: SNI routes, PROXY protocol, ACLs, TLS ──
   [
     "an unknown mode",
     LISTENER + 'mode = "tls"\n' + '[[listeners]]\nlisten = "127.0.0.1:11001"\nbackend = "redis"\nmode = 1\n' + BACKEND,
@@ -433,8 +435,12 @@ const BAD: [name: string, text: string, errors: string[]][] = [
   ],
   [
     "send or expect health checks on a TLS backend (checks are plain TCP)",
-    LISTENER + '[backends.redis]\ntargets = ["127.0.0.1:6379"]\ntls = {}\nhealth = { send = "PING\\r\\n", expect = "+PONG" }\n[backends.b]\ntargets = ["127.0.0.1:1"]\ntls = { verify = false }\nhealth = { interval = "5s" }\n',
-    ["backends.redis.health.send: not with tls (health checks are plain TCP connects)", "backends.redis.health.expect: not with tls (health checks are plain TCP connects)"],
+    LISTENER +
+      '[backends.redis]\ntargets = ["127.0.0.1:6379"]\ntls = {}\nhealth = { send = "PING\\r\\n", expect = "+PONG" }\n[backends.b]\ntargets = ["127.0.0.1:1"]\ntls = { verify = false }\nhealth = { interval = "5s" }\n',
+    [
+      "backends.redis.health.send: not with tls (health checks are plain TCP connects)",
+      "backends.redis.health.expect: not with tls (health checks are plain TCP connects)",
+    ],
   ],
   [
     "bad send_proxy and backend tls values; a CA file that is missing or not a certificate",
@@ -610,14 +616,16 @@ describe("a valid config resolves to a typed Config", () => {
     expect(health.expect).toEqual(new Uint8Array([...bytes("SSH-2.0-"), 0xc3, 0xa9]));
   });
 
-  test("[admin] listen and access_log are read; absent or \"off\" they are off", () => {
+  test('[admin] listen and access_log are read; absent or "off" they are off', () => {
     const config = parseConfig('access_log = "/var/log/tcprouter/access.log"\n' + VALID + '[admin]\nlisten = "127.0.0.1:9901"\n', "toml");
     expect(config.admin).toEqual({ listen: { kind: "tcp", host: "127.0.0.1", port: 9901 } });
     expect(config.accessLog).toBe("/var/log/tcprouter/access.log");
     expect(parseConfig('access_log = "stdout"\n' + VALID, "toml").accessLog).toBe("stdout");
     const off = parseConfig('access_log = "off"\n' + VALID, "toml");
     expect([off.admin, off.accessLog]).toEqual([undefined, undefined]);
-    expect(parseConfig(VALID + '[admin]\nlisten = "unix:/run/tcprouter-admin.sock"\n', "toml").admin).toEqual({ listen: { kind: "unix", path: "/run/tcprouter-admin.sock" } });
+    expect(parseConfig(VALID + '[admin]\nlisten = "unix:/run/tcprouter-admin.sock"\n', "toml").admin).toEqual({
+      listen: { kind: "unix", path: "/run/tcprouter-admin.sock" },
+    });
   });
 
   test("dns_servers become ip:port (53 by default); resolve_interval is the backend's, else the [defaults] one, else 30s", () => {
@@ -682,13 +690,18 @@ describe("issue 5 keys: SNI routes, PROXY protocol, ACLs, TLS", () => {
     expect(configWarnings(config)).toEqual([]);
   });
 
-  test("an sni listener may have no backend (null: no default route); tls = {} and send_proxy = \"off\" take the defaults", () => {
+  test('an sni listener may have no backend (null: no default route); tls = {} and send_proxy = "off" take the defaults', () => {
     const config = parseConfig(
       SNI + '[[listeners.routes]]\nalpn = ["h2"]\nbackend = "redis"\n[backends.redis]\ntargets = ["127.0.0.1:6379"]\nsend_proxy = "off"\ntls = {}\n',
       "toml",
     );
     const [listener] = config.listeners;
-    expect([listener!.mode, listener!.backend, listener!.routes, listener!.helloTimeout]).toEqual(["sni", null, [{ serverNames: [], alpn: ["h2"], backend: "redis" }], 10_000]);
+    expect([listener!.mode, listener!.backend, listener!.routes, listener!.helloTimeout]).toEqual([
+      "sni",
+      null,
+      [{ serverNames: [], alpn: ["h2"], backend: "redis" }],
+      10_000,
+    ]);
     expect(config.backends.get("redis")!.sendProxy).toBeNull();
     expect(config.backends.get("redis")!.tls).toEqual({ serverName: null, ca: null, verify: true });
     expect(configWarnings(config)).toEqual([]);
@@ -712,7 +725,10 @@ describe("issue 5 keys: SNI routes, PROXY protocol, ACLs, TLS", () => {
   });
 
   test("a backend used only by a route is not reported unused", () => {
-    const config = parseConfig(SNI + '[[listeners.routes]]\nserver_names = ["a.example.com"]\nbackend = "redis"\n' + BACKEND + '[backends.spare]\ntargets = ["127.0.0.1:1"]\n', "toml");
+    const config = parseConfig(
+      SNI + '[[listeners.routes]]\nserver_names = ["a.example.com"]\nbackend = "redis"\n' + BACKEND + '[backends.spare]\ntargets = ["127.0.0.1:1"]\n',
+      "toml",
+    );
     expect(configWarnings(config)).toEqual(["backends.spare: not used by any listener"]);
   });
 });
@@ -784,7 +800,10 @@ listener 127.0.0.1:6380 (tls ${CERTS}/localhost.pem (default; localhost upstream
 
 test("the plan of an sni listener has a line per route and one for the default, each with its backend's targets", async () => {
   expect(renderPlan(await loadConfig(`${ROOT}${FIXTURES}/tls.toml`))).toBe(TLS_PLAN);
-  const noDefault = parseConfig(SNI + '[[listeners.routes]]\nalpn = ["h2"]\nbackend = "redis"\n[backends.redis]\ntargets = ["127.0.0.1:6379"]\ntls = { verify = false }\n', "toml");
+  const noDefault = parseConfig(
+    SNI + '[[listeners.routes]]\nalpn = ["h2"]\nbackend = "redis"\n[backends.redis]\ntargets = ["127.0.0.1:6379"]\ntls = { verify = false }\n',
+    "toml",
+  );
   expect(renderPlan(noDefault).split("\n").slice(1)).toEqual([
     "listener 127.0.0.1:8443 (sni)",
     "  route alpn h2 → backend redis (round-robin, retries 2, no health checks, tls to the target's host without verification)",

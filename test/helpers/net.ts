@@ -303,9 +303,7 @@ export function listen(behaviour: Behaviour = {}, where: { unix?: string; hostna
   const server = new Server(behaviour);
   const common = { socket: serverHandlers, data: server as unknown, allowHalfOpen: true };
   server.listener =
-    where.unix !== undefined
-      ? Bun.listen({ ...common, unix: where.unix })
-      : Bun.listen({ ...common, hostname: where.hostname ?? HOST, port: where.port ?? 0 });
+    where.unix !== undefined ? Bun.listen({ ...common, unix: where.unix }) : Bun.listen({ ...common, hostname: where.hostname ?? HOST, port: where.port ?? 0 });
   return server;
 }
 
@@ -525,10 +523,14 @@ export async function startRedisOn(port: number): Promise<RedisServer> {
     await within(child.proc.exited, 5000, `redis-server ${port} to die`);
   };
   try {
-    await waitFor(async () => {
-      if (child.proc.exitCode !== null) throw new Error(`redis-server exited: ${child.stdoutText}${child.stderrText}`);
-      return (await run(["redis-cli", "-p", String(port), "ping"], 5000)).stdout.trim() === "PONG";
-    }, 10_000, `redis-server on port ${port}`);
+    await waitFor(
+      async () => {
+        if (child.proc.exitCode !== null) throw new Error(`redis-server exited: ${child.stdoutText}${child.stderrText}`);
+        return (await run(["redis-cli", "-p", String(port), "ping"], 5000)).stdout.trim() === "PONG";
+      },
+      10_000,
+      `redis-server on port ${port}`,
+    );
   } catch (error) {
     await kill();
     throw error;
@@ -613,33 +615,41 @@ export async function unacceptingListener() {
       let eof = false;
       let error = 0;
       const buffer = new Uint8Array(64 * 1024);
-      await waitFor(() => {
-        for (;;) {
-          const r = Number(c.recv(one, ptr(buffer), buffer.length, MSG_DONTWAIT));
-          if (r > 0) {
-            parts.push(Buffer.from(buffer.subarray(0, r)));
-            got += r;
-            if (got >= n) return true;
-            continue;
+      await waitFor(
+        () => {
+          for (;;) {
+            const r = Number(c.recv(one, ptr(buffer), buffer.length, MSG_DONTWAIT));
+            if (r > 0) {
+              parts.push(Buffer.from(buffer.subarray(0, r)));
+              got += r;
+              if (got >= n) return true;
+              continue;
+            }
+            if (r === 0) return (eof = true);
+            const e = errno();
+            if (e === EAGAIN) return false;
+            error = e;
+            return true;
           }
-          if (r === 0) return (eof = true);
-          const e = errno();
-          if (e === EAGAIN) return false;
-          error = e;
-          return true;
-        }
-      }, ms, `${n} bytes on an accepted socket`);
+        },
+        ms,
+        `${n} bytes on an accepted socket`,
+      );
       return { bytes: Buffer.concat(parts), eof, errno: error };
     },
     /** Writes all of `data` to an accepted fd (small payloads). */
     async send(one: number, data: Uint8Array | string, ms = 5000): Promise<void> {
       let rest = typeof data === "string" ? Buffer.from(data) : data;
-      await waitFor(() => {
-        const r = Number(c.send(one, ptr(rest), rest.length, MSG_DONTWAIT | MSG_NOSIGNAL));
-        if (r > 0) rest = rest.subarray(r);
-        else if (r < 0 && errno() !== EAGAIN) throw new Error(`send(): errno ${errno()}`);
-        return rest.length === 0;
-      }, ms, "send on an accepted socket");
+      await waitFor(
+        () => {
+          const r = Number(c.send(one, ptr(rest), rest.length, MSG_DONTWAIT | MSG_NOSIGNAL));
+          if (r > 0) rest = rest.subarray(r);
+          else if (r < 0 && errno() !== EAGAIN) throw new Error(`send(): errno ${errno()}`);
+          return rest.length === 0;
+        },
+        ms,
+        "send on an accepted socket",
+      );
     },
     closeFd(one: number): void {
       const at = accepted.indexOf(one);

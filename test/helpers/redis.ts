@@ -16,12 +16,14 @@ export const hasRedis = ["redis-server", "redis-cli"].every((name) => Bun.which(
 // ---------------------------------------------------------------------------------------------
 // The router under test
 
-export type TestRouter = RouterHandle & LogLines & AsyncDisposable & {
-  /** The first listener's port. */
-  port: number;
-  /** The live target states of a backend, by target port. */
-  target(port: number, backend?: string): TargetState;
-};
+export type TestRouter = RouterHandle &
+  LogLines &
+  AsyncDisposable & {
+    /** The first listener's port. */
+    port: number;
+    /** The live target states of a backend, by target port. */
+    target(port: number, backend?: string): TargetState;
+  };
 
 /** `createRouter(parseConfig(toml))` with a capturing logger (debug, or consola `logLevel`); disposing stops it with no drain. */
 export async function startRouter(toml: string, logLevel?: number): Promise<TestRouter> {
@@ -33,7 +35,10 @@ export async function startRouter(toml: string, logLevel?: number): Promise<Test
     lines: log.lines,
     matching: log.matching,
     target(port, backend = "redis") {
-      const found = handle.backends().get(backend)?.find((t) => t.address.kind === "tcp" && t.address.port === port);
+      const found = handle
+        .backends()
+        .get(backend)
+        ?.find((t) => t.address.kind === "tcp" && t.address.port === port);
       if (found === undefined) throw new Error(`no target on port ${port} in backend ${backend}`);
       return found;
     },
@@ -130,7 +135,12 @@ export class RedisClient implements AsyncDisposable {
     };
     socket.on("end", hangUp);
     socket.on("error", hangUp);
-    this.whenClosed = new Promise((resolve) => socket.on("close", () => (hangUp(), resolve())));
+    this.whenClosed = new Promise((resolve) =>
+      socket.on("close", () => {
+        hangUp();
+        resolve();
+      }),
+    );
   }
 
   /** Connects to 127.0.0.1:`port`, from `localAddress` when given (any 127.x.y.z works on Linux). */

@@ -91,18 +91,15 @@ export async function tlsServer(cert: string, options: { name?: string; alpn?: s
       await new Promise<void>((resolve) => server.close(() => resolve()));
     },
   };
-  const server = tls.createServer(
-    { cert: pem(`${cert}.pem`), key: pem(`${cert}.key`), ...(options.alpn ? { ALPNProtocols: options.alpn } : {}) },
-    (socket) => {
-      const servername = (socket as tls.TLSSocket & { servername?: string | false }).servername || null;
-      const alpn = socket.alpnProtocol || null;
-      state.sessions.push({ servername, alpn, remote: `${socket.remoteAddress}:${socket.remotePort}` });
-      socket.write(`${state.name} sni=${servername ?? "-"} alpn=${alpn ?? "-"}\n`);
-      socket.on("data", (chunk) => socket.write(chunk));
-      socket.on("end", () => socket.end());
-      socket.on("error", () => {});
-    },
-  );
+  const server = tls.createServer({ cert: pem(`${cert}.pem`), key: pem(`${cert}.key`), ...(options.alpn ? { ALPNProtocols: options.alpn } : {}) }, (socket) => {
+    const servername = (socket as tls.TLSSocket & { servername?: string | false }).servername || null;
+    const alpn = socket.alpnProtocol || null;
+    state.sessions.push({ servername, alpn, remote: `${socket.remoteAddress}:${socket.remotePort}` });
+    socket.write(`${state.name} sni=${servername ?? "-"} alpn=${alpn ?? "-"}\n`);
+    socket.on("data", (chunk) => socket.write(chunk));
+    socket.on("end", () => socket.end());
+    socket.on("error", () => {});
+  });
   server.on("connection", (socket: net.Socket) => {
     state.connections++;
     sockets.add(socket);
@@ -346,12 +343,15 @@ export async function startHaproxy(body: string): Promise<{ port: number; child:
   const port = freePort();
   const file = `${tmpdir()}/tcprouter-test-haproxy-${port}.cfg`;
   const text =
-    "global\n  maxconn 1000\n\ndefaults\n  mode tcp\n  timeout connect 5s\n  timeout client 30s\n  timeout server 30s\n\n" + body.replaceAll("{port}", String(port));
+    "global\n  maxconn 1000\n\ndefaults\n  mode tcp\n  timeout connect 5s\n  timeout client 30s\n  timeout server 30s\n\n" +
+    body.replaceAll("{port}", String(port));
   await Bun.write(file, text);
   const child = spawn(["haproxy", "-db", "-f", file]);
   const stop = async () => {
     await child[Symbol.asyncDispose]();
-    await Bun.file(file).delete().catch(() => {});
+    await Bun.file(file)
+      .delete()
+      .catch(() => {});
   };
   try {
     await waitFor(

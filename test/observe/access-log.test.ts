@@ -31,7 +31,12 @@ afterAll(() => rmSync(dir, { recursive: true, force: true }));
 let files = 0;
 const tempFile = () => join(dir, `access-${++files}.log`);
 
-const linesOf = (path: string): string[] => (existsSync(path) ? readFileSync(path, "utf8").split("\n").filter((line) => line !== "") : []);
+const linesOf = (path: string): string[] =>
+  existsSync(path)
+    ? readFileSync(path, "utf8")
+        .split("\n")
+        .filter((line) => line !== "")
+    : [];
 
 /** A logfmt line as key → value (values may be JSON-quoted). */
 function fields(line: string): Record<string, string> {
@@ -89,7 +94,12 @@ describe("one line per session, with the close reason of each kind of ending", (
   });
 
   test("upstream_fin: the upstream sends a banner and half-closes first", async () => {
-    const banner: Behaviour = { open: (peer) => (peer.write("220 hello\r\n"), peer.shutdown()) };
+    const banner: Behaviour = {
+      open: (peer) => {
+        peer.write("220 hello\r\n");
+        peer.shutdown();
+      },
+    };
     await using upstream = listen(banner);
     const { fwd, log, path } = await withLog(upstream.address);
     await using _ = fwd;
@@ -118,7 +128,7 @@ describe("one line per session, with the close reason of each kind of ending", (
     await using upstream = listen(source(1024 * MiB));
     const { fwd, log, path } = await withLog(upstream.address, { highWaterMark: 64 * 1024, lowWaterMark: 16 * 1024 });
     await using _ = fwd;
-    await using client = await dial(fwd.port, slowReader);
+    await using _client = await dial(fwd.port, slowReader);
     await waitFor(() => fwd.stats().queuedBytes >= 64 * 1024, 10_000, "the down pipe to fill");
     (await upstream.peer(0)).terminate();
     const line = await onlyLine(fwd, log, path);
@@ -145,7 +155,13 @@ describe("one line per session, with the close reason of each kind of ending", (
     await using _ = fwd;
     await using client = await dial(fwd.port);
     await waitFor(() => client.hungUp, 5000, "the client to be closed");
-    expect(await onlyLine(fwd, log, path)).toMatchObject({ target, bytes_up: "0", bytes_down: "0", reason: "connect_failed", detail: `${target} ECONNREFUSED` });
+    expect(await onlyLine(fwd, log, path)).toMatchObject({
+      target,
+      bytes_up: "0",
+      bytes_down: "0",
+      reason: "connect_failed",
+      detail: `${target} ECONNREFUSED`,
+    });
   });
 
   test("three sessions give three lines, in the order they ended", async () => {
@@ -248,7 +264,15 @@ describe("formats and files", () => {
     log.refused(fwd.router.listeners[0]!, "10.1.2.3", 4567, "max_connections 1 reached");
     log.close();
     expect(linesOf(path).map(fields)).toEqual([
-      expect.objectContaining({ client: "10.1.2.3:4567", target: "-", bytes_up: "0", bytes_down: "0", duration_ms: "0", reason: "refused", detail: "max_connections 1 reached" }),
+      expect.objectContaining({
+        client: "10.1.2.3:4567",
+        target: "-",
+        bytes_up: "0",
+        bytes_down: "0",
+        duration_ms: "0",
+        reason: "refused",
+        detail: "max_connections 1 reached",
+      }),
     ]);
   });
 

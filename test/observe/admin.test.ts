@@ -105,10 +105,14 @@ describe("endpoints", () => {
       expect(((await (await fetch(`${admin.url}status`)).json()) as Status).history).toBeUndefined();
       await session(fwd, "abc");
       let status: Status | undefined;
-      await waitFor(async () => {
-        status = (await (await fetch(`${admin.url}status?history`)).json()) as Status;
-        return status.history!.length >= 2;
-      }, 5000, "two samples");
+      await waitFor(
+        async () => {
+          status = (await (await fetch(`${admin.url}status?history`)).json()) as Status;
+          return status.history!.length >= 2;
+        },
+        5000,
+        "two samples",
+      );
       const [first, second] = status!.history!;
       expect(second!.t - first!.t).toBeGreaterThanOrEqual(500); // one a second (a late tick shortens the next gap)
       expect(second).toEqual({ t: expect.any(Number), activeSessions: 0, totalSessions: 1, bytesUp: 3, bytesDown: 3 });
@@ -174,7 +178,10 @@ describe("the CLI", () => {
     try {
       const adminPort = freePort();
       const path = join(dir, "tcprouter.toml");
-      await Bun.write(path, `[admin]\nlisten = "${HOST}:${adminPort}"\n[[listeners]]\nlisten = "${HOST}:0"\nbackend = "b"\n[backends.b]\ntargets = ["${HOST}:1"]\n`);
+      await Bun.write(
+        path,
+        `[admin]\nlisten = "${HOST}:${adminPort}"\n[[listeners]]\nlisten = "${HOST}:0"\nbackend = "b"\n[backends.b]\ntargets = ["${HOST}:1"]\n`,
+      );
       {
         await using cli = spawnCli(["--config", path]);
         await cli.stderrMatch(/admin on /);

@@ -31,7 +31,16 @@ describe.skipIf(!hasChromium)(`in headless Chromium (${CHROMIUM})`, () => {
     const admin = startAdmin({ listen: `${HOST}:0`, router: fwd.router });
     const browser = await chromium.launch({
       executablePath: CHROMIUM,
-      args: ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking", "--disable-component-update", "--disable-sync"],
+      args: [
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-quic",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+      ],
     });
     try {
       const page = await browser.newPage();
@@ -93,7 +102,10 @@ describe.skipIf(!hasChromium)(`in headless Chromium (${CHROMIUM})`, () => {
     await using upstream = listen(echo);
     await using fwd = await startForward({ to: upstream.address });
     const admin = startAdmin({ listen: `${HOST}:0`, router: fwd.router });
-    const browser = await chromium.launch({ executablePath: CHROMIUM, args: ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking"] });
+    const browser = await chromium.launch({
+      executablePath: CHROMIUM,
+      args: ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking"],
+    });
     try {
       const page = await browser.newPage();
       await page.goto(admin.url);

@@ -36,7 +36,9 @@ ${listenerExtra}
 targets = ["${reader.address}"]
 send_proxy = "v1"
 `);
-  const haproxy = await startHaproxy(`frontend fe\n  bind 127.0.0.1:{port}\n  default_backend be\nbackend be\n  server tcprouter 127.0.0.1:${router.port()} ${haproxySends}\n`);
+  const haproxy = await startHaproxy(
+    `frontend fe\n  bind 127.0.0.1:{port}\n  default_backend be\nbackend be\n  server tcprouter 127.0.0.1:${router.port()} ${haproxySends}\n`,
+  );
   return {
     reader,
     router,
@@ -103,7 +105,9 @@ targets = ["${db.address}"]
 [backends.web]
 targets = ["${web.address}"]
 `);
-    await using haproxy = await startHaproxy(`frontend fe\n  bind 127.0.0.1:{port}\n  default_backend be\nbackend be\n  server tcprouter 127.0.0.1:${router.port()} send-proxy-v2\n`);
+    await using haproxy = await startHaproxy(
+      `frontend fe\n  bind 127.0.0.1:{port}\n  default_backend be\nbackend be\n  server tcprouter 127.0.0.1:${router.port()} send-proxy-v2\n`,
+    );
     for (const name of ["db", "web"]) {
       const reply = await tlsRequest(haproxy.port, { servername: `${name}.example.com`, localAddress: "127.0.0.2" });
       expect([reply.cn, reply.authorized, reply.greeting]).toEqual([`${name}.example.com`, true, `${name} sni=${name}.example.com alpn=-`]);
@@ -188,7 +192,10 @@ targets = ["${reader.address}"]
 
   test("a valid header from an untrusted source", async () => {
     await using rig = await guarded("127.0.0.5/32");
-    for (const header of [encodeProxyV1({ host: "192.0.2.1", port: 5000 }, { host: "127.0.0.1", port: 80 }), encodeProxyV2({ host: "192.0.2.1", port: 5000 }, { host: "127.0.0.1", port: 80 })]) {
+    for (const header of [
+      encodeProxyV1({ host: "192.0.2.1", port: 5000 }, { host: "127.0.0.1", port: 80 }),
+      encodeProxyV2({ host: "192.0.2.1", port: 5000 }, { host: "127.0.0.1", port: 80 }),
+    ]) {
       await using client = await dialFrom(rig.router.port(), "127.0.0.1");
       await client.write(Buffer.concat([header, Buffer.from("hello\n")]));
       await client.closedWithin();

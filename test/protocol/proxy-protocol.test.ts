@@ -194,8 +194,16 @@ describe("ProxyHeaderReader rejects", () => {
     ["v1 with no protocol", v1("PROXY \r\n"), 'PROXY v1: unknown protocol "" in "PROXY "'],
     ["v1 with two spaces", v1("PROXY TCP4  1.2.3.4 5.6.7.8 1 2\r\n"), 'PROXY v1: expected 4 fields after the protocol in "PROXY TCP4  1.2.3.4 5.6.7.8 1 2"'],
     ["v1 missing a port", v1("PROXY TCP4 1.2.3.4 5.6.7.8 1\r\n"), 'PROXY v1: expected 4 fields after the protocol in "PROXY TCP4 1.2.3.4 5.6.7.8 1"'],
-    ["v1 with a trailing space", v1("PROXY TCP4 1.2.3.4 5.6.7.8 1 2 \r\n"), 'PROXY v1: expected 4 fields after the protocol in "PROXY TCP4 1.2.3.4 5.6.7.8 1 2 "'],
-    ["v1 with a leading-zero octet", v1("PROXY TCP4 01.2.3.4 5.6.7.8 1 2\r\n"), 'PROXY v1: "01.2.3.4" is not an IPv4 address in "PROXY TCP4 01.2.3.4 5.6.7.8 1 2"'],
+    [
+      "v1 with a trailing space",
+      v1("PROXY TCP4 1.2.3.4 5.6.7.8 1 2 \r\n"),
+      'PROXY v1: expected 4 fields after the protocol in "PROXY TCP4 1.2.3.4 5.6.7.8 1 2 "',
+    ],
+    [
+      "v1 with a leading-zero octet",
+      v1("PROXY TCP4 01.2.3.4 5.6.7.8 1 2\r\n"),
+      'PROXY v1: "01.2.3.4" is not an IPv4 address in "PROXY TCP4 01.2.3.4 5.6.7.8 1 2"',
+    ],
     ["v1 TCP4 with IPv6", v1("PROXY TCP4 ::1 ::1 1 2\r\n"), 'PROXY v1: "::1" is not an IPv4 address in "PROXY TCP4 ::1 ::1 1 2"'],
     ["v1 TCP6 with IPv4", v1("PROXY TCP6 1.2.3.4 ::1 1 2\r\n"), 'PROXY v1: "1.2.3.4" is not an IPv6 address in "PROXY TCP6 1.2.3.4 ::1 1 2"'],
     ["v1 with a leading-zero port", v1("PROXY TCP4 1.2.3.4 5.6.7.8 01 2\r\n"), 'PROXY v1: "01" is not a port in "PROXY TCP4 1.2.3.4 5.6.7.8 01 2"'],

@@ -92,7 +92,13 @@ function mutate(random: Random, input: Uint8Array): Uint8Array {
         break;
       case 7: // inserted or deleted bytes
         if (random() < 0.5) bytes = splice(bytes, at, 1 + below(random, 16), new Uint8Array(0));
-        else bytes = splice(bytes, at, 0, Uint8Array.from({ length: 1 + below(random, 16) }, () => below(random, 256)));
+        else
+          bytes = splice(
+            bytes,
+            at,
+            0,
+            Uint8Array.from({ length: 1 + below(random, 16) }, () => below(random, 256)),
+          );
         break;
       default: // re-framed at a random record size (keeps the hello, changes the records)
         bytes = reframe(bytes, 1 + below(random, 300));

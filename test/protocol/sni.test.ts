@@ -133,18 +133,22 @@ describe("ClientHelloReader rejects", () => {
     ["a ServerHello", Uint8Array.of(22, 3, 3, 0, 4, 2, 0, 0, 70), "not a ClientHello (handshake type 2)"],
     ["a hostile hello length", Uint8Array.of(22, 3, 1, 0, 4, 1, 0xff, 0xff, 0xff), "ClientHello too long (16777215 bytes, at most 16384)"],
     ["a tiny hello", Uint8Array.of(22, 3, 1, 0, 4, 1, 0, 0, 3), "ClientHello too short (3 bytes)"],
-    ["a change_cipher_spec record inside the hello", Uint8Array.of(...reframe(good, 50).subarray(0, 55), 20, 3, 3, 0, 1, 1), "TLS record of type 20 before the ClientHello ended"],
     [
-      "body version 2.0",
-      patched((h) => h.with(4, 2)),
-      "unsupported ClientHello version 2.3",
+      "a change_cipher_spec record inside the hello",
+      Uint8Array.of(...reframe(good, 50).subarray(0, 55), 20, 3, 3, 0, 1, 1),
+      "TLS record of type 20 before the ClientHello ended",
     ],
+    ["body version 2.0", patched((h) => h.with(4, 2)), "unsupported ClientHello version 2.3"],
     ["a session id of 33 bytes", patched((h) => h.with(4 + 34, 33)), "malformed ClientHello: bad session_id"],
     ["an odd cipher suites length", patched((h) => h.with(4 + 68, 3)), "malformed ClientHello: bad cipher_suites"],
     ["no compression methods", patched((h) => h.with(4 + 73, 0)), "malformed ClientHello: bad compression_methods"],
     ["an extensions length one too long", patched((h) => h.with(EXTENSIONS + 1, h[EXTENSIONS + 1]! + 1)), "malformed ClientHello: bad extensions length"],
     ["an extension overrunning the hello", patched((h) => h.with(EXTENSIONS + 4, 0x7f)), "malformed ClientHello: bad extension 0 length"],
-    ["a server_name list length that disagrees", patched((h) => h.with(EXTENSIONS + 7, h[EXTENSIONS + 7]! - 1)), "malformed ClientHello: bad server_name extension"],
+    [
+      "a server_name list length that disagrees",
+      patched((h) => h.with(EXTENSIONS + 7, h[EXTENSIONS + 7]! - 1)),
+      "malformed ClientHello: bad server_name extension",
+    ],
     ["a server name with a space", patched((h) => h.with(EXTENSIONS + 13, 0x20)), "server name is not a host name (byte 0x20)"],
     ["a server name with a NUL", patched((h) => h.with(EXTENSIONS + 11, 0)), "server name is not a host name (byte 0x00)"],
     ["an empty ALPN protocol", patched((h) => h.with(EXTENSIONS + 2 + 4 + 19 + 4 + 2, 0), { alpn: ["h2"] }), "malformed ClientHello: bad ALPN extension"],
@@ -264,7 +268,14 @@ describe("matchServerName", () => {
   });
 
   test.each<[string, Route[], string]>([
-    ["two defaults", [{ default: true, backend: "a" }, { default: true, backend: "b" }], "route 2: more than one default route"],
+    [
+      "two defaults",
+      [
+        { default: true, backend: "a" },
+        { default: true, backend: "b" },
+      ],
+      "route 2: more than one default route",
+    ],
     ["a default with names", [{ default: true, serverNames: ["a.test"], backend: "a" }], "route 1: a default route cannot also match serverNames or alpn"],
     ["an empty alpn list", [{ alpn: [], backend: "a" }], "route 1: alpn is empty"],
     ["a route that matches nothing", [{ serverNames: [], backend: "a" }], "route 1: matches nothing (give serverNames, alpn or default)"],

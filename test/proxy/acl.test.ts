@@ -143,7 +143,11 @@ describe("per-source limits", () => {
     await using elsewhere = await dialFrom(port, "127.0.0.2");
     try {
       await Promise.all(burst.map((client) => client.write("ping\n").catch(() => {})));
-      await waitFor(() => burst.filter((client) => client.closed).length === 2 && burst.filter((client) => client.text() === "ping\n").length === 3, 5000, "3 echoes and 2 closes");
+      await waitFor(
+        () => burst.filter((client) => client.closed).length === 2 && burst.filter((client) => client.text() === "ping\n").length === 3,
+        5000,
+        "3 echoes and 2 closes",
+      );
       await admitted(elsewhere);
       expect(rig.app.peers).toHaveLength(4);
       await Bun.sleep(1100);

@@ -50,7 +50,7 @@ test("closes a unix-socket client when the target refuses, and counts it", async
 
 test("forwards from TCP to a unix socket target, half-close included", async () => {
   const path = socketPath("target.sock");
-  await using upstream = listen(echo, { unix: path });
+  await using _upstream = listen(echo, { unix: path });
   await using fwd = await startForward({ to: `unix:${path}` });
   await using client = await dial(fwd.port);
 
@@ -64,15 +64,19 @@ test("forwards from TCP to a unix socket target, half-close included", async () 
 const ipv6 = await hasIPv6Loopback();
 if (!ipv6) console.warn("skipping IPv6 tests: this machine cannot listen on [::1]");
 
-test.skipIf(!ipv6)("listens on [::1] and forwards to an [::1] target", async () => {
-  await using upstream = listen(echo, { hostname: "::1" });
-  await using fwd = await startForward({ listen: "[::1]:0", to: `[::1]:${upstream.port}` });
-  expect(fwd.address).toBe(`[::1]:${fwd.port}`);
+test.skipIf(!ipv6)(
+  "listens on [::1] and forwards to an [::1] target",
+  async () => {
+    await using upstream = listen(echo, { hostname: "::1" });
+    await using fwd = await startForward({ listen: "[::1]:0", to: `[::1]:${upstream.port}` });
+    expect(fwd.address).toBe(`[::1]:${fwd.port}`);
 
-  await using client = await dial({ hostname: "::1", port: fwd.port });
-  client.write("over IPv6");
-  await waitFor(() => client.bytesIn === 9, 5000, "the echo");
-  expect(client.text()).toBe("over IPv6");
-  const server = await upstream.peer(0);
-  expect(server.socket.remoteAddress).toBe("::1");
-}, 15_000);
+    await using client = await dial({ hostname: "::1", port: fwd.port });
+    client.write("over IPv6");
+    await waitFor(() => client.bytesIn === 9, 5000, "the echo");
+    expect(client.text()).toBe("over IPv6");
+    const server = await upstream.peer(0);
+    expect(server.socket.remoteAddress).toBe("::1");
+  },
+  15_000,
+);

@@ -85,7 +85,9 @@ test("passes the client's FIN on only after the queued bytes reached the upstrea
 }, 60_000);
 
 function rssMiB(pid: number): number {
-  const line = readFileSync(`/proc/${pid}/status`, "utf8").split("\n").find((l: string) => l.startsWith("VmRSS:"))!;
+  const line = readFileSync(`/proc/${pid}/status`, "utf8")
+    .split("\n")
+    .find((l: string) => l.startsWith("VmRSS:"))!;
   return Number(line.split(/\s+/)[1]) / 1024;
 }
 
@@ -104,10 +106,14 @@ test("streams 1 GiB to a client that stalls for seconds with the forwarder's RSS
   expect(server.bytesOut).toBeLessThan(64 * MiB); // TCP holds the source back
   client.resume();
   let max = stalled;
-  await waitFor(() => {
-    max = Math.max(max, rssMiB(cli.proc.pid));
-    return client.ended;
-  }, 60_000, "all 1 GiB and the FIN");
+  await waitFor(
+    () => {
+      max = Math.max(max, rssMiB(cli.proc.pid));
+      return client.ended;
+    },
+    60_000,
+    "all 1 GiB and the FIN",
+  );
   expect(client.bytesIn).toBe(size);
   expect(client.hashIn.digest("hex")).toBe(server.hashOut.digest("hex"));
   expect(stalled - baseline).toBeLessThan(48); // measured: +1 to +2 MiB

@@ -16,7 +16,7 @@ test("closes the client promptly when the upstream refuses, counts it, and keeps
   expect(fwd.matching("connect_failed")).toHaveLength(1);
 
   // The same forwarder serves the next session once the target is up.
-  await using upstream = listen(echo, { port });
+  await using _upstream = listen(echo, { port });
   await using second = await dial(fwd.port);
   second.write("second session");
   await waitFor(() => second.bytesIn >= 14, 5000, "the second session's echo");
@@ -84,7 +84,7 @@ test("closes at once when the client resets, dropping what was queued for the up
 test("closes at once when the upstream resets, dropping what was queued for the client", async () => {
   await using upstream = listen(source(1024 * MiB));
   await using fwd = await startForward({ to: upstream.address, highWaterMark: 64 * 1024, lowWaterMark: 16 * 1024 });
-  await using client = await dial(fwd.port, slowReader);
+  await using _client = await dial(fwd.port, slowReader);
   await waitFor(() => fwd.stats().queuedBytes >= 64 * 1024, 10_000, "the down pipe to fill");
 
   (await upstream.peer(0)).terminate();

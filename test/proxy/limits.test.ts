@@ -50,7 +50,7 @@ test("carries exact bytes on 1,000 concurrent sessions and leaks no file descrip
     await waitFor(() => fwd.stats().activeSessions === sessions && upstream.peers.length === sessions + 1, 20_000, "every session to be open");
 
     const payloads = clients.map((_, i) => Buffer.concat([Buffer.from(`session ${String(i).padStart(4, "0")}:`), patternBytes(size, i * 7919)]));
-    clients.forEach((client, i) => client.write(payloads[i]!));
+    for (const [i, client] of clients.entries()) client.write(payloads[i]!);
     await waitFor(() => clients.every((client, i) => client.bytesIn >= payloads[i]!.length), 20_000, "every echo");
     const wrong = clients.filter((client, i) => !client.received().equals(payloads[i]!)).length;
     expect(wrong).toBe(0);

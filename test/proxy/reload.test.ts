@@ -14,7 +14,6 @@ function toml(listeners: { port: number }[], targets: number[]): string {
   ].join("\n");
 }
 
-
 test("reloads 20 times under a client loop without a failed connection or a broken session", async () => {
   await using a = listen(echo);
   await using b = listen(echo);

@@ -133,8 +133,16 @@ describe("real TLS clients reach different backends by name through one listener
 
   test("Bun's TLS client (Bun.connect with tls.serverName)", async () => {
     await using rig = await sniRig();
-    expect(await bunTlsRequest(rig.router.port(), "db.example.com")).toEqual({ authorized: true, cn: "db.example.com", greeting: "db sni=db.example.com alpn=-" });
-    expect(await bunTlsRequest(rig.router.port(), "web.example.com")).toEqual({ authorized: true, cn: "web.example.com", greeting: "web sni=web.example.com alpn=-" });
+    expect(await bunTlsRequest(rig.router.port(), "db.example.com")).toEqual({
+      authorized: true,
+      cn: "db.example.com",
+      greeting: "db sni=db.example.com alpn=-",
+    });
+    expect(await bunTlsRequest(rig.router.port(), "web.example.com")).toEqual({
+      authorized: true,
+      cn: "web.example.com",
+      greeting: "web sni=web.example.com alpn=-",
+    });
   });
 
   test.skipIf(!hasOpenssl)("openssl s_client -servername: the certificate verifies against the test CA", async () => {
@@ -151,7 +159,7 @@ describe("real TLS clients reach different backends by name through one listener
   test("a passthrough session carries 4 MiB each way unchanged", async () => {
     await using rig = await sniRig();
     const payload = Buffer.alloc(4 * 1024 * 1024);
-    for (let i = 0; i < payload.length; i += 4) payload.writeUInt32LE(i * 2654435761 >>> 0, i);
+    for (let i = 0; i < payload.length; i += 4) payload.writeUInt32LE((i * 2654435761) >>> 0, i);
     const reply = await tlsRequest(rig.router.port(), { servername: "db.example.com", send: payload.toString("latin1") });
     expect(reply.echo.length).toBe(payload.length);
     expect(Buffer.from(reply.echo, "latin1").equals(payload)).toBe(true);
@@ -162,7 +170,11 @@ describe("wildcard, ALPN and default routes", () => {
   test("*.apps.example.com takes exactly one label, in any case; other names go to the default", async () => {
     await using rig = await sniRig();
     const port = rig.router.port();
-    expect(await tlsRequest(port, { servername: "x.apps.example.com" })).toMatchObject({ cn: "*.apps.example.com", authorized: true, greeting: "apps sni=x.apps.example.com alpn=-" });
+    expect(await tlsRequest(port, { servername: "x.apps.example.com" })).toMatchObject({
+      cn: "*.apps.example.com",
+      authorized: true,
+      greeting: "apps sni=x.apps.example.com alpn=-",
+    });
     expect((await tlsRequest(port, { servername: "Y.APPS.Example.COM", ca: null })).greeting).toBe("apps sni=Y.APPS.Example.COM alpn=-");
     expect((await tlsRequest(port, { servername: "apps.example.com", ca: null })).greeting).toBe("fallback sni=apps.example.com alpn=-");
     expect((await tlsRequest(port, { servername: "a.b.apps.example.com", ca: null })).greeting).toBe("fallback sni=a.b.apps.example.com alpn=-");

@@ -208,7 +208,10 @@ describe("termination across a reload", () => {
     using files = renewable("localhost");
     await using app = listen(greeter("plain"));
     const port = freePort();
-    writeFileSync(files.source, `[[listeners]]\nlisten = "127.0.0.1:${port}"\nbackend = "app"\ntls = { cert = "cert.pem", key = "key.pem" }\n[backends.app]\ntargets = ["${app.address}"]\n`);
+    writeFileSync(
+      files.source,
+      `[[listeners]]\nlisten = "127.0.0.1:${port}"\nbackend = "app"\ntls = { cert = "cert.pem", key = "key.pem" }\n[backends.app]\ntargets = ["${app.address}"]\n`,
+    );
     await using child = spawnCli(["--config", files.source]);
     await child.stderrMatch(new RegExp(`listening on 127.0.0.1:${port}`));
     expect((await tlsRequest(port, { servername: "localhost" })).cn).toBe("localhost");
@@ -229,7 +232,9 @@ describe("termination across a reload", () => {
         "toml",
         `${ROOT}test/tls-routing.toml`,
       );
-    await using router = await startRouter(`[[listeners]]\nlisten = "127.0.0.1:${port}"\nbackend = "app"\ntls = { cert = "fixtures/tls/certs/localhost.pem", key = "fixtures/tls/certs/localhost.key" }\n[backends.app]\ntargets = ["${app.address}"]\n`);
+    await using router = await startRouter(
+      `[[listeners]]\nlisten = "127.0.0.1:${port}"\nbackend = "app"\ntls = { cert = "fixtures/tls/certs/localhost.pem", key = "fixtures/tls/certs/localhost.key" }\n[backends.app]\ntargets = ["${app.address}"]\n`,
+    );
     expect((await tlsRequest(port, { servername: "db.example.com", ca: null })).cn).toBe("localhost");
     router.reload(config(["localhost", "db"]));
     expect((await tlsRequest(port, { servername: "db.example.com" })).cn).toBe("db.example.com");
@@ -245,12 +250,16 @@ describe("termination across a reload", () => {
     const base = `[[listeners]]\nlisten = "127.0.0.1:${port}"\nbackend = "app"\n[backends.app]\ntargets = ["${app.address}"]\n`;
     const withTls = base.replace('backend = "app"\n', `backend = "app"\ntls = { cert = "${files.dir}/cert.pem", key = "${files.dir}/key.pem" }\n`);
     await using router = await startRouter(withTls);
-    expect(() => router.reload(parseConfig(base, "toml", files.source))).toThrow(`127.0.0.1:${port}: tls cannot be removed from a listener that stays open; use a new address, or restart`);
+    expect(() => router.reload(parseConfig(base, "toml", files.source))).toThrow(
+      `127.0.0.1:${port}: tls cannot be removed from a listener that stays open; use a new address, or restart`,
+    );
     const parsed = parseConfig(withTls, "toml", files.source);
     rmSync(join(files.dir, "cert.pem"));
     expect(() => router.reload(parsed)).toThrow(`127.0.0.1:${port}: cannot read ${files.dir}/cert.pem: no such file`);
     copyFileSync(`${CERTS}/db.pem`, join(files.dir, "cert.pem")); // not the key's certificate (changed after the parse)
-    expect(() => router.reload(parsed)).toThrow(`127.0.0.1:${port}: ${files.dir}/cert.pem with ${files.dir}/key.pem: not a usable certificate and key (key values mismatch)`);
+    expect(() => router.reload(parsed)).toThrow(
+      `127.0.0.1:${port}: ${files.dir}/cert.pem with ${files.dir}/key.pem: not a usable certificate and key (key values mismatch)`,
+    );
     expect((await tlsRequest(port, { servername: "localhost" })).cn).toBe("localhost");
     files.put("localhost");
     const other = String(freePort());

@@ -10,7 +10,9 @@ import { FD_RESERVE, openFileLimit, sessionCapacity } from "../../src/util/fd-li
 import { dial, echo, freePort, HOST, listen, spawn, waitFor, waitForListening, type Peer } from "../helpers/net.ts";
 
 test("reads the soft open file limit of this process", () => {
-  const line = readFileSync("/proc/self/limits", "utf8").split("\n").find((text) => text.startsWith("Max open files"))!;
+  const line = readFileSync("/proc/self/limits", "utf8")
+    .split("\n")
+    .find((text) => text.startsWith("Max open files"))!;
   expect(openFileLimit()).toBe(Number(line.split(/\s{2,}/)[1]));
 });
 

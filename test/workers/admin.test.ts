@@ -33,10 +33,14 @@ test("merges /metrics and /status of two workers; /readyz is ready; SIGTERM exit
   }
 
   let metrics = (await scrape(`${admin}metrics`)).metrics;
-  await waitFor(async () => {
-    metrics = (await scrape(`${admin}metrics`)).metrics;
-    return metrics.all("tcprouter_sessions_total", {}, false).reduce((sum, s) => sum + s.value, 0) === 40;
-  }, 10_000, "40 sessions in /metrics");
+  await waitFor(
+    async () => {
+      metrics = (await scrape(`${admin}metrics`)).metrics;
+      return metrics.all("tcprouter_sessions_total", {}, false).reduce((sum, s) => sum + s.value, 0) === 40;
+    },
+    10_000,
+    "40 sessions in /metrics",
+  );
   const sessions = metrics.all("tcprouter_sessions_total", {}, false);
   expect(new Set(sessions.map((s) => s.labels.worker))).toEqual(new Set(["1", "2"]));
   const up = metrics.all("tcprouter_bytes_total", { direction: "up" }, false).reduce((sum, s) => sum + s.value, 0);
@@ -78,7 +82,10 @@ test("merges /metrics and /status of two workers; /readyz is ready; SIGTERM exit
 test("mergeMetrics: one HELP/TYPE per family, every worker's samples contiguous under it", () => {
   const one = '# HELP a_total A.\n# TYPE a_total counter\na_total{listener="x"} 1\n# HELP b B.\n# TYPE b gauge\nb 2\n';
   const two = '# HELP a_total A.\n# TYPE a_total counter\na_total{listener="x"} 3\n# HELP b B.\n# TYPE b gauge\nb 4\n';
-  const text = mergeMetrics([{ worker: 1, text: one }, { worker: 2, text: two }]);
+  const text = mergeMetrics([
+    { worker: 1, text: one },
+    { worker: 2, text: two },
+  ]);
   expect(text).toBe(
     '# HELP a_total A.\n# TYPE a_total counter\na_total{worker="1",listener="x"} 1\na_total{worker="2",listener="x"} 3\n' +
       '# HELP b B.\n# TYPE b gauge\nb{worker="1"} 2\nb{worker="2"} 4\n',

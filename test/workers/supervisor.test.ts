@@ -3,7 +3,9 @@ import { expect, test } from "bun:test";
 import { dial, echo, freePort, HOST, listen, spawnCli, waitFor } from "../helpers/net.ts";
 
 function childPids(parent: number): number[] {
-  const out = Bun.spawnSync(["pgrep", "-P", String(parent)]).stdout.toString().trim();
+  const out = Bun.spawnSync(["pgrep", "-P", String(parent)])
+    .stdout.toString()
+    .trim();
   return out === "" ? [] : out.split("\n").map(Number);
 }
 
