@@ -138,13 +138,13 @@ export class Listener {
     this.server = null;
   }
 
-  accept(socket: Socket<Session>): void {
+  accept(socket: ClientSocket): void {
     const { maxConnections } = this.options;
     const router = this.router;
     const full = maxConnections > 0 && this.active >= maxConnections;
     const noFds = router.capacity > 0 && router.sessions.size >= router.capacity;
     if (full || noFds || router.draining) {
-      socket.data = undefined as unknown as Session;
+      socket.data = undefined;
       router.stats.refused++;
       this.refused++;
       const why = router.draining
@@ -250,28 +250,35 @@ export function listenErrorText(error: unknown): string {
   return message.split("\n")[0]!;
 }
 
-/** Handlers of client sockets (Bun.listen). `socket.data` is the session, or undefined if refused. */
+/**
+ * A client socket. Its `socket.data` is the session, or undefined for a connection refused at
+ * accept; only on entry to `open` is it still the Listener (Bun.listen's `data`), which
+ * `accept` replaces at once.
+ */
+export type ClientSocket = Socket<Session | undefined>;
+
+/** Handlers of client sockets (Bun.listen). */
 const clientHandlers = {
   binaryType: "buffer" as const,
-  open(socket: Socket<Session>) {
+  open(socket: ClientSocket) {
     (socket.data as unknown as Listener).accept(socket);
   },
-  data(socket: Socket<Session>, chunk: Buffer) {
+  data(socket: ClientSocket, chunk: Buffer) {
     const session = socket.data;
     if (session === undefined) return;
     if (session.preface === null) session.up.push(chunk);
     else session.preface.feed(chunk);
   },
-  drain(socket: Socket<Session>) {
+  drain(socket: ClientSocket) {
     socket.data?.down.flush();
   },
-  end(socket: Socket<Session>) {
+  end(socket: ClientSocket) {
     socket.data?.ended("client");
   },
-  close(socket: Socket<Session>, error?: Error) {
+  close(socket: ClientSocket, error?: Error) {
     socket.data?.socketClosed("client", error);
   },
-  error(socket: Socket<Session>, error: Error) {
+  error(socket: ClientSocket, error: Error) {
     const session = socket.data;
     if (session !== undefined) session.router.log.debug(`client ${session.clientAddress()}: ${error.message}`);
   },
@@ -293,7 +300,7 @@ function sameCertificates(a: LoadedCertificates | null, b: LoadedCertificates): 
 /** A TLS listener's handlers: the session starts (dials) only once the client's handshake succeeded. */
 const tlsClientHandlers = {
   ...clientHandlers,
-  handshake(socket: Socket<Session>, success: boolean, error: Error | null) {
+  handshake(socket: ClientSocket, success: boolean, error: Error | null) {
     const session = socket.data;
     if (session === undefined || session.closed) return;
     if (success) {

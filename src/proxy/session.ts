@@ -17,7 +17,7 @@ import { Pipe } from "./pipe.ts";
 import { Preface } from "./preface.ts";
 import { Attempt, errorText, proxyFirstHandlers, upstreamHandlers, upstreamTls } from "./upstream.ts";
 import { encodeProxyV1, encodeProxyV2 } from "../protocol/proxy-protocol.ts";
-import type { Listener } from "./listener.ts";
+import type { ClientSocket, Listener } from "./listener.ts";
 import type { Router, SessionObserver } from "./router.ts";
 
 export type CloseReason =
@@ -81,7 +81,7 @@ export class Session {
 
   constructor(
     readonly listener: Listener,
-    readonly client: Socket<Session>,
+    readonly client: ClientSocket,
   ) {
     this.router = listener.router;
     this.backend = listener.backend ?? NO_BACKEND; // SNI mode: the route sets it
