@@ -5,17 +5,8 @@
  */
 import { describe, expect, test } from "bun:test";
 import { waitFor } from "../helpers/net.ts";
-import {
-  connectionCounters,
-  hasRedis,
-  RedisClient,
-  type RedisServer,
-  startRedises,
-  startRedisOn,
-  startRouter,
-  type TestRouter,
-  whichServer,
-} from "../helpers/redis.ts";
+import { connectionCounters, hasRedis, RedisClient, type RedisServer, startRedises, startRedisOn, whichServer } from "../helpers/redis.ts";
+import { type RouterUnderTest, startRouter } from "../helpers/router.ts";
 
 if (!hasRedis) console.warn("skipping backend limit tests: redis-server or redis-cli is not installed");
 
@@ -42,7 +33,7 @@ targets = [${targets.join(", ")}]
 }
 
 /** Opens `n` sessions and waits until each has its upstream (a PING answered). */
-async function hold(router: TestRouter, n: number): Promise<RedisClient[]> {
+async function hold(router: RouterUnderTest, n: number): Promise<RedisClient[]> {
   const clients: RedisClient[] = [];
   for (let i = 0; i < n; i++) {
     const client = await RedisClient.connect(router.port);

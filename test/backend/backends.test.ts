@@ -11,18 +11,8 @@
 import { describe, expect, test } from "bun:test";
 import { BALANCES, type Balance } from "../../src/backend/balancer.ts";
 import { unacceptingListener, waitFor } from "../helpers/net.ts";
-import {
-  connectionCounters,
-  hasRedis,
-  once,
-  RedisClient,
-  type RedisServer,
-  startRedises,
-  startRedisOn,
-  startRouter,
-  type TestRouter,
-  whichServer,
-} from "../helpers/redis.ts";
+import { connectionCounters, hasRedis, once, RedisClient, type RedisServer, startRedises, startRedisOn, whichServer } from "../helpers/redis.ts";
+import { type RouterUnderTest, startRouter } from "../helpers/router.ts";
 
 if (!hasRedis) console.warn("skipping backend tests: redis-server or redis-cli is not installed");
 
@@ -61,13 +51,13 @@ const SLACK = 400;
 const sourceIp = (i: number) => `127.0.0.${2 + (i % 200)}`;
 
 /** One short session (PING, then close) from `from`; waits until the router has closed it too. */
-async function pingThrough(router: TestRouter, from?: string): Promise<void> {
+async function pingThrough(router: RouterUnderTest, from?: string): Promise<void> {
   expect(await once(router.port, ["PING"], from)).toBe("PONG");
   await waitFor(() => router.stats().activeSessions === 0, 5000, "the session to close in the router");
 }
 
 /** Sessions the router sent to each server (its counters), in the order given. */
-const sessionsOf = (router: TestRouter, servers: RedisServer[]) => servers.map((server) => router.target(server.port).sessions);
+const sessionsOf = (router: RouterUnderTest, servers: RedisServer[]) => servers.map((server) => router.target(server.port).sessions);
 
 describe.skipIf(!hasRedis)("balance", () => {
   // Two targets, weights 1 and 2. Sequential short sessions leave every target at 0 open
@@ -323,7 +313,7 @@ describe.skipIf(!hasRedis)("source-hash", () => {
     await using redis = await startRedises(3);
     const [a, b, c] = [redis[0]!, redis[1]!, redis[2]!];
     const ips = Array.from({ length: 40 }, (_, i) => sourceIp(i));
-    const mapping = async (router: TestRouter) => {
+    const mapping = async (router: RouterUnderTest) => {
       const out = new Map<string, number>();
       for (const ip of ips) out.set(ip, await whichServer(router.port, ip));
       return out;

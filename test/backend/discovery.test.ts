@@ -11,8 +11,9 @@ import { parseConfig } from "../../src/config/load.ts";
 import { Discovery, lookup, nextLookupDelay } from "../../src/backend/discovery.ts";
 import { parseDnsServer } from "../../src/util/address.ts";
 import type { TargetState } from "../../src/index.ts";
-import { startRouter, type TestRouter } from "../helpers/redis.ts";
+
 import { captureLogger, dial, echo, HOST, listen, waitFor, type Peer, type Server, exchange } from "../helpers/net.ts";
+import { type RouterUnderTest, startRouter } from "../helpers/router.ts";
 
 // ---------------------------------------------------------------------------------------------
 // A DNS server on 127.0.0.1 (RFC 1035 over UDP: A and AAAA answers with a TTL, an rcode, or
@@ -146,11 +147,11 @@ function toml(dnsServer: string | null, targets: string[], backend = "", top = "
   );
 }
 
-function targets(router: TestRouter): readonly TargetState[] {
+function targets(router: RouterUnderTest): readonly TargetState[] {
   return router.backends().get("app")!;
 }
 
-function keys(router: TestRouter): string[] {
+function keys(router: RouterUnderTest): string[] {
   return targets(router).map((target) => target.key);
 }
 

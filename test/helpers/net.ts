@@ -1,7 +1,6 @@
 /**
  * Test helpers: peers that speak plain TCP on loopback (echo, source/sink, slow reader,
- * half-closer, resetter are all a `Peer` with a behaviour), a forwarder that stops itself,
- * a logger that keeps its lines, polling with a deadline, fd counting, and process helpers.
+ * half-closer, resetter are all a `Peer` with a behaviour), a logger that keeps its lines, polling with a deadline, fd counting, and process helpers.
  *
  * Every helper that opens something returns an object with `[Symbol.asyncDispose]`, so a test
  * writes `await using x = ...` and the thing is closed even when an assertion fails.
@@ -9,7 +8,6 @@
 import type { Socket, TCPSocketListener, UnixSocketListener } from "bun";
 import { createConsola, type LogObject } from "consola";
 import { readdirSync } from "node:fs";
-import { forward, type ForwardHandle, type ForwardOptions } from "../../src/index.ts";
 
 export const HOST = "127.0.0.1";
 export const MiB = 1024 * 1024;
@@ -387,23 +385,6 @@ export function captureLogger(level = 4) {
     ],
   });
   return { logger, lines, matching: (text: string) => lines.filter((line) => line.includes(text)) };
-}
-
-export type Forwarder = ForwardHandle & LogLines & AsyncDisposable;
-
-/** `forward()` on 127.0.0.1:0 with a capturing logger; disposing stops it with no drain. */
-export async function startForward(options: Omit<ForwardOptions, "listen"> & { listen?: string }): Promise<Forwarder> {
-  const log = captureLogger();
-  const handle = await forward({ listen: `${HOST}:0`, logger: log.logger, ...options });
-  return {
-    ...handle,
-    stats: handle.stats,
-    lines: log.lines,
-    matching: log.matching,
-    async [Symbol.asyncDispose]() {
-      await handle.stop({ drainTimeout: 0 });
-    },
-  };
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -1,52 +1,15 @@
 /**
- * Helpers of the backend tests (backends*.test.ts): a router from TOML text with captured logs,
- * redis-servers on free ports (`startRedisOn`, from net.ts, restarts a killed target where
+ * Redis for the backend tests (the router under test is in router.ts): redis-servers on free ports (`startRedisOn`, from net.ts, restarts a killed target where
  * it was), and a small RESP client over node:net, which can bind a source address (127.0.0.2, …) for source-hash.
  *
  * Everything that opens something is disposable, as in `net.ts`.
  */
 import net from "node:net";
-import { createRouter, parseConfig, type RouterHandle, type TargetState } from "../../src/index.ts";
-import { captureLogger, freePort, HOST, type LogLines, type RedisServer, startRedisOn, within } from "./net.ts";
+import { freePort, HOST, type RedisServer, startRedisOn, within } from "./net.ts";
 
 export { startRedisOn, type RedisServer };
 
 export const hasRedis = ["redis-server", "redis-cli"].every((name) => Bun.which(name) !== null);
-
-// ---------------------------------------------------------------------------------------------
-// The router under test
-
-export type TestRouter = RouterHandle &
-  LogLines &
-  AsyncDisposable & {
-    /** The first listener's port. */
-    port: number;
-    /** The live target states of a backend, by target port. */
-    target(port: number, backend?: string): TargetState;
-  };
-
-/** `createRouter(parseConfig(toml))` with a capturing logger (debug, or consola `logLevel`); disposing stops it with no drain. */
-export async function startRouter(toml: string, logLevel?: number): Promise<TestRouter> {
-  const log = captureLogger(logLevel);
-  const handle = await createRouter(parseConfig(toml, "toml"), { logger: log.logger });
-  return {
-    ...handle,
-    port: handle.listeners[0]!.port,
-    lines: log.lines,
-    matching: log.matching,
-    target(port, backend = "redis") {
-      const found = handle
-        .backends()
-        .get(backend)
-        ?.find((t) => t.address.kind === "tcp" && t.address.port === port);
-      if (found === undefined) throw new Error(`no target on port ${port} in backend ${backend}`);
-      return found;
-    },
-    async [Symbol.asyncDispose]() {
-      await handle.stop({ drainTimeout: 0 });
-    },
-  };
-}
 
 // ---------------------------------------------------------------------------------------------
 // redis-server

@@ -1,6 +1,5 @@
 /**
- * Helpers for the TLS-routing tests (issue 5): a router started from TOML text with a logger
- * that keeps its lines; TLS servers with the fixture certificates (test/fixtures/tls/certs)
+ * Helpers for the TLS-routing tests (the router under test is in router.ts): TLS servers with the fixture certificates (test/fixtures/tls/certs)
  * that greet with their name, the server name and the ALPN protocol they saw, then echo;
  * TLS clients (node:tls, Bun.connect, `openssl s_client`); a server that reads a PROXY header
  * and says what it read; plain clients from any loopback address (127.0.0.2, ::1); HAProxy
@@ -12,48 +11,13 @@ import { readFileSync } from "node:fs";
 import net from "node:net";
 import { tmpdir } from "node:os";
 import tls from "node:tls";
-import { parseConfig, type Config } from "../../src/config/load.ts";
 import { ProxyHeaderReader, type ProxyHeader } from "../../src/protocol/proxy-protocol.ts";
-import { createRouter, type RouterHandle } from "../../src/proxy/router.ts";
-import { captureLogger, freePort, HOST, ROOT, spawn, waitFor, within, type Child, type LogLines } from "./net.ts";
+import { freePort, HOST, ROOT, spawn, waitFor, within, type Child } from "./net.ts";
 
 export const CERTS = `${ROOT}test/fixtures/tls/certs`;
 export const pem = (file: string): string => readFileSync(`${CERTS}/${file}`, "utf8");
 /** The CA that signed every fixture leaf but other.pem. */
 export const CA = pem("ca.pem");
-
-// ---------------------------------------------------------------------------------------------
-// The router under test
-
-export type RouterUnderTest = RouterHandle &
-  LogLines &
-  AsyncDisposable & {
-    config: Config;
-    /** The bound port of listener `index`. */
-    port(index?: number): number;
-  };
-
-/**
- * `createRouter` with a config written as TOML (relative file paths are taken from test/) and
- * a debug logger that keeps its lines. Disposing stops it without a drain.
- */
-export async function startRouter(toml: string): Promise<RouterUnderTest> {
-  const config = parseConfig(toml, "toml", `${ROOT}test/tls-routing.toml`);
-  const log = captureLogger();
-  const handle = await createRouter(config, { logger: log.logger });
-  return {
-    ...handle,
-    router: handle.router,
-    listeners: handle.listeners,
-    config,
-    lines: log.lines,
-    matching: log.matching,
-    port: (index = 0) => handle.listeners[index]!.port,
-    async [Symbol.asyncDispose]() {
-      await handle.stop({ drainTimeout: 0 });
-    },
-  };
-}
 
 // ---------------------------------------------------------------------------------------------
 // TLS servers

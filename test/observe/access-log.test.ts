@@ -8,23 +8,8 @@ import { parseConfig } from "../../src/config/load.ts";
 import type { ForwardOptions } from "../../src/proxy/forward.ts";
 import { createRouter } from "../../src/proxy/router.ts";
 import { buildClientHello } from "../helpers/client-hello.ts";
-import {
-  captureLogger,
-  dial,
-  echo,
-  freePort,
-  HOST,
-  listen,
-  MiB,
-  slowReader,
-  source,
-  spawnCli,
-  startForward,
-  waitFor,
-  type Behaviour,
-  type Forwarder,
-  type Peer,
-} from "../helpers/net.ts";
+import { captureLogger, dial, echo, freePort, HOST, listen, MiB, slowReader, source, spawnCli, waitFor, type Behaviour, type Peer } from "../helpers/net.ts";
+import { type Forwarder, startForward } from "../helpers/router.ts";
 
 const dir = mkdtempSync(join(tmpdir(), "tcprouter-access-log-"));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));

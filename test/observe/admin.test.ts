@@ -5,8 +5,9 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { startAdmin, type Status } from "../../src/observe/admin.ts";
 import { ListenError } from "../../src/proxy/router.ts";
-import { dial, echo, freePort, HOST, listen, spawnCli, startForward, waitFor, type Forwarder } from "../helpers/net.ts";
+import { dial, echo, freePort, HOST, listen, spawnCli, waitFor } from "../helpers/net.ts";
 import { scrape } from "../helpers/prometheus.ts";
+import { type Forwarder, startForward } from "../helpers/router.ts";
 
 async function get(url: string): Promise<{ status: number; body: string; type: string }> {
   const response = await fetch(url);

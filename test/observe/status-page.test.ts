@@ -6,7 +6,8 @@ import { describe, expect, test } from "bun:test";
 import { existsSync } from "node:fs";
 import { startAdmin } from "../../src/observe/admin.ts";
 import { STATUS_PAGE } from "../../src/observe/status-page.ts";
-import { dial, echo, HOST, listen, patternBytes, startForward, waitFor } from "../helpers/net.ts";
+import { dial, echo, HOST, listen, patternBytes, waitFor } from "../helpers/net.ts";
+import { startForward } from "../helpers/router.ts";
 
 const CHROMIUM = "/usr/bin/chromium";
 const hasChromium = existsSync(CHROMIUM);

@@ -13,7 +13,8 @@ import { rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { encodeProxyV1, encodeProxyV2 } from "../../src/protocol/proxy-protocol.ts";
 import { waitFor } from "../helpers/net.ts";
-import { CERTS, dialFrom, hasHaproxy, pem, proxyReader, startHaproxy, startRouter, tlsRequest, tlsServer, type NetClient } from "../helpers/tls.ts";
+import { CERTS, dialFrom, hasHaproxy, pem, proxyReader, startHaproxy, tlsRequest, tlsServer, type NetClient } from "../helpers/tls.ts";
+import { startRouter } from "../helpers/router.ts";
 
 /** Sends `hello\n` and waits for the reader's line and the echo (or a close). */
 async function exchange(client: NetClient, ms = 5000): Promise<string> {
@@ -37,7 +38,7 @@ targets = ["${reader.address}"]
 send_proxy = "v1"
 `);
   const haproxy = await startHaproxy(
-    `frontend fe\n  bind 127.0.0.1:{port}\n  default_backend be\nbackend be\n  server tcprouter 127.0.0.1:${router.port()} ${haproxySends}\n`,
+    `frontend fe\n  bind 127.0.0.1:{port}\n  default_backend be\nbackend be\n  server tcprouter 127.0.0.1:${router.port} ${haproxySends}\n`,
   );
   return {
     reader,
@@ -106,7 +107,7 @@ targets = ["${db.address}"]
 targets = ["${web.address}"]
 `);
     await using haproxy = await startHaproxy(
-      `frontend fe\n  bind 127.0.0.1:{port}\n  default_backend be\nbackend be\n  server tcprouter 127.0.0.1:${router.port()} send-proxy-v2\n`,
+      `frontend fe\n  bind 127.0.0.1:{port}\n  default_backend be\nbackend be\n  server tcprouter 127.0.0.1:${router.port} send-proxy-v2\n`,
     );
     for (const name of ["db", "web"]) {
       const reply = await tlsRequest(haproxy.port, { servername: `${name}.example.com`, localAddress: "127.0.0.2" });
@@ -131,9 +132,9 @@ backend = "haproxy"
 targets = ["127.0.0.1:${haproxy.port}"]
 send_proxy = "${version}"
 `);
-      await using client = await dialFrom(router.port(), "127.0.0.2");
+      await using client = await dialFrom(router.port, "127.0.0.2");
       // HAProxy passes on what it read: the client tcprouter saw, and the address the client dialled.
-      expect(await exchange(client)).toBe(`proxy v1 127.0.0.2:${client.socket.localPort} -> 127.0.0.1:${router.port()}\nhello\n`);
+      expect(await exchange(client)).toBe(`proxy v1 127.0.0.2:${client.socket.localPort} -> 127.0.0.1:${router.port}\nhello\n`);
     });
   }
 
@@ -158,8 +159,8 @@ targets = ["127.0.0.1:${haproxy.port}"]
 send_proxy = "v2"
 tls = { servername = "localhost", ca = "${CERTS}/ca.pem" }
 `);
-      await using client = await dialFrom(router.port(), "127.0.0.2");
-      expect(await exchange(client, 2000)).toBe(`proxy v1 127.0.0.2:${client.socket.localPort} -> 127.0.0.1:${router.port()}\nhello\n`);
+      await using client = await dialFrom(router.port, "127.0.0.2");
+      expect(await exchange(client, 2000)).toBe(`proxy v1 127.0.0.2:${client.socket.localPort} -> 127.0.0.1:${router.port}\nhello\n`);
     } finally {
       rmSync(combined, { force: true });
     }
@@ -196,7 +197,7 @@ targets = ["${reader.address}"]
       encodeProxyV1({ host: "192.0.2.1", port: 5000 }, { host: "127.0.0.1", port: 80 }),
       encodeProxyV2({ host: "192.0.2.1", port: 5000 }, { host: "127.0.0.1", port: 80 }),
     ]) {
-      await using client = await dialFrom(rig.router.port(), "127.0.0.1");
+      await using client = await dialFrom(rig.router.port, "127.0.0.1");
       await client.write(Buffer.concat([header, Buffer.from("hello\n")]));
       await client.closedWithin();
     }
@@ -207,7 +208,7 @@ targets = ["${reader.address}"]
   test("a missing header (plain bytes) or a malformed one from a trusted source", async () => {
     await using rig = await guarded("127.0.0.1/32");
     for (const bytes of ["hello\r\n", "PROXY TCP4 999.0.0.1 127.0.0.1 5000 80\r\n", "PROXY TCP4 192.0.2.1 127.0.0.1 5000\r\n", "\r\n\r\n\0\r\nQUIT\n\x99"]) {
-      await using client = await dialFrom(rig.router.port(), "127.0.0.1");
+      await using client = await dialFrom(rig.router.port, "127.0.0.1");
       await client.write(bytes);
       await client.closedWithin();
     }
@@ -218,7 +219,7 @@ targets = ["${reader.address}"]
 
   test("a trusted source that sends no header is closed after hello_timeout", async () => {
     await using rig = await guarded("127.0.0.1/32", 'hello_timeout = "300ms"');
-    await using client = await dialFrom(rig.router.port(), "127.0.0.1");
+    await using client = await dialFrom(rig.router.port, "127.0.0.1");
     const started = performance.now();
     await client.closedWithin(3000);
     expect(performance.now() - started).toBeGreaterThanOrEqual(250);
@@ -228,7 +229,7 @@ targets = ["${reader.address}"]
 
   test("a header in 1-byte segments is read, removed, and the address used", async () => {
     await using rig = await guarded("127.0.0.1/32");
-    await using client = await dialFrom(rig.router.port(), "127.0.0.1");
+    await using client = await dialFrom(rig.router.port, "127.0.0.1");
     const header = encodeProxyV2({ host: "2001:db8::7", port: 4242 }, { host: "2001:db8::1", port: 443 });
     for (const byte of header) {
       await client.write(Uint8Array.of(byte));

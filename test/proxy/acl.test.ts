@@ -8,7 +8,8 @@
  */
 import { describe, expect, test } from "bun:test";
 import { echo, hasIPv6Loopback, listen, waitFor, type Server } from "../helpers/net.ts";
-import { dialFrom, startRouter, type NetClient, type RouterUnderTest } from "../helpers/tls.ts";
+import { dialFrom, type NetClient } from "../helpers/tls.ts";
+import { type RouterUnderTest, startRouter } from "../helpers/router.ts";
 
 const ipv6 = await hasIPv6Loopback();
 
@@ -56,9 +57,9 @@ function denied(router: RouterUnderTest): [number, number] {
 describe("allow and deny (IPv4)", () => {
   test("allow: a source in none of the ranges is closed before any dial, counted, and logged", async () => {
     await using rig = await guarded('allow = ["127.0.0.2/32", "10.0.0.0/8"]');
-    await using outsider = await dialFrom(rig.router.port(), "127.0.0.1");
+    await using outsider = await dialFrom(rig.router.port, "127.0.0.1");
     await turnedAway(outsider, rig.app, 0);
-    await using insider = await dialFrom(rig.router.port(), "127.0.0.2");
+    await using insider = await dialFrom(rig.router.port, "127.0.0.2");
     await admitted(insider);
     expect(rig.app.peers).toHaveLength(1);
     expect(denied(rig.router)).toEqual([1, 1]);
@@ -67,9 +68,9 @@ describe("allow and deny (IPv4)", () => {
 
   test("deny wins over allow", async () => {
     await using rig = await guarded('allow = ["127.0.0.0/8"]\ndeny = ["127.0.0.3"]');
-    await using denied3 = await dialFrom(rig.router.port(), "127.0.0.3");
+    await using denied3 = await dialFrom(rig.router.port, "127.0.0.3");
     await turnedAway(denied3, rig.app, 0);
-    await using allowed = await dialFrom(rig.router.port(), "127.0.0.2");
+    await using allowed = await dialFrom(rig.router.port, "127.0.0.2");
     await admitted(allowed);
     expect(denied(rig.router)).toEqual([1, 1]);
   });
@@ -77,17 +78,17 @@ describe("allow and deny (IPv4)", () => {
   test("deny alone lets everyone else in", async () => {
     await using rig = await guarded('deny = ["127.0.0.2/31"]'); // 127.0.0.2 and 127.0.0.3
     for (const source of ["127.0.0.2", "127.0.0.3"]) {
-      await using client = await dialFrom(rig.router.port(), source);
+      await using client = await dialFrom(rig.router.port, source);
       await turnedAway(client, rig.app, 0);
     }
-    await using other = await dialFrom(rig.router.port(), "127.0.0.4");
+    await using other = await dialFrom(rig.router.port, "127.0.0.4");
     await admitted(other);
     expect(denied(rig.router)).toEqual([2, 2]);
   });
 
   test("an IPv6 range does not match an IPv4 client", async () => {
     await using rig = await guarded('allow = ["::/0"]');
-    await using client = await dialFrom(rig.router.port(), "127.0.0.1");
+    await using client = await dialFrom(rig.router.port, "127.0.0.1");
     await turnedAway(client, rig.app, 0);
   });
 });
@@ -96,20 +97,20 @@ describe.skipIf(!ipv6)("allow and deny (IPv6, ::1)", () => {
   test("deny ::1/128 closes an IPv6 client; allow ::1 lets it in", async () => {
     {
       await using rig = await guarded('deny = ["::1/128"]', "[::1]:0", "::1");
-      await using client = await dialFrom(rig.router.port(), "::1");
+      await using client = await dialFrom(rig.router.port, "::1");
       await turnedAway(client, rig.app, 0);
       expect(denied(rig.router)).toEqual([1, 1]);
     }
     {
       await using rig = await guarded('allow = ["::1"]', "[::1]:0", "::1");
-      await using client = await dialFrom(rig.router.port(), "::1");
+      await using client = await dialFrom(rig.router.port, "::1");
       await admitted(client);
     }
   });
 
   test("an IPv4 range does not match an IPv6 client", async () => {
     await using rig = await guarded('allow = ["127.0.0.0/8"]', "[::1]:0", "::1");
-    await using client = await dialFrom(rig.router.port(), "::1");
+    await using client = await dialFrom(rig.router.port, "::1");
     await turnedAway(client, rig.app, 0);
   });
 });
@@ -117,7 +118,7 @@ describe.skipIf(!ipv6)("allow and deny (IPv6, ::1)", () => {
 describe("per-source limits", () => {
   test("max_connections_per_ip: a third session from one address is closed; other addresses and freed places are not", async () => {
     await using rig = await guarded("max_connections_per_ip = 2");
-    const port = rig.router.port();
+    const port = rig.router.port;
     await using first = await dialFrom(port, "127.0.0.1");
     await using second = await dialFrom(port, "127.0.0.1");
     await admitted(first);
@@ -135,7 +136,7 @@ describe("per-source limits", () => {
 
   test("connection_rate_per_ip: connections past the rate within a second are closed; other addresses and the next second are not", async () => {
     await using rig = await guarded("connection_rate_per_ip = 3");
-    const port = rig.router.port();
+    const port = rig.router.port;
     // Start just after a second boundary of this process's clock (the router runs in it), so
     // the burst below falls within one second whatever window the limiter counts in.
     await waitFor(() => performance.now() % 1000 < 100, 2000, "the start of a second");

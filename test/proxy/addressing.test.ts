@@ -3,7 +3,8 @@ import { afterEach, expect, test } from "bun:test";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { dial, echo, freePort, hasIPv6Loopback, listen, startForward, waitFor } from "../helpers/net.ts";
+import { dial, echo, freePort, hasIPv6Loopback, listen, waitFor } from "../helpers/net.ts";
+import { startForward } from "../helpers/router.ts";
 
 const dirs: string[] = [];
 function socketPath(name: string): string {

@@ -1,7 +1,8 @@
 /** A reader that stops reading must stop its writer, not grow the forwarder's memory. */
 import { expect, test } from "bun:test";
 import { readFileSync } from "node:fs";
-import { dial, freePort, HOST, listen, MiB, sink, slowReader, source, spawnCli, startForward, waitFor, waitForListening, within } from "../helpers/net.ts";
+import { dial, freePort, HOST, listen, MiB, sink, slowReader, source, spawnCli, waitFor, waitForListening, within } from "../helpers/net.ts";
+import { startForward } from "../helpers/router.ts";
 
 const highWaterMark = 64 * 1024;
 const lowWaterMark = 16 * 1024;

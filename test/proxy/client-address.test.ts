@@ -11,8 +11,9 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { AccessLog } from "../../src/observe/access-log.ts";
 import { Metrics } from "../../src/observe/metrics.ts";
-import { hasRedis, RedisClient, startRedisOn, startRouter, whichServer } from "../helpers/redis.ts";
+import { hasRedis, RedisClient, startRedisOn, whichServer } from "../helpers/redis.ts";
 import { dial, echo, freePort, HOST, listen, waitFor } from "../helpers/net.ts";
+import { startRouter } from "../helpers/router.ts";
 
 /** consola's info level: no debug lines, so no session reads its address at accept for them. */
 const INFO = 3;

@@ -1,6 +1,7 @@
 /** Failures on either side end the session at once, are counted, and leave the forwarder serving. */
 import { expect, test } from "bun:test";
-import { dial, echo, freePort, HOST, listen, MiB, resetter, slowReader, source, startForward, unacceptingListener, waitFor } from "../helpers/net.ts";
+import { dial, echo, freePort, HOST, listen, MiB, resetter, slowReader, source, unacceptingListener, waitFor } from "../helpers/net.ts";
+import { startForward } from "../helpers/router.ts";
 
 const ECONNRESET = 104;
 

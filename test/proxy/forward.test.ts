@@ -1,6 +1,7 @@
 /** Bytes through the forwarder: exact, in order, in both directions, at volume. */
 import { expect, test } from "bun:test";
-import { bulkEcho, dial, echo, listen, MiB, patternBytes, sha256, sink, source, startForward, unacceptingListener, waitFor, within } from "../helpers/net.ts";
+import { bulkEcho, dial, echo, listen, MiB, patternBytes, sha256, sink, source, unacceptingListener, waitFor, within } from "../helpers/net.ts";
+import { startForward } from "../helpers/router.ts";
 
 test("echoes a request through the forwarder byte for byte", async () => {
   await using upstream = listen(echo);

@@ -1,6 +1,7 @@
 /** A FIN ends one direction only: the other keeps flowing until its own FIN. */
 import { expect, test } from "bun:test";
-import { dial, halfCloser, listen, MiB, patternBytes, sha256, startForward, waitFor } from "../helpers/net.ts";
+import { dial, halfCloser, listen, MiB, patternBytes, sha256, waitFor } from "../helpers/net.ts";
+import { startForward } from "../helpers/router.ts";
 
 test("keeps the upstream open after the client half-closes, and delivers its answer", async () => {
   await using upstream = listen(halfCloser((question) => `answer to ${question.toString()}`));

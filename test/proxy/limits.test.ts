@@ -1,6 +1,7 @@
 /** Many sessions at once: a connection limit, exact bytes for each, and nothing left open after. */
 import { expect, test } from "bun:test";
-import { dial, echo, fdCount, listen, patternBytes, type Peer, startForward, waitFor } from "../helpers/net.ts";
+import { dial, echo, fdCount, listen, patternBytes, type Peer, waitFor } from "../helpers/net.ts";
+import { startForward } from "../helpers/router.ts";
 
 test("closes the connection over max-connections at once, counts it, and accepts again below the limit", async () => {
   await using upstream = listen(echo);

@@ -1,6 +1,7 @@
 /** End to end with a real redis-server behind the forwarder, driven by redis-cli, redis-benchmark and raw RESP. */
 import { expect, test } from "bun:test";
-import { dial, hasCommand, MiB, patternBytes, run, startForward, startRedis, waitFor } from "../helpers/net.ts";
+import { dial, hasCommand, MiB, patternBytes, run, startRedis, waitFor } from "../helpers/net.ts";
+import { startForward } from "../helpers/router.ts";
 
 const hasRedis = hasCommand("redis-server") && hasCommand("redis-cli") && hasCommand("redis-benchmark");
 if (!hasRedis) console.warn("skipping Redis tests: redis-server, redis-cli or redis-benchmark is not installed");

@@ -1,6 +1,7 @@
 /** stop(): stop accepting, let open sessions finish up to the drain timeout, close the rest. */
 import { expect, test } from "bun:test";
-import { dial, echo, listen, startForward, waitFor } from "../helpers/net.ts";
+import { dial, echo, listen, waitFor } from "../helpers/net.ts";
+import { startForward } from "../helpers/router.ts";
 
 test("drains a session that finishes in time and closes one that does not at the deadline", async () => {
   await using upstream = listen(echo);

@@ -11,7 +11,8 @@ import { describe, expect, test } from "bun:test";
 import { MAX_CLIENT_HELLO_LENGTH, tlsAlert, ALERT_UNRECOGNIZED_NAME } from "../../src/protocol/sni.ts";
 import { buildClientHello, chunks, helloFixtures, reframe } from "../helpers/client-hello.ts";
 import { dial, hasCommand, listen, waitFor, type Peer, type Server } from "../helpers/net.ts";
-import { bunTlsRequest, sClient, startRouter, tlsRequest, tlsServer, type RouterUnderTest } from "../helpers/tls.ts";
+import { bunTlsRequest, sClient, tlsRequest, tlsServer } from "../helpers/tls.ts";
+import { type RouterUnderTest, startRouter } from "../helpers/router.ts";
 
 const hasOpenssl = hasCommand("openssl");
 
@@ -125,7 +126,7 @@ describe("real TLS clients reach different backends by name through one listener
   test("node:tls: each name gets its backend's certificate, verified, and its greeting; the echo comes back", async () => {
     await using rig = await sniRig();
     for (const name of ["db", "web"] as const) {
-      const reply = await tlsRequest(rig.router.port(), { servername: `${name}.example.com` });
+      const reply = await tlsRequest(rig.router.port, { servername: `${name}.example.com` });
       expect(reply).toEqual({ cn: `${name}.example.com`, authorized: true, alpn: null, greeting: `${name} sni=${name}.example.com alpn=-`, echo: "ping\n" });
     }
     expect([rig.servers.db.sessions.length, rig.servers.web.sessions.length, rig.servers.fallback.connections]).toEqual([1, 1, 0]);
@@ -133,12 +134,12 @@ describe("real TLS clients reach different backends by name through one listener
 
   test("Bun's TLS client (Bun.connect with tls.serverName)", async () => {
     await using rig = await sniRig();
-    expect(await bunTlsRequest(rig.router.port(), "db.example.com")).toEqual({
+    expect(await bunTlsRequest(rig.router.port, "db.example.com")).toEqual({
       authorized: true,
       cn: "db.example.com",
       greeting: "db sni=db.example.com alpn=-",
     });
-    expect(await bunTlsRequest(rig.router.port(), "web.example.com")).toEqual({
+    expect(await bunTlsRequest(rig.router.port, "web.example.com")).toEqual({
       authorized: true,
       cn: "web.example.com",
       greeting: "web sni=web.example.com alpn=-",
@@ -148,7 +149,7 @@ describe("real TLS clients reach different backends by name through one listener
   test.skipIf(!hasOpenssl)("openssl s_client -servername: the certificate verifies against the test CA", async () => {
     await using rig = await sniRig();
     for (const name of ["db.example.com", "web.example.com", "x.apps.example.com"]) {
-      const { code, stdout } = await sClient(rig.router.port(), name);
+      const { code, stdout } = await sClient(rig.router.port, name);
       expect(code).toBe(0);
       expect(stdout).toContain(`subject=CN = ${name.startsWith("x.") ? "*.apps.example.com" : name}`);
       expect(stdout).toContain("Verify return code: 0 (ok)");
@@ -160,7 +161,7 @@ describe("real TLS clients reach different backends by name through one listener
     await using rig = await sniRig();
     const payload = Buffer.alloc(4 * 1024 * 1024);
     for (let i = 0; i < payload.length; i += 4) payload.writeUInt32LE((i * 2654435761) >>> 0, i);
-    const reply = await tlsRequest(rig.router.port(), { servername: "db.example.com", send: payload.toString("latin1") });
+    const reply = await tlsRequest(rig.router.port, { servername: "db.example.com", send: payload.toString("latin1") });
     expect(reply.echo.length).toBe(payload.length);
     expect(Buffer.from(reply.echo, "latin1").equals(payload)).toBe(true);
   }, 30_000);
@@ -169,7 +170,7 @@ describe("real TLS clients reach different backends by name through one listener
 describe("wildcard, ALPN and default routes", () => {
   test("*.apps.example.com takes exactly one label, in any case; other names go to the default", async () => {
     await using rig = await sniRig();
-    const port = rig.router.port();
+    const port = rig.router.port;
     expect(await tlsRequest(port, { servername: "x.apps.example.com" })).toMatchObject({
       cn: "*.apps.example.com",
       authorized: true,
@@ -182,7 +183,7 @@ describe("wildcard, ALPN and default routes", () => {
 
   test("the ALPN route takes clients offering h2; an exact name still wins; without h2 the same name goes to the default", async () => {
     await using rig = await sniRig();
-    const port = rig.router.port();
+    const port = rig.router.port;
     expect(await tlsRequest(port, { servername: "h2.example.com", alpn: ["h2", "http/1.1"] })).toMatchObject({
       cn: "h2.example.com",
       authorized: true,
@@ -197,9 +198,9 @@ describe("wildcard, ALPN and default routes", () => {
   test("a client that sends no server name goes to the default route", async () => {
     await using rig = await sniRig();
     // node:tls sends no SNI when connecting to an IP address without `servername`.
-    expect((await tlsRequest(rig.router.port(), { ca: null })).greeting).toBe("fallback sni=- alpn=-");
+    expect((await tlsRequest(rig.router.port, { ca: null })).greeting).toBe("fallback sni=- alpn=-");
     if (hasOpenssl) {
-      const { stdout } = await sClient(rig.router.port(), null, ["-verify_quiet"]);
+      const { stdout } = await sClient(rig.router.port, null, ["-verify_quiet"]);
       expect(stdout).toContain("subject=CN = default.example.com");
     }
     expect(rig.servers.fallback.sessions.map((session) => session.servername)).toEqual(hasOpenssl ? [null, null] : [null]);
@@ -209,7 +210,7 @@ describe("wildcard, ALPN and default routes", () => {
 describe("no route and no default: the unrecognized_name alert", () => {
   test("node:tls sees alert 112; a warn line names the client and the name; nothing is dialled", async () => {
     await using rig = await sniRig();
-    const port = rig.router.port(1);
+    const port = rig.router.portOf(1);
     const error = await tlsRequest(port, { servername: "nope.example.com" }).then(
       () => null,
       (caught: Error & { code?: string }) => caught,
@@ -223,10 +224,10 @@ describe("no route and no default: the unrecognized_name alert", () => {
 
   test.skipIf(!hasOpenssl)("openssl s_client reports the alert, with and without a server name", async () => {
     await using rig = await sniRig();
-    const named = await sClient(rig.router.port(1), "nope.example.com");
+    const named = await sClient(rig.router.portOf(1), "nope.example.com");
     expect(named.code).not.toBe(0);
     expect(named.stderr).toMatch(/unrecognized name|alert number 112/);
-    const anonymous = await sClient(rig.router.port(1), null);
+    const anonymous = await sClient(rig.router.portOf(1), null);
     expect(anonymous.stderr).toMatch(/unrecognized name|alert number 112/);
     expect(sessionLines(rig.router, "no route for server name (none)")).toHaveLength(1);
     expect(rig.dialled()).toBe(0);
@@ -234,7 +235,7 @@ describe("no route and no default: the unrecognized_name alert", () => {
 
   test("a raw client gets exactly the 7-byte alert record, then the connection closes", async () => {
     await using rig = await sniRig();
-    await using client = await dial(rig.router.port(1));
+    await using client = await dial(rig.router.portOf(1));
     client.write(buildClientHello({ serverName: "nope.example.com" }));
     await hungUp(client);
     expect([...client.received()]).toEqual([...tlsAlert(ALERT_UNRECOGNIZED_NAME)]);
@@ -245,7 +246,7 @@ describe("the hello reaches the backend byte for byte, however it arrives", () =
   test("a hello in 1-byte segments, then application bytes", async () => {
     await using rig = await recorderRig();
     const hello = buildClientHello({ serverName: "raw.example.com" });
-    await using client = await dial(rig.router.port());
+    await using client = await dial(rig.router.port);
     for (const byte of chunks(hello, 1)) {
       client.write(byte);
       await Bun.sleep(1); // one segment each: TCP_NODELAY is on and the router reads in between
@@ -260,7 +261,7 @@ describe("the hello reaches the backend byte for byte, however it arrives", () =
       await using rig = await recorderRig();
       const hello = reframe(buildClientHello({ serverName: "raw.example.com", alpn: ["h2"] }), recordSize);
       const sent = Buffer.concat([hello, Buffer.from("early data")]);
-      await using client = await dial(rig.router.port());
+      await using client = await dial(rig.router.port);
       for (const piece of chunks(sent, 333)) client.write(piece);
       await receivedExactly(rig.routed, sent);
     }
@@ -271,12 +272,12 @@ describe("the hello reaches the backend byte for byte, however it arrives", () =
       await using rig = await recorderRig();
       const hello = buildClientHello({ serverName: "raw.example.com", keyShare: 1216, bodyLength });
       expect(hello.length).toBeGreaterThan(4096);
-      await using client = await dial(rig.router.port());
+      await using client = await dial(rig.router.port);
       client.write(hello);
       await receivedExactly(rig.routed, hello);
     }
     await using rig = await recorderRig();
-    await using client = await dial(rig.router.port());
+    await using client = await dial(rig.router.port);
     client.write(buildClientHello({ serverName: "raw.example.com", bodyLength: MAX_CLIENT_HELLO_LENGTH + 1 }));
     await hungUp(client);
     expect([rig.routed.peers.length, rig.other.peers.length]).toEqual([0, 0]);
@@ -286,7 +287,7 @@ describe("the hello reaches the backend byte for byte, however it arrives", () =
   test("the ClientHellos of real clients (captured fixtures) route by their names and arrive unchanged", async () => {
     for (const fixture of helloFixtures()) {
       await using rig = await recorderRig(fixture.serverName ?? "unused.example.com");
-      await using client = await dial(rig.router.port());
+      await using client = await dial(rig.router.port);
       client.write(fixture.bytes);
       await receivedExactly(fixture.serverName === null ? rig.other : rig.routed, fixture.bytes);
     }
@@ -297,8 +298,8 @@ describe("clients that never finish a hello", () => {
   test("hello_timeout closes a silent client and one that stops halfway; nothing is dialled", async () => {
     await using rig = await recorderRig("raw.example.com", 'hello_timeout = "300ms"');
     const started = performance.now();
-    await using silent = await dial(rig.router.port());
-    await using halfway = await dial(rig.router.port());
+    await using silent = await dial(rig.router.port);
+    await using halfway = await dial(rig.router.port);
     const hello = buildClientHello({ serverName: "raw.example.com" });
     halfway.write(hello.subarray(0, hello.length >> 1));
     await Promise.all([hungUp(silent), hungUp(halfway)]);
@@ -314,7 +315,7 @@ describe("clients that never finish a hello", () => {
 
   test("bytes that are not TLS close the connection at once, without a dial", async () => {
     await using rig = await recorderRig();
-    await using client = await dial(rig.router.port());
+    await using client = await dial(rig.router.port);
     client.write("GET / HTTP/1.1\r\nHost: raw.example.com\r\n\r\n");
     await hungUp(client);
     expect([rig.routed.peers.length, rig.other.peers.length]).toEqual([0, 0]);

@@ -10,7 +10,8 @@ import { join } from "node:path";
 import tls from "node:tls";
 import { parseConfig } from "../../src/config/load.ts";
 import { dial, freePort, hasCommand, listen, ROOT, spawnCli, waitFor, type Behaviour, type Peer } from "../helpers/net.ts";
-import { bunTlsRequest, CA, CERTS, sClient, startRouter, tlsRequest, tlsServer } from "../helpers/tls.ts";
+import { bunTlsRequest, CA, CERTS, sClient, tlsRequest, tlsServer } from "../helpers/tls.ts";
+import { startRouter } from "../helpers/router.ts";
 
 const hasOpenssl = hasCommand("openssl");
 
@@ -73,16 +74,16 @@ describe("termination: TLS from the client, plaintext to the backend", () => {
   test("node:tls and Bun's client verify the listener's certificate; the backend gets plaintext", async () => {
     await using app = listen(greeter("plain"));
     await using router = await terminating(app.address);
-    const reply = await tlsRequest(router.port(), { servername: "localhost" });
+    const reply = await tlsRequest(router.port, { servername: "localhost" });
     expect(reply).toEqual({ cn: "localhost", authorized: true, alpn: null, greeting: "plain", echo: "ping\n" });
     expect((await app.peer(0)).text()).toBe("ping\n");
-    expect(await bunTlsRequest(router.port(), "localhost")).toEqual({ authorized: true, cn: "localhost", greeting: "plain" });
+    expect(await bunTlsRequest(router.port, "localhost")).toEqual({ authorized: true, cn: "localhost", greeting: "plain" });
   });
 
   test.skipIf(!hasOpenssl)("openssl s_client verifies it too", async () => {
     await using app = listen(greeter("plain"));
     await using router = await terminating(app.address);
-    const { code, stdout } = await sClient(router.port(), "localhost");
+    const { code, stdout } = await sClient(router.port, "localhost");
     expect(code).toBe(0);
     expect(stdout).toContain("subject=CN = localhost");
     expect(stdout).toContain("Verify return code: 0 (ok)");
@@ -92,7 +93,7 @@ describe("termination: TLS from the client, plaintext to the backend", () => {
     await using app = listen({ data: (peer, chunk) => peer.write(chunk), end: (peer) => peer.shutdown(), open: (peer) => peer.write("go\n") });
     await using router = await terminating(app.address);
     const payload = Buffer.from(crypto.getRandomValues(new Uint8Array(1024 * 1024)).map((byte) => byte)).toString("latin1");
-    const reply = await tlsRequest(router.port(), { servername: "localhost", send: payload });
+    const reply = await tlsRequest(router.port, { servername: "localhost", send: payload });
     expect(reply.echo === payload).toBe(true);
   }, 20_000);
 
@@ -102,7 +103,7 @@ describe("termination: TLS from the client, plaintext to the backend", () => {
   test("a client that does not speak TLS is closed, and the backend is not dialled", async () => {
     await using app = listen(greeter("plain"));
     await using router = await terminating(app.address);
-    await using client = await dial(router.port());
+    await using client = await dial(router.port);
     client.write("PING\r\n");
     await waitFor(() => client.hungUp, 5000, "the router to close the connection");
     expect(client.text()).not.toContain("plain");
@@ -125,7 +126,7 @@ describe("several certificates on one terminating listener, chosen by SNI", () =
     await using app = listen(greeter("plain"));
     await using router = await many(app.address);
     const cn = async (servername: string) => {
-      const reply = await tlsRequest(router.port(), { servername });
+      const reply = await tlsRequest(router.port, { servername });
       expect(reply).toMatchObject({ authorized: true, greeting: "plain", echo: "ping\n" });
       return reply.cn;
     };
@@ -133,8 +134,8 @@ describe("several certificates on one terminating listener, chosen by SNI", () =
     expect(await cn("db.example.com")).toBe("db.example.com");
     expect(await cn("DB.Example.COM")).toBe("db.example.com");
     expect(await cn("x.apps.example.com")).toBe("*.apps.example.com");
-    expect(await bunTlsRequest(router.port(), "db.example.com")).toEqual({ authorized: true, cn: "db.example.com", greeting: "plain" });
-    expect(await bunTlsRequest(router.port(), "y.apps.example.com")).toEqual({ authorized: true, cn: "*.apps.example.com", greeting: "plain" });
+    expect(await bunTlsRequest(router.port, "db.example.com")).toEqual({ authorized: true, cn: "db.example.com", greeting: "plain" });
+    expect(await bunTlsRequest(router.port, "y.apps.example.com")).toEqual({ authorized: true, cn: "*.apps.example.com", greeting: "plain" });
     expect(app.peers).toHaveLength(6);
     await waitFor(() => router.matching("sni=x.apps.example.com").length === 1, 5000, "the session's log line with its server name");
     expect(router.matching("sni=db.example.com")).toHaveLength(3);
@@ -144,15 +145,15 @@ describe("several certificates on one terminating listener, chosen by SNI", () =
     await using app = listen(greeter("plain"));
     await using router = await many(app.address);
     for (const servername of ["", "nope.example.com", "a.b.apps.example.com"]) {
-      expect(await tlsRequest(router.port(), { servername, ca: null })).toMatchObject({ cn: "localhost", greeting: "plain" });
+      expect(await tlsRequest(router.port, { servername, ca: null })).toMatchObject({ cn: "localhost", greeting: "plain" });
     }
   });
 
   test("names = [...] replaces the names in the certificate", async () => {
     await using app = listen(greeter("plain"));
     await using router = await many(app.address);
-    expect((await tlsRequest(router.port(), { servername: "www.example.com", ca: null })).cn).toBe("web.example.com");
-    expect((await tlsRequest(router.port(), { servername: "web.example.com", ca: null })).cn).toBe("localhost");
+    expect((await tlsRequest(router.port, { servername: "www.example.com", ca: null })).cn).toBe("web.example.com");
+    expect((await tlsRequest(router.port, { servername: "web.example.com", ca: null })).cn).toBe("localhost");
   });
 
   test("an exact name beats a wildcard, whatever their order in the list", async () => {
@@ -162,14 +163,14 @@ describe("several certificates on one terminating listener, chosen by SNI", () =
   { cert = "fixtures/tls/certs/apps.pem", key = "fixtures/tls/certs/apps.key" },
   { cert = "fixtures/tls/certs/web.pem", key = "fixtures/tls/certs/web.key", names = ["x.apps.example.com"] },
 ]\n[backends.app]\ntargets = ["${app.address}"]\n`);
-    expect((await tlsRequest(router.port(), { servername: "x.apps.example.com", ca: null })).cn).toBe("web.example.com");
-    expect((await tlsRequest(router.port(), { servername: "y.apps.example.com" })).cn).toBe("*.apps.example.com");
+    expect((await tlsRequest(router.port, { servername: "x.apps.example.com", ca: null })).cn).toBe("web.example.com");
+    expect((await tlsRequest(router.port, { servername: "y.apps.example.com" })).cn).toBe("*.apps.example.com");
   });
 
   test.skipIf(!hasOpenssl)("openssl s_client -servername verifies the certificate it was given", async () => {
     await using app = listen(greeter("plain"));
     await using router = await many(app.address);
-    const { code, stdout } = await sClient(router.port(), "db.example.com");
+    const { code, stdout } = await sClient(router.port, "db.example.com");
     expect(code).toBe(0);
     expect(stdout).toContain("subject=CN = db.example.com");
     expect(stdout).toContain("Verify return code: 0 (ok)");
@@ -193,13 +194,13 @@ describe("termination across a reload", () => {
     await using app = listen(greeter("plain"));
     const text = `[[listeners]]\nlisten = "127.0.0.1:${freePort()}"\nbackend = "app"\ntls = { cert = "${files.dir}/cert.pem", key = "${files.dir}/key.pem" }\n[backends.app]\ntargets = ["${app.address}"]\n`;
     await using router = await startRouter(text);
-    expect((await tlsRequest(router.port(), { servername: "localhost" })).cn).toBe("localhost");
-    const open = await openTls(router.port(), "localhost");
+    expect((await tlsRequest(router.port, { servername: "localhost" })).cn).toBe("localhost");
+    const open = await openTls(router.port, "localhost");
     expect(router.reload(parseConfig(text, "toml", files.source)).certificates).toEqual([]); // unchanged files: nothing to do
     files.put("db");
-    expect(router.reload(parseConfig(text, "toml", files.source)).certificates).toEqual([`127.0.0.1:${router.port()}`]);
-    expect((await tlsRequest(router.port(), { servername: "db.example.com" })).cn).toBe("db.example.com");
-    expect(await tlsRequest(router.port(), { servername: "", ca: null })).toMatchObject({ cn: "db.example.com" });
+    expect(router.reload(parseConfig(text, "toml", files.source)).certificates).toEqual([`127.0.0.1:${router.port}`]);
+    expect((await tlsRequest(router.port, { servername: "db.example.com" })).cn).toBe("db.example.com");
+    expect(await tlsRequest(router.port, { servername: "", ca: null })).toMatchObject({ cn: "db.example.com" });
     expect(await open.roundTrip("still here\n")).toBe("still here\n");
     open.socket.destroy();
   });
@@ -273,7 +274,7 @@ describe("origination: plaintext from the client, TLS to the target", () => {
   test("with ca, servername and verify: the target sees the server name; the client gets its greeting and echo", async () => {
     await using upstream = await tlsServer("localhost");
     await using router = await originating(upstream.address, '{ servername = "upstream.test", ca = "fixtures/tls/certs/ca.pem", verify = true }');
-    await using exchange = (await plainExchange(router.port())).client;
+    await using exchange = (await plainExchange(router.port)).client;
     expect(exchange.text()).toBe("localhost sni=upstream.test alpn=-\nping\n");
     expect(upstream.sessions).toHaveLength(1);
   });
@@ -281,14 +282,14 @@ describe("origination: plaintext from the client, TLS to the target", () => {
   test("without servername the certificate is checked against the target's address (an IP SAN here)", async () => {
     await using upstream = await tlsServer("localhost");
     await using router = await originating(upstream.address, '{ ca = "fixtures/tls/certs/ca.pem" }');
-    await using exchange = (await plainExchange(router.port())).client;
+    await using exchange = (await plainExchange(router.port)).client;
     expect(exchange.text()).toMatch(/^localhost sni=\S+ alpn=-\nping\n$/);
   });
 
   test("a wrong servername fails verification: the client is closed, with a warn line", async () => {
     await using upstream = await tlsServer("localhost");
     await using router = await originating(upstream.address, '{ servername = "wrong.test", ca = "fixtures/tls/certs/ca.pem" }');
-    const { text, client } = await plainExchange(router.port());
+    const { text, client } = await plainExchange(router.port);
     await using _ = client;
     await waitFor(() => client.hungUp, 5000, "the client to be closed");
     expect(text).toBe("");
@@ -300,7 +301,7 @@ describe("origination: plaintext from the client, TLS to the target", () => {
   test("a certificate from an unknown CA fails verification: the client is closed, with a warn line", async () => {
     await using upstream = await tlsServer("other"); // signed by other-ca.pem, which the backend does not trust
     await using router = await originating(upstream.address, '{ servername = "upstream.test", ca = "fixtures/tls/certs/ca.pem" }');
-    const { text, client } = await plainExchange(router.port());
+    const { text, client } = await plainExchange(router.port);
     await using _ = client;
     await waitFor(() => client.hungUp, 5000, "the client to be closed");
     expect(text).toBe("");
@@ -311,7 +312,7 @@ describe("origination: plaintext from the client, TLS to the target", () => {
   test("verify = false accepts that certificate", async () => {
     await using upstream = await tlsServer("other");
     await using router = await originating(upstream.address, '{ servername = "upstream.test", verify = false }');
-    await using exchange = (await plainExchange(router.port())).client;
+    await using exchange = (await plainExchange(router.port)).client;
     expect(exchange.text()).toBe("other sni=upstream.test alpn=-\nping\n");
   });
 
@@ -328,7 +329,7 @@ targets = ["${bad.address}", "${good.address}"]
 tls = { servername = "upstream.test", ca = "fixtures/tls/certs/ca.pem" }
 `);
     for (let i = 0; i < 2; i++) {
-      await using exchange = (await plainExchange(router.port())).client;
+      await using exchange = (await plainExchange(router.port)).client;
       expect(exchange.text()).toBe("localhost sni=upstream.test alpn=-\nping\n");
     }
     expect([bad.sessions.length, good.sessions.length]).toEqual([0, 2]);
@@ -345,7 +346,7 @@ tls = { cert = "fixtures/tls/certs/localhost.pem", key = "fixtures/tls/certs/loc
 targets = ["${upstream.address}"]
 tls = { servername = "upstream.test", ca = "${CERTS}/ca.pem" }
 `);
-    expect(await tlsRequest(router.port(), { servername: "localhost" })).toEqual({
+    expect(await tlsRequest(router.port, { servername: "localhost" })).toEqual({
       cn: "localhost",
       authorized: true,
       alpn: null,
