@@ -64,10 +64,13 @@ export interface BoundListener {
   port: number;
 }
 
+/** What `reload()` changed, by listen address (formatted: `127.0.0.1:11000`, `unix:/path`). */
 export interface ReloadSummary {
-  /** Listen addresses opened, closed (their sessions go on) and kept with their socket. */
+  /** Listeners new in the config, bound before anything else changed. */
   opened: string[];
+  /** Listeners gone from the config: they stop accepting, their open sessions go on. */
   closed: string[];
+  /** Listeners in both configs: they keep their socket (no connection is refused meanwhile). */
   kept: string[];
   /** Kept TLS listeners whose certificates changed (new files, names, or list). */
   certificates: string[];
