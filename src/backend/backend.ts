@@ -6,6 +6,7 @@
  * `healthy`, and sessions count themselves in `active` through `acquire`/`release`.
  */
 import { readFileSync } from "node:fs";
+import { DEFAULTS } from "../config/defaults.ts";
 import { formatAddress, type Address } from "../util/address.ts";
 import { createBalancer, isAvailable, type Balance, type Balancer, type Target } from "./balancer.ts";
 import { HealthChecker, type HealthConfig } from "./health.ts";
@@ -13,9 +14,9 @@ import { defaultLogger, LogLimiter, type Logger } from "../util/log.ts";
 
 export interface TargetOptions {
   address: Address;
-  /** ≥ 1. Default 1. */
+  /** ≥ 1. Default DEFAULTS.weight. */
   weight?: number;
-  /** 0 = no limit (default). */
+  /** 0 = no limit. Default DEFAULTS.maxConnections. */
   maxConnections?: number;
   /** Used only when no primary target is available. Default false. */
   backup?: boolean;
@@ -26,13 +27,13 @@ export interface TargetOptions {
 export interface BackendOptions {
   name: string;
   targets: TargetOptions[];
-  /** Default round-robin. */
+  /** Default DEFAULTS.balance. */
   balance?: Balance;
-  /** Other targets tried after a failed connect. Default 0. */
+  /** Other targets tried after a failed connect. Default DEFAULTS.retries. */
   retries?: number;
   /** null (default) = no active checks: targets are healthy until a connect to them fails. */
   health?: HealthConfig | null;
-  /** How long a session waits when every target is full; 0 (default) = closed at once. */
+  /** How long a session waits when every target is full; 0 = closed at once. Default DEFAULTS.queueTimeout. */
   queueTimeout?: number;
   /** Send a PROXY protocol header to targets. Default null (none). */
   sendProxy?: "v1" | "v2" | null;
@@ -93,8 +94,8 @@ export class Backend {
    */
   constructor(options: BackendOptions, log: Logger, previous?: Backend) {
     this.name = options.name;
-    this.retries = options.retries ?? 0;
-    this.queueTimeout = options.queueTimeout ?? 0;
+    this.retries = options.retries ?? DEFAULTS.retries;
+    this.queueTimeout = options.queueTimeout ?? DEFAULTS.queueTimeout;
     this.sendProxy = options.sendProxy ?? null;
     const tls = options.tls ?? null;
     this.tls =
@@ -105,7 +106,7 @@ export class Backend {
             ...(tls.ca ? { ca: readFileSync(tls.ca, "utf8") } : {}),
             rejectUnauthorized: tls.verify,
           };
-    this.balance = options.balance ?? "round-robin";
+    this.balance = options.balance ?? DEFAULTS.balance;
     this.balancer = previous !== undefined && previous.balance === this.balance ? previous.balancer : createBalancer(this.balance);
     this.targets = targetStates(options.targets, previous?.targets ?? []);
     this.healthConfig = options.health ?? null;
@@ -210,8 +211,8 @@ function targetStates(targets: readonly TargetOptions[], previous: readonly Targ
       connectFailures: 0,
     };
     state.name = target.name ?? key;
-    state.weight = target.weight ?? 1;
-    state.maxConnections = target.maxConnections ?? 0;
+    state.weight = target.weight ?? DEFAULTS.weight;
+    state.maxConnections = target.maxConnections ?? DEFAULTS.maxConnections;
     state.backup = target.backup ?? false;
     return state;
   });

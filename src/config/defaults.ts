@@ -21,6 +21,10 @@ export const DEFAULTS = {
   queueTimeout: 5_000,
   /** Sessions open at once (per listener, per target); 0 = no limit. */
   maxConnections: 0,
+  /** Sessions open at once from one client IP on a listener; 0 = no limit. */
+  maxConnectionsPerIp: 0,
+  /** New connections per second from one client IP on a listener; 0 = no limit. */
+  connectionRatePerIp: 0,
   /** Bytes a pipe may queue for a slow reader before it pauses the other side. */
   highWaterMark: 1024 * 1024,
   /** A paused side resumes once its queue is down to this many bytes. */
