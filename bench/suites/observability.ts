@@ -3,7 +3,7 @@
  * off, and on (`--admin` with /metrics scraped every --scrape-ms, `--access-log FILE`), side by
  * side. Target: "on" loses at most 3 % requests/s.
  *
- *   bun run bench/observability.ts [--rounds N] [--requests N] [--only ROW[,ROW]] [--smoke] [--json]
+ *   bun run bench/run.ts --suite observability [--rounds N] [--requests N] [--only ROW[,ROW]] [--smoke] [--json]
  *
  * One dedicated redis-server; one tcprouter instance of each kind for the whole run. Rounds
  * are interleaved per row (off on, then on off in the next round, so neither always goes
@@ -21,37 +21,46 @@
  */
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
-import { ROOT, launch, type Instance } from "./contenders.ts";
-import { DEFAULT_TCPROUTER_CMD, listOf, parseBenchFlags, positiveInt, say } from "./flags.ts";
-import { collectMeta, headerText } from "./meta.ts";
-import { HOST, freePort } from "./net.ts";
-import { StoppingError, descendants, isStopping, workDir, runBench } from "./procs.ts";
-import { checkRedisPath, runRedisRow, startRedis, type RedisRow } from "./redis.ts";
-import { median, writeResults } from "./table.ts";
+import type { Instance } from "../contenders/launch.ts";
+import { DEFAULT_TCPROUTER_CMD, startForward } from "../contenders/tcprouter.ts";
+import { COMMON_HELP, listOf, parseBenchFlags, positiveInt, say } from "../runner/flags.ts";
+import { REDIS_TOOLS, collectMeta, headerText } from "../runner/meta.ts";
+import { HOST, freePort } from "../runner/net.ts";
+import { cpuSeconds, workDir } from "../runner/procs.ts";
+import { failure, roundLine, rotated } from "../runner/rounds.ts";
+import { publish } from "../report/results.ts";
+import { fmtRps, markdownTable, median, ratioOf, textTable, type Table } from "../report/table.ts";
+import { checkRedisPath, redisRows, runRedisRow, startRedis } from "./workloads/redis.ts";
 
-const ROWS: RedisRow[] = [
-  { id: "ping", title: "PING -c 50", args: ["-t", "ping_mbulk", "-c", "50"], scale: 1 },
-  { id: "ping-k0", title: "PING -c 50 -k 0 (new conn/req)", args: ["-t", "ping_mbulk", "-c", "50", "-k", "0"], scale: 0.2 },
-];
+/** PING -c 50 and PING -c 50 -k 0 at 0.2 × --requests. */
+const ROWS = redisRows(["ping", "ping-k0"], { "ping-k0": 0.2 });
 const KINDS = ["off", "on"] as const;
 type Kind = (typeof KINDS)[number];
 /** "on" may lose this much at most. */
 const TARGET_RATIO = 0.97;
 
-const HELP = `bun run bench/observability.ts [flags]
-  --rounds N          rounds, interleaved (default 7; smoke 1)
-  --requests N        redis-benchmark -n before the row's scale (default 100000; smoke 2000)
-  --only ROW[,ROW]    ${ROWS.map((row) => row.id).join(",")} (default: all)
-  --scrape-ms N       how often "on" is scraped while it runs (default 1000; Prometheus usually scrapes every 15 s)
-  --tcprouter-cmd CMD command instead of "bun run src/cli.ts", e.g. dist/tcprouter
-  --smoke             tiny counts
-  --json              print the JSON result on stdout (the table goes to stderr)
-`;
+export const HELP = `bun run bench/run.ts --suite observability [flags]
+  redis-benchmark through tcprouter with metrics and the access log off, and on
+  --rounds N            rounds, interleaved (default 7; smoke 1)
+  --requests N          redis-benchmark -n before the row's scale (default 100000; smoke 2000)
+  --only ROW[,ROW]      ${ROWS.map((row) => row.id).join(",")} (default: all)
+  --scrape-ms N         how often "on" is scraped while it runs (default 1000; Prometheus usually scrapes every 15 s)
+  --tcprouter-cmd CMD   command instead of "bun run src/cli.ts", e.g. dist/tcprouter
+${COMMON_HELP}`;
 
-function parseFlags() {
-  const values = parseBenchFlags({ requests: { type: "string" }, "scrape-ms": { type: "string" } }, HELP);
+function parseFlags(args: string[]) {
+  const values = parseBenchFlags(
+    "observability",
+    args,
+    { requests: { type: "string" }, "scrape-ms": { type: "string" }, only: { type: "string" }, "tcprouter-cmd": { type: "string" } },
+    HELP,
+  );
   const int = (flag: string, raw: string | undefined, dflt: number, smokeDflt: number) => positiveInt(flag, raw, dflt, smokeDflt, values.smoke);
-  const only = listOf("only", values.only, ROWS.map((row) => row.id));
+  const only = listOf(
+    "only",
+    values.only,
+    ROWS.map((row) => row.id),
+  );
   return {
     rounds: int("rounds", values.rounds, 7, 1),
     requests: int("requests", values.requests, 100_000, 2_000),
@@ -60,9 +69,9 @@ function parseFlags() {
     command: values["tcprouter-cmd"] ?? DEFAULT_TCPROUTER_CMD,
     smoke: values.smoke,
     json: values.json,
+    markdown: values.markdown,
   };
 }
-
 
 interface Running {
   kind: Kind;
@@ -73,13 +82,11 @@ interface Running {
 }
 
 async function start(kind: Kind, command: string, redisPort: number): Promise<Running> {
-  const port = await freePort();
-  let line = `exec ${command} --listen ${HOST}:${port} --to ${HOST}:${redisPort} --log-level warn`;
-  if (kind === "off") return { kind, instance: await launch(`tcprouter-${kind}`, ["bash", "-c", line], port, ROOT) };
+  const tag = `tcprouter-${kind}`;
+  if (kind === "off") return { kind, instance: await startForward(command, redisPort, tag) };
   const adminPort = await freePort();
   const accessLog = join(workDir(), "access.log");
-  line += ` --admin ${HOST}:${adminPort} --access-log ${accessLog}`;
-  return { kind, instance: await launch(`tcprouter-${kind}`, ["bash", "-c", line], port, ROOT), adminPort, accessLog };
+  return { kind, instance: await startForward(command, redisPort, tag, ` --admin ${HOST}:${adminPort} --access-log ${accessLog}`), adminPort, accessLog };
 }
 
 async function metricsText(adminPort: number): Promise<string> {
@@ -101,22 +108,10 @@ function activeSessions(text: string): number {
   return sum;
 }
 
-/** User + system CPU seconds of a process and its descendants, from /proc (clock ticks of 10 ms). */
-function cpuSeconds(pid: number): number {
-  let ticks = 0;
-  for (const one of [pid, ...descendants(pid)]) {
-    try {
-      const stat = readFileSync(`/proc/${one}/stat`, "utf8");
-      const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
-      ticks += Number(fields[11]) + Number(fields[12]); // utime, stime (fields 14 and 15)
-    } catch {
-      // gone
-    }
-  }
-  return ticks / 100;
-}
-
-const lineCount = (path: string) => readFileSync(path, "utf8").split("\n").filter((line) => line !== "").length;
+const lineCount = (path: string) =>
+  readFileSync(path, "utf8")
+    .split("\n")
+    .filter((line) => line !== "").length;
 
 async function waitUntil(condition: () => boolean | Promise<boolean>, ms: number, what: string): Promise<void> {
   const deadline = Date.now() + ms;
@@ -147,18 +142,20 @@ interface Result {
   errors: string[];
 }
 
-async function main(): Promise<void> {
-  const opts = parseFlags();
-  const meta = await collectMeta([{ name: "tcprouter", version: "", command: opts.command, skip: undefined }], {
-    rounds: opts.rounds,
-    requests: opts.requests,
-    rows: opts.rows.map((row) => row.id),
-    scrapeMs: opts.scrapeMs,
-    off: `${opts.command} --listen … --to … --log-level warn`,
-    on: `… --admin ${HOST}:PORT --access-log FILE (and GET /metrics every ${opts.scrapeMs} ms)`,
-  });
-  delete meta.versions.tcprouter;
-  delete meta.versions.iperf3;
+export async function main(args: string[]): Promise<void> {
+  const opts = parseFlags(args);
+  const meta = await collectMeta(
+    [{ name: "tcprouter", command: opts.command }],
+    {
+      rounds: opts.rounds,
+      requests: opts.requests,
+      rows: opts.rows.map((row) => row.id),
+      scrapeMs: opts.scrapeMs,
+      off: `${opts.command} --listen … --to … --log-level warn`,
+      on: `… --admin ${HOST}:PORT --access-log FILE (and GET /metrics every ${opts.scrapeMs} ms)`,
+    },
+    { "redis-server": REDIS_TOOLS["redis-server"]!, "redis-benchmark": REDIS_TOOLS["redis-benchmark"]! },
+  );
   say(`bench: observability off vs on, ${opts.rounds} round(s) of ${opts.rows.map((row) => row.id).join(",")}`);
   const redis = await startRedis();
   const running: Record<Kind, Running> = { off: await start("off", opts.command, redis.port), on: await start("on", opts.command, redis.port) };
@@ -178,12 +175,24 @@ async function main(): Promise<void> {
     );
   }, opts.scrapeMs);
 
-  const results: Result[] = opts.rows.map((row) => ({ row: row.id, title: row.title, off: [], on: [], offP50: [], onP50: [], offCpu: [], onCpu: [], errors: [] }));
+  const results: Result[] = opts.rows.map((row) => ({
+    row: row.id,
+    title: row.title,
+    off: [],
+    on: [],
+    offP50: [],
+    onP50: [],
+    offCpu: [],
+    onCpu: [],
+    errors: [],
+  }));
   for (let round = 0; round < opts.rounds; round++) {
-    const order: Kind[] = round % 2 === 0 ? ["off", "on"] : ["on", "off"];
+    // off on, then on off: neither always goes first
+    const order = rotated(KINDS, round);
     for (const [i, row] of opts.rows.entries()) {
       for (const kind of order) {
         const result = results[i]!;
+        const progress = (text: string) => say(roundLine(round, opts.rounds, row.id, 8, kind, 3, text));
         scraping = kind === "on";
         try {
           const pid = running[kind].instance.pid!;
@@ -194,11 +203,10 @@ async function main(): Promise<void> {
           result[kind].push(sample.rps);
           result[kind === "off" ? "offP50" : "onP50"].push(sample.p50ms);
           result[kind === "off" ? "offCpu" : "onCpu"].push(cpu);
-          say(`round ${round + 1}/${opts.rounds}  ${row.id.padEnd(8)} ${kind.padEnd(3)} ${Math.round(sample.rps)} req/s, ${cpu.toFixed(1)} CPU µs/request`);
+          progress(`${Math.round(sample.rps)} req/s, ${cpu.toFixed(1)} CPU µs/request`);
         } catch (error) {
-          if (error instanceof StoppingError || isStopping()) throw new StoppingError();
-          result.errors.push(`${kind}: ${(error as Error).message.split("\n")[0]}`);
-          say(`round ${round + 1}/${opts.rounds}  ${row.id.padEnd(8)} ${kind.padEnd(3)} FAILED ${(error as Error).message}`);
+          result.errors.push(`${kind}: ${failure(error)}`);
+          progress(`FAILED ${(error as Error).message}`);
         } finally {
           scraping = false;
         }
@@ -217,7 +225,7 @@ async function main(): Promise<void> {
   const summary = results.map((r) => {
     const off = median(r.off);
     const on = median(r.on);
-    const ratio = off !== null && on !== null ? on / off : null;
+    const ratio = ratioOf(on, off);
     const offCpu = median(r.offCpu);
     const onCpu = median(r.onCpu);
     return {
@@ -229,21 +237,25 @@ async function main(): Promise<void> {
       onP50Median: median(r.onP50),
       offCpuMedian: offCpu,
       onCpuMedian: onCpu,
-      cpuRatio: offCpu && onCpu !== null ? onCpu / offCpu : null,
+      cpuRatio: ratioOf(onCpu, offCpu),
       meetsTarget: ratio !== null && ratio >= TARGET_RATIO,
     };
   });
-  const table = renderTable(summary);
+  const table = tableOf(summary);
   const footer = [
     `target: on ≥ ${TARGET_RATIO} × off (≤ ${Math.round((1 - TARGET_RATIO) * 100)} % fewer requests/s): ${summary.every((s) => s.meetsTarget) ? "met" : "NOT met"} (${summary.map((s) => `${s.row} ${s.ratio === null ? "-" : s.ratio.toFixed(3)}`).join(", ")})`,
     `on: ${counted} sessions in /metrics, ${lines} access log lines: ${consistent ? "one line per session" : "MISMATCH"}; ${scrapes.count} scrapes during its runs (${scrapes.failed} failed)`,
     ...summary.flatMap((s) => s.errors.map((error) => `error: ${s.row} ${error}`)),
   ].join("\n");
-  const out = opts.json ? process.stderr : process.stdout;
-  out.write(`\n${headerText(meta)}\n\n${table}\n${footer}\n`);
-  const result = { ...meta, suite: "observability", targetRatio: TARGET_RATIO, results: summary, sessionsCounted: counted, accessLogLines: lines, scrapes };
-  if (opts.json) process.stdout.write(`${JSON.stringify(result, null, 2)}\n`);
-  writeResults(result, opts.smoke, "observability");
+  publish(
+    {
+      text: `\n${headerText(meta)}\n\n${textTable(table)}\n${footer}\n`,
+      markdown: markdownTable(table),
+      result: { ...meta, suite: "observability", targetRatio: TARGET_RATIO, results: summary, sessionsCounted: counted, accessLogLines: lines, scrapes },
+    },
+    opts,
+    "observability",
+  );
   if (!consistent || summary.some((s) => s.offMedian === null || s.onMedian === null)) process.exitCode = 1;
 }
 
@@ -261,9 +273,10 @@ interface Summary {
   cpuRatio: number | null;
 }
 
-function renderTable(summary: Summary[]): string {
-  const rps = (x: number | null) => (x === null ? "FAILED" : `${Math.round(x).toLocaleString("en-US")} req/s`);
-  const range = (xs: number[]) => (xs.length === 0 ? "-" : `${Math.round(Math.min(...xs)).toLocaleString("en-US")}..${Math.round(Math.max(...xs)).toLocaleString("en-US")}`);
+/** row | off | on | on / off | min..max of each | p50 ms | CPU µs/request | on / off. */
+function tableOf(summary: Summary[]): Table {
+  const rps = (x: number | null) => (x === null ? "FAILED" : `${fmtRps(x)} req/s`);
+  const range = (xs: number[]) => (xs.length === 0 ? "-" : `${fmtRps(Math.min(...xs))}..${fmtRps(Math.max(...xs))}`);
   const ms = (x: number | null) => (x === null ? "-" : x.toFixed(3));
   const cpu = (x: number | null) => (x === null ? "-" : x.toFixed(1));
   const ratio = (x: number | null) => (x === null ? "-" : x.toFixed(3));
@@ -279,9 +292,5 @@ function renderTable(summary: Summary[]): string {
     `${cpu(s.offCpuMedian)} / ${cpu(s.onCpuMedian)}`,
     ratio(s.cpuRatio),
   ]);
-  const widths = head.map((_, i) => Math.max(...[head, ...rows].map((r) => r[i]!.length)));
-  const fmt = (r: string[]) => r.map((c, i) => (i === 0 ? c.padEnd(widths[i]!) : c.padStart(widths[i]!))).join("  ");
-  return [fmt(head), widths.map((w) => "-".repeat(w)).join("  "), ...rows.map(fmt)].join("\n");
+  return { head, rows, text: 1 };
 }
-
-await runBench(main);

@@ -3,13 +3,13 @@
  * vs HAProxy routing on `req.ssl_sni`, to the same TLS server; and bulk throughput of one TLS
  * session through a passthrough (sni) listener vs a plain forwarded (tcp) listener.
  *
- *   bun run bench/tls.ts [--rounds N] [--seconds N] [--bytes N] [--concurrency N] [--only ROW[,ROW]]
- *                        [--contenders A[,B]] [--tcprouter-cmd CMD] [--smoke] [--json]
+ *   bun run bench/run.ts --suite tls [--rounds N] [--seconds N] [--bytes N] [--concurrency N] [--only ROW[,ROW]]
+ *                        [--contenders A[,B]] [--tcprouter-cmd CMD] [--smoke] [--json] [--markdown]
  *
  * Targets: handshakes through tcprouter ≥ 1.0 × HAProxy; bulk through an sni listener within
  * 10 % of a tcp listener (≥ 0.9 ×).
  *
- * Peers (bench/tls-peers.ts, one process each): the TLS server (Bun.listen, the test
+ * Peers (bench/contenders/tls-peers.ts, one process each): the TLS server (Bun.listen, the test
  * certificate for db.example.com, EC P-256, TLS 1.3) and, per sample, a load generator.
  * Contenders, each one process for the whole run, all on 127.0.0.1:
  * - direct: the TLS server itself.
@@ -17,7 +17,7 @@
  * - tcprouter-2w: the same with `--workers 2` (HAProxy uses every core by default).
  * - haproxy: `tcp-request inspect-delay 5s`, accept once `req.ssl_hello_type 1`,
  *   `use_backend tls if { req.ssl_sni -i db.example.com }`, no default backend.
- * - bun-floor: bench/bun-floor.ts, a bare Bun forwarder that dials on the first bytes: Bun's own cost.
+ * - bun-floor: bench/contenders/bun-floor.ts, a bare Bun forwarder that dials on the first bytes: Bun's own cost.
  * - tcprouter-tcp: `--listen … --to …`, plain forwarding (the bulk rows' baseline).
  * Before timing, each passes a verified session to db.example.com (certificate CN, PONG, 1 MiB
  * each way by sha256); the SNI routers must also refuse nope.example.com.
@@ -31,14 +31,17 @@
  * min..max and ratios of medians. The load generator, the TLS server and the contender share
  * the machine's cores: read ratios, not absolute numbers.
  */
-import { readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { ROOT, findHaproxy, haproxyHead, launch, type Instance } from "./contenders.ts";
-import { DEFAULT_TCPROUTER_CMD, listOf, parseBenchFlags, positiveInt, say } from "./flags.ts";
-import { collectMeta, headerText } from "./meta.ts";
-import { HOST, freePort } from "./net.ts";
-import { StoppingError, descendants, isStopping, run, versionOf, workDir, runBench } from "./procs.ts";
-import { median, writeResults } from "./table.ts";
+import { HAPROXY_MISSING, findHaproxy, haproxyHead, startHaproxy } from "../contenders/haproxy.ts";
+import { ROOT, bunFloorCommand, directInstance, launch, startBunFloor, type Instance } from "../contenders/launch.ts";
+import { DEFAULT_TCPROUTER_CMD, startForward, startWithConfig } from "../contenders/tcprouter.ts";
+import { COMMON_HELP, listOf, parseBenchFlags, positiveInt, say } from "../runner/flags.ts";
+import { collectMeta, headerText } from "../runner/meta.ts";
+import { HOST, freePort } from "../runner/net.ts";
+import { cpuSeconds, run } from "../runner/procs.ts";
+import { failure, roundLine, rotated } from "../runner/rounds.ts";
+import { publish } from "../report/results.ts";
+import { markdownTable, median, ratioOf, textTable, type Table } from "../report/table.ts";
 
 const CONTENDERS = ["direct", "tcprouter", "tcprouter-2w", "haproxy", "bun-floor", "tcprouter-tcp"] as const;
 type ContenderName = (typeof CONTENDERS)[number];
@@ -53,14 +56,33 @@ interface Row {
 }
 
 const ROWS: Row[] = [
-  { id: "handshakes", title: "new TLS sessions (SNI routed)", unit: "sessions/s", contenders: ["direct", "tcprouter", "tcprouter-2w", "haproxy", "bun-floor"], target: ["tcprouter", "haproxy", 1.0] },
-  { id: "bulk-up", title: "bulk, one TLS session, client → server", unit: "Gbit/s", contenders: ["direct", "tcprouter-tcp", "tcprouter", "haproxy"], target: ["tcprouter", "tcprouter-tcp", 0.9] },
-  { id: "bulk-down", title: "bulk, one TLS session, server → client", unit: "Gbit/s", contenders: ["direct", "tcprouter-tcp", "tcprouter", "haproxy"], target: ["tcprouter", "tcprouter-tcp", 0.9] },
+  {
+    id: "handshakes",
+    title: "new TLS sessions (SNI routed)",
+    unit: "sessions/s",
+    contenders: ["direct", "tcprouter", "tcprouter-2w", "haproxy", "bun-floor"],
+    target: ["tcprouter", "haproxy", 1.0],
+  },
+  {
+    id: "bulk-up",
+    title: "bulk, one TLS session, client → server",
+    unit: "Gbit/s",
+    contenders: ["direct", "tcprouter-tcp", "tcprouter", "haproxy"],
+    target: ["tcprouter", "tcprouter-tcp", 0.9],
+  },
+  {
+    id: "bulk-down",
+    title: "bulk, one TLS session, server → client",
+    unit: "Gbit/s",
+    contenders: ["direct", "tcprouter-tcp", "tcprouter", "haproxy"],
+    target: ["tcprouter", "tcprouter-tcp", 0.9],
+  },
 ];
 
 const SERVER_NAME = "db.example.com";
 
-const HELP = `bun run bench/tls.ts [flags]
+export const HELP = `bun run bench/run.ts --suite tls [flags]
+  new TLS sessions/s through SNI passthrough, and bulk through one passthrough session
   --rounds N            rounds, interleaved across contenders (default 5; smoke 1)
   --seconds N           handshakes: seconds per sample (default 5; smoke 1)
   --concurrency N       handshakes: sessions in flight (default 32)
@@ -68,17 +90,28 @@ const HELP = `bun run bench/tls.ts [flags]
   --only ROW[,ROW]      ${ROWS.map((row) => row.id).join(",")} (default: all)
   --contenders A[,B]    ${CONTENDERS.join(",")} (default: all)
   --tcprouter-cmd CMD   command instead of "bun run src/cli.ts", e.g. dist/tcprouter
-  --smoke               tiny counts
-  --json                print the JSON result on stdout (the table goes to stderr)
-`;
+${COMMON_HELP}`;
 
-function parseFlags() {
+function parseFlags(args: string[]) {
   const values = parseBenchFlags(
-    { seconds: { type: "string" }, concurrency: { type: "string" }, bytes: { type: "string" }, contenders: { type: "string" } },
+    "tls",
+    args,
+    {
+      seconds: { type: "string" },
+      concurrency: { type: "string" },
+      bytes: { type: "string" },
+      only: { type: "string" },
+      contenders: { type: "string" },
+      "tcprouter-cmd": { type: "string" },
+    },
     HELP,
   );
   const int = (flag: string, raw: string | undefined, dflt: number, smokeDflt: number) => positiveInt(flag, raw, dflt, smokeDflt, values.smoke);
-  const only = listOf("only", values.only, ROWS.map((row) => row.id));
+  const only = listOf(
+    "only",
+    values.only,
+    ROWS.map((row) => row.id),
+  );
   return {
     rounds: int("rounds", values.rounds, 5, 1),
     seconds: int("seconds", values.seconds, 5, 1),
@@ -89,31 +122,30 @@ function parseFlags() {
     command: values["tcprouter-cmd"] ?? DEFAULT_TCPROUTER_CMD,
     smoke: values.smoke,
     json: values.json,
+    markdown: values.markdown,
   };
 }
 type Options = ReturnType<typeof parseFlags>;
 
-
 // ── Processes ──────────────────────────────────────────────────────────────────────────────
 
-/** The command that runs bench/tls-peers.ts. */
-const PEERS = [Bun.which("bun") ?? process.execPath, join(ROOT, "bench/tls-peers.ts")];
+/** The command that runs bench/contenders/tls-peers.ts. */
+const PEERS = [process.execPath, join(ROOT, "bench/contenders/tls-peers.ts")];
 
 /** Runs a tls-peers.ts client role; returns its JSON line. Throws with its stderr when it fails. */
 async function peer(role: string, port: number, args: string[], timeoutMs: number): Promise<Record<string, number | string | boolean>> {
   const result = await run([...PEERS, role, "--port", String(port), ...args], timeoutMs);
   const line = result.stdout.trim().split("\n").at(-1) ?? "";
   if (result.code !== 0 || !line.startsWith("{")) {
-    throw new Error(`${role} on port ${port}: exit ${result.code}${result.timedOut ? " (timed out)" : ""}: ${(result.stderr.trim().split("\n").at(-1) ?? "") || line}`);
+    throw new Error(
+      `${role} on port ${port}: exit ${result.code}${result.timedOut ? " (timed out)" : ""}: ${(result.stderr.trim().split("\n").at(-1) ?? "") || line}`,
+    );
   }
   return JSON.parse(line);
 }
 
 function tcprouterConfig(port: number, serverPort: number): string {
-  const file = join(workDir(), `tcprouter-sni-${port}.toml`);
-  writeFileSync(
-    file,
-    `[[listeners]]
+  return `[[listeners]]
 listen = "${HOST}:${port}"
 mode = "sni"
 [[listeners.routes]]
@@ -121,16 +153,11 @@ server_names = ["${SERVER_NAME}"]
 backend = "tls"
 [backends.tls]
 targets = ["${HOST}:${serverPort}"]
-`,
-  );
-  return file;
+`;
 }
 
 function haproxyConfig(port: number, serverPort: number): string {
-  const file = join(workDir(), `haproxy-sni-${port}.cfg`);
-  writeFileSync(
-    file,
-    `${haproxyHead()}
+  return `${haproxyHead()}
 frontend sni
   bind ${HOST}:${port}
   tcp-request inspect-delay 5s
@@ -139,9 +166,7 @@ frontend sni
 
 backend tls
   server s1 ${HOST}:${serverPort}
-`,
-  );
-  return file;
+`;
 }
 
 interface Contender {
@@ -159,67 +184,40 @@ function sniRouter(name: ContenderName, command: string, extra: string): Contend
     name,
     command: `${command} --config sni.toml${extra} --log-level warn (mode = "sni", one route)`,
     routesByName: true,
-    async start(serverPort) {
-      const port = await freePort();
-      return launch(name, ["bash", "-c", `exec ${command} --config ${tcprouterConfig(port, serverPort)}${extra} --log-level warn`], port, ROOT);
-    },
+    start: (serverPort) => startWithConfig(command, name, (port) => tcprouterConfig(port, serverPort), extra),
   };
 }
 
 function contenders(opts: Options): Contender[] {
   const haproxy = findHaproxy();
   const all: Record<ContenderName, Contender> = {
-    direct: { name: "direct", command: "(the TLS server itself)", routesByName: false, start: async (serverPort) => ({ port: serverPort, pid: undefined, stop: async () => {} }) },
+    direct: { name: "direct", command: "(the TLS server itself)", routesByName: false, start: async (serverPort) => directInstance(serverPort) },
     tcprouter: sniRouter("tcprouter", opts.command, ""),
     "tcprouter-2w": sniRouter("tcprouter-2w", opts.command, " --workers 2"),
     haproxy: {
       name: "haproxy",
       command: "haproxy -f sni.cfg -db (inspect-delay 5s, req.ssl_sni, nbthread default)",
-      ...(haproxy === null ? { skip: "haproxy not installed" } : {}),
+      ...(haproxy === null ? { skip: HAPROXY_MISSING } : {}),
       routesByName: true,
-      async start(serverPort) {
-        const port = await freePort();
-        return launch("haproxy-sni", [haproxy!, "-f", haproxyConfig(port, serverPort), "-db"], port);
-      },
+      start: (serverPort) => startHaproxy(haproxy!, "haproxy-sni", (port) => haproxyConfig(port, serverPort)),
     },
     "bun-floor": {
       name: "bun-floor",
-      command: "bun bench/bun-floor.ts --dial-on-data (connects on the first bytes; no ClientHello parsing, no routing): Bun's own cost",
+      command: bunFloorCommand("--dial-on-data (connects on the first bytes; no ClientHello parsing, no routing): Bun's own cost"),
       routesByName: false,
-      async start(serverPort) {
-        const port = await freePort();
-        return launch("bun-floor", [process.execPath, "bench/bun-floor.ts", "--dial-on-data", String(port), "round-robin", String(serverPort)], port, ROOT);
-      },
+      start: async (serverPort) => startBunFloor("bun-floor", await freePort(), "round-robin", [serverPort], true),
     },
     "tcprouter-tcp": {
       name: "tcprouter-tcp",
       command: `${opts.command} --listen … --to … --log-level warn (plain forwarding)`,
       routesByName: false,
-      async start(serverPort) {
-        const port = await freePort();
-        return launch("tcprouter-tcp", ["bash", "-c", `exec ${opts.command} --listen ${HOST}:${port} --to ${HOST}:${serverPort} --log-level warn`], port, ROOT);
-      },
+      start: (serverPort) => startForward(opts.command, serverPort, "tcprouter-tcp"),
     },
   };
   return opts.contenders.map((name) => all[name]);
 }
 
 // ── Samples ────────────────────────────────────────────────────────────────────────────────
-
-/** User + system CPU seconds of a process and its descendants, from /proc (10 ms ticks). */
-function cpuSeconds(pid: number): number {
-  let ticks = 0;
-  for (const one of [pid, ...descendants(pid)]) {
-    try {
-      const stat = readFileSync(`/proc/${one}/stat`, "utf8");
-      const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
-      ticks += Number(fields[11]) + Number(fields[12]); // utime, stime
-    } catch {
-      // gone
-    }
-  }
-  return ticks / 100;
-}
 
 /**
  * One sample: the row's figure, and the contender's CPU time per unit of work (µs per session,
@@ -229,7 +227,12 @@ async function sample(row: Row, instance: Instance, opts: Options): Promise<{ va
   const cpuBefore = instance.pid === undefined ? 0 : cpuSeconds(instance.pid);
   const cpuSince = (units: number, scale: number) => (instance.pid === undefined ? null : ((cpuSeconds(instance.pid) - cpuBefore) / units) * scale);
   if (row.id === "handshakes") {
-    const out = await peer("handshakes", instance.port, ["--servername", SERVER_NAME, "--concurrency", String(opts.concurrency), "--seconds", String(opts.seconds)], opts.seconds * 1000 + 30_000);
+    const out = await peer(
+      "handshakes",
+      instance.port,
+      ["--servername", SERVER_NAME, "--concurrency", String(opts.concurrency), "--seconds", String(opts.seconds)],
+      opts.seconds * 1000 + 30_000,
+    );
     if (Number(out.errors) > 0) throw new Error(`${out.errors} sessions failed (first: ${out.firstError})`);
     return { value: (Number(out.sessions) / Number(out.ms)) * 1000, cpu: cpuSince(Number(out.sessions), 1e6) };
   }
@@ -260,23 +263,20 @@ interface Result {
   errors: string[];
 }
 
-async function main(): Promise<void> {
-  const opts = parseFlags();
+export async function main(args: string[]): Promise<void> {
+  const opts = parseFlags(args);
   const list = contenders(opts);
   for (const c of list) if (c.skip) say(`skip ${c.name}: ${c.skip}`);
   const haproxyBin = findHaproxy();
-  const meta = await collectMeta([], {
+  const params = {
     rounds: opts.rounds,
     seconds: opts.seconds,
     concurrency: opts.concurrency,
     bytes: opts.bytes,
     rows: opts.rows.map((row) => row.id),
-    server: "bench/tls-peers.ts server (Bun.listen tls, EC P-256, TLS 1.3)",
-  });
-  for (const tool of ["redis-server", "redis-benchmark", "iperf3"]) delete meta.versions[tool];
-  meta.versions.haproxy = haproxyBin ? await versionOf([haproxyBin, "-v"]) : "not installed";
-  meta.versions.openssl = await versionOf(["openssl", "version"]);
-  meta.contenders = Object.fromEntries(list.map((c) => [c.name, c.skip ? { command: c.command, skip: c.skip } : { command: c.command }]));
+    server: "bench/contenders/tls-peers.ts server (Bun.listen tls, EC P-256, TLS 1.3)",
+  };
+  const meta = await collectMeta(list, params, { haproxy: haproxyBin ? [haproxyBin, "-v"] : null, openssl: ["openssl", "version"] });
 
   const serverPort = await freePort();
   await launch("tls-server", [...PEERS, "server", "--port", String(serverPort)], serverPort, ROOT);
@@ -289,8 +289,7 @@ async function main(): Promise<void> {
       await check(contender, instance.port);
       say(`check ${contender.name}: verified session to ${SERVER_NAME}, PONG, 1 MiB each way${contender.routesByName ? "; nope.example.com refused" : ""}`);
     } catch (error) {
-      if (error instanceof StoppingError || isStopping()) throw new StoppingError();
-      failed.set(contender.name, (error as Error).message.split("\n")[0]!);
+      failed.set(contender.name, failure(error));
       say(`check ${contender.name}: FAILED ${(error as Error).message}`);
     }
   }
@@ -302,18 +301,17 @@ async function main(): Promise<void> {
   for (let round = 0; round < opts.rounds; round++) {
     for (const [i, row] of opts.rows.entries()) {
       const names = row.contenders.filter((name) => running.has(name) && !failed.has(name));
-      const order = names.map((_, k) => names[(k + round) % names.length]!);
-      for (const name of order) {
+      for (const name of rotated(names, round)) {
         const result = results[i]!;
+        const progress = (text: string) => say(roundLine(round, opts.rounds, row.id, 10, name, 13, text));
         try {
           const { value, cpu } = await sample(row, running.get(name)!, opts);
           (result.samples[name] ??= []).push(value);
           if (cpu !== null) (result.cpu[name] ??= []).push(cpu);
-          say(`round ${round + 1}/${opts.rounds}  ${row.id.padEnd(10)} ${name.padEnd(13)} ${format(value, row.unit)}${cpu === null ? "" : `, ${formatCpu(cpu, row)} CPU`}`);
+          progress(`${format(value, row.unit)}${cpu === null ? "" : `, ${formatCpu(cpu, row)} CPU`}`);
         } catch (error) {
-          if (error instanceof StoppingError || isStopping()) throw new StoppingError();
-          result.errors.push(`${name}: ${(error as Error).message.split("\n")[0]}`);
-          say(`round ${round + 1}/${opts.rounds}  ${row.id.padEnd(10)} ${name.padEnd(13)} FAILED ${(error as Error).message}`);
+          result.errors.push(`${name}: ${failure(error)}`);
+          progress(`FAILED ${(error as Error).message}`);
         }
       }
     }
@@ -324,20 +322,27 @@ async function main(): Promise<void> {
     const row = opts.rows.find((r) => r.id === result.row)!;
     const medians = Object.fromEntries(row.contenders.map((name) => [name, median(result.samples[name] ?? [])])) as Record<ContenderName, number | null>;
     const [top, bottom, least] = row.target;
-    const ratio = medians[top] !== null && medians[bottom] ? medians[top]! / medians[bottom]! : null;
+    const ratio = ratioOf(medians[top], medians[bottom]);
     return { ...result, medians, target: { ratio: `${top} / ${bottom}`, atLeast: least, value: ratio, met: ratio !== null && ratio >= least } };
   });
-  const table = renderTable(summary, opts.rows);
+  const table = tableOf(summary, opts.rows);
   const footer = [
-    ...summary.map((s) => `target ${s.row}: ${s.target.ratio} ≥ ${s.target.atLeast}: ${s.target.value === null ? "not measured" : `${s.target.value.toFixed(3)}, ${s.target.met ? "met" : "NOT met"}`}`),
+    ...summary.map(
+      (s) =>
+        `target ${s.row}: ${s.target.ratio} ≥ ${s.target.atLeast}: ${s.target.value === null ? "not measured" : `${s.target.value.toFixed(3)}, ${s.target.met ? "met" : "NOT met"}`}`,
+    ),
     ...[...failed].map(([name, message]) => `failed check: ${name}: ${message}`),
     ...summary.flatMap((s) => s.errors.map((error) => `error: ${s.row} ${error}`)),
   ].join("\n");
-  const out = opts.json ? process.stderr : process.stdout;
-  out.write(`\n${headerText(meta)}\n\n${table}\n${footer}\n`);
-  const result = { ...meta, suite: "tls", results: summary, failedChecks: Object.fromEntries(failed) };
-  if (opts.json) process.stdout.write(`${JSON.stringify(result, null, 2)}\n`);
-  writeResults(result, opts.smoke, "tls");
+  publish(
+    {
+      text: `\n${headerText(meta)}\n\n${textTable(table)}\n\n${TABLE_NOTE}\n${footer}\n`,
+      markdown: markdownTable(table),
+      result: { ...meta, suite: "tls", results: summary, failedChecks: Object.fromEntries(failed) },
+    },
+    opts,
+    "tls",
+  );
   if (failed.size > 0 || summary.some((s) => s.errors.length > 0)) process.exitCode = 1;
 }
 
@@ -351,8 +356,12 @@ function format(value: number | null, unit: string): string {
   return unit === "Gbit/s" ? `${value.toFixed(2)} ${unit}` : `${Math.round(value).toLocaleString("en-US")} ${unit}`;
 }
 
-function renderTable(summary: (Result & { medians: Record<ContenderName, number | null> })[], rows: Row[]): string {
-  const head = ["row", "contender", "median", "min..max", "vs direct", "vs baseline", "contender CPU"];
+const TABLE_NOTE =
+  "median over rounds; vs baseline: HAProxy for handshakes, tcprouter-tcp (plain forwarding) for bulk;\n" +
+  "contender CPU: user + system time of the contender's processes per session / per GiB (median; 10 ms ticks)";
+
+/** row | contender | median | min..max | vs direct | vs baseline | contender CPU. */
+function tableOf(summary: (Result & { medians: Record<ContenderName, number | null> })[], rows: Row[]): Table {
   const lines: string[][] = [];
   for (const s of summary) {
     const row = rows.find((r) => r.id === s.row)!;
@@ -373,12 +382,5 @@ function renderTable(summary: (Result & { medians: Record<ContenderName, number 
       ]);
     }
   }
-  const widths = head.map((_, i) => Math.max(...[head, ...lines].map((line) => line[i]!.length)));
-  const fmt = (line: string[]) => line.map((cell, i) => (i < 2 ? cell.padEnd(widths[i]!) : cell.padStart(widths[i]!))).join("  ");
-  const note =
-    "median over rounds; vs baseline: HAProxy for handshakes, tcprouter-tcp (plain forwarding) for bulk;\n" +
-    "contender CPU: user + system time of the contender's processes per session / per GiB (median; 10 ms ticks)";
-  return [fmt(head), widths.map((w) => "-".repeat(w)).join("  "), ...lines.map(fmt), "", note].join("\n");
+  return { head: ["row", "contender", "median", "min..max", "vs direct", "vs baseline", "contender CPU"], rows: lines, text: 2 };
 }
-
-await runBench(main);

@@ -3,8 +3,8 @@
  * redis-benchmark rows (requests/s and p50 latency from `--csv`).
  */
 import { randomBytes } from "node:crypto";
-import { HOST, freePort, waitForPort } from "./net.ts";
-import { run, startServer, workDir, type Server } from "./procs.ts";
+import { HOST, freePort, waitForPort } from "../../runner/net.ts";
+import { run, startServer, workDir, type Server } from "../../runner/procs.ts";
 import { exchange } from "./resp.ts";
 
 /** Starts redis-server for the bench on a free port (never the system one on 6379). */
@@ -26,7 +26,11 @@ export async function checkRedisPath(port: number, tag: string): Promise<void> {
   if (ping.stdout.trim() !== "PONG") throw new Error(`${tag}: redis-cli ping gave ${JSON.stringify(ping.stdout + ping.stderr)}`);
   const value = randomBytes(64 * 1024);
   const key = `bench:check:${tag}`;
-  const [set, got, del] = await exchange(port, [["SET", key, value], ["GET", key], ["DEL", key]]);
+  const [set, got, del] = await exchange(port, [
+    ["SET", key, value],
+    ["GET", key],
+    ["DEL", key],
+  ]);
   if (set !== "OK") throw new Error(`${tag}: SET of 64 KiB replied ${String(set)}`);
   if (!(got instanceof Buffer) || !got.equals(value)) {
     const len = got instanceof Buffer ? got.length : String(got);
@@ -55,8 +59,20 @@ export const REDIS_ROWS: RedisRow[] = [
   { id: "ping-k0", title: "PING -c 50 -k 0 (new conn/req)", args: ["-t", "ping_mbulk", "-c", "50", "-k", "0"], scale: 0.1 },
 ];
 
+/**
+ * Rows of REDIS_ROWS by id, for the suites that run a few of them; `scale` overrides a row's
+ * multiplier on --requests (the backends and observability suites run -k 0 at 0.2).
+ */
+export function redisRows(ids: string[], scale: Record<string, number> = {}): RedisRow[] {
+  return ids.map((id) => {
+    const row = REDIS_ROWS.find((r) => r.id === id);
+    if (row === undefined) throw new Error(`no Redis row "${id}"`);
+    return { ...row, scale: scale[id] ?? row.scale };
+  });
+}
+
 /** redis-benchmark's key without -r; GET rows read it, so it is reset to 3 bytes first. */
-const BENCH_KEY = "key:__rand_int__";
+export const BENCH_KEY = "key:__rand_int__";
 
 export interface RedisSample {
   rps: number;
@@ -77,11 +93,23 @@ export async function runRedisRow(row: RedisRow, port: number, redisPort: number
 
 /** Reads the first data row of redis-benchmark --csv (Redis 7: "test","rps",...,"p50_latency_ms",...). */
 export function parseCsv(text: string): RedisSample | undefined {
-  const lines = text.trim().split("\n").map((l) => l.split(",").map((c) => c.replace(/^"|"$/g, "")));
+  const lines = text
+    .trim()
+    .split("\n")
+    .map((l) => l.split(",").map((c) => c.replace(/^"|"$/g, "")));
   const header = lines.find((l) => l[0] === "test");
   const data = lines.find((l) => l[0] !== "test" && l.length > 1);
   if (!header || !data) return undefined;
   const rps = Number(data[header.indexOf("rps")]);
   const p50ms = Number(data[header.indexOf("p50_latency_ms")]);
   return Number.isFinite(rps) && rps > 0 ? { rps, p50ms } : undefined;
+}
+
+/**
+ * Warm-up, untimed: a tenth of each row through `port`, so round 1 does not time a JIT
+ * compiling a Bun contender's hot paths (the others get the same pass). Failures are ignored:
+ * the timed samples report them.
+ */
+export async function warmUp(rows: RedisRow[], port: number, redisPort: number, requests: number): Promise<void> {
+  for (const row of rows) await runRedisRow(row, port, redisPort, requests / 10).catch(() => {});
 }

@@ -1,16 +1,16 @@
 /**
- * The two ends of the TLS bench (bench/tls.ts), each run as its own process:
+ * The two ends of the TLS suite (bench/suites/tls.ts), each run as its own process:
  *
- *   bun bench/tls-peers.ts server --port P
+ *   bun bench/contenders/tls-peers.ts server --port P
  *       A TLS server (Bun.listen, the db.example.com test certificate, EC P-256) speaking a
  *       line protocol after the handshake: `PING` → `PONG`; `UP n` → reads n bytes, `OK`;
  *       `UPH n` → the same with `OK <sha256>`; `DOWN n` → writes n bytes of a fixed pattern.
- *   bun bench/tls-peers.ts handshakes --port P --servername N --concurrency C --seconds S
+ *   bun bench/contenders/tls-peers.ts handshakes --port P --servername N --concurrency C --seconds S
  *       C loops of: connect, full TLS handshake (no resumption), PING/PONG, close. Prints
  *       {"sessions":…,"errors":…,"ms":…} on stdout.
- *   bun bench/tls-peers.ts bulk --port P --servername N --bytes B --direction up|down
+ *   bun bench/contenders/tls-peers.ts bulk --port P --servername N --bytes B --direction up|down
  *       One TLS session moving B bytes one way. Prints {"bytes":…,"ms":…}.
- *   bun bench/tls-peers.ts check --port P --servername N
+ *   bun bench/contenders/tls-peers.ts check --port P --servername N
  *       One verified session (CA: the test CA): certificate CN, PONG, 1 MiB each way by
  *       sha256. Prints {"cn":…,"authorized":…,"up":…,"down":…}; exits 1 on any failure.
  *
@@ -22,7 +22,7 @@ import { readFileSync } from "node:fs";
 import { resolve } from "node:path";
 import { parseArgs } from "node:util";
 
-const CERTS = resolve(import.meta.dir, "../test/fixtures/tls/certs");
+const CERTS = resolve(import.meta.dir, "../../test/fixtures/tls/certs");
 const HOST = "127.0.0.1";
 const CHUNK = 256 * 1024;
 const PATTERN = Buffer.alloc(CHUNK, "tcprouter tls bench ");
@@ -168,8 +168,19 @@ const clientHandlers = {
 async function connect(verify: boolean, name = serverName): Promise<Socket<Client>> {
   let opened!: () => void;
   let failed!: (error: Error) => void;
-  const open = new Promise<void>((resolveOpen, reject) => ((opened = resolveOpen), (failed = reject)));
-  const client: Client = { text: "", bytes: 0, hasher: null, onOpen: () => opened(), onData() {}, onDrain() {}, onClose: (error) => failed(error ?? new Error("closed during the handshake")) };
+  const open = new Promise<void>((resolveOpen, reject) => {
+    opened = resolveOpen;
+    failed = reject;
+  });
+  const client: Client = {
+    text: "",
+    bytes: 0,
+    hasher: null,
+    onOpen: () => opened(),
+    onData() {},
+    onDrain() {},
+    onClose: (error) => failed(error ?? new Error("closed during the handshake")),
+  };
   const tls = verify ? { serverName: name, ca: readFileSync(`${CERTS}/ca.pem`, "utf8") } : { serverName: name, rejectUnauthorized: false };
   const socket = await Bun.connect<Client>({ hostname: HOST, port, tls, data: client, socket: clientHandlers });
   await open;

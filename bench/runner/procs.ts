@@ -117,6 +117,21 @@ export function descendants(pid: number): number[] {
   return out;
 }
 
+/** User + system CPU seconds of `pid` and all its descendants, from /proc (clock ticks of 10 ms). */
+export function cpuSeconds(pid: number): number {
+  let ticks = 0;
+  for (const one of [pid, ...descendants(pid)]) {
+    try {
+      const stat = readFileSync(`/proc/${one}/stat`, "utf8");
+      const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+      ticks += Number(fields[11]) + Number(fields[12]); // utime, stime (fields 14 and 15)
+    } catch {
+      // gone
+    }
+  }
+  return ticks / 100;
+}
+
 /** Sum of VmRSS (KiB) over `pid` and all its descendants. */
 export function treeRssKiB(pid: number): number {
   let total = 0;
@@ -153,10 +168,7 @@ export async function run(argv: string[], timeoutMs: number): Promise<RunResult>
     proc.kill("SIGKILL");
   }, timeoutMs);
   try {
-    const [stdout, stderr] = await Promise.all([
-      new Response(proc.stdout).text(),
-      new Response(proc.stderr).text(),
-    ]);
+    const [stdout, stderr] = await Promise.all([new Response(proc.stdout).text(), new Response(proc.stderr).text()]);
     const code = await proc.exited;
     return { code, stdout, stderr, timedOut };
   } finally {

@@ -4,8 +4,8 @@
  * before and after. The result is (after - before) / N in KiB.
  */
 import type { Socket } from "bun";
-import { HOST } from "./net.ts";
-import { treeRssKiB } from "./procs.ts";
+import { HOST } from "../../runner/net.ts";
+import { treeRssKiB } from "../../runner/procs.ts";
 import { exchange } from "./resp.ts";
 
 /** Connections opened at once; keeps the accept backlog of every contender happy. */
@@ -48,9 +48,7 @@ export async function measureIdle(pid: number, port: number, redisPort: number, 
     while (sockets.length < count) {
       if (Date.now() > deadline) throw new Error(`opened only ${sockets.length}/${count} idle sessions in time`);
       const batch = Math.min(IN_FLIGHT, count - sockets.length);
-      const opened = await Promise.allSettled(
-        Array.from({ length: batch }, () => Bun.connect({ hostname: HOST, port, socket: idleHandlers })),
-      );
+      const opened = await Promise.allSettled(Array.from({ length: batch }, () => Bun.connect({ hostname: HOST, port, socket: idleHandlers })));
       for (const r of opened) if (r.status === "fulfilled") sockets.push(r.value);
       const failed = opened.find((r) => r.status === "rejected");
       if (failed) throw new Error(`idle connect failed after ${sockets.length} sessions: ${String(failed.reason)}`);

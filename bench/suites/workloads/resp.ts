@@ -1,6 +1,6 @@
 /** A tiny RESP client for the correctness check: exact bytes, one connection, bounded time. */
 import { createConnection } from "node:net";
-import { HOST } from "./net.ts";
+import { HOST } from "../../runner/net.ts";
 
 export type Reply = Buffer | string | number | null | Error;
 

@@ -2,8 +2,8 @@
  * Bulk throughput: one iperf3 TCP stream for a fixed time through the contender (its control
  * connection goes through it too). Forward = client sends; reverse (-R) = server sends.
  */
-import { HOST, freePort, waitForPort } from "./net.ts";
-import { run, startServer, type Server } from "./procs.ts";
+import { HOST, freePort, waitForPort } from "../../runner/net.ts";
+import { run, startServer, type Server } from "../../runner/procs.ts";
 
 /** Starts `iperf3 -s` bound to 127.0.0.1 on a free port. */
 export async function startIperf(): Promise<{ server: Server; port: number }> {

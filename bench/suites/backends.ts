@@ -1,7 +1,8 @@
 /**
  * The backends suite (issue 3): three Redis servers behind one listener, tcprouter against
  * HAProxy with the same three servers and the same balance algorithm, both with Redis PING
- * health checks (2 s, rise 2, fall 3) and 2 retries on another server.
+ * health checks (2 s, rise 2, fall 3) and 2 retries on another server; and bun-floor, the least
+ * a Bun.listen/Bun.connect forwarder does (Bun's own cost).
  *
  *   bun run bench/run.ts --suite backends [--rounds N] [--requests N] [--balance A[,B]] [--smoke]
  *
@@ -10,49 +11,80 @@
  * close, where the balancer costs most). Rounds interleaved (balance × row × contender, the
  * contender order rotated each round), medians over rounds, ratio tcprouter / HAProxy.
  */
-import { writeFileSync } from "node:fs";
-import { loadavg } from "node:os";
-import { join } from "node:path";
-import { ROOT, launch, findHaproxy, haproxyHead, type Instance } from "./contenders.ts";
-import { DEFAULT_TCPROUTER_CMD, say } from "./flags.ts";
-import { collectMeta, headerText } from "./meta.ts";
-import { HOST, freePort } from "./net.ts";
-import { StoppingError, isStopping, versionOf, workDir } from "./procs.ts";
-import { checkRedisPath, runRedisRow, startRedis, type RedisRow } from "./redis.ts";
-import { exchange } from "./resp.ts";
-import { summarize, writeResults, type Cell, type Line } from "./table.ts";
+import { HAPROXY_MISSING, findHaproxy, haproxyHead, haproxyVersion, startHaproxy } from "../contenders/haproxy.ts";
+import { bunFloorCommand, startBunFloor, type Instance } from "../contenders/launch.ts";
+import { DEFAULT_TCPROUTER_CMD, startWithConfig, tcprouterVersion } from "../contenders/tcprouter.ts";
+import { COMMON_HELP, listOf, parseBenchFlags, positiveInt, say } from "../runner/flags.ts";
+import { collectMeta, headerText, roundedLoad } from "../runner/meta.ts";
+import { HOST, freePort } from "../runner/net.ts";
+import { failure, roundLine, rotated } from "../runner/rounds.ts";
+import { publish } from "../report/results.ts";
+import { errorNotes, fmtRps, markdownTable, ratiosTo, summarize, textTable, type Cell, type Line, type Table } from "../report/table.ts";
+import { BENCH_KEY, checkRedisPath, redisRows, runRedisRow, startRedis, warmUp, type RedisRow } from "./workloads/redis.ts";
+import { exchange } from "./workloads/resp.ts";
 
 export const BACKEND_BALANCES = ["round-robin", "least-conn"] as const;
 export type BackendBalance = (typeof BACKEND_BALANCES)[number];
 /** The same algorithm in HAProxy's words. */
 const HAPROXY_BALANCE: Record<BackendBalance, string> = { "round-robin": "roundrobin", "least-conn": "leastconn" };
 
-/** bun-floor (bench/bun-floor.ts): the least a Bun.listen/Bun.connect forwarder does, Bun's own cost. */
+/** bun-floor (bench/contenders/bun-floor.ts): the least a Bun.listen/Bun.connect forwarder does, Bun's own cost. */
 export const BACKEND_CONTENDERS = ["tcprouter", "haproxy", "bun-floor"] as const;
 type Name = (typeof BACKEND_CONTENDERS)[number];
 
 /** -k 0 runs 0.2 × --requests: long enough (~2 s here) that one slow second does not decide the row. */
-export const BACKEND_ROWS: RedisRow[] = [
-  { id: "get", title: "GET -c 50", args: ["-t", "get", "-c", "50"], scale: 1 },
-  { id: "ping-k0", title: "PING -c 50 -k 0 (new conn/req)", args: ["-t", "ping_mbulk", "-c", "50", "-k", "0"], scale: 0.2 },
-];
+export const BACKEND_ROWS: RedisRow[] = redisRows(["get", "ping-k0"], { "ping-k0": 0.2 });
 export const BACKEND_ROW_IDS = BACKEND_ROWS.map((row) => row.id);
 
 const TARGETS = 3;
 /** Sequential connections of the distribution check: 10 per server for round-robin. */
 const CHECK_CONNECTIONS = 30;
 
-export interface BackendsOptions {
-  rounds: number;
-  requests: number;
-  smoke: boolean;
-  balances: BackendBalance[];
-  rows: string[];
-  contenders: Name[];
-  tcprouterCmd: string | undefined;
-  json: boolean;
-  markdown: boolean;
+// ── Flags ──────────────────────────────────────────────────────────────────────────────────
+
+export const HELP = `bun run bench/run.ts --suite backends [flags]
+  three Redis servers behind one listener, tcprouter vs HAProxy (and bun-floor) per balance
+  --balance A[,B]       ${BACKEND_BALANCES.join(",")} (default: both)
+  --rounds N            rounds, interleaved across contenders (default 5; smoke 1)
+  --requests N          redis-benchmark -n per row before the row's scale (default 100000; smoke 2000)
+  --only ROW[,ROW]      rows: ${BACKEND_ROW_IDS.join(",")}
+  --contenders A[,B]    ${BACKEND_CONTENDERS.join(",")} (default: all)
+  --tcprouter-cmd CMD   command instead of "bun run src/cli.ts", e.g. dist/tcprouter
+${COMMON_HELP}`;
+
+function parseFlags(args: string[]) {
+  const values = parseBenchFlags(
+    "backends",
+    args,
+    {
+      balance: { type: "string" },
+      requests: { type: "string" },
+      // --seconds and --sessions are the redis suite's; taken (and checked) here too, as they always were
+      seconds: { type: "string" },
+      sessions: { type: "string" },
+      only: { type: "string" },
+      contenders: { type: "string" },
+      "tcprouter-cmd": { type: "string" },
+    },
+    HELP,
+  );
+  const int = (flag: string, raw: string | undefined, dflt: number, smokeDflt: number) => positiveInt(flag, raw, dflt, smokeDflt, values.smoke);
+  int("seconds", values.seconds, 5, 1);
+  int("sessions", values.sessions, 5_000, 200);
+  return {
+    rounds: int("rounds", values.rounds, 5, 1),
+    requests: int("requests", values.requests, 100_000, 2_000),
+    smoke: values.smoke,
+    balances: listOf("balance", values.balance, BACKEND_BALANCES),
+    rows: listOf("only", values.only, BACKEND_ROW_IDS),
+    contenders: listOf("contenders", values.contenders, BACKEND_CONTENDERS),
+    tcprouterCmd: values["tcprouter-cmd"],
+    json: values.json,
+    markdown: values.markdown,
+  };
 }
+
+// ── Contenders ─────────────────────────────────────────────────────────────────────────────
 
 interface Contender {
   name: Name;
@@ -64,18 +96,12 @@ interface Contender {
 
 async function tcprouter(cmd: string | undefined): Promise<Contender> {
   const command = cmd ?? DEFAULT_TCPROUTER_CMD;
-  const pkg = (await Bun.file(join(ROOT, "package.json")).json().catch(() => ({}))) as { version?: string };
   return {
     name: "tcprouter",
-    version: `tcprouter ${pkg.version ?? "?"}`,
+    version: await tcprouterVersion(),
     skip: undefined,
     command: `${command} --config tcprouter.toml --log-level warn (round-robin | least-conn, retries 2, PING health checks 2s rise 2 fall 3)`,
-    async start(balance, targets, tag) {
-      const port = await freePort();
-      const file = join(workDir(), `${tag}.toml`);
-      writeFileSync(file, tcprouterConfig(port, targets, balance));
-      return launch(tag, ["bash", "-c", `exec ${command} --config ${file} --log-level warn`], port, ROOT);
-    },
+    start: (balance, targets, tag) => startWithConfig(command, tag, (port) => tcprouterConfig(port, targets, balance)),
   };
 }
 
@@ -108,10 +134,11 @@ function bunFloor(): Contender {
     name: "bun-floor",
     version: `bun ${Bun.version}`,
     skip: undefined,
-    command: "bun bench/bun-floor.ts PORT BALANCE TARGETS… (accept, pick, connect, copy with write queues, pass FINs on; no health checks, retries, timeouts or metrics)",
+    command: bunFloorCommand(
+      "PORT BALANCE TARGETS… (accept, pick, connect, copy with write queues, pass FINs on; no health checks, retries, timeouts or metrics)",
+    ),
     async start(balance, targets, tag) {
-      const port = await freePort();
-      return launch(tag, [process.execPath, "bench/bun-floor.ts", String(port), balance, ...targets.map(String)], port, ROOT);
+      return startBunFloor(tag, await freePort(), balance, targets);
     },
   };
 }
@@ -120,15 +147,11 @@ async function haproxy(): Promise<Contender> {
   const bin = findHaproxy();
   return {
     name: "haproxy",
-    version: bin ? await versionOf([bin, "-v"]) : "not installed",
-    skip: bin ? undefined : "haproxy not installed",
-    command: "haproxy -f haproxy.cfg -db (mode tcp, balance roundrobin | leastconn, retries 2 + redispatch, option redis-check inter 2s rise 2 fall 3, nbthread default, no logging)",
-    async start(balance, targets, tag) {
-      const port = await freePort();
-      const cfg = join(workDir(), `${tag}.cfg`);
-      writeFileSync(cfg, haproxyConfig(port, targets, balance));
-      return launch(tag, [bin!, "-f", cfg, "-db"], port);
-    },
+    version: await haproxyVersion(bin),
+    skip: bin ? undefined : HAPROXY_MISSING,
+    command:
+      "haproxy -f haproxy.cfg -db (mode tcp, balance roundrobin | leastconn, retries 2 + redispatch, option redis-check inter 2s rise 2 fall 3, nbthread default, no logging)",
+    start: (balance, targets, tag) => startHaproxy(bin!, tag, (port) => haproxyConfig(port, targets, balance)),
   };
 }
 
@@ -145,6 +168,8 @@ backend redis
 ${targets.map((target, i) => `  server redis${i + 1} ${HOST}:${target}`).join("\n")}
 `;
 }
+
+// ── Check ──────────────────────────────────────────────────────────────────────────────────
 
 /** The server (by port) that answers a new connection to `port`: `INFO server` through it. */
 async function servedBy(port: number): Promise<number> {
@@ -170,51 +195,13 @@ async function check(instance: Instance, targets: number[], tag: string): Promis
   return split;
 }
 
-
-function fmtRps(x: number | null): string {
-  return x === null ? "-" : Math.round(x).toLocaleString("en-US");
-}
-
-const COLUMNS = ["row", "balance", "contender", "median req/s", "min..max", "p50 ms", "vs HAProxy"];
-
-function cellsOf(line: Line, balance: string, title: string): string[] {
-  const value = line.median === null ? "FAILED" : fmtRps(line.median);
-  const range = line.min === null ? "-" : `${fmtRps(line.min)}..${fmtRps(line.max)}`;
-  const ratio = line.contender !== "haproxy" && line.vsHaproxy !== null ? `${line.vsHaproxy.toFixed(2)}x` : "-";
-  return [title, balance, line.contender, value, range, line.p50ms === null ? "-" : line.p50ms.toFixed(3), ratio];
-}
-
-interface Keyed {
-  line: Line;
-  balance: string;
-  title: string;
-}
-
-function textTable(rows: Keyed[]): string {
-  const cells = [COLUMNS, ...rows.map((r) => cellsOf(r.line, r.balance, r.title))];
-  const widths = COLUMNS.map((_, i) => Math.max(...cells.map((c) => c[i]!.length)));
-  const fmt = (c: string[]) => c.map((x, i) => (i < 3 ? x.padEnd(widths[i]!) : x.padStart(widths[i]!))).join("  ");
-  const out = [fmt(cells[0]!), widths.map((w) => "-".repeat(w)).join("  ")];
-  let previous = "";
-  for (const [i, c] of cells.slice(1).entries()) {
-    if (rows[i]!.line.row !== previous && previous !== "") out.push("");
-    previous = rows[i]!.line.row;
-    out.push(fmt(c));
-  }
-  return out.join("\n");
-}
-
-function markdownTable(rows: Keyed[]): string {
-  const out = [`| ${COLUMNS.join(" | ")} |`, `|${COLUMNS.map((_, i) => (i < 3 ? "---" : "---:")).join("|")}|`];
-  for (const r of rows) out.push(`| ${cellsOf(r.line, r.balance, r.title).join(" | ")} |`);
-  return out.join("\n");
-}
+// ── Run ────────────────────────────────────────────────────────────────────────────────────
 
 const NOTE =
   "three redis-servers behind one listener; median over rounds; vs HAProxy = ratio of medians in the same row and balance (higher is better); bun-floor = a bare Bun.listen/Bun.connect forwarder, what Bun itself costs.";
 
-/** Runs the suite; resolves with true when every cell has a median. */
-export async function runBackends(opts: BackendsOptions): Promise<boolean> {
+export async function main(args: string[]): Promise<void> {
+  const opts = parseFlags(args);
   const all: Contender[] = [];
   for (const name of opts.contenders) {
     all.push(name === "tcprouter" ? await tcprouter(opts.tcprouterCmd) : name === "haproxy" ? await haproxy() : bunFloor());
@@ -265,8 +252,7 @@ export async function runBackends(opts: BackendsOptions): Promise<boolean> {
         checks[tag] = await check(instance, targets, tag);
         say(`check ${tag}: PONG, 64 KiB SET/GET, ${CHECK_CONNECTIONS} connections over the servers ${checks[tag]!.join("/")}`);
       } catch (error) {
-        if (error instanceof StoppingError || isStopping()) throw new StoppingError();
-        const message = (error as Error).message.split("\n")[0]!;
+        const message = failure(error);
         say(`FAIL ${tag}: ${(error as Error).message}`);
         await instances.get(tag)?.stop();
         instances.delete(tag);
@@ -275,31 +261,29 @@ export async function runBackends(opts: BackendsOptions): Promise<boolean> {
     }
   }
 
-  // Warm-up, untimed: a tenth of each row through every instance (the JIT, for the Bun ones).
-  for (const instance of instances.values()) {
-    for (const row of rows) await runRedisRow(row, instance.port, targets[0]!, opts.requests / 10).catch(() => {});
-  }
+  // Warm-up, untimed: a tenth of each row through every instance.
+  for (const instance of instances.values()) await warmUp(rows, instance.port, targets[0]!, opts.requests);
   say("warm-up done");
 
   for (let round = 0; round < opts.rounds; round++) {
-    const order = runnable.map((_, i) => runnable[(i + round) % runnable.length]!);
+    const order = rotated(runnable, round);
     for (const balance of opts.balances) {
       for (const row of rows) {
         for (const c of order) {
           const instance = instances.get(`${c.name}-${balance}`);
           if (instance === undefined) continue;
           const cell = cellOf(row, balance, c.name);
+          const progress = (text: string) => say(roundLine(round, opts.rounds, rowId(row, balance), 22, c.name, 10, text));
           try {
             // redis-benchmark's GET key, on every server (runRedisRow resets it on one).
-            if (row.args.includes("get")) for (const target of targets) await exchange(target, [["SET", "key:__rand_int__", "xxx"]]);
+            if (row.args.includes("get")) for (const target of targets) await exchange(target, [["SET", BENCH_KEY, "xxx"]]);
             const sample = await runRedisRow(row, instance.port, targets[0]!, opts.requests);
             cell.samples.push(sample.rps);
             cell.p50Samples.push(sample.p50ms);
-            say(`round ${round + 1}/${opts.rounds}  ${rowId(row, balance).padEnd(22)} ${c.name.padEnd(10)} ${Math.round(sample.rps)} req/s`);
+            progress(`${Math.round(sample.rps)} req/s`);
           } catch (error) {
-            if (error instanceof StoppingError || isStopping()) throw new StoppingError();
-            cell.errors.push((error as Error).message.split("\n")[0]!);
-            say(`round ${round + 1}/${opts.rounds}  ${rowId(row, balance).padEnd(22)} ${c.name.padEnd(10)} FAILED ${(error as Error).message}`);
+            cell.errors.push(failure(error));
+            progress(`FAILED ${(error as Error).message}`);
           }
         }
       }
@@ -309,24 +293,32 @@ export async function runBackends(opts: BackendsOptions): Promise<boolean> {
   for (const server of servers) await server.server.stop();
 
   const lines = summarize(cells);
-  const table = lines.map((line) => ({ line, ...keyed.get(line.row)! }));
-  const errors = lines
-    .filter((l) => l.errors.length > 0)
-    .map((l) => `${l.median === null ? "FAILED" : "partly failed"}: ${l.contender} / ${l.title} (${l.errors.length}x): ${l.errors[0]}`)
-    .join("\n");
-  const ratiosOf = (contender: string) =>
-    Object.fromEntries(
-      lines.filter((l) => l.contender === contender).map((l) => [l.row, l.vsHaproxy === null ? null : Math.round(l.vsHaproxy * 1000) / 1000]),
-    );
-  const ratios = ratiosOf("tcprouter");
-  const floorRatios = ratiosOf("bun-floor");
+  const table = tableOf(lines.map((line) => ({ line, ...keyed.get(line.row)! })));
+  const errors = errorNotes(lines);
   // The machine is shared: the load at the end says whether something else ran meanwhile.
-  const loadAtEnd = loadavg().map((x) => Math.round(x * 100) / 100);
-  const result = { ...meta, loadAtEnd, note: NOTE, checks, ratios, floorRatios, results: lines };
-  const out = opts.json ? process.stderr : process.stdout;
-  out.write(`\n${headerText(meta)}\nload ${loadAtEnd.join(" ")} at the end\n\n${textTable(table)}\n${NOTE}\n${errors ? `${errors}\n` : ""}`);
-  if (opts.markdown) out.write(`\n${markdownTable(table)}\n`);
-  if (opts.json) process.stdout.write(`${JSON.stringify(result, null, 2)}\n`);
-  writeResults(result, opts.smoke, "backends");
-  return lines.every((l) => l.median !== null);
+  const loadAtEnd = roundedLoad();
+  const result = { ...meta, loadAtEnd, note: NOTE, checks, ratios: ratiosTo(lines, "tcprouter"), floorRatios: ratiosTo(lines, "bun-floor"), results: lines };
+  publish(
+    {
+      text: `\n${headerText(meta)}\nload ${loadAtEnd.join(" ")} at the end\n\n${textTable(table)}\n${NOTE}\n${errors ? `${errors}\n` : ""}`,
+      markdown: markdownTable(table),
+      result,
+    },
+    opts,
+    "backends",
+  );
+  if (lines.some((l) => l.median === null)) process.exitCode = 1;
+}
+
+// ── Table ──────────────────────────────────────────────────────────────────────────────────
+
+/** row | balance | contender | median req/s | min..max | p50 ms | vs HAProxy, a blank line between rows. */
+function tableOf(keyed: { line: Line; balance: string; title: string }[]): Table {
+  const rows = keyed.map(({ line, balance, title }) => {
+    const value = line.median === null ? "FAILED" : fmtRps(line.median);
+    const range = line.min === null ? "-" : `${fmtRps(line.min)}..${fmtRps(line.max)}`;
+    const ratio = line.contender !== "haproxy" && line.vsHaproxy !== null ? `${line.vsHaproxy.toFixed(2)}x` : "-";
+    return [title, balance, line.contender, value, range, line.p50ms === null ? "-" : line.p50ms.toFixed(3), ratio];
+  });
+  return { head: ["row", "balance", "contender", "median req/s", "min..max", "p50 ms", "vs HAProxy"], rows, text: 3, groups: keyed.map((k) => k.line.row) };
 }

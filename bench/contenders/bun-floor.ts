@@ -5,7 +5,7 @@
  * both ways with write queues flushed on drain, pass each FIN on, close. Not for use: a failed
  * connect just closes the client.
  *
- *   bun bench/bun-floor.ts [--dial-on-data] PORT round-robin|least-conn TARGET_PORT...
+ *   bun bench/contenders/bun-floor.ts [--dial-on-data] PORT round-robin|least-conn TARGET_PORT...
  *
  * --dial-on-data: connect once the client's first bytes arrive (the least an SNI router waits
  * for, without reading the ClientHello), not at accept.
@@ -18,7 +18,7 @@ const dialOnData = args[0] === "--dial-on-data";
 const [portArg, balance, ...targetArgs] = dialOnData ? args.slice(1) : args;
 const targets = targetArgs.map(Number);
 if (!portArg || (balance !== "round-robin" && balance !== "least-conn") || targets.length === 0 || targets.some((p) => !(p > 0))) {
-  console.error("usage: bun bench/bun-floor.ts [--dial-on-data] PORT round-robin|least-conn TARGET_PORT...");
+  console.error("usage: bun bench/contenders/bun-floor.ts [--dial-on-data] PORT round-robin|least-conn TARGET_PORT...");
   process.exit(2);
 }
 const active = targets.map(() => 0);

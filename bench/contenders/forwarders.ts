@@ -1,0 +1,80 @@
+/**
+ * The redis suite's line-up: what sits between the load generator and one target port. Each
+ * one starts an instance that listens on a fresh 127.0.0.1 port and forwards every connection
+ * to the target. "direct" is the target itself (the baseline), the others are real processes.
+ */
+import { HOST } from "../runner/net.ts";
+import { HAPROXY_MISSING, findHaproxy, haproxyForward, haproxyVersion, startHaproxy } from "./haproxy.ts";
+import { directInstance, type Instance } from "./launch.ts";
+import { findNginx } from "./nginx.ts";
+import { DEFAULT_TCPROUTER_CMD, startForward, tcprouterMissing, tcprouterVersion } from "./tcprouter.ts";
+
+/** `tcprouter-2w`: tcprouter with `--workers 2` (HAProxy and nginx use every core by default). */
+export const CONTENDER_NAMES = ["direct", "tcprouter", "tcprouter-2w", "haproxy", "nginx"] as const;
+export type ContenderName = (typeof CONTENDER_NAMES)[number];
+
+export interface Contender {
+  name: ContenderName;
+  /** Version line for the header. */
+  version: string;
+  /** Why it cannot run here (not installed, ...); undefined when it can. */
+  skip: string | undefined;
+  /** Command line shown in the header. */
+  command: string;
+  start(targetPort: number, tag: string): Promise<Instance>;
+}
+
+function direct(): Contender {
+  return {
+    name: "direct",
+    version: "-",
+    skip: undefined,
+    command: "(the target itself)",
+    start: async (targetPort) => directInstance(targetPort),
+  };
+}
+
+/** `cmd` is a shell word list, e.g. `bun run src/cli.ts` or `dist/tcprouter`. */
+async function tcprouter(cmd: string | undefined, workers = 1): Promise<Contender> {
+  const command = `${cmd ?? DEFAULT_TCPROUTER_CMD}${workers > 1 ? ` --workers ${workers}` : ""}`;
+  return {
+    name: workers > 1 ? "tcprouter-2w" : "tcprouter",
+    version: await tcprouterVersion(),
+    skip: tcprouterMissing(cmd),
+    command: `${command} --listen ${HOST}:PORT --to ${HOST}:TARGET --log-level warn`,
+    start: (targetPort, tag) => startForward(command, targetPort, tag),
+  };
+}
+
+async function haproxy(): Promise<Contender> {
+  const bin = findHaproxy();
+  return {
+    name: "haproxy",
+    version: await haproxyVersion(bin),
+    skip: bin ? undefined : HAPROXY_MISSING,
+    command: "haproxy -f haproxy.cfg -db (mode tcp, nbthread default, no logging)",
+    start: (targetPort, tag) => startHaproxy(bin!, tag, (port) => haproxyForward(port, targetPort)),
+  };
+}
+
+async function nginx(): Promise<Contender> {
+  const found = await findNginx();
+  return {
+    name: "nginx",
+    ...found,
+    command: "nginx -c nginx.conf -g 'daemon off;' (stream proxy_pass, worker_processes auto)",
+  };
+}
+
+/** The contenders asked for, in the order given, each knowing whether it can run here. */
+export async function loadContenders(names: ContenderName[], tcprouterCmd: string | undefined): Promise<Contender[]> {
+  const out: Contender[] = [];
+  for (const name of names) {
+    if (name === "direct") out.push(direct());
+    else if (name === "tcprouter") out.push(await tcprouter(tcprouterCmd));
+    else if (name === "tcprouter-2w") out.push(await tcprouter(tcprouterCmd, 2));
+    else if (name === "haproxy") out.push(await haproxy());
+    else out.push(await nginx());
+  }
+  return out;
+}
