@@ -9,8 +9,12 @@ import { directInstance, type Instance } from "./launch.ts";
 import { findNginx } from "./nginx.ts";
 import { DEFAULT_TCPROUTER_CMD, startForward, tcprouterMissing, tcprouterVersion } from "./tcprouter.ts";
 
-/** `tcprouter-2w`: tcprouter with `--workers 2` (HAProxy and nginx use every core by default). */
-export const CONTENDER_NAMES = ["direct", "tcprouter", "tcprouter-2w", "haproxy", "nginx"] as const;
+/**
+ * `tcprouter-2w`: tcprouter with `--workers 2` (HAProxy and nginx use every core by default).
+ * `tcprouter-base`: another build of tcprouter (`--baseline-cmd`, e.g. an older checkout), so a
+ * change is measured against its parent in the same run, rounds interleaved.
+ */
+export const CONTENDER_NAMES = ["direct", "tcprouter", "tcprouter-base", "tcprouter-2w", "haproxy", "nginx"] as const;
 export type ContenderName = (typeof CONTENDER_NAMES)[number];
 
 export interface Contender {
@@ -35,10 +39,10 @@ function direct(): Contender {
 }
 
 /** `cmd` is a shell word list, e.g. `bun run src/cli.ts` or `dist/tcprouter`. */
-async function tcprouter(cmd: string | undefined, workers = 1): Promise<Contender> {
+async function tcprouter(cmd: string | undefined, workers = 1, name: ContenderName = workers > 1 ? "tcprouter-2w" : "tcprouter"): Promise<Contender> {
   const command = `${cmd ?? DEFAULT_TCPROUTER_CMD}${workers > 1 ? ` --workers ${workers}` : ""}`;
   return {
-    name: workers > 1 ? "tcprouter-2w" : "tcprouter",
+    name,
     version: await tcprouterVersion(),
     skip: tcprouterMissing(cmd),
     command: `${command} --listen ${HOST}:PORT --to ${HOST}:TARGET --log-level warn`,
@@ -67,11 +71,12 @@ async function nginx(): Promise<Contender> {
 }
 
 /** The contenders asked for, in the order given, each knowing whether it can run here. */
-export async function loadContenders(names: ContenderName[], tcprouterCmd: string | undefined): Promise<Contender[]> {
+export async function loadContenders(names: ContenderName[], tcprouterCmd: string | undefined, baselineCmd?: string): Promise<Contender[]> {
   const out: Contender[] = [];
   for (const name of names) {
     if (name === "direct") out.push(direct());
     else if (name === "tcprouter") out.push(await tcprouter(tcprouterCmd));
+    else if (name === "tcprouter-base") out.push({ ...(await tcprouter(baselineCmd, 1, name)), skip: baselineCmd ? undefined : "no --baseline-cmd given" });
     else if (name === "tcprouter-2w") out.push(await tcprouter(tcprouterCmd, 2));
     else if (name === "haproxy") out.push(await haproxy());
     else out.push(await nginx());

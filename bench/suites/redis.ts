@@ -86,6 +86,8 @@ export const HELP = `bun run bench/run.ts [--suite redis] [flags]
   --only ROW[,ROW]      rows: ${ROW_IDS.join(",")}
   --contenders A[,B]    ${CONTENDER_NAMES.join(",")} (default: all)
   --tcprouter-cmd CMD   command instead of "bun run src/cli.ts", e.g. dist/tcprouter
+  --baseline-cmd CMD    also run this tcprouter as "tcprouter-base" (before/after in one run),
+                        e.g. "bun run ../before/src/cli.ts"; without it tcprouter-base is left out
 ${COMMON_HELP}`;
 
 function parseFlags(args: string[]) {
@@ -99,6 +101,7 @@ function parseFlags(args: string[]) {
       only: { type: "string" },
       contenders: { type: "string" },
       "tcprouter-cmd": { type: "string" },
+      "baseline-cmd": { type: "string" },
     },
     HELP,
   );
@@ -113,8 +116,11 @@ function parseFlags(args: string[]) {
       sessions: int("sessions", values.sessions, 5_000, 200),
     } satisfies Params,
     rows: listOf("only", values.only, ROW_IDS),
-    contenders: listOf("contenders", values.contenders, CONTENDER_NAMES),
+    contenders: values.contenders
+      ? listOf("contenders", values.contenders, CONTENDER_NAMES)
+      : CONTENDER_NAMES.filter((name) => name !== "tcprouter-base" || values["baseline-cmd"] !== undefined),
     tcprouterCmd: values["tcprouter-cmd"],
+    baselineCmd: values["baseline-cmd"],
     json: values.json,
     markdown: values.markdown,
   };
@@ -168,7 +174,7 @@ export async function main(args: string[]): Promise<void> {
     if (softFdLimit() < needed) fail(`open-file limit ${softFdLimit()} is too low for --sessions ${opts.params.sessions}`);
   }
   const rows = ROWS.filter((r) => opts.rows.includes(r.id));
-  const all = await loadContenders(opts.contenders, opts.tcprouterCmd);
+  const all = await loadContenders(opts.contenders, opts.tcprouterCmd, opts.baselineCmd);
   for (const c of all) if (c.skip) say(`skip ${c.name}: ${c.skip}`);
   const runnable = all.filter((c) => !c.skip);
 
