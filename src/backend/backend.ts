@@ -3,7 +3,8 @@
  * queue for sessions that arrive while every target is full.
  *
  * The backend owns its target objects: the balancer reads them, the health checker sets
- * `healthy`, and sessions count themselves in `active` through `acquire`/`release`.
+ * `healthy`, sessions count themselves in `active` through `acquire`/`release`, and the admin
+ * API changes `state` and `weight` through `setState`/`setWeight`.
  */
 import { readFileSync } from "node:fs";
 import { DEFAULTS } from "../config/defaults.ts";
@@ -11,6 +12,19 @@ import { formatAddress, type Address } from "../util/address.ts";
 import { createBalancer, isAvailable, type Balance, type Balancer, type Target } from "./balancer.ts";
 import { HealthChecker, type HealthConfig } from "./health.ts";
 import { defaultLogger, LogLimiter, type Logger } from "../util/log.ts";
+
+/**
+ * What an operator set a target to (admin API, `tcprouter ctl`), apart from its health:
+ * - `ready`: takes new sessions (when healthy and not full);
+ * - `drain`: no new sessions; open ones go on until they end;
+ * - `maint`: no new sessions; open ones go on unless the change asked to close them.
+ * Health checks keep running in every state, so a target shows its health before it is made ready.
+ */
+export const ADMIN_STATES = ["ready", "drain", "maint"] as const;
+export type AdminState = (typeof ADMIN_STATES)[number];
+
+/** The highest runtime weight, HAProxy's (`set weight`); 0 takes no new sessions, as in HAProxy. */
+export const MAX_WEIGHT = 256;
 
 export interface TargetOptions {
   address: Address;
@@ -55,7 +69,14 @@ export interface UpstreamTls {
 export interface TargetState extends Target {
   /** The address as configured: `key` for a literal address, the hostname form (`redis.svc:6379`) for a resolved one. */
   name: string;
+  /** The weight the balancer uses: the file's, or a runtime one (0..MAX_WEIGHT) set with `setWeight`. */
   weight: number;
+  /** The weight the config file gives. A reload that changes it drops a runtime weight; one that keeps it keeps the runtime weight. */
+  configuredWeight: number;
+  /** Set by an operator; kept across reloads and DNS updates while the target's key stays. New targets start ready. */
+  state: AdminState;
+  /** `state === "ready" && weight > 0`, kept by the backend: what the balancer reads. */
+  enabled: boolean;
   maxConnections: number;
   backup: boolean;
   /** Sessions connected to this target since start (failed attempts are in connectFailures). */
@@ -165,15 +186,42 @@ export class Backend {
     for (let n = this.waiting.length; n > 0 && this.targets.some(isAvailable); n--) this.waiting.shift()!.dequeued();
   }
 
+  /**
+   * Sets a target's admin state; returns the one it had. A target that turns ready lets
+   * waiting sessions in. Open sessions are the caller's (the admin API closes them for maint).
+   */
+  setState(target: TargetState, state: AdminState): AdminState {
+    const was = target.state;
+    target.state = state;
+    enable(target);
+    this.wake();
+    return was;
+  }
+
+  /** Sets a target's runtime weight (0..MAX_WEIGHT; 0 = no new sessions); returns the one it had. */
+  setWeight(target: TargetState, weight: number): number {
+    const was = target.weight;
+    target.weight = weight;
+    enable(target);
+    this.wake();
+    return was;
+  }
+
+  /** The targets whose key (`10.0.0.5:6379`) or configured name (`redis.svc:6379`, maybe several addresses) is `id`. */
+  find(id: string): TargetState[] {
+    const byKey = this.targets.find((target) => target.key === id);
+    return byKey !== undefined ? [byKey] : this.targets.filter((target) => target.name === id);
+  }
+
   /** A connect to `target` failed: a passive health check failure. */
   connectFailed(target: TargetState): void {
     target.connectFailures++;
     this.health?.reportFailure(target);
   }
 
-  /** True when some healthy target is only full (waiting for a free place can help). */
+  /** True when some healthy, enabled target is only full (waiting for a free place can help). */
   full(exclude: ReadonlySet<Target> | null): boolean {
-    return this.targets.some((target) => target.healthy && !isAvailable(target) && (exclude === null || !exclude.has(target)));
+    return this.targets.some((target) => target.healthy && target.enabled && !isAvailable(target) && (exclude === null || !exclude.has(target)));
   }
 
   /** `first`: a woken session that could not use the free place keeps its turn. */
@@ -193,29 +241,43 @@ export class Backend {
   }
 }
 
-/** The states of `targets`, reusing the object of each key already in `previous`. */
+/**
+ * The states of `targets`, reusing the object of each key already in `previous`: its admin
+ * state stays, and so does a runtime weight unless the file's weight for it changed (the file
+ * wins then, as HAProxy does when it loads a server-state file).
+ */
 function targetStates(targets: readonly TargetOptions[], previous: readonly TargetState[]): TargetState[] {
   const kept = new Map(previous.map((target) => [target.key, target]));
   return targets.map((target) => {
     const key = formatAddress(target.address);
+    const configured = target.weight ?? DEFAULTS.weight;
     const state = kept.get(key) ?? {
       address: target.address,
       key,
       name: key,
-      weight: 1,
+      weight: configured,
+      configuredWeight: configured,
+      state: "ready",
       maxConnections: 0,
       backup: false,
       healthy: true,
+      enabled: true,
       active: 0,
       sessions: 0,
       connectFailures: 0,
     };
     state.name = target.name ?? key;
-    state.weight = target.weight ?? DEFAULTS.weight;
+    if (state.configuredWeight !== configured) state.weight = state.configuredWeight = configured;
     state.maxConnections = target.maxConnections ?? DEFAULTS.maxConnections;
     state.backup = target.backup ?? false;
+    enable(state);
     return state;
   });
+}
+
+/** `enabled` (what the balancer reads) from the admin state and weight: one field on the hot path. */
+function enable(target: TargetState): void {
+  target.enabled = target.state === "ready" && target.weight > 0;
 }
 
 function sameHealth(a: HealthConfig | null, b: HealthConfig | null): boolean {

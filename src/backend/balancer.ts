@@ -2,7 +2,7 @@
  * Balancers: pick a target of a backend for each new session.
  *
  * Every balancer follows the same rules, whatever its algorithm:
- * - only available targets (healthy, not full) that this session has not tried yet are picked;
+ * - only available targets (healthy, enabled, not full) that this session has not tried yet are picked;
  * - primaries first: a backup target is picked only when no primary is available;
  * - null when nothing is available (the session then fails with "no target available").
  *
@@ -31,6 +31,12 @@ export interface Target {
   readonly backup: boolean;
   /** Maintained by health checks. */
   healthy: boolean;
+  /**
+   * False while the target takes no new sessions by an operator's choice: admin state drain or
+   * maint, or a runtime weight of 0 (kept by the backend's TargetState, see Backend.setState).
+   * Health is separate. Absent = true (targets made outside a backend: tests, benchmarks).
+   */
+  enabled?: boolean;
   /** Sessions open to this target now, maintained by the session code. */
   active: number;
 }
@@ -63,9 +69,9 @@ export function createBalancer(balance: Balance, options: BalancerOptions = {}):
   }
 }
 
-/** Healthy and not full. */
+/** Healthy, enabled (admin state ready, weight > 0) and not full. */
 export function isAvailable(target: Target): boolean {
-  return target.healthy && (target.maxConnections === 0 || target.active < target.maxConnections);
+  return target.healthy && target.enabled !== false && (target.maxConnections === 0 || target.active < target.maxConnections);
 }
 
 /** Available, in the group being scanned (primaries or backups), and not tried yet. */

@@ -26,6 +26,7 @@ function target(options: Partial<Omit<Target, "address" | "key">> & { host?: str
     maxConnections: options.maxConnections ?? 0,
     backup: options.backup ?? false,
     healthy: options.healthy ?? true,
+    enabled: options.enabled ?? true,
     active: options.active ?? 0,
   };
 }
@@ -116,6 +117,15 @@ describe.each(BALANCES)("%s", (balance) => {
     expect(counts.size).toBe(2);
   });
 
+  test("never picks a disabled target (drain, maint, weight 0), and picks it again once enabled", () => {
+    const off = target({ enabled: false, weight: 10 });
+    const targets = [target(), off, target()];
+    const b = balancer(balance);
+    expect(tally(b, targets, 2_000).get(off)).toBeUndefined();
+    off.enabled = true;
+    expect(tally(b, targets, 2_000).get(off)).toBeGreaterThan(0);
+  });
+
   test("never picks a full target, and picks it again once a session closes", () => {
     const full = target({ maxConnections: 3, active: 3, weight: 10 });
     const targets = [target(), full, target()];
@@ -201,8 +211,9 @@ describe.each(BALANCES)("%s", (balance) => {
   });
 });
 
-test("isAvailable: healthy and under maxConnections (0 = no limit)", () => {
+test("isAvailable: healthy, enabled and under maxConnections (0 = no limit)", () => {
   expect(isAvailable(target())).toBe(true);
+  expect(isAvailable(target({ enabled: false }))).toBe(false);
   expect(isAvailable(target({ active: 1_000_000 }))).toBe(true);
   expect(isAvailable(target({ healthy: false }))).toBe(false);
   expect(isAvailable(target({ maxConnections: 2, active: 1 }))).toBe(true);
