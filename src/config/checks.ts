@@ -157,7 +157,8 @@ export function identity(address: Address): string {
 /**
  * The TLS files a config names, read now so that a typo fails `check` and start-up rather than
  * the first handshake: listener certificates and keys (PEM, the key matching the certificate)
- * and backend CA bundles (PEM). Runs on the raw file; a value with an error of its own is skipped.
+ * and backend CA bundles (PEM), and the admin token file. Runs on the raw file; a value with an
+ * error of its own is skipped.
  */
 export function checkFiles(file: unknown, base: string): { path: Key[]; message: string }[] {
   const errors: { path: Key[]; message: string }[] = [];
@@ -179,12 +180,42 @@ export function checkFiles(file: unknown, base: string): { path: Key[]; message:
       }
     });
   });
+  const tokenPath = isRecord(file.admin) ? path(file.admin.token_file) : null;
+  if (tokenPath !== null) {
+    try {
+      readToken(tokenPath);
+    } catch (error) {
+      errors.push({ path: ["admin", "token_file"], message: (error as Error).message });
+    }
+  }
   for (const [name, backend] of Object.entries(isRecord(file.backends) ? file.backends : {})) {
     if (!isRecord(backend) || !isRecord(backend.tls)) continue;
     const caPath = path(backend.tls.ca);
     if (caPath !== null) readPem(caPath, "certificate", ["backends", name, "tls", "ca"], errors);
   }
   return errors;
+}
+
+/**
+ * The admin token in a file, without surrounding whitespace (a trailing newline). Throws a
+ * one-line message (`cannot read /etc/x: no such file`, `/etc/x is empty`).
+ */
+export function readToken(path: string): string {
+  let text: string;
+  try {
+    text = readFileSync(path, "utf8");
+  } catch (error) {
+    throw new Error(`cannot read ${path}: ${readErrorText(error)}`);
+  }
+  const token = text.trim();
+  if (token === "") throw new Error(`${path} is empty (expected the admin token)`);
+  if (/\s/.test(token)) throw new Error(`${path} holds more than one word (expected the admin token alone)`);
+  return token;
+}
+
+function readErrorText(error: unknown): string {
+  const code = (error as NodeJS.ErrnoException).code;
+  return code === "ENOENT" ? "no such file" : code === "EISDIR" ? "is a directory" : code === "EACCES" ? "permission denied" : (error as Error).message;
 }
 
 export function readPem(
@@ -229,6 +260,7 @@ export function withFiles(config: Config, base: string): Config {
   for (const backend of config.backends.values()) {
     if (backend.tls?.ca != null) backend.tls = { ...backend.tls, ca: resolve(base, backend.tls.ca) };
   }
+  if (config.admin?.tokenFile != null) config.admin.tokenFile = resolve(base, config.admin.tokenFile);
   return config;
 }
 

@@ -41,6 +41,19 @@ export const DEFAULTS = {
   weight: 1,
   /** A backend's active checks: HAProxy's `inter 2s rise 2 fall 3`, and a 1 s timeout. */
   health: { interval: 2000, timeout: 1000, rise: 2, fall: 3, send: null, expect: null } as Readonly<HealthConfig>,
+  /** The admin listener's control API (docs/admin-api.md). */
+  admin: {
+    /** The environment variable that holds the admin token when no token file is given (read by serve and by ctl). */
+    tokenEnv: "TCPROUTER_ADMIN_TOKEN",
+    /** Reads (/metrics, /status, /, GET /api/…) need the token too; /healthz and /readyz never do. */
+    protectReads: false,
+    /** Where `tcprouter ctl` finds the admin listener without --admin. */
+    ctlAddress: "127.0.0.1:9901",
+    /** The largest request body the control API reads, in bytes (its bodies are a few dozen). */
+    maxBody: 4096,
+    /** The longest `wait` of a drain request. */
+    maxWait: 3_600_000,
+  },
   /** DNS discovery of hostname targets. */
   discovery: {
     /** Time between two lookups of a name, unless its TTL is shorter. */

@@ -198,7 +198,10 @@ const Backend = table(
   { targets: 'a list of addresses such as ["127.0.0.1:6379"]' },
 );
 
-const Admin = table({ listen: address(true) }, { listen: 'the address to serve metrics and status on, e.g. "127.0.0.1:9901"' });
+const Admin = table(
+  { listen: address(true), token_file: v.optional(filePath), protect_reads: v.optional(boolean) },
+  { listen: 'the address to serve metrics and status on, e.g. "127.0.0.1:9901"' },
+);
 
 /** `"stdout"`, a file path, or `"off"`. */
 const accessLog = v.pipe(v.string(expected('"stdout", "off" or a file path')), v.minLength(1, expected('"stdout", "off" or a file path')));
@@ -263,7 +266,12 @@ export const ConfigSchema = v.pipe(
       });
     }
     const config: Config = { defaults, listeners, backends };
-    if (file.admin !== undefined) config.admin = { listen: file.admin.listen };
+    if (file.admin !== undefined)
+      config.admin = {
+        listen: file.admin.listen,
+        tokenFile: file.admin.token_file ?? null,
+        protectReads: file.admin.protect_reads ?? DEFAULTS.admin.protectReads,
+      };
     if (file.access_log !== undefined && file.access_log !== "off") config.accessLog = file.access_log;
     if (file.dns_servers !== undefined) config.dnsServers = file.dns_servers;
     return config;

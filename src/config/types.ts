@@ -52,6 +52,14 @@ export interface Config {
 export interface AdminConfig {
   /** Where the admin HTTP server listens (port 0: any free port). */
   listen: Address;
+  /**
+   * Absolute path of the file holding the bearer token of the control API (surrounding
+   * whitespace ignored); null = the DEFAULTS.admin.tokenEnv environment variable, and without
+   * either the write endpoints answer 403.
+   */
+  tokenFile: string | null;
+  /** Reads need the token too (not /healthz, /readyz). Default false. */
+  protectReads: boolean;
 }
 
 /** Durations in ms, 0 = off. */

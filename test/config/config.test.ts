@@ -1,5 +1,5 @@
 import { describe, expect, test } from "bun:test";
-import { mkdtempSync, rmSync } from "node:fs";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { renderPlan } from "../../src/commands/check.ts";
@@ -280,13 +280,19 @@ const BAD: [name: string, text: string, errors: string[]][] = [
   [
     "a bad admin address, and an unknown admin key",
     VALID + '[admin]\nlisten = "9901"\nport = 9901\n',
-    ['admin.listen: "9901": expected host:port', "admin.port: unknown key (expected one of: listen)"],
+    ['admin.listen: "9901": expected host:port', "admin.port: unknown key (expected one of: listen, token_file, protect_reads)"],
   ],
   [
     "the admin listener on a listener's address",
     VALID + '[admin]\nlisten = "127.0.0.1:11000"\n',
     ["admin.listen: 127.0.0.1:11000 is already used by listeners[0]"],
   ],
+  [
+    "an admin token file that is missing, a directory, or empty; protect_reads not a boolean",
+    VALID + `[admin]\nlisten = "127.0.0.1:9901"\ntoken_file = "${CERTS}/missing.token"\nprotect_reads = "yes"\n`,
+    ['admin.protect_reads: expected true or false, got "yes"', `admin.token_file: cannot read ${CERTS}/missing.token: no such file`],
+  ],
+  ["an admin token file that is a directory", VALID + `[admin]\nlisten = "127.0.0.1:9901"\ntoken_file = "${CERTS}"\n`, [`admin.token_file: cannot read ${CERTS}: is a directory`]],
   ["admin written as a plain value", 'admin = "127.0.0.1:9901"\n' + VALID, ['admin: expected a table, got "127.0.0.1:9901"']],
   ["an empty access_log", 'access_log = ""\n' + VALID, ['access_log: expected "stdout", "off" or a file path, got ""']],
   ["access_log as a number", "access_log = 1\n" + VALID, ['access_log: expected "stdout", "off" or a file path, got 1']], // ── Issue 5: SNI routes, PROXY protocol, ACLs, TLS ──
@@ -618,14 +624,32 @@ describe("a valid config resolves to a typed Config", () => {
 
   test('[admin] listen and access_log are read; absent or "off" they are off', () => {
     const config = parseConfig('access_log = "/var/log/tcprouter/access.log"\n' + VALID + '[admin]\nlisten = "127.0.0.1:9901"\n', "toml");
-    expect(config.admin).toEqual({ listen: { kind: "tcp", host: "127.0.0.1", port: 9901 } });
+    expect(config.admin).toEqual({ listen: { kind: "tcp", host: "127.0.0.1", port: 9901 }, tokenFile: null, protectReads: false });
     expect(config.accessLog).toBe("/var/log/tcprouter/access.log");
     expect(parseConfig('access_log = "stdout"\n' + VALID, "toml").accessLog).toBe("stdout");
     const off = parseConfig('access_log = "off"\n' + VALID, "toml");
     expect([off.admin, off.accessLog]).toEqual([undefined, undefined]);
     expect(parseConfig(VALID + '[admin]\nlisten = "unix:/run/tcprouter-admin.sock"\n', "toml").admin).toEqual({
       listen: { kind: "unix", path: "/run/tcprouter-admin.sock" },
+      tokenFile: null,
+      protectReads: false,
     });
+  });
+
+  test("[admin] token_file is read at load (relative to the config file), protect_reads is kept", () => {
+    const dir = mkdtempSync(join(tmpdir(), "tcprouter-token-"));
+    try {
+      writeFileSync(join(dir, "admin.token"), "s3cret-token\n");
+      const text = VALID + '[admin]\nlisten = "127.0.0.1:9901"\ntoken_file = "admin.token"\nprotect_reads = true\n';
+      const config = parseConfig(text, "toml", join(dir, "router.toml"));
+      expect(config.admin).toMatchObject({ tokenFile: join(dir, "admin.token"), protectReads: true });
+      writeFileSync(join(dir, "empty.token"), " \n");
+      expect(errorsOf(text.replace("admin.token", join(dir, "empty.token")))).toEqual([
+        `admin.token_file: ${join(dir, "empty.token")} is empty (expected the admin token)`,
+      ]);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 
   test("dns_servers become ip:port (53 by default); resolve_interval is the backend's, else the [defaults] one, else 30s", () => {
