@@ -1,6 +1,7 @@
 /**
  * The admin listener: an HTTP server (Bun.serve) on an address the user chose, off unless
- * asked for. It only reads the router; it never changes it.
+ * asked for. It reads the router; only the control API under /api/ (control.ts) changes it,
+ * with the bearer token.
  *
  *   GET /metrics   Prometheus text format (see metrics.ts)
  *   GET /healthz   200 "ok" while the process runs
@@ -9,6 +10,10 @@
  *   GET /status    the state as JSON (listeners, backends, targets, health, counters);
  *                  `/status?history` adds the totals of each of the last five minutes
  *   GET /          the live status page (status-page.ts), which polls /status
+ *   /api/…         the control API (control.ts): list backends, set a target's state and weight
+ *
+ * With `protect_reads`, every path but /healthz and /readyz needs the token. A unix socket is
+ * made mode 0600 (its owner only).
  *
  * The server keeps one sample of the totals per second (for the page's charts, so they are
  * full when the page opens). It owns that timer, and its Metrics observer when it made it:
@@ -21,6 +26,12 @@ import { CONTENT_TYPE, Metrics } from "./metrics.ts";
 import { listenErrorText } from "../proxy/listener.ts";
 import { ListenError, type Router, type Stats } from "../proxy/router.ts";
 import { STATUS_PAGE } from "./status-page.ts";
+import { authorize, control, OPEN_READS, type AdminAuth } from "./control.ts";
+import type { AdminState } from "../backend/backend.ts";
+import { chmodSync } from "node:fs";
+
+/** Set by a supervisor relaying a request to a worker's internal socket: who sent it (for the audit line). */
+export const CLIENT_HEADER = "x-tcprouter-client";
 
 export interface AdminOptions {
   /** Where to serve: `host:port`, `[v6]:port`, `unix:/path`. Port 0 picks a free port. Required. */
@@ -28,8 +39,12 @@ export interface AdminOptions {
   router: Router;
   /** Default: a new Metrics, attached to the router now and detached on stop(). */
   metrics?: Metrics;
-  /** Default: warnings and errors to stderr. */
+  /** Default: warnings and errors to stderr. Audit lines are info, tagged `admin`. */
   logger?: Logger;
+  /** Default: no token (changes answer 403), open reads. */
+  auth?: AdminAuth;
+  /** Take the audit line's client from CLIENT_HEADER: only for a worker's internal socket, which only its supervisor reaches. Default false. */
+  trustClientHeader?: boolean;
 }
 
 export interface AdminServer {
@@ -96,6 +111,8 @@ export interface BackendStatus {
 export interface TargetStatus {
   target: string;
   healthy: boolean;
+  /** The admin state; with workers, "mixed" when they disagree (one was restarted since the change). */
+  state: AdminState | "mixed";
   active: number;
   sessions: number;
   connectFailures: number;
@@ -138,6 +155,7 @@ export function status(router: Router, metrics: Metrics): Status {
       targets: backend.targets.map((target) => ({
         target: target.key,
         healthy: target.healthy,
+        state: target.state,
         active: target.active,
         sessions: target.sessions,
         connectFailures: target.connectFailures,
@@ -160,12 +178,22 @@ export function startAdmin(options: AdminOptions): AdminServer {
   const owned = options.metrics === undefined;
   const metrics = options.metrics ?? new Metrics(router).attach();
   const history: HistorySample[] = [];
+  const auth = options.auth ?? OPEN_READS;
+  const audit = log.withTag("admin");
 
-  const fetch = (request: Request): Response => {
+  const fetch = (request: Request, server: AdminHttpServer): Response | Promise<Response> => {
+    const path = new URL(request.url).pathname;
+    if (path.startsWith("/api/")) {
+      const who = (options.trustClientHeader ? request.headers.get(CLIENT_HEADER) : null) ?? clientOf(server, request);
+      return control(request, { router, auth, log: audit, who, holdOpen: () => server.timeout(request, 0) });
+    }
     if (request.method !== "GET" && request.method !== "HEAD") {
       return new Response("method not allowed\n", { status: 405, headers: { allow: "GET, HEAD" } });
     }
-    const path = new URL(request.url).pathname;
+    if (path !== "/healthz" && path !== "/readyz") {
+      const denied = authorize(request, auth, false);
+      if (denied !== null) return denied;
+    }
     switch (path) {
       case "/metrics":
         return new Response(metrics.render(), { headers: { "content-type": CONTENT_TYPE, ...NO_STORE } });
@@ -184,7 +212,7 @@ export function startAdmin(options: AdminOptions): AdminServer {
       case "/":
         return new Response(STATUS_PAGE, { headers: { "content-type": "text/html; charset=utf-8", ...NO_STORE } });
       default:
-        return new Response("not found: try /metrics, /healthz, /readyz, /status or /\n", { status: 404 });
+        return new Response("not found: try /metrics, /healthz, /readyz, /status, /api/backends or /\n", { status: 404 });
     }
   };
   let served: { server: ReturnType<typeof Bun.serve>; bound: Address };
@@ -217,24 +245,41 @@ function sample(router: Router, history: HistorySample[]): void {
   if (history.length > HISTORY_LENGTH) history.shift();
 }
 
-/** Bun.serve on an admin address; a bind error becomes a one-line ListenError. */
+export type AdminHttpServer = ReturnType<typeof Bun.serve>;
+
+/** The peer of a request, for audit lines: `127.0.0.1:5123`, or `unix` on a unix socket. */
+export function clientOf(server: AdminHttpServer, request: Request): string {
+  const peer = server.requestIP(request);
+  if (peer === null || peer.address === "") return "unix";
+  return peer.family === "IPv6" ? `[${peer.address}]:${peer.port}` : `${peer.address}:${peer.port}`;
+}
+
+/**
+ * Bun.serve on an admin address; a bind error becomes a one-line ListenError. A unix socket is
+ * created mode 0600: only its owner (and root) can connect.
+ */
 export function serveAdmin(
   address: Address,
-  fetch: (request: Request) => Response | Promise<Response>,
+  fetch: (request: Request, server: AdminHttpServer) => Response | Promise<Response>,
   log: Logger,
-): { server: ReturnType<typeof Bun.serve>; bound: Address } {
+): { server: AdminHttpServer; bound: Address } {
   const error = (cause: Error): Response => {
     log.warn(`admin: ${cause.message}`);
     return new Response("internal error\n", { status: 500 });
   };
-  let server: ReturnType<typeof Bun.serve>;
+  let server: AdminHttpServer;
+  // The umask makes the socket 0600 from the start (no moment when others could connect).
+  const umask = address.kind === "unix" ? process.umask(0o177) : null;
   try {
     server =
       address.kind === "unix"
         ? Bun.serve({ unix: address.path, fetch, error, development: false })
         : Bun.serve({ hostname: address.host, port: address.port, fetch, error, development: false });
+    if (address.kind === "unix") chmodSync(address.path, 0o600);
   } catch (cause) {
     throw new ListenError(`admin: cannot listen on ${formatAddress(address)}: ${listenErrorText(cause)}`);
+  } finally {
+    if (umask !== null) process.umask(umask);
   }
   return { server, bound: address.kind === "unix" ? address : { ...address, port: server.port ?? address.port } };
 }

@@ -13,7 +13,7 @@
  */
 import { readdirSync, readFileSync } from "node:fs";
 import pkg from "../../package.json" with { type: "json" };
-import type { Backend, TargetState } from "../backend/backend.ts";
+import { ADMIN_STATES, type Backend, type TargetState } from "../backend/backend.ts";
 import type { Router, SessionObserver } from "../proxy/router.ts";
 import type { CloseReason, Session } from "../proxy/session.ts";
 
@@ -38,6 +38,7 @@ export const CLOSE_REASONS: readonly string[] = [
   "no_target",
   "queue_timeout",
   "denied",
+  "target_maint",
   "drained",
 ] satisfies CloseReason[];
 
@@ -260,6 +261,12 @@ export class Metrics implements SessionObserver {
     eachTarget(router, (_backend, target, labels) => out.sample("tcprouter_target_up", labels, target.healthy ? 1 : 0));
     out.family("tcprouter_target_sessions_active", "gauge", "Sessions counted on the target now (connecting ones included), by backend and target.");
     eachTarget(router, (_backend, target, labels) => out.sample("tcprouter_target_sessions_active", labels, target.active));
+    out.family("tcprouter_target_admin_state", "gauge", "1 for the target's admin state (ready, drain, maint: set with the admin API), 0 for the others.");
+    eachTarget(router, (_backend, target, labels) => {
+      for (const state of ADMIN_STATES) out.sample("tcprouter_target_admin_state", `${labels},state="${state}"`, target.state === state ? 1 : 0);
+    });
+    out.family("tcprouter_target_weight", "gauge", "The weight the balancer uses now: the file's, or one set with the admin API (0 = no new sessions).");
+    eachTarget(router, (_backend, target, labels) => out.sample("tcprouter_target_weight", labels, target.weight));
 
     const snapshot = router.snapshot();
     out.family("tcprouter_queued_bytes", "gauge", "Bytes queued in pipes now, waiting for a slow reader.");

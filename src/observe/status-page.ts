@@ -151,7 +151,7 @@ function renderBackends(s) {
     badge.textContent = up + "/" + b.targets.length + " up";
     h.appendChild(badge);
     const table = document.createElement("table");
-    table.innerHTML = "<thead><tr><th>target</th><th class=text>health</th><th>open</th><th>sessions</th><th>connect failures</th><th>weight</th><th>max</th><th class=text>backup</th></tr></thead>";
+    table.innerHTML = "<thead><tr><th>target</th><th class=text>health</th><th class=text>state</th><th>open</th><th>sessions</th><th>connect failures</th><th>weight</th><th>max</th><th class=text>backup</th></tr></thead>";
     const body = document.createElement("tbody");
     for (const t of b.targets) {
       const health = cell(t.healthy ? "up" : "down", "health", "text");
@@ -161,7 +161,7 @@ function renderBackends(s) {
       health.textContent = "";
       health.appendChild(mark);
       body.appendChild(row({ backend: b.name, target: t.target }, [
-        cell(t.target, "target"), health, cell(count(t.active), "active"), cell(count(t.sessions), "sessions"),
+        cell(t.target, "target"), health, cell(t.state ?? "ready", "state", "text"), cell(count(t.active), "active"), cell(count(t.sessions), "sessions"),
         cell(count(t.connectFailures), "connectFailures"), cell(String(t.weight), "weight"),
         cell(t.maxConnections > 0 ? count(t.maxConnections) : "-", "maxConnections"), cell(t.backup ? "yes" : "", "backup", "text"),
       ]));

@@ -36,6 +36,7 @@ export type CloseReason =
   | "tls_error" // not a TLS ClientHello (SNI mode)
   | "no_route" // SNI mode: no route for the server name and no default
   | "hello_timeout" // no complete PROXY header or ClientHello within hello_timeout
+  | "target_maint" // its target was set to maint with close (admin API, `tcprouter ctl maint --close`)
   | "drained"; // still open when the drain deadline passed
 
 export class Session {

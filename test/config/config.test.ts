@@ -292,7 +292,11 @@ const BAD: [name: string, text: string, errors: string[]][] = [
     VALID + `[admin]\nlisten = "127.0.0.1:9901"\ntoken_file = "${CERTS}/missing.token"\nprotect_reads = "yes"\n`,
     ['admin.protect_reads: expected true or false, got "yes"', `admin.token_file: cannot read ${CERTS}/missing.token: no such file`],
   ],
-  ["an admin token file that is a directory", VALID + `[admin]\nlisten = "127.0.0.1:9901"\ntoken_file = "${CERTS}"\n`, [`admin.token_file: cannot read ${CERTS}: is a directory`]],
+  [
+    "an admin token file that is a directory",
+    VALID + `[admin]\nlisten = "127.0.0.1:9901"\ntoken_file = "${CERTS}"\n`,
+    [`admin.token_file: cannot read ${CERTS}: is a directory`],
+  ],
   ["admin written as a plain value", 'admin = "127.0.0.1:9901"\n' + VALID, ['admin: expected a table, got "127.0.0.1:9901"']],
   ["an empty access_log", 'access_log = ""\n' + VALID, ['access_log: expected "stdout", "off" or a file path, got ""']],
   ["access_log as a number", "access_log = 1\n" + VALID, ['access_log: expected "stdout", "off" or a file path, got 1']], // ── Issue 5: SNI routes, PROXY protocol, ACLs, TLS ──

@@ -87,7 +87,19 @@ describe("endpoints", () => {
         backends: [
           {
             name: "default",
-            targets: [{ target: upstream.address, healthy: true, active: 0, sessions: 2, connectFailures: 0, weight: 1, backup: false, maxConnections: 0 }],
+            targets: [
+              {
+                target: upstream.address,
+                healthy: true,
+                state: "ready",
+                active: 0,
+                sessions: 2,
+                connectFailures: 0,
+                weight: 1,
+                backup: false,
+                maxConnections: 0,
+              },
+            ],
           },
         ],
       });
