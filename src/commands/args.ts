@@ -37,6 +37,10 @@ export const observeArgs = {
     type: "string",
     description: "One line per session when it ends, to stdout or a file (reopened on SIGUSR1); JSON with --log-format json (off unless given)",
   },
+  "admin-token-file": {
+    type: "string",
+    description: `File with the bearer token that the admin's control API (/api/) requires for changes; else $${DEFAULTS.admin.tokenEnv}; without either, changes are off`,
+  },
 } as const satisfies ArgsDef;
 
 export const processArgs = {

@@ -3,6 +3,7 @@ import { defineCommand } from "citty";
 import { AccessLog } from "../observe/access-log.ts";
 import { AddressError, parseAddress, type Address } from "../util/address.ts";
 import { startAdmin, type AdminServer } from "../observe/admin.ts";
+import { loadAdminAuth, type AdminAuth } from "../observe/control.ts";
 import { ConfigError, configWarnings, loadConfig, type Config } from "../config/load.ts";
 import { createLogger, event, type LogFormat, type LogLevel, type Logger } from "../util/log.ts";
 import { forwardConfig } from "../proxy/forward.ts";
@@ -56,6 +57,12 @@ export default defineCommand({
       }
     }
     const observe = observeOptions(flags, config);
+    let auth: AdminAuth;
+    try {
+      auth = adminAuth(flags["admin-token-file"], config);
+    } catch (error) {
+      throw new UsageError((error as Error).message);
+    }
     // Workers append whole batches of lines to one file (O_APPEND); on a pipe, batches over
     // PIPE_BUF could interleave. A worker serves its admin on the socket its supervisor named.
     if (isWorker()) observe.admin = workerAdminAddress();
@@ -64,7 +71,7 @@ export default defineCommand({
     if (workers > 1 && !isWorker()) {
       const anyPort = config.listeners.find((listener) => listener.listen.kind === "tcp" && listener.listen.port === 0);
       if (anyPort) throw new UsageError(`--workers: listener ${anyPort.name} asks for port 0; workers must share a fixed port`);
-      await supervise(workers, rawArgs, log, observe.admin);
+      await supervise(workers, rawArgs, log, observe.admin, auth);
     }
     // Opened before listening: a path that cannot be opened stops the start.
     const accessLog =
@@ -74,7 +81,7 @@ export default defineCommand({
     let admin: AdminServer | null = null;
     if (observe.admin !== null) {
       try {
-        admin = startAdmin({ listen: observe.admin, router: handle.router, logger: log });
+        admin = startAdmin({ listen: observe.admin, router: handle.router, logger: log, auth, trustClientHeader: isWorker() });
       } catch (error) {
         await handle.stop({ drainTimeout: 0 });
         accessLog?.close();
@@ -94,7 +101,10 @@ export default defineCommand({
       const fields = { listener: bound.name, address: bound.address, mode: listener.mode, backend: listener.backend, routes: listener.routes.length };
       log.info(event(`listening on ${bound.address}${listener.mode === "sni" ? " (sni)" : ""} → ${to}`, fields));
     }
-    if (admin !== null && !isWorker()) log.info(event(`admin on ${admin.url} (/metrics, /healthz, /readyz, /status)`, { admin: admin.address }));
+    if (admin !== null && !isWorker()) {
+      const changes = auth.token === null ? "read-only: no token" : "changes with the token";
+      log.info(event(`admin on ${admin.url} (/metrics, /healthz, /readyz, /status, /api: ${changes})`, { admin: admin.address, control: auth.token !== null }));
+    }
     stopOnSignals(handle, log, () => accessLog?.close());
     reopenOnUser1(accessLog, log);
     reloadOnHangup(handle, log, flags.config);
@@ -155,6 +165,13 @@ function observeOptions(flags: { admin?: string; "access-log"?: string }, config
   const accessLog = flags["access-log"] ?? config.accessLog ?? null;
   if (accessLog === "") throw new UsageError("--access-log: expected stdout, off or a file path");
   return { admin, accessLog: accessLog === "off" ? null : accessLog };
+}
+
+/** The control API's token: `--admin-token-file`, else `[admin] token_file`, else the environment variable. */
+function adminAuth(tokenFile: string | undefined, config: Config): AdminAuth {
+  if (tokenFile === "") throw new UsageError("--admin-token-file: expected a file path");
+  const source = tokenFile !== undefined ? "--admin-token-file" : "admin.token_file";
+  return loadAdminAuth({ tokenFile: tokenFile ?? config.admin?.tokenFile ?? null, protectReads: config.admin?.protectReads ?? false, source });
 }
 
 /** SIGUSR1 (logrotate's postrotate) reopens the access log file; without one it is ignored. */

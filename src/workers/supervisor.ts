@@ -16,7 +16,8 @@ import { availableParallelism } from "node:os";
 import { rmSync } from "node:fs";
 import type { Address } from "../util/address.ts";
 import { event, type Logger } from "../util/log.ts";
-import { startSupervisorAdmin, WORKER_ADMIN_ENV, workerAdminPath } from "./admin.ts";
+import type { AdminAuth } from "../observe/control.ts";
+import { startSupervisorAdmin, WORKER_ADMIN_ENV, workerAdminPath, type SupervisorAdmin } from "./admin.ts";
 
 export const WORKER_ENV = "TCPROUTER_WORKER";
 
@@ -53,8 +54,11 @@ function workerCommand(args: string[]): string[] {
 const CRASH_WINDOW_MS = 1000;
 const RESTART_DELAY_MS = 1000;
 
-/** `admin`: serve the admin endpoints there, merged from every worker's (worker-admin.ts). */
-export async function supervise(count: number, args: string[], log: Logger, admin: Address | null = null): Promise<never> {
+/**
+ * `admin`: serve the admin endpoints there, merged from every worker's (workers/admin.ts), with
+ * `auth` for the control API.
+ */
+export async function supervise(count: number, args: string[], log: Logger, admin: Address | null = null, auth?: AdminAuth): Promise<never> {
   const command = workerCommand(args);
   const workers = new Map<number, { proc: Bun.Subprocess; started: number }>();
   /** Indexes whose worker has been ready once: a later start that fails is retried, not fatal. */
@@ -62,16 +66,19 @@ export async function supervise(count: number, args: string[], log: Logger, admi
   let stopping: NodeJS.Signals | "failed" | null = null;
   let restarts = 0;
   const socket = (index: number) => workerAdminPath(process.pid, index);
+  let server: SupervisorAdmin | null = null;
   if (admin !== null) {
-    const server = startSupervisorAdmin({
+    server = startSupervisorAdmin({
       listen: admin,
       count,
       workers: () => [...workers.entries()].map(([index, { proc }]) => ({ index, pid: proc.pid, socket: socket(index) })),
       restarts: () => restarts,
       stopping: () => stopping !== null,
       logger: log,
+      ...(auth !== undefined ? { auth } : {}),
     });
-    log.info(`admin on ${server.url} (/metrics, /healthz, /readyz, /status), merged from the workers`);
+    const changes = auth?.token ? "changes with the token" : "read-only: no token";
+    log.info(`admin on ${server.url} (/metrics, /healthz, /readyz, /status, /api: ${changes}), merged from the workers`);
   }
 
   const start = (index: number) => {
@@ -83,7 +90,10 @@ export async function supervise(count: number, args: string[], log: Logger, admi
       stderr: "inherit",
       onExit: (_proc, code, signal) => exited(index, code, signal),
       ipc: (message) => {
-        if (message === READY) everReady.add(index);
+        if (message !== READY) return;
+        // A (re)started worker starts from the file: it gets the admin changes made so far.
+        void server?.replay(index);
+        everReady.add(index);
       },
     });
     workers.set(index, { proc, started: Date.now() });
