@@ -17,6 +17,7 @@ const main = defineCommand({
   subCommands: {
     serve: () => import("./commands/serve.ts").then((m) => m.default),
     check: () => import("./commands/check.ts").then((m) => m.default),
+    ctl: () => import("./commands/ctl.ts").then((m) => m.default),
   },
 });
 
