@@ -98,6 +98,33 @@ describe.skipIf(!hasChromium)(`in headless Chromium (${CHROMIUM})`, () => {
     }
   }, 45_000);
 
+  test("shows each target's admin state, and a change made through the control API", async () => {
+    const { chromium } = await import("playwright-core");
+    await using upstream = listen(echo);
+    await using fwd = await startForward({ to: upstream.address });
+    const admin = startAdmin({ listen: `${HOST}:0`, router: fwd.router, auth: { token: "page-token", protectReads: false } });
+    const browser = await chromium.launch({ executablePath: CHROMIUM, args: ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run"] });
+    try {
+      const page = await browser.newPage();
+      await page.goto(admin.url);
+      const state = page.locator(`tr[data-target="${upstream.address}"] td[data-field="state"]`);
+      await state.waitFor({ timeout: 10_000 });
+      expect(await state.innerText()).toBe("ready");
+      const changed = await fetch(`${admin.url}api/backends/default/targets/${upstream.address}/state`, {
+        method: "POST",
+        headers: { authorization: "Bearer page-token" },
+        body: JSON.stringify({ state: "drain" }),
+      });
+      expect(changed.status).toBe(200);
+      await page.waitForFunction(`document.querySelector('tr[data-target="${upstream.address}"] td[data-field="state"]')?.textContent === "drain"`, undefined, {
+        timeout: 10_000,
+      });
+    } finally {
+      await browser.close();
+      await admin.stop();
+    }
+  }, 45_000);
+
   test("shows that the router is draining, then that it cannot be reached", async () => {
     const { chromium } = await import("playwright-core");
     await using upstream = listen(echo);
