@@ -15,6 +15,8 @@ export type { Logger, LogLevel, LogFormat } from "./util/log.ts";
 export type { CloseReason } from "./proxy/session.ts";
 export type { SessionObserver } from "./proxy/router.ts";
 export { startAdmin, status } from "./observe/admin.ts";
+export type { AdminAuth, BackendView, TargetView, StateResult, WeightResult } from "./observe/control.ts";
+export type { AdminState } from "./backend/backend.ts";
 export type { AdminOptions, AdminServer, Status, ListenerStatus, BackendStatus, TargetStatus, HistorySample } from "./observe/admin.ts";
 export { Metrics } from "./observe/metrics.ts";
 export { AccessLog, AccessLogError } from "./observe/access-log.ts";

@@ -197,7 +197,9 @@ export function startSupervisorAdmin(options: SupervisorAdminOptions): Superviso
         { error: `worker ${failed.worker}: ${failed.error}`, workers: results },
         { status: status === 200 ? 502 : status, headers: NO_STORE },
       );
-    return Response.json(mergeBackends(results), { headers: NO_STORE });
+    const merged = mergeBackends(results);
+    const one = !/^\/api\/backends\/?(\?|$)/.test(path); // /api/backends/{name}: that backend's object, as a worker answers
+    return Response.json(one ? { ...merged.backends[0], workers: merged.workers } : merged, { headers: NO_STORE });
   };
 
   const replay = async (index: number) => {
@@ -304,7 +306,8 @@ function mergeBackends(results: WorkerResult[]): MergedBackends {
   const merged = new Map<string, MergedBackends["backends"][number]>();
   const workers: MergedBackends["workers"] = [];
   for (const result of results) {
-    const { backends } = result.result as { backends: BackendView[] };
+    const answer = result.result as { backends: BackendView[] } | BackendView;
+    const backends = "backends" in answer ? answer.backends : [answer]; // GET /api/backends/{name}: one
     workers.push({ worker: result.worker, backends });
     for (const backend of backends) {
       let known = merged.get(backend.name);

@@ -12,7 +12,6 @@ test("a change reaches both workers, each reports; the states survive a worker r
   const dir = mkdtempSync(join(tmpdir(), "tcprouter-workers-control-"));
   try {
     await using a = listen(echo);
-    await using b = listen(echo);
     const tokenFile = join(dir, "token");
     writeFileSync(tokenFile, TOKEN);
     const port = freePort();
@@ -40,7 +39,7 @@ test("a change reaches both workers, each reports; the states survive a worker r
 
     // At the supervisor: 401 without the token, before any worker is asked.
     const denied = await post(`/api/backends/default/targets/${target}/state`, { state: "drain" }, {});
-    expect([denied.status, (await denied.json()).error]).toEqual([401, "missing bearer token (Authorization: Bearer …)"]);
+    expect([denied.status, ((await denied.json()) as { error: string }).error]).toEqual([401, "missing bearer token (Authorization: Bearer …)"]);
 
     // weight 0 on both, each worker reports its own result.
     const weighted = await post(`/api/backends/default/targets/${target}/weight`, { weight: 0 });
@@ -80,6 +79,11 @@ test("a change reaches both workers, each reports; the states survive a worker r
     const merged = async () => (await (await fetch(`${admin}/api/backends`)).json()) as MergedBackends;
     expect((await merged()).backends[0]!.targets[0]).toMatchObject({ target: a.address, state: "drain" });
     expect((await merged()).workers.map((w) => w.backends[0]!.targets[0]!.state)).toEqual(["drain", "drain"]);
+    const single = (await (await fetch(`${admin}/api/backends/default`)).json()) as MergedBackends["backends"][number] & { workers: unknown[] };
+    expect([single.name, single.targets[0]!.state, single.workers.length]).toEqual(["default", "drain", 2]);
+    await using listed = spawn([process.execPath, "run", "src/cli.ts", "ctl", "targets", "default", "--admin", `${HOST}:${adminPort}`]);
+    expect(await listed.exited(15_000)).toBe(0);
+    expect(listed.stdoutText).toMatch(new RegExp(`^default\\s+${a.address.replace(/\./g, "\\.")}\\s+drain\\s+up\\s+1\\s`, "m"));
 
     // An unknown target: every worker says 404, the answer has their one error.
     const unknown = await post("/api/backends/default/targets/10.9.9.9:1/state", { state: "maint" });
