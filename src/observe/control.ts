@@ -221,8 +221,8 @@ function findBackend(router: Router, name: string): Backend | Response {
   return failure(404, `unknown backend "${name}" (backends: ${[...router.backends.keys()].join(", ") || "none"})`);
 }
 
-/** The JSON object of a request body, at most DEFAULTS.admin.maxBody bytes; else the 4xx answer. */
-async function readBody(request: Request): Promise<Record<string, unknown> | Response> {
+/** A request body as text, at most DEFAULTS.admin.maxBody bytes (read no further); else the 413 answer. */
+export async function readText(request: Request): Promise<string | Response> {
   const limit = DEFAULTS.admin.maxBody;
   const declared = Number(request.headers.get("content-length") ?? "0");
   if (declared > limit) return failure(413, `the body is over ${limit} bytes`);
@@ -235,7 +235,13 @@ async function readBody(request: Request): Promise<Record<string, unknown> | Res
       chunks.push(chunk);
     }
   }
-  const text = Buffer.concat(chunks).toString("utf8");
+  return Buffer.concat(chunks).toString("utf8");
+}
+
+/** The JSON object of a request body (see readText); else the 4xx answer. */
+async function readBody(request: Request): Promise<Record<string, unknown> | Response> {
+  const text = await readText(request);
+  if (text instanceof Response) return text;
   if (text.trim() === "") return failure(400, 'expected a JSON object as the body, e.g. {"state":"drain"}');
   let data: unknown;
   try {

@@ -34,7 +34,7 @@ import {
   type Status,
   type TargetStatus,
 } from "../observe/admin.ts";
-import { authorize, failure, OPEN_READS, type AdminAuth, type BackendView, type TargetView } from "../observe/control.ts";
+import { authorize, failure, OPEN_READS, readText, type AdminAuth, type BackendView, type TargetView } from "../observe/control.ts";
 import { DEFAULTS } from "../config/defaults.ts";
 import { parseDuration } from "../util/duration.ts";
 import type { Logger } from "../util/log.ts";
@@ -121,13 +121,21 @@ export function startSupervisorAdmin(options: SupervisorAdminOptions): Superviso
   const address = options.listen;
   const log = options.logger;
 
+  const auth = options.auth ?? OPEN_READS;
+  /** With protect_reads the workers want the token for /metrics and /status too. */
+  const readHeaders: Record<string, string> = auth.protectReads && auth.token !== null ? { authorization: `Bearer ${auth.token}` } : {};
+
   /** Asks every live worker for `path`; the answers of those that gave one, in worker order. */
   const ask = async <T>(path: string, read: (response: Response) => Promise<T>) => {
     const live = [...options.workers()].sort((a, b) => a.index - b.index);
     const answers = await Promise.all(
       live.map(async (worker) => {
         try {
-          const response = await fetch(`http://localhost${path}`, { unix: worker.socket, signal: AbortSignal.timeout(WORKER_TIMEOUT_MS) });
+          const response = await fetch(`http://localhost${path}`, {
+            unix: worker.socket,
+            headers: readHeaders,
+            signal: AbortSignal.timeout(WORKER_TIMEOUT_MS),
+          });
           return { worker, value: await read(response) };
         } catch {
           return null;
@@ -138,7 +146,6 @@ export function startSupervisorAdmin(options: SupervisorAdminOptions): Superviso
     return { live: live.length, answered, unreachable: live.length - answered.length };
   };
 
-  const auth = options.auth ?? OPEN_READS;
   /** The changes made, by path (the last one of each target's state and weight), to replay on a restarted worker. */
   const applied = new Map<string, string>();
 
@@ -174,8 +181,9 @@ export function startSupervisorAdmin(options: SupervisorAdminOptions): Superviso
     let body: string | null = null;
     let timeout = WORKER_TIMEOUT_MS;
     if (write) {
-      body = await request.text();
-      if (Buffer.byteLength(body) > DEFAULTS.admin.maxBody) return failure(413, `the body is over ${DEFAULTS.admin.maxBody} bytes`);
+      const text = await readText(request);
+      if (text instanceof Response) return text;
+      body = text;
       timeout += waitOf(body);
     }
     const headers: Record<string, string> = { [CLIENT_HEADER]: who, "content-type": "application/json" };

@@ -83,6 +83,13 @@ describe("changes through a spawned serve", () => {
     expect(serve.stderrText).toMatch(new RegExp(`\\[admin\\] 127\\.0\\.0\\.1:\\d+ set redis/${a.address} drain \\(was ready\\)`));
     expect(serve.stderrText).toMatch(new RegExp(`\\[admin\\] 127\\.0\\.0\\.1:\\d+ set redis/${b.address} weight 3 \\(was 1\\)`));
 
+    // A SIGHUP reload keeps the state of a target that stays.
+    expect((await ctl(["drain", "redis", a.address, "--admin", admin, "--token-file", tokenFile])).code).toBe(0);
+    serve.proc.kill("SIGHUP");
+    await serve.stderrMatch(/SIGHUP: reloaded/, 10_000);
+    expect((await ctl(["targets", "--admin", admin])).stdout).toMatch(row(a, "drain", 1));
+    expect((await ctl(["ready", "redis", a.address, "--admin", admin, "--token-file", tokenFile])).code).toBe(0);
+
     const json = await ctl(["targets", "redis", "--admin", admin, "--json"]);
     expect(json.code).toBe(0);
     const answer = JSON.parse(json.stdout) as { name: string; targets: { target: string; state: string }[] };

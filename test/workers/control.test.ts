@@ -116,3 +116,32 @@ test("a change reaches both workers, each reports; the states survive a worker r
     rmSync(dir, { recursive: true, force: true });
   }
 }, 60_000);
+
+test("protect_reads with workers: /status and /metrics need the token at the supervisor, which asks its workers with it", async () => {
+  const dir = mkdtempSync(join(tmpdir(), "tcprouter-workers-control-"));
+  try {
+    await using a = listen(echo);
+    writeFileSync(join(dir, "token"), TOKEN);
+    const port = freePort();
+    const adminPort = freePort();
+    const config = join(dir, "router.toml");
+    writeFileSync(
+      config,
+      `[[listeners]]\nlisten = "${HOST}:${port}"\nbackend = "redis"\n[backends.redis]\ntargets = ["${a.address}"]\n` +
+        `[admin]\nlisten = "${HOST}:${adminPort}"\ntoken_file = "token"\nprotect_reads = true\n`,
+    );
+    await using supervisor = spawnCli(["--config", config, "--workers", "2"]);
+    await supervisor.stderrMatch(/\[worker 2\] listening/, 15_000);
+    const admin = `http://${HOST}:${adminPort}`;
+    await waitFor(async () => (await fetch(`${admin}/readyz`).catch(() => null))?.status === 200, 10_000, "/readyz 200");
+    const headers = { authorization: `Bearer ${TOKEN}` };
+    for (const path of ["/status", "/metrics", "/api/backends"]) expect([path, (await fetch(`${admin}${path}`)).status]).toEqual([path, 401]);
+    const status = (await (await fetch(`${admin}/status`, { headers })).json()) as MergedStatus;
+    expect([status.workersRunning, status.workersUnreachable, status.workers.length]).toEqual([2, 0, 2]);
+    const metrics = await (await fetch(`${admin}/metrics`, { headers })).text();
+    expect(metrics).toContain('tcprouter_target_admin_state{worker="2",backend="redis"');
+    expect(((await (await fetch(`${admin}/api/backends`, { headers })).json()) as MergedBackends).workers).toHaveLength(2);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+}, 60_000);
