@@ -285,6 +285,43 @@ describe("weight", () => {
   });
 });
 
+describe("every change but maint with close, under a client loop", () => {
+  test("weight 0, weights, maint, drain and ready: zero failed sessions, and each change shows in where new sessions go", async () => {
+    await using a = listen(echo);
+    await using b = listen(echo);
+    await using r = await startRouter(toml([a.port, b.port], "least-conn"));
+    await using admin = control(r.router);
+    await using loop = clientLoop(r.port);
+    /**
+     * Sessions each target gets over the next `n` loop sessions. Up to 4 of them (one per loop
+     * worker) may have picked their target just before the change and connect after it.
+     */
+    const next = async (n: number) => {
+      const before = [r.target(a.port).sessions, r.target(b.port).sessions];
+      const done = loop.completed;
+      await waitFor(() => loop.completed >= done + n, 20_000, `${n} loop sessions`);
+      return [r.target(a.port).sessions - before[0]!, r.target(b.port).sessions - before[1]!];
+    };
+    await waitFor(() => loop.completed >= 20, 10_000, "client traffic");
+    const steps: [string, number, unknown, (shares: number[]) => boolean][] = [
+      ["weight", a.port, { weight: 0 }, ([onA]) => onA! <= 4],
+      ["weight", a.port, { weight: 1 }, ([onA, onB]) => onA! > 0 && onB! > 0],
+      ["state", b.port, { state: "maint" }, ([, onB]) => onB! <= 4],
+      ["state", b.port, { state: "ready" }, ([onA, onB]) => onA! > 0 && onB! > 0],
+      ["state", a.port, { state: "drain" }, ([onA]) => onA! <= 4],
+      ["state", a.port, { state: "ready" }, ([onA, onB]) => onA! > 0 && onB! > 0],
+    ];
+    for (const [action, port, body, expected] of steps) {
+      const answer = await admin.call(action === "weight" ? weightPath(port) : statePath(port), { body });
+      expect(answer.status).toBe(200);
+      const shares = await next(100);
+      expect([action, body, shares, expected(shares)]).toEqual([action, body, shares, true]);
+    }
+    await loop.stop();
+    expect(loop.failures).toEqual([]);
+  }, 90_000);
+});
+
 describe("reload", () => {
   test("keeps the states and runtime weights of targets that stay; a changed file weight wins; a new target starts ready", async () => {
     await using a = listen(echo);
