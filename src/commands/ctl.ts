@@ -17,7 +17,7 @@ import { DEFAULTS } from "../config/defaults.ts";
 import { AddressError, formatAddress, parseAddress, type Address } from "../util/address.ts";
 import { parseDuration } from "../util/duration.ts";
 import type { BackendView, StateResult, WeightResult } from "../observe/control.ts";
-import type { MergedBackends, WorkerResult } from "../workers/admin.ts";
+import type { MergedBackends, WorkerResult } from "../workers/control.ts";
 import { UsageError } from "./args.ts";
 
 const ACTIONS = ["targets", "drain", "maint", "ready", "weight"] as const;

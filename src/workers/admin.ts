@@ -12,11 +12,7 @@
  *   GET /status    the workers' statuses summed (what the status page reads), and each of them
  *                  under `workers`
  *   GET /          the status page, against the summed /status
- *   /api/…         the control API (observe/control.ts), checked for the token here and then sent
- *                  to every worker (with the client's address, for their audit lines): a change
- *                  answers one result per worker, `{ workers: [{ worker: 1, ok: true, … }] }`;
- *                  GET /api/backends sums the workers' views. Changes are remembered and applied
- *                  again to a worker restarted later, so every worker keeps the same states.
+ *   /api/…         the control API, relayed to every worker (workers/control.ts)
  */
 import { rmSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -24,7 +20,6 @@ import { join } from "node:path";
 import pkg from "../../package.json" with { type: "json" };
 import { formatAddress, type Address } from "../util/address.ts";
 import {
-  CLIENT_HEADER,
   clientOf,
   serveAdmin,
   type AdminHttpServer,
@@ -34,9 +29,8 @@ import {
   type Status,
   type TargetStatus,
 } from "../observe/admin.ts";
-import { authorize, failure, OPEN_READS, readText, type AdminAuth, type BackendView, type TargetView } from "../observe/control.ts";
-import { DEFAULTS } from "../config/defaults.ts";
-import { parseDuration } from "../util/duration.ts";
+import { authorize, OPEN_READS, type AdminAuth } from "../observe/control.ts";
+import { controlRelay } from "./control.ts";
 import type { Logger } from "../util/log.ts";
 import { CONTENT_TYPE } from "../observe/metrics.ts";
 import type { Stats } from "../proxy/router.ts";
@@ -87,24 +81,6 @@ export interface SupervisorAdmin {
   stop(): Promise<void>;
 }
 
-/** One worker's answer to a relayed control request. */
-export interface WorkerResult {
-  worker: number;
-  ok: boolean;
-  /** The worker's HTTP status; 0 when it did not answer. */
-  status: number;
-  /** Its answer (a change's result), when ok. */
-  result?: unknown;
-  /** Its error message, or why it did not answer. */
-  error?: string;
-}
-
-/** What GET /api/backends answers on the supervisor: the workers' views summed, and each of them. */
-export interface MergedBackends {
-  backends: { name: string; targets: (Omit<TargetView, "state"> & { state: TargetView["state"] | "mixed" })[] }[];
-  workers: { worker: number; backends: BackendView[] }[];
-}
-
 /** What the supervisor's /status returns: the status page's fields summed, and each worker's own. */
 export interface MergedStatus extends Status {
   workersRunning: number;
@@ -122,6 +98,7 @@ export function startSupervisorAdmin(options: SupervisorAdminOptions): Superviso
   const log = options.logger;
 
   const auth = options.auth ?? OPEN_READS;
+  const relay = controlRelay({ workers: options.workers, auth, logger: log, timeout: WORKER_TIMEOUT_MS });
   /** With protect_reads the workers want the token for /metrics and /status too. */
   const readHeaders: Record<string, string> = auth.protectReads && auth.token !== null ? { authorization: `Bearer ${auth.token}` } : {};
 
@@ -146,83 +123,9 @@ export function startSupervisorAdmin(options: SupervisorAdminOptions): Superviso
     return { live: live.length, answered, unreachable: live.length - answered.length };
   };
 
-  /** The changes made, by path (the last one of each target's state and weight), to replay on a restarted worker. */
-  const applied = new Map<string, string>();
-
-  /** Sends one control request to every live worker (or only `only`); their results in worker order. */
-  const relay = async (path: string, method: string, body: string | null, headers: Record<string, string>, timeout: number, only?: number) => {
-    const live = [...options.workers()].filter((worker) => only === undefined || worker.index === only).sort((a, b) => a.index - b.index);
-    return await Promise.all(
-      live.map(async (worker): Promise<WorkerResult> => {
-        try {
-          const response = await fetch(`http://localhost${path}`, {
-            method,
-            headers,
-            ...(body !== null ? { body } : {}),
-            unix: worker.socket,
-            signal: AbortSignal.timeout(timeout),
-          });
-          const answer = (await response.json()) as Record<string, unknown>;
-          return response.ok
-            ? { worker: worker.index, ok: true, status: response.status, result: answer }
-            : { worker: worker.index, ok: false, status: response.status, error: String(answer.error ?? `status ${response.status}`) };
-        } catch (error) {
-          const why = (error as Error).name === "TimeoutError" ? `no answer within ${timeout} ms` : (error as Error).message;
-          return { worker: worker.index, ok: false, status: 0, error: why };
-        }
-      }),
-    );
-  };
-
-  const controlHandler = async (request: Request, who: string, path: string): Promise<Response> => {
-    const write = request.method !== "GET" && request.method !== "HEAD";
-    const denied = authorize(request, auth, write);
-    if (denied !== null) return denied;
-    let body: string | null = null;
-    let timeout = WORKER_TIMEOUT_MS;
-    if (write) {
-      const text = await readText(request);
-      if (text instanceof Response) return text;
-      body = text;
-      timeout += waitOf(body);
-    }
-    const headers: Record<string, string> = { [CLIENT_HEADER]: who, "content-type": "application/json" };
-    const authorization = request.headers.get("authorization");
-    if (authorization !== null) headers.authorization = authorization;
-    const results = await relay(path, write ? request.method : "GET", body, headers, timeout);
-    if (results.length === 0) return failure(503, "no worker is running");
-    const statuses = new Set(results.map((result) => result.status));
-    const status = statuses.size === 1 && !statuses.has(0) ? results[0]!.status : 502;
-    const failed = results.find((result) => !result.ok);
-    if (write && results.some((result) => result.ok)) applied.set(path, replayBody(body!));
-    if (write) {
-      for (const result of results) if (!result.ok) log.warn(`admin: ${request.method} ${path}: worker ${result.worker}: ${result.error}`);
-      const error = failed === undefined ? {} : { error: status === 502 ? `worker ${failed.worker}: ${failed.error}` : failed.error };
-      return Response.json({ ...error, workers: results }, { status, headers: NO_STORE });
-    }
-    if (failed !== undefined)
-      return Response.json(
-        { error: `worker ${failed.worker}: ${failed.error}`, workers: results },
-        { status: status === 200 ? 502 : status, headers: NO_STORE },
-      );
-    const merged = mergeBackends(results);
-    const one = !/^\/api\/backends\/?(\?|$)/.test(path); // /api/backends/{name}: that backend's object, as a worker answers
-    return Response.json(one ? { ...merged.backends[0], workers: merged.workers } : merged, { headers: NO_STORE });
-  };
-
-  const replay = async (index: number) => {
-    if (applied.size === 0) return;
-    const headers: Record<string, string> = { [CLIENT_HEADER]: "supervisor (replayed to a restarted worker)", "content-type": "application/json" };
-    if (auth.token !== null) headers.authorization = `Bearer ${auth.token}`;
-    for (const [path, body] of applied) {
-      const [result] = await relay(path, "POST", body, headers, WORKER_TIMEOUT_MS, index);
-      if (result !== undefined && !result.ok) log.warn(`admin: replaying ${path} to worker ${index}: ${result.error}`);
-    }
-  };
-
   const fetchHandler = async (request: Request, server: AdminHttpServer): Promise<Response> => {
     const url = new URL(request.url);
-    if (url.pathname.startsWith("/api/")) return controlHandler(request, clientOf(server, request), url.pathname + url.search);
+    if (url.pathname.startsWith("/api/")) return relay.handle(request, clientOf(server, request), url.pathname + url.search);
     if (request.method !== "GET" && request.method !== "HEAD") {
       return new Response("method not allowed\n", { status: 405, headers: { allow: "GET, HEAD" } });
     }
@@ -282,58 +185,11 @@ export function startSupervisorAdmin(options: SupervisorAdminOptions): Superviso
   const { server, bound } = serveAdmin(address, fetchHandler, log);
   return {
     url: bound.kind === "tcp" ? `http://${formatAddress(bound)}/` : `unix://${bound.path}`,
-    replay,
+    replay: relay.replay,
     async stop() {
       await server.stop(true);
     },
   };
-}
-
-/** The `wait` of a drain request body, in ms (0 when there is none or it is not valid: the worker says so). */
-function waitOf(body: string): number {
-  try {
-    const wait = (JSON.parse(body) as { wait?: unknown }).wait;
-    return typeof wait === "string" ? Math.min(parseDuration(wait), DEFAULTS.admin.maxWait) : 0;
-  } catch {
-    return 0;
-  }
-}
-
-/** A change as a restarted worker gets it: the state or weight only (it has no sessions to wait for or close). */
-function replayBody(body: string): string {
-  try {
-    const { wait: _, close: __, ...rest } = JSON.parse(body) as Record<string, unknown>;
-    return JSON.stringify(rest);
-  } catch {
-    return body;
-  }
-}
-
-/** The workers' backend views summed: sessions added, health down when one says so, state "mixed" when they disagree. */
-function mergeBackends(results: WorkerResult[]): MergedBackends {
-  const merged = new Map<string, MergedBackends["backends"][number]>();
-  const workers: MergedBackends["workers"] = [];
-  for (const result of results) {
-    const answer = result.result as { backends: BackendView[] } | BackendView;
-    const backends = "backends" in answer ? answer.backends : [answer]; // GET /api/backends/{name}: one
-    workers.push({ worker: result.worker, backends });
-    for (const backend of backends) {
-      let known = merged.get(backend.name);
-      if (known === undefined) merged.set(backend.name, (known = { name: backend.name, targets: [] }));
-      for (const target of backend.targets) {
-        const seen = known.targets.find((t) => t.target === target.target);
-        if (seen === undefined) {
-          known.targets.push({ ...target });
-          continue;
-        }
-        seen.active += target.active;
-        seen.sessions += target.sessions;
-        if (target.health === "down") seen.health = "down";
-        if (seen.state !== target.state) seen.state = "mixed";
-      }
-    }
-  }
-  return { backends: [...merged.values()], workers };
 }
 
 /**

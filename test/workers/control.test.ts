@@ -3,7 +3,8 @@ import { expect, test } from "bun:test";
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import type { MergedBackends, MergedStatus, WorkerResult } from "../../src/workers/admin.ts";
+import type { MergedStatus } from "../../src/workers/admin.ts";
+import type { MergedBackends, WorkerResult } from "../../src/workers/control.ts";
 import { echo, exchange, freePort, HOST, listen, spawn, spawnCli, waitFor } from "../helpers/net.ts";
 
 const TOKEN = "workers-token-7";
@@ -93,6 +94,10 @@ test("a change reaches both workers, each reports; the states survive a worker r
       `unknown target "10.9.9.9:1" in backend "default" (targets: ${a.address})`,
       2,
     ]);
+
+    // The same target under another spelling of its path, then the first again: the replay keeps the order the changes were made in.
+    expect((await post(`/api/backends/default/targets/${a.address}/state`, { state: "ready" })).status).toBe(200);
+    expect((await post(`/api/backends/default/targets/${target}/state`, { state: "drain" })).status).toBe(200);
 
     // A worker killed and restarted starts from the command line, then gets the drain replayed.
     const before = (await (await fetch(`${admin}/status`)).json()) as MergedStatus;
