@@ -125,7 +125,9 @@ export function startSupervisorAdmin(options: SupervisorAdminOptions): Superviso
 
   const fetchHandler = async (request: Request, server: AdminHttpServer): Promise<Response> => {
     const url = new URL(request.url);
-    if (url.pathname.startsWith("/api/")) return relay.handle(request, clientOf(server, request), url.pathname + url.search);
+    if (url.pathname.startsWith("/api/")) {
+      return relay.handle(request, clientOf(server, request), url.pathname + url.search, () => server.timeout(request, 0));
+    }
     if (request.method !== "GET" && request.method !== "HEAD") {
       return new Response("method not allowed\n", { status: 405, headers: { allow: "GET, HEAD" } });
     }

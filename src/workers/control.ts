@@ -46,8 +46,11 @@ export interface ControlRelayOptions {
 }
 
 export interface ControlRelay {
-  /** Answers a request under /api/ from `who` (the client's address); `path` with its query. */
-  handle(request: Request, who: string, path: string): Promise<Response>;
+  /**
+   * Answers a request under /api/ from `who` (the client's address); `path` with its query.
+   * `holdOpen` lifts the server's idle timeout for a drain that waits.
+   */
+  handle(request: Request, who: string, path: string, holdOpen: () => void): Promise<Response>;
   /** Applies the changes made so far to worker `index` (it has just started). */
   replay(index: number): Promise<void>;
 }
@@ -84,7 +87,7 @@ export function controlRelay(options: ControlRelayOptions): ControlRelay {
     );
   };
 
-  const controlHandler = async (request: Request, who: string, path: string): Promise<Response> => {
+  const controlHandler = async (request: Request, who: string, path: string, holdOpen: () => void): Promise<Response> => {
     const write = request.method !== "GET" && request.method !== "HEAD";
     const denied = authorize(request, auth, write);
     if (denied !== null) return denied;
@@ -94,7 +97,9 @@ export function controlRelay(options: ControlRelayOptions): ControlRelay {
       const text = await readText(request);
       if (text instanceof Response) return text;
       body = text;
-      timeout += waitOf(body);
+      const wait = waitOf(body);
+      if (wait > 0) holdOpen();
+      timeout += wait;
     }
     const headers: Record<string, string> = { [CLIENT_HEADER]: who, "content-type": "application/json" };
     const authorization = request.headers.get("authorization");
