@@ -77,6 +77,11 @@ export function renderPlan(config: Config): string {
       lines.push(`  default → ${header}`, ...targets);
     }
   }
+  if (config.admin !== undefined) {
+    const { listen, tokenFile, protectReads } = config.admin;
+    const changes = tokenFile !== null ? `changes with the token in ${tokenFile}` : `changes only with $${DEFAULTS.admin.tokenEnv} set`;
+    lines.push(`admin ${formatAddress(listen)}: ${changes}; reads ${protectReads ? "need the token" : "open"}`);
+  }
   return lines.join("\n") + "\n";
 }
 

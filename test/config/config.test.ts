@@ -810,6 +810,23 @@ test("the plan lists each listener with its backend and targets", () => {
   const banner = parseConfig(VALID + '[backends.redis.health]\nexpect = "SSH-"\ninterval = "10s"\n', "toml");
   expect(renderPlan(banner).split("\n")[1]).toBe("listener 127.0.0.1:11000 → backend redis (round-robin, retries 2, health: expect every 10s)");
   expect(renderPlan(parseConfig(VALID, "toml")).split("\n")[1]).toBe("listener 127.0.0.1:11000 → backend redis (round-robin, retries 2, no health checks)");
+  expect(
+    renderPlan(parseConfig(`${VALID}[admin]\nlisten = "127.0.0.1:9901"\n`, "toml"))
+      .split("\n")
+      .at(-2),
+  ).toBe("admin 127.0.0.1:9901: changes only with $TCPROUTER_ADMIN_TOKEN set; reads open");
+  const dir = mkdtempSync(join(tmpdir(), "tcprouter-plan-"));
+  try {
+    writeFileSync(join(dir, "admin.token"), "t0ken\n");
+    const token = `${VALID}[admin]\nlisten = "unix:/run/a.sock"\ntoken_file = "admin.token"\nprotect_reads = true\n`;
+    expect(
+      renderPlan(parseConfig(token, "toml", join(dir, "r.toml")))
+        .split("\n")
+        .at(-2),
+    ).toBe(`admin unix:/run/a.sock: changes with the token in ${dir}/admin.token; reads need the token`);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
 });
 
 const TLS_PLAN = `defaults: connect_timeout 10s, idle_timeout off, drain_timeout 10s, queue_timeout 5s
