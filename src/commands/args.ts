@@ -31,7 +31,8 @@ export const forwardArgs = {
 export const observeArgs = {
   admin: {
     type: "string",
-    description: "Serve /metrics, /healthz, /readyz, /status, a status page and the control API (/api/) on this address, e.g. 127.0.0.1:9901 (off unless given)",
+    description:
+      "Serve /metrics, /healthz, /readyz, /status, a status page and the control API (/api/) on this address, e.g. 127.0.0.1:9901 (off unless given)",
   },
   "access-log": {
     type: "string",
