@@ -1,7 +1,7 @@
 /** The library API. */
 export { createRouter, OptionsError, ListenError } from "./proxy/router.ts";
 export { DEFAULTS } from "./config/defaults.ts";
-export type { RouterHandle, RouterOptions, BoundListener, Stats, StopSummary } from "./proxy/router.ts";
+export type { RouterHandle, RouterOptions, BoundListener, Stats, StopSummary, ReloadSummary } from "./proxy/router.ts";
 export { forward, forwardConfig } from "./proxy/forward.ts";
 export type { ForwardOptions, ForwardHandle } from "./proxy/forward.ts";
 export { loadConfig, parseConfig, ConfigError } from "./config/load.ts";

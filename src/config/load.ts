@@ -3,9 +3,10 @@
  * durations in ms, addresses parsed. Every error is found in one pass and reported as one line
  * that starts with its path: `listeners[1].backend: unknown backend "cache"`.
  *
- * Each section has one schema in config-schema.ts (valibot), made of the value schemas in
- * config-values.ts; a new section or key is one entry there plus one line in its transform. Relations between sections (references, duplicates) are checked
- * once, in `checkReferences` (config-checks.ts). Annotated references: test/fixtures/config/example.toml
+ * Each section has one schema in schema.ts (valibot), made of the value schemas in values.ts;
+ * a new section or key is one entry there plus one line in its transform, its default in
+ * defaults.ts and its type in types.ts. Relations between sections (references, duplicates) are
+ * checked once, in `checkReferences` (checks.ts). Annotated references: test/fixtures/config/example.toml
  * and tls.toml.
  */
 import { dirname, resolve } from "node:path";

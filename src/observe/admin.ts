@@ -97,7 +97,7 @@ export interface ListenerStatus {
   active: number;
   /** Sessions accepted since start. */
   accepted: number;
-  /** Connections closed at accept (max_connections, draining). */
+  /** Connections closed at accept (max_connections, the open file limit, draining). */
   refused: number;
   bytesUp: number;
   bytesDown: number;

@@ -44,7 +44,7 @@ export interface ListenerOptions {
   maxConnectionsPerIp?: number;
   /** New sessions per second per client address; 0 = no limit. */
   connectionRatePerIp?: number;
-  /** Terminate TLS with these certificates, chosen by SNI (src/certificates.ts); null = plain TCP. */
+  /** Terminate TLS with these certificates, chosen by SNI (certificates.ts); null = plain TCP. */
   tls?: ListenerTlsConfig | null;
 }
 
@@ -93,7 +93,7 @@ export class Listener {
     } catch (error) {
       throw new ListenError(`cannot listen on ${formatAddress(address)}: ${(error as Error).message}`);
     }
-    // reusePort is missing from Bun's types for listen; it works on Linux (see workers.ts).
+    // reusePort is missing from Bun's types for listen; it works on Linux (see workers/supervisor.ts).
     const tls = certificates === null ? {} : { tls: certificates.fallback };
     const common = {
       socket: certificates ? tlsClientHandlers : clientHandlers,

@@ -38,7 +38,7 @@ export interface Stats {
   connectFailures: number;
   /** Sessions closed because no target was available (none healthy, all tried, or all full too long). */
   noTarget: number;
-  /** Connections closed at accept: over max connections, or while draining. */
+  /** Connections closed at accept: over max_connections, over the open file limit, or while draining. */
   refused: number;
   /** Sessions turned away before dialling: allow/deny, per-IP limits, a bad PROXY header or ClientHello, a failed TLS handshake. */
   denied: number;
@@ -134,7 +134,7 @@ export class Router {
   reusePort = false;
   private sweepTimer: ReturnType<typeof setInterval> | undefined;
   private onEmpty: (() => void) | null = null;
-  /** Follows the hostname targets of the live config (src/discovery.ts). */
+  /** Follows the hostname targets of the live config (backend/discovery.ts). */
   readonly discovery: Discovery;
 
   constructor(
