@@ -101,7 +101,8 @@ export function controlRelay(options: ControlRelayOptions): ControlRelay {
       if (wait > 0) holdOpen();
       timeout += wait;
     }
-    const headers: Record<string, string> = { [CLIENT_HEADER]: who, "content-type": "application/json" };
+    // connection: close: a restarted worker has the same socket path, and a pooled connection to the old one would reset.
+    const headers: Record<string, string> = { [CLIENT_HEADER]: who, "content-type": "application/json", connection: "close" };
     const authorization = request.headers.get("authorization");
     if (authorization !== null) headers.authorization = authorization;
     const results = await relay(path, write ? request.method : "GET", body, headers, timeout);
@@ -130,7 +131,11 @@ export function controlRelay(options: ControlRelayOptions): ControlRelay {
 
   const replay = async (index: number) => {
     if (applied.size === 0) return;
-    const headers: Record<string, string> = { [CLIENT_HEADER]: "supervisor (replayed to a restarted worker)", "content-type": "application/json" };
+    const headers: Record<string, string> = {
+      [CLIENT_HEADER]: "supervisor (replayed to a restarted worker)",
+      "content-type": "application/json",
+      connection: "close",
+    };
     if (auth.token !== null) headers.authorization = `Bearer ${auth.token}`;
     for (const [path, body] of applied) {
       const [result] = await relay(path, "POST", body, headers, options.timeout, index);

@@ -33,7 +33,8 @@ function control(router: Router, auth: AdminAuth = WITH_TOKEN, listenOn = `${HOS
     matching: log.matching,
     /** A request to `path` (with the token unless `token` is given); status and parsed body. */
     async call(path: string, init: { method?: string; body?: unknown; token?: string | null; raw?: string } = {}) {
-      const headers: Record<string, string> = {};
+      // No pooled connection: a later test's admin may get this one's port, and a stale socket would reset.
+      const headers: Record<string, string> = { connection: "close" };
       const token = init.token === undefined ? TOKEN : init.token;
       if (token !== null) headers.authorization = `Bearer ${token}`;
       const body = init.raw ?? (init.body === undefined ? undefined : JSON.stringify(init.body));
@@ -124,7 +125,7 @@ describe("drain", () => {
     const before = loop.completed;
     await waitFor(() => loop.completed >= before + 100, 20_000, "client traffic during the drain");
     expect(r.target(a.port).sessions).toBe(sessionsOnA);
-    expect(r.target(b.port).sessions).toBeGreaterThanOrEqual(sessionsOnB + 100);
+    expect(r.target(b.port).sessions).toBeGreaterThanOrEqual(sessionsOnB + 100 - 4); // up to 4 (one per loop worker) were on b already
 
     // The open sessions go on: they still echo, and the drain waits for them.
     for (const [i, peer] of held.entries()) {
