@@ -3,7 +3,7 @@ import { defineCommand } from "citty";
 import { AccessLog } from "../observe/access-log.ts";
 import { AddressError, parseAddress, type Address } from "../util/address.ts";
 import { startAdmin, type AdminServer } from "../observe/admin.ts";
-import { loadAdminAuth, type AdminAuth } from "../observe/control.ts";
+import { loadAdminAuth, OPEN_READS, type AdminAuth } from "../observe/control.ts";
 import { ConfigError, configWarnings, loadConfig, type Config } from "../config/load.ts";
 import { createLogger, event, type LogFormat, type LogLevel, type Logger } from "../util/log.ts";
 import { forwardConfig } from "../proxy/forward.ts";
@@ -57,9 +57,9 @@ export default defineCommand({
       }
     }
     const observe = observeOptions(flags, config);
-    let auth: AdminAuth;
+    let auth: AdminAuth = OPEN_READS; // no admin listener (--admin off): no token to read
     try {
-      auth = adminAuth(flags["admin-token-file"], config);
+      if (observe.admin !== null) auth = adminAuth(flags["admin-token-file"], config);
     } catch (error) {
       throw new UsageError((error as Error).message);
     }

@@ -210,6 +210,19 @@ describe("serve's token options", () => {
     expect(oneError(child.stderrText)).toBe(`--admin-token-file: cannot read ${join(dir, "missing")}: no such file`);
   }, 20_000);
 
+  test("protect_reads without a token stops the start with one line, unless the admin is off", async () => {
+    const config = join(dir, "protected.toml");
+    writeFileSync(
+      config,
+      `[[listeners]]\nlisten = "${HOST}:0"\nbackend = "redis"\n[backends.redis]\ntargets = ["${a.address}"]\n[admin]\nlisten = "${HOST}:0"\nprotect_reads = true\n`,
+    );
+    await using refused = spawn([...CLI, "--config", config], { TCPROUTER_ADMIN_TOKEN: "" });
+    expect(await refused.exited(15_000)).toBe(1);
+    expect(oneError(refused.stderrText)).toBe("admin.protect_reads: needs a token (admin.token_file or the TCPROUTER_ADMIN_TOKEN environment variable)");
+    await using off = spawn([...CLI, "--config", config, "--admin", "off"], { TCPROUTER_ADMIN_TOKEN: "" });
+    await off.stderrMatch(/listening on 127\.0\.0\.1:\d+/, 15_000);
+  }, 30_000);
+
   test("--admin-token-file on a unix-socket admin: ctl reaches it over the socket", async () => {
     const socket = join(dir, "admin.sock");
     await using child = spawn([...CLI, "--listen", `${HOST}:0`, "--to", a.address, "--admin", `unix:${socket}`, "--admin-token-file", tokenFile]);
