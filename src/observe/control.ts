@@ -49,6 +49,7 @@ export function loadAdminAuth(options: { tokenFile: string | null; protectReads:
     }
   } else {
     const value = env[DEFAULTS.admin.tokenEnv]?.trim() ?? "";
+    if (/\s/.test(value)) throw new Error(`${DEFAULTS.admin.tokenEnv}: holds more than one word (expected the admin token alone)`);
     if (value !== "") token = value;
   }
   if (options.protectReads && token === null) {

@@ -431,6 +431,9 @@ describe("auth", () => {
       expect(loadAdminAuth({ tokenFile: null, protectReads: true, source: "x" }, env)).toEqual({ token: "from-env", protectReads: true });
       expect(loadAdminAuth({ tokenFile: null, protectReads: false, source: "x" }, {})).toEqual({ token: null, protectReads: false });
       expect(() => loadAdminAuth({ tokenFile: null, protectReads: true, source: "x" }, {})).toThrow("admin.protect_reads: needs a token");
+      expect(() => loadAdminAuth({ tokenFile: null, protectReads: false, source: "x" }, { TCPROUTER_ADMIN_TOKEN: "two words" })).toThrow(
+        "TCPROUTER_ADMIN_TOKEN: holds more than one word",
+      );
       expect(() => loadAdminAuth({ tokenFile: join(dir, "none"), protectReads: false, source: "--admin-token-file" }, env)).toThrow(
         `--admin-token-file: cannot read ${join(dir, "none")}: no such file`,
       );
