@@ -10,7 +10,7 @@ import { readFileSync } from "node:fs";
 import { DEFAULTS } from "../config/defaults.ts";
 import { formatAddress, type Address } from "../util/address.ts";
 import { createBalancer, isAvailable, type Balance, type Balancer, type Target } from "./balancer.ts";
-import { HealthChecker, type HealthConfig } from "./health.ts";
+import { HealthChecker, sameChecks, type HealthConfig } from "./health.ts";
 import { defaultLogger, LogLimiter, type Logger } from "../util/log.ts";
 
 /**
@@ -137,11 +137,11 @@ export class Backend {
     } else {
       previous?.health?.stop();
       if (previous !== undefined) previous.health = null;
-      this.health = this.healthConfig ? new HealthChecker(this.name, this.healthConfig, log.withTag("health")) : null;
+      this.health = this.healthConfig ? new HealthChecker(this.name, this.healthConfig, log.withTag("health"), this.tls) : null;
       if (this.health === null) for (const target of this.targets) target.healthy = true; // no checks: healthy until a connect fails
     }
     this.health?.setTargets(this.targets);
-    if (this.health !== null) this.health.onUp = () => this.wake();
+    if (this.health !== null) this.health.onChange = (target, up) => this.healthChanged(target as TargetState, up);
     if (previous !== undefined) {
       previous.successor = this;
       this.waiting.push(...previous.waiting.splice(0));
@@ -179,6 +179,26 @@ export class Backend {
     while (backend.successor !== null) backend = backend.successor;
     const next = backend.waiting.shift();
     if (next !== undefined) next.dequeued();
+  }
+
+  /**
+   * Set by the router: closes the sessions on `target` (reason `target_down`) and returns how
+   * many. Used by on_down = "close-sessions", on_up = "close-backup-sessions" and target sources
+   * that move the primary (Sentinel).
+   */
+  closeSessions: ((target: TargetState, why: string) => number) | null = null;
+
+  /** The health checker marked `target` up or down: wake the queue, and close sessions as the check's on_down / on_up say. */
+  private healthChanged(target: TargetState, up: boolean): void {
+    const config = this.healthConfig;
+    if (!up) {
+      if (config?.onDown === "close-sessions") this.closeSessions?.(target, `${target.key} marked down`);
+      return;
+    }
+    if (config?.onUp === "close-backup-sessions" && !target.backup) {
+      for (const backup of this.targets) if (backup.backup && backup.active > 0) this.closeSessions?.(backup, `primary ${target.key} is up`);
+    }
+    this.wake();
   }
 
   /** A target came up: let waiting sessions in while some target is available. */
@@ -281,9 +301,7 @@ function enable(target: TargetState): void {
 }
 
 function sameHealth(a: HealthConfig | null, b: HealthConfig | null): boolean {
-  if (a === null || b === null) return a === b;
-  const bytes = (x: Uint8Array | null, y: Uint8Array | null) => (x === null || y === null ? x === y : Buffer.from(x).equals(Buffer.from(y)));
-  return a.interval === b.interval && a.timeout === b.timeout && a.rise === b.rise && a.fall === b.fall && bytes(a.send, b.send) && bytes(a.expect, b.expect);
+  return sameChecks(a, b);
 }
 
 /** The backend of a session not routed yet (an SNI listener without a default route): no targets. */

@@ -1,14 +1,18 @@
 /**
  * Active health checks of a backend's targets, like HAProxy's `check`.
  *
- * Every `interval` ms each target gets one probe: a TCP (or unix socket) connection that must
- * finish within `timeout` ms. With neither `send` nor `expect`, a probe passes once it has
- * connected. With `send`, those bytes are written once connected; without `expect` the probe
- * passes once they are all written. With `expect`, the reply must start with those bytes: they
- * are compared as they arrive (across any number of reads), a byte that differs fails the
- * probe at once, and bytes past `expect.length` are ignored. Every probe closes its socket.
+ * Every `interval` ms each target gets one probe: a TCP (or unix socket, or TLS) connection to
+ * the target (or to the check's `port`/`address`) that must finish within `timeout` ms. Once
+ * connected the probe runs its steps in order (see `checkSteps`): `auth` first, then the
+ * `send`/`expect` shorthand, then `steps`. A send step writes its bytes; an expect step waits
+ * until the reply so far matches (`matchStep`): a prefix is compared as bytes arrive and a byte
+ * that differs fails at once; a substring or regex waits until it is found, the timeout or
+ * the peer's close. The next expect step reads the reply after what the previous one matched.
+ * With no steps a probe passes once connected. `type = "http"` sends one HTTP request
+ * instead (http-check.ts). Every probe closes its socket.
  *
- * Targets start healthy, so traffic flows at start before any check has run (as in HAProxy).
+ * Targets start healthy (`init = "up"`), so traffic flows at start before any check has run
+ * (as in HAProxy); with `init = "down"` they carry nothing until `rise` checks passed.
  * `fall` consecutive failed checks mark a healthy target down, `rise` consecutive passed
  * checks mark a down target up; each transition is logged once at info. A session that failed
  * to connect counts as one failed check (`reportFailure`).
@@ -18,10 +22,67 @@
  */
 import type { Socket, SocketHandler } from "bun";
 import { formatAddress, type Address } from "../util/address.ts";
-import type { HealthConfig } from "../config/types.ts";
+import type { HealthConfig, HealthStep } from "../config/types.ts";
 import { DEBUG, event, type Logger } from "../util/log.ts";
+import { httpProbe } from "./http-check.ts";
 
-export type { HealthConfig };
+export type { HealthConfig, HealthStep };
+
+/** TLS options of a check over TLS (the backend's upstream TLS). */
+export interface CheckTls {
+  serverName?: string;
+  ca?: string;
+  rejectUnauthorized: boolean;
+}
+
+/** An expect step waits for at most this many reply bytes; past them without a match it fails. */
+export const MAX_REPLY = 64 * 1024;
+
+/**
+ * The steps a probe runs, in order: `auth` as a Redis AUTH command expecting `+OK`, then the
+ * `send`/`expect` shorthand, then `steps`.
+ */
+export function checkSteps(config: HealthConfig): HealthStep[] {
+  const steps: HealthStep[] = [];
+  const auth = config.auth ?? null;
+  if (auth !== null) {
+    const args = auth.username === null ? ["AUTH", auth.password.reveal()] : ["AUTH", auth.username, auth.password.reveal()];
+    steps.push({ send: encodeCommand(args), text: auth.username === null ? "AUTH [secret]" : `AUTH ${auth.username} [secret]` });
+    steps.push({ expect: "prefix", bytes: new TextEncoder().encode("+OK"), text: "+OK" });
+  }
+  if (config.send !== null && config.send.length > 0) steps.push({ send: config.send, text: new TextDecoder().decode(config.send) });
+  if (config.expect !== null && config.expect.length > 0) steps.push({ expect: "prefix", bytes: config.expect, text: new TextDecoder().decode(config.expect) });
+  steps.push(...(config.steps ?? []));
+  return steps;
+}
+
+/** A command as a RESP array of bulk strings. */
+export function encodeCommand(args: readonly string[]): Uint8Array {
+  let text = `*${args.length}\r\n`;
+  for (const arg of args) text += `$${Buffer.byteLength(arg)}\r\n${arg}\r\n`;
+  return new TextEncoder().encode(text);
+}
+
+/**
+ * Whether `reply` (the bytes after the previous match) satisfies an expect step: the number of
+ * bytes the match used (the next expect reads after them), `"more"` while it may still match,
+ * `"fail"` when it cannot (a prefix byte that differs).
+ */
+export function matchStep(step: Exclude<HealthStep, { send: Uint8Array }>, reply: Uint8Array): number | "more" | "fail" {
+  if (step.expect === "prefix") {
+    const expected = step.bytes;
+    const n = Math.min(reply.length, expected.length);
+    for (let i = 0; i < n; i++) if (reply[i] !== expected[i]) return "fail";
+    return reply.length >= expected.length ? expected.length : "more";
+  }
+  if (step.expect !== "regex") {
+    const at = Buffer.from(reply.buffer, reply.byteOffset, reply.length).indexOf(step.bytes);
+    return at < 0 ? "more" : at + step.bytes.length;
+  }
+  step.regex.lastIndex = 0;
+  const found = step.regex.exec(Buffer.from(reply.buffer, reply.byteOffset, reply.length).toString("latin1"));
+  return found === null ? "more" : found.index + found[0].length;
+}
 
 /** The target object is owned by the backend; the checker sets `healthy`. */
 export interface CheckedTarget {
@@ -31,9 +92,11 @@ export interface CheckedTarget {
 }
 
 export class HealthChecker {
-  /** Called when a target is marked up (the backend lets waiting sessions in). */
-  onUp: (() => void) | null = null;
+  /** Called when a target is marked up or down (the backend lets waiting sessions in, or closes sessions). */
+  onChange: ((target: CheckedTarget, up: boolean) => void) | null = null;
   readonly config: HealthConfig;
+  /** The steps each probe runs (`checkSteps`). */
+  readonly steps: HealthStep[];
   private readonly states = new Map<string, TargetState>();
   private stopped = false;
 
@@ -41,6 +104,8 @@ export class HealthChecker {
     readonly backendName: string,
     config: HealthConfig,
     readonly log: Logger,
+    /** Checks over TLS with these options (when `config.tls` is not false); null = plain TCP. */
+    readonly tls: CheckTls | null = null,
   ) {
     const where = `backend ${backendName}: health check`;
     if (!(config.interval > 0 && Number.isFinite(config.interval))) throw new RangeError(`${where} interval must be > 0 ms (got ${config.interval})`);
@@ -52,12 +117,14 @@ export class HealthChecker {
       send: config.send !== null && config.send.length > 0 ? config.send : null,
       expect: config.expect !== null && config.expect.length > 0 ? config.expect : null,
     };
+    this.steps = checkSteps(this.config);
+    if (config.tls === false) this.tls = null;
   }
 
   /**
    * Starts checking these targets, replacing the previous set. A target whose key was already
    * checked keeps its state (healthy or not, and the count towards the next transition), even
-   * if it is a new object; new keys start healthy, first checked at a random point within one
+   * if it is a new object; new keys start as `init` says (healthy by default), first checked at a random point within one
    * interval so checks spread out. Removed keys stop being checked (an open probe is closed).
    * Of two targets with the same key, the first is checked. Ignored after `stop()`.
    */
@@ -74,7 +141,7 @@ export class HealthChecker {
         kept.target = target;
         this.states.set(target.key, kept);
       } else {
-        target.healthy = true;
+        target.healthy = this.config.init !== "down";
         this.states.set(target.key, new TargetState(this, target));
       }
     }
@@ -113,7 +180,7 @@ export class HealthChecker {
     const fields = { backend: this.backendName, target: formatAddress(target.address), health: passed ? "up" : "down", checks: needed };
     if (passed) this.log.info(event(`${name} is up (${needed} passed ${needed === 1 ? "check" : "checks"})`, fields));
     else this.log.info(event(`${name} is down (${needed} failed ${needed === 1 ? "check" : "checks"}: ${reason})`, { ...fields, reason }));
-    if (passed) this.onUp?.();
+    this.onChange?.(target, passed);
   }
 }
 
@@ -146,15 +213,25 @@ class TargetState {
   }
 }
 
-/** One check: a connection, the bytes still to send, and how much of `expect` has matched. */
-class Probe {
+/** One check: a connection, the step it is at, the bytes still to send, and the reply not matched yet. */
+export class Probe {
   socket: Socket<Probe> | null = null;
   done = false;
+  step = 0;
   unsent: Uint8Array | null = null;
-  matched = 0;
+  reply: Buffer = Buffer.alloc(0);
   deadline: ReturnType<typeof setTimeout> | undefined;
+  /** An HTTP check's abort; null for TCP probes. */
+  abort: AbortController | null = null;
 
   constructor(readonly state: TargetState) {}
+}
+
+/** The address a check dials: the check's `address`, or the target's with the check's `port`. */
+export function checkAddress(config: HealthConfig, target: Address): Address {
+  if (config.address != null) return config.address;
+  if (config.port != null && target.kind === "tcp") return { ...target, port: config.port };
+  return target;
 }
 
 function firstTick(state: TargetState): void {
@@ -169,12 +246,15 @@ function tick(state: TargetState): void {
   state.probe = probe;
   probe.deadline = setTimeout(probeTimedOut, state.checker.config.timeout, probe);
   probe.deadline.unref();
-  const address = state.target.address;
+  const checker = state.checker;
+  const address = checkAddress(checker.config, state.target.address);
+  if (checker.config.http != null) return httpProbe(probe, address, checker.config.http, checker.tls, finish);
+  const tls = checker.tls === null ? undefined : checker.tls;
   try {
     const pending =
       address.kind === "unix"
-        ? Bun.connect({ unix: address.path, socket: probeHandlers, data: probe })
-        : Bun.connect({ hostname: address.host, port: address.port, socket: probeHandlers, data: probe });
+        ? Bun.connect({ unix: address.path, socket: probeHandlers, data: probe, tls })
+        : Bun.connect({ hostname: address.host, port: address.port, socket: probeHandlers, data: probe, tls });
     // connectError reports most failures; this also covers any that only reject.
     pending.then(undefined, (error: unknown) => finish(probe, false, connectFailure(error)));
   } catch (error) {
@@ -187,7 +267,7 @@ function probeTimedOut(probe: Probe): void {
 }
 
 /** Ends a probe once: closes its socket and hands the result to the checker. */
-function finish(probe: Probe, passed: boolean, reason: string): void {
+export function finish(probe: Probe, passed: boolean, reason: string): void {
   if (probe.done) return;
   close(probe, passed);
   const state = probe.state;
@@ -204,22 +284,56 @@ function cancel(probe: Probe): void {
 function close(probe: Probe, gracefully: boolean): void {
   probe.done = true;
   clearTimeout(probe.deadline);
+  probe.abort?.abort();
+  probe.abort = null;
   const socket = probe.socket;
   probe.socket = null;
   probe.unsent = null;
+  probe.reply = EMPTY;
   if (socket === null) return;
   if (gracefully) socket.end();
   else socket.terminate();
 }
 
-/** Writes what is left of `send`; passes the probe if that was all it had to do. */
-function flush(probe: Probe, socket: Socket<Probe>): void {
-  const unsent = probe.unsent;
-  if (unsent === null) return;
-  const written = socket.write(unsent);
-  if (written < 0) return finish(probe, false, "closed before reply");
-  probe.unsent = written < unsent.length ? unsent.subarray(written) : null;
-  if (probe.unsent === null && probe.state.checker.config.expect === null) finish(probe, true, "");
+const EMPTY = Buffer.alloc(0);
+
+/**
+ * Runs steps from the current one until one has to wait (bytes the kernel did not take, or a
+ * reply not matched yet); passes the probe after the last step, fails it on a mismatch.
+ */
+function advance(probe: Probe, socket: Socket<Probe>): void {
+  const steps = probe.state.checker.steps;
+  while (!probe.done) {
+    if (probe.unsent !== null) {
+      const unsent = probe.unsent;
+      const written = socket.write(unsent);
+      if (written < 0) return finish(probe, false, "closed before reply");
+      probe.unsent = written < unsent.length ? unsent.subarray(written) : null;
+      if (probe.unsent !== null) return; // the rest on drain
+      probe.step++;
+      continue;
+    }
+    const step = steps[probe.step];
+    if (step === undefined) return finish(probe, true, "");
+    if ("send" in step) {
+      probe.unsent = step.send;
+      continue;
+    }
+    const result = matchStep(step, probe.reply);
+    if (result === "fail") return finish(probe, false, `unexpected reply (expected ${describeStep(step)})`);
+    if (result === "more") {
+      if (probe.reply.length >= MAX_REPLY) return finish(probe, false, `no match in ${MAX_REPLY} bytes (expected ${describeStep(step)})`);
+      return;
+    }
+    probe.reply = probe.reply.subarray(result);
+    probe.step++;
+  }
+}
+
+/** A step for messages and `check`: `send "PING\r\n"`, `expect contains "role:master"`. Never a secret (AUTH shows `[secret]`). */
+export function describeStep(step: HealthStep): string {
+  if ("send" in step) return `send ${JSON.stringify(step.text)}`;
+  return `${step.expect} ${step.expect === "regex" ? String(step.regex) : JSON.stringify(step.text)}`;
 }
 
 function connectFailure(error: unknown): string {
@@ -235,33 +349,28 @@ function errorCode(error: unknown): string {
 }
 
 /** Handlers of probe sockets. Each checks `done` first: a probe may end before its socket does. */
-const probeHandlers: SocketHandler<Probe> = {
+const probeHandlers: SocketHandler<Probe, "buffer"> = {
+  binaryType: "buffer",
   open(socket) {
     const probe = socket.data;
     if (probe.done) return void socket.terminate(); // opened after its deadline, or cancelled
     probe.socket = socket;
-    const config = probe.state.checker.config;
-    if (config.send !== null) {
-      probe.unsent = config.send;
-      flush(probe, socket);
-    } else if (config.expect === null) {
-      finish(probe, true, "");
+    const tls = probe.state.checker.tls;
+    if (tls?.rejectUnauthorized && socket.authorized === false) {
+      return finish(probe, false, `TLS: ${socket.getAuthorizationError()?.message ?? "certificate did not verify"}`);
     }
+    advance(probe, socket);
   },
   data(socket, chunk) {
     const probe = socket.data;
-    const expect = probe.state.checker.config.expect;
-    if (probe.done || expect === null) return;
-    const n = Math.min(chunk.length, expect.length - probe.matched);
-    for (let i = 0; i < n; i++) {
-      if (chunk[i] !== expect[probe.matched + i]) return finish(probe, false, "unexpected reply");
-    }
-    probe.matched += n;
-    if (probe.matched === expect.length) finish(probe, true, "");
+    if (probe.done) return;
+    if (probe.state.checker.steps[probe.step] === undefined) return;
+    probe.reply = probe.reply.length === 0 ? chunk : Buffer.concat([probe.reply, chunk]);
+    advance(probe, socket);
   },
   drain(socket) {
     const probe = socket.data;
-    if (!probe.done) flush(probe, socket);
+    if (!probe.done) advance(probe, socket);
   },
   close(socket) {
     const probe = socket.data;
@@ -276,3 +385,31 @@ const probeHandlers: SocketHandler<Probe> = {
     if (probe !== undefined) finish(probe, false, `socket error (${errorCode(error)})`);
   },
 };
+
+/** Two check configs that probe alike (a reload keeps the checker, and its counts, when they do). */
+export function sameChecks(a: HealthConfig | null, b: HealthConfig | null): boolean {
+  if (a === null || b === null) return a === b;
+  return checkIdentity(a) === checkIdentity(b) && (a.auth?.password.reveal() ?? "") === (b.auth?.password.reveal() ?? "");
+}
+
+function checkIdentity(config: HealthConfig): string {
+  const steps = checkSteps({ ...config, auth: null }).map(describeStep);
+  const address = config.address == null ? "" : formatAddress(config.address);
+  const { interval, timeout, rise, fall, port, init, onDown, onUp, http, tls } = config;
+  return JSON.stringify([
+    interval,
+    timeout,
+    rise,
+    fall,
+    steps,
+    config.auth?.username ?? null,
+    !!config.auth,
+    port ?? null,
+    address,
+    init,
+    onDown,
+    onUp,
+    http ?? null,
+    tls,
+  ]);
+}

@@ -12,6 +12,8 @@ import { formatAddress } from "../util/address.ts";
 import { DEFAULTS } from "../config/defaults.ts";
 import { ConfigError, configWarnings, loadConfig, type BackendConfig, type Config, type ListenerConfig, type TargetConfig } from "../config/load.ts";
 import { formatDuration } from "../util/duration.ts";
+import { checkSteps, describeStep } from "../backend/health.ts";
+import type { HealthConfig } from "../config/types.ts";
 import { UsageError } from "./args.ts";
 
 export const configArgs = {
@@ -113,14 +115,37 @@ function describeListener(listener: ListenerConfig, config: Config): string {
   return `listener ${listener.name === address ? "" : `${listener.name} `}${address}${own.length > 0 ? ` (${own.join(", ")})` : ""}`;
 }
 
+/**
+ * `send/expect every 2s` for the shorthand; the steps, an HTTP check, the check address and the
+ * non-default policies otherwise. A password shows as `[secret]` and its source, never its value.
+ */
+function describeHealth(health: HealthConfig): string {
+  const steps = checkSteps(health);
+  const plain = (health.steps ?? []).length === 0 && (health.auth ?? null) === null;
+  const kind =
+    health.http != null
+      ? `http ${health.http.method} ${health.http.path} → ${health.http.status.join("|")}${health.http.body === null ? "" : ` with body containing ${JSON.stringify(health.http.body)}`}`
+      : plain
+        ? health.send !== null
+          ? "send/expect"
+          : health.expect !== null
+            ? "expect"
+            : "connect"
+        : `steps ${steps.map(describeStep).join(" → ")}`;
+  const extra: string[] = [];
+  if (health.auth != null) extra.push(`password from ${health.auth.password.source}`);
+  if (health.address != null) extra.push(`at ${formatAddress(health.address)}`);
+  if (health.port != null) extra.push(`on port ${health.port}`);
+  if (health.tls === false) extra.push("without tls");
+  if (health.init === "down") extra.push("init down");
+  if (health.onDown === "close-sessions") extra.push("on_down close-sessions");
+  if (health.onUp === "close-backup-sessions") extra.push("on_up close-backup-sessions");
+  return `${kind} every ${formatDuration(health.interval)}${extra.length > 0 ? `, ${extra.join(", ")}` : ""}`;
+}
+
 function describeBackend(backend: BackendConfig): string {
   const { health, tls } = backend;
-  const kind = health === null ? null : health.send !== null ? "send/expect" : health.expect !== null ? "expect" : "connect";
-  const parts = [
-    `${backend.balance}`,
-    `retries ${backend.retries}`,
-    health === null ? "no health checks" : `health: ${kind} every ${formatDuration(health.interval)}`,
-  ];
+  const parts = [`${backend.balance}`, `retries ${backend.retries}`, health === null ? "no health checks" : `health: ${describeHealth(health)}`];
   if (backend.sendProxy !== null) parts.push(`send_proxy ${backend.sendProxy}`);
   if (tls !== null) {
     const name = tls.serverName ?? "the target's host";

@@ -10,6 +10,7 @@ import { formatAddress, type Address } from "../util/address.ts";
 import { isAddress, isRecord, pathText } from "./messages.ts";
 import { parseServerNamePattern } from "../protocol/sni.ts";
 import type { Config, RouteConfig } from "./types.ts";
+import { Secret } from "../util/secret.ts";
 
 // ── Relations between sections ─────────────────────────────────────────────────────────────
 
@@ -72,13 +73,6 @@ export function checkReferences(file: unknown, issues: readonly v.BaseIssue<unkn
   }
 
   for (const [name, backend] of Object.entries(backends ?? {})) {
-    if (isRecord(backend) && backend.tls !== undefined && isRecord(backend.health)) {
-      // Health checks connect in plain TCP: bytes sent or expected would not be TLS.
-      for (const key of ["send", "expect"]) {
-        if (backend.health[key] != null)
-          errors.push({ path: ["backends", name, "health", key], message: "not with tls (health checks are plain TCP connects)" });
-      }
-    }
     if (!isRecord(backend) || !Array.isArray(backend.targets)) continue;
     const seen = new Map<string, number>();
     backend.targets.forEach((target: unknown, j) => {
@@ -189,6 +183,15 @@ export function checkFiles(file: unknown, base: string): { path: Key[]; message:
     }
   }
   for (const [name, backend] of Object.entries(isRecord(file.backends) ? file.backends : {})) {
+    const auth = isRecord(backend) && isRecord(backend.health) && isRecord(backend.health.auth) ? backend.health.auth : null;
+    const passwordPath = auth === null ? null : path(auth.password_file);
+    if (passwordPath !== null) {
+      try {
+        readSecret(passwordPath);
+      } catch (error) {
+        errors.push({ path: ["backends", name, "health", "auth", "password_file"], message: (error as Error).message });
+      }
+    }
     if (!isRecord(backend) || !isRecord(backend.tls)) continue;
     const caPath = path(backend.tls.ca);
     if (caPath !== null) readPem(caPath, "certificate", ["backends", name, "tls", "ca"], errors);
@@ -211,6 +214,19 @@ export function readToken(path: string): string {
   if (token === "") throw new Error(`${path} is empty (expected the admin token)`);
   if (/\s/.test(token)) throw new Error(`${path} holds more than one word (expected the admin token alone)`);
   return token;
+}
+
+/** A password in a file, without surrounding whitespace. Throws a one-line message that never shows the password. */
+export function readSecret(path: string): string {
+  let text: string;
+  try {
+    text = readFileSync(path, "utf8");
+  } catch (error) {
+    throw new Error(`cannot read ${path}: ${readErrorText(error)}`);
+  }
+  const secret = text.trim();
+  if (secret === "") throw new Error(`${path} is empty (expected the password)`);
+  return secret;
 }
 
 function readErrorText(error: unknown): string {
@@ -259,6 +275,11 @@ export function withFiles(config: Config, base: string): Config {
   }
   for (const backend of config.backends.values()) {
     if (backend.tls?.ca != null) backend.tls = { ...backend.tls, ca: resolve(base, backend.tls.ca) };
+    const auth = backend.health?.auth;
+    if (auth?.password.source.startsWith("file ")) {
+      const file = resolve(base, auth.password.source.slice(5));
+      backend.health!.auth = { ...auth, password: new Secret(readSecret(file), `file ${file}`) };
+    }
   }
   if (config.admin?.tokenFile != null) config.admin.tokenFile = resolve(base, config.admin.tokenFile);
   return config;

@@ -40,7 +40,22 @@ export const DEFAULTS = {
   /** A target's share of new sessions relative to the others. */
   weight: 1,
   /** A backend's active checks: HAProxy's `inter 2s rise 2 fall 3`, and a 1 s timeout. */
-  health: { interval: 2000, timeout: 1000, rise: 2, fall: 3, send: null, expect: null } as Readonly<HealthConfig>,
+  health: {
+    interval: 2000,
+    timeout: 1000,
+    rise: 2,
+    fall: 3,
+    send: null,
+    expect: null,
+    /** Targets start up, so traffic flows before the first check (as in HAProxy); "down" waits for `rise` passed checks. */
+    init: "up",
+    /** Open sessions stay on a target marked down (HAProxy's default); "close-sessions" closes them. */
+    onDown: "none",
+    /** Sessions on backups stay when a primary comes back; "close-backup-sessions" closes them. */
+    onUp: "none",
+  } as Readonly<HealthConfig> & { init: "up" | "down"; onDown: "none" | "close-sessions"; onUp: "none" | "close-backup-sessions" },
+  /** `type = "http"` checks: `GET /`, 200 passes. */
+  httpCheck: { method: "GET", path: "/", status: [200] as readonly number[] },
   /** The admin listener's control API (docs/admin-api.md). */
   admin: {
     /** The environment variable that holds the admin token when no token file is given (read by serve and by ctl). */

@@ -10,7 +10,6 @@ import {
   address,
   alpnList,
   boolean,
-  bytes,
   cidrList,
   count,
   dnsServers,
@@ -31,15 +30,14 @@ import {
   type BackendTlsConfig,
   type Config,
   type DefaultsConfig,
-  type HealthConfig,
   type ListenerCertificate,
   type ListenerConfig,
   type ListenerTlsConfig,
   type RouteConfig,
   type TargetConfig,
 } from "./types.ts";
-import { formatDuration } from "../util/duration.ts";
 import { DEFAULTS } from "./defaults.ts";
+import { Health } from "./health-schema.ts";
 
 const Defaults = table({
   connect_timeout: v.optional(duration()),
@@ -130,45 +128,6 @@ const TargetAddress = v.pipe(
 
 /** `"host:port"` or `{ address = "host:port", weight, max_connections, backup }`. */
 const Target = v.lazy((input) => (typeof input === "string" ? TargetAddress : TargetTable));
-
-const Health = v.pipe(
-  table({
-    interval: v.optional(duration(true)),
-    timeout: v.optional(duration(true)),
-    rise: v.optional(count(1)),
-    fall: v.optional(count(1)),
-    send: v.optional(bytes),
-    expect: v.optional(bytes),
-  }),
-  v.forward(
-    v.partialCheck(
-      [["interval"], ["timeout"]],
-      (h) => h.timeout === undefined || h.timeout <= (h.interval ?? DEFAULTS.health.interval),
-      (issue) => `${formatDuration(issue.input.timeout!)} is longer than the interval (${formatDuration(issue.input.interval ?? DEFAULTS.health.interval)})`,
-    ),
-    ["timeout"],
-  ),
-  v.forward(
-    v.partialCheck(
-      [["send"], ["expect"]],
-      (h) => h.send === undefined || h.expect !== undefined,
-      "missing (a check that sends must say what the reply starts with)",
-    ),
-    ["expect"],
-  ),
-  v.transform((h): HealthConfig => {
-    const interval = h.interval ?? DEFAULTS.health.interval;
-    return {
-      interval,
-      // 1 s, or the interval when that is shorter: a check ends before the next one starts.
-      timeout: h.timeout ?? Math.min(DEFAULTS.health.timeout, interval),
-      rise: h.rise ?? DEFAULTS.health.rise,
-      fall: h.fall ?? DEFAULTS.health.fall,
-      send: h.send ?? null,
-      expect: h.expect ?? null,
-    };
-  }),
-);
 
 const BALANCE_LIST = `${BALANCES.slice(0, -1).join(", ")} or ${BALANCES.at(-1)}`;
 const balance = v.picklist(BALANCES, (issue) =>

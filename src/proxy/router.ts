@@ -14,7 +14,7 @@ import { Discovery } from "../backend/discovery.ts";
 import { parseDuration } from "../util/duration.ts";
 import { sessionCapacity } from "../util/fd-limit.ts";
 import { Listener, ListenError, type ListenerOptions, type SniRoute } from "./listener.ts";
-import { defaultLogger, type Logger } from "../util/log.ts";
+import { defaultLogger, event, type Logger } from "../util/log.ts";
 import type { Session } from "./session.ts";
 
 export interface RouterOptions {
@@ -124,7 +124,18 @@ export interface Limits {
 
 export class Router {
   readonly sessions = new Set<Session>();
-  readonly stats = { totalSessions: 0, bytesUp: 0, bytesDown: 0, connectFailures: 0, noTarget: 0, refused: 0, denied: 0, droppedBytes: 0, reloads: 0 };
+  readonly stats = {
+    totalSessions: 0,
+    bytesUp: 0,
+    bytesDown: 0,
+    connectFailures: 0,
+    noTarget: 0,
+    refused: 0,
+    denied: 0,
+    droppedBytes: 0,
+    reloads: 0,
+    targetDown: 0,
+  };
   listeners: Listener[] = [];
   backends = new Map<string, Backend>();
   readonly observers: SessionObserver[] = [];
@@ -198,7 +209,9 @@ export class Router {
     const backends = new Map<string, Backend>();
     for (const options of config.backends.values()) {
       const targets = this.discovery.expand(options.targets);
-      backends.set(options.name, new Backend({ ...options, targets, queueTimeout: config.defaults.queueTimeout }, this.log, this.backends.get(options.name)));
+      const backend = new Backend({ ...options, targets, queueTimeout: config.defaults.queueTimeout }, this.log, this.backends.get(options.name));
+      backend.closeSessions = (target, why) => this.closeTargetSessions(backend, target, why);
+      backends.set(options.name, backend);
     }
     for (const [name, backend] of this.backends) if (!backends.has(name)) backend.stop();
     for (const [index, listener] of next.entries()) {
@@ -249,6 +262,22 @@ export class Router {
     this.stats.bytesDown += session.down.bytes;
     for (const observer of this.observers) observer.closed?.(session);
     if (this.sessions.size === 0) this.onEmpty?.();
+  }
+
+  /**
+   * Closes the sessions connected to `target` (reason target_down: health on_down, a Sentinel
+   * switch, on_up for backups), counts them, logs one line; returns how many.
+   */
+  closeTargetSessions(backend: Backend, target: TargetState, why: string): number {
+    const on: Session[] = [];
+    for (const session of this.sessions) if (session.target === target) on.push(session);
+    for (const session of on) session.close("target_down", why);
+    this.stats.targetDown += on.length;
+    if (on.length > 0) {
+      const message = `backend ${backend.name}: closed ${on.length} ${on.length === 1 ? "session" : "sessions"} on ${target.key}: ${why}`;
+      this.log.info(event(message, { backend: backend.name, target: target.key, reason: "target_down", detail: why, sessions: on.length }));
+    }
+    return on.length;
   }
 
   /** Closes sessions that have been idle for their listener's idle timeout. */

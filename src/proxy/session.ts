@@ -37,6 +37,7 @@ export type CloseReason =
   | "no_route" // SNI mode: no route for the server name and no default
   | "hello_timeout" // no complete PROXY header or ClientHello within hello_timeout
   | "target_maint" // its target was set to maint with close (admin API, `tcprouter ctl maint --close`)
+  | "target_down" // its target was marked down (health check on_down = "close-sessions"), lost the primary role (Sentinel), or is a backup while a primary came back (on_up)
   | "drained"; // still open when the drain deadline passed
 
 export class Session {

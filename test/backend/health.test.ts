@@ -206,7 +206,7 @@ describe("send and expect", () => {
     const t = target(tcp(wrong.port));
     checker({ send: PING, expect: PONG, fall: 2 }, log).setTargets([t]);
     await waitFor("the target to be marked down", () => !t.healthy);
-    expect(lines).toEqual([`backend test: target 127.0.0.1:${wrong.port} is down (2 failed checks: unexpected reply)`]);
+    expect(lines).toEqual([`backend test: target 127.0.0.1:${wrong.port} is down (2 failed checks: unexpected reply (expected prefix "+PONG"))`]);
   });
 
   test("fails against a server that answers nothing before the timeout", async () => {

@@ -10,6 +10,7 @@ import {
   loadConfig,
   parseConfig,
   type BackendConfig,
+  type HealthConfig,
   type Config,
   type ConfigFormat,
   type ListenerConfig,
@@ -444,15 +445,6 @@ const BAD: [name: string, text: string, errors: string[]][] = [
     ],
   ],
   [
-    "send or expect health checks on a TLS backend (checks are plain TCP)",
-    LISTENER +
-      '[backends.redis]\ntargets = ["127.0.0.1:6379"]\ntls = {}\nhealth = { send = "PING\\r\\n", expect = "+PONG" }\n[backends.b]\ntargets = ["127.0.0.1:1"]\ntls = { verify = false }\nhealth = { interval = "5s" }\n',
-    [
-      "backends.redis.health.send: not with tls (health checks are plain TCP connects)",
-      "backends.redis.health.expect: not with tls (health checks are plain TCP connects)",
-    ],
-  ],
-  [
     "bad send_proxy and backend tls values; a CA file that is missing or not a certificate",
     LISTENER +
       `[backends.redis]\ntargets = ["127.0.0.1:6379"]\nsend_proxy = "v3"\ntls = { servername = "*.example.com", ca = "${CERTS}/missing-ca.pem", verify = "yes" }\n` +
@@ -505,6 +497,8 @@ const TCP_LISTENER = {
   tls: null,
 } as const satisfies Partial<ListenerConfig>;
 const PLAIN_BACKEND = { sendProxy: null, tls: null } as const satisfies Partial<BackendConfig>;
+/** What a [health] table resolves to beyond timing and send/expect when it says nothing more. */
+const HEALTH_DEFAULTS: Partial<HealthConfig> = { steps: [], auth: null, port: null, address: null, init: "up", onDown: "none", onUp: "none", http: null };
 
 const EXAMPLE: Config = {
   defaults: { connectTimeout: 5000, idleTimeout: 600_000, drainTimeout: 10_000, queueTimeout: 5000 },
@@ -540,7 +534,7 @@ const EXAMPLE: Config = {
           { address: { kind: "tcp", host: "127.0.0.1", port: 6380 }, weight: 2, maxConnections: 500, backup: false },
           { address: { kind: "tcp", host: "127.0.0.1", port: 6381 }, weight: 1, maxConnections: 0, backup: true },
         ],
-        health: { interval: 2000, timeout: 1000, rise: 2, fall: 3, send: bytes("PING\r\n"), expect: bytes("+PONG") },
+        health: { interval: 2000, timeout: 1000, rise: 2, fall: 3, send: bytes("PING\r\n"), expect: bytes("+PONG"), ...HEALTH_DEFAULTS },
         resolveInterval: 30_000,
         ...PLAIN_BACKEND,
       },
@@ -555,7 +549,7 @@ const EXAMPLE: Config = {
           { address: { kind: "tcp", host: "localhost", port: 8080 }, weight: 1, maxConnections: 0, backup: false },
           { address: { kind: "tcp", host: "::1", port: 8081 }, weight: 1, maxConnections: 0, backup: false },
         ],
-        health: { interval: 5000, timeout: 1000, rise: 2, fall: 3, send: null, expect: null },
+        health: { interval: 5000, timeout: 1000, rise: 2, fall: 3, send: null, expect: null, ...HEALTH_DEFAULTS },
         resolveInterval: 30_000,
         ...PLAIN_BACKEND,
       },
@@ -595,7 +589,7 @@ describe("a valid config resolves to a typed Config", () => {
             balance: DEFAULTS.balance,
             retries: 2,
             targets: [{ address: { kind: "tcp", host: "127.0.0.1", port: 6379 }, weight: 1, maxConnections: 0, backup: false }],
-            health: { interval: 2000, timeout: 1000, rise: 2, fall: 3, send: null, expect: null },
+            health: { interval: 2000, timeout: 1000, rise: 2, fall: 3, send: null, expect: null, ...HEALTH_DEFAULTS },
             resolveInterval: 30_000,
             ...PLAIN_BACKEND,
           },
