@@ -36,6 +36,7 @@ function makeTargets(n: number): Target[] {
       maxConnections: 0,
       backup: false,
       healthy: true,
+      enabled: true,
       active: 0,
     } satisfies Target;
   });
