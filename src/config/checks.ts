@@ -73,6 +73,10 @@ export function checkReferences(file: unknown, issues: readonly v.BaseIssue<unkn
   }
 
   for (const [name, backend] of Object.entries(backends ?? {})) {
+    if (isRecord(backend) && backend.targets === undefined && backend.sentinel === undefined)
+      errors.push({ path: ["backends", name, "targets"], message: 'missing (a list of addresses such as ["127.0.0.1:6379"])' });
+    if (isRecord(backend) && backend.targets !== undefined && backend.sentinel !== undefined)
+      errors.push({ path: ["backends", name, "targets"], message: "not with sentinel (the sentinels name the target)" });
     if (!isRecord(backend) || !Array.isArray(backend.targets)) continue;
     const seen = new Map<string, number>();
     backend.targets.forEach((target: unknown, j) => {
@@ -184,12 +188,17 @@ export function checkFiles(file: unknown, base: string): { path: Key[]; message:
   }
   for (const [name, backend] of Object.entries(isRecord(file.backends) ? file.backends : {})) {
     const auth = isRecord(backend) && isRecord(backend.health) && isRecord(backend.health.auth) ? backend.health.auth : null;
-    const passwordPath = auth === null ? null : path(auth.password_file);
-    if (passwordPath !== null) {
+    const sentinelAuth = isRecord(backend) && isRecord(backend.sentinel) && isRecord(backend.sentinel.auth) ? backend.sentinel.auth : null;
+    for (const [at, value] of [
+      ["health", auth],
+      ["sentinel", sentinelAuth],
+    ] as const) {
+      const passwordPath = value === null ? null : path(value.password_file);
+      if (passwordPath === null) continue;
       try {
         readSecret(passwordPath);
       } catch (error) {
-        errors.push({ path: ["backends", name, "health", "auth", "password_file"], message: (error as Error).message });
+        errors.push({ path: ["backends", name, at, "auth", "password_file"], message: (error as Error).message });
       }
     }
     if (!isRecord(backend) || !isRecord(backend.tls)) continue;
@@ -279,6 +288,13 @@ export function withFiles(config: Config, base: string): Config {
     if (auth?.password.source.startsWith("file ")) {
       const file = resolve(base, auth.password.source.slice(5));
       backend.health!.auth = { ...auth, password: new Secret(readSecret(file), `file ${file}`) };
+    }
+  }
+  for (const backend of config.backends.values()) {
+    const auth = backend.sentinel?.auth;
+    if (auth?.password.source.startsWith("file ")) {
+      const file = resolve(base, auth.password.source.slice(5));
+      backend.sentinel!.auth = { ...auth, password: new Secret(readSecret(file), `file ${file}`) };
     }
   }
   if (config.admin?.tokenFile != null) config.admin.tokenFile = resolve(base, config.admin.tokenFile);

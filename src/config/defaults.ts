@@ -69,6 +69,15 @@ export const DEFAULTS = {
     /** The longest `wait` of a drain request. */
     maxWait: 3_600_000,
   },
+  /** Redis Sentinel target sources (backend/sentinel.ts). */
+  sentinel: {
+    /** Every sentinel is asked for the primary this often, besides the +switch-master events; a missed event costs at most this. */
+    pollInterval: 1_000,
+    /** One question to a sentinel (connect and answer) fails after this long. */
+    timeout: 1_000,
+    /** A lost +switch-master subscription is made again after this long. */
+    reconnectDelay: 1_000,
+  },
   /** DNS discovery of hostname targets. */
   discovery: {
     /** Time between two lookups of a name, unless its TTL is shorter. */

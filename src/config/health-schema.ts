@@ -83,7 +83,7 @@ const envName = v.pipe(v.string(expected("an environment variable name")), v.reg
  * An env password is read here; a file's is read at load (`withFiles`), relative to the
  * config file: until then its Secret is empty and its source names the file.
  */
-const Auth = v.pipe(
+export const Auth = v.pipe(
   table(
     {
       username: v.optional(v.pipe(v.string(expected("a user name")), v.minLength(1, expected("a user name")))),

@@ -38,6 +38,7 @@ import {
 } from "./types.ts";
 import { DEFAULTS } from "./defaults.ts";
 import { Health } from "./health-schema.ts";
+import { Sentinel } from "./sentinel-schema.ts";
 
 const Defaults = table({
   connect_timeout: v.optional(duration()),
@@ -148,13 +149,15 @@ const Backend = table(
   {
     balance: v.optional(balance),
     retries: v.optional(count(0)),
-    targets: v.pipe(v.array(Target, expected('a list of targets such as ["127.0.0.1:6379"]')), v.minLength(1, "expected at least one target")),
+    // Required unless sentinel names the target (checkReferences).
+    targets: v.optional(v.pipe(v.array(Target, expected('a list of targets such as ["127.0.0.1:6379"]')), v.minLength(1, "expected at least one target"))),
+    sentinel: v.optional(Sentinel),
     health: v.optional(Health),
     resolve_interval: v.optional(resolveInterval),
     send_proxy: v.optional(sendProxy),
     tls: v.optional(BackendTls),
   },
-  { targets: 'a list of addresses such as ["127.0.0.1:6379"]' },
+  {},
 );
 
 const Admin = table(
@@ -217,7 +220,8 @@ export const ConfigSchema = v.pipe(
         name,
         balance: b.balance ?? DEFAULTS.balance,
         retries: b.retries ?? DEFAULTS.retries,
-        targets: b.targets,
+        targets: b.targets ?? [],
+        sentinel: b.sentinel ?? null,
         health: b.health ?? null,
         resolveInterval: b.resolve_interval ?? d?.resolve_interval ?? DEFAULTS.discovery.resolveInterval,
         sendProxy: b.send_proxy === undefined || b.send_proxy === "off" ? null : b.send_proxy,

@@ -224,6 +224,22 @@ export interface BackendConfig {
   tls: BackendTlsConfig | null;
   /** ms between two lookups of a hostname target (or its TTL when shorter), ≥ 1000. Absent = 30 s; parseConfig always sets it. */
   resolveInterval?: number;
+  /** The target is the primary Redis Sentinel names (backend/sentinel.ts); `targets` is then empty. Absent or null = the targets as listed. */
+  sentinel?: SentinelConfig | null;
+}
+
+/** `sentinel = { master = "mymaster", sentinels = ["127.0.0.1:26379", …] }`. */
+export interface SentinelConfig {
+  /** The master name the sentinels monitor. */
+  master: string;
+  /** At least one; a majority of them must agree on the primary at start and when polled. */
+  sentinels: Address[];
+  /** ms between two polls of every sentinel (the fallback for a missed +switch-master). */
+  pollInterval: number;
+  /** ms one question to a sentinel may take. */
+  timeout: number;
+  /** AUTH sent to each sentinel first; null = none. */
+  auth: HealthAuth | null;
 }
 
 export interface TargetConfig {

@@ -11,6 +11,7 @@ import { DEFAULTS } from "../config/defaults.ts";
 import type { Config, ListenerConfig } from "../config/types.ts";
 import { ServerNameRoutes } from "../protocol/sni.ts";
 import { Discovery } from "../backend/discovery.ts";
+import { SentinelWatch } from "../backend/sentinel.ts";
 import { parseDuration } from "../util/duration.ts";
 import { sessionCapacity } from "../util/fd-limit.ts";
 import { Listener, ListenError, type ListenerOptions, type SniRoute } from "./listener.ts";
@@ -147,6 +148,8 @@ export class Router {
   private onEmpty: (() => void) | null = null;
   /** Follows the hostname targets of the live config (backend/discovery.ts). */
   readonly discovery: Discovery;
+  /** Follows the primaries of the sentinel backends of the live config (backend/sentinel.ts). */
+  readonly sentinels: SentinelWatch;
 
   constructor(
     public drainTimeout: number,
@@ -154,12 +157,14 @@ export class Router {
     readonly log: Logger,
   ) {
     this.discovery = new Discovery(log.withTag("dns"));
+    this.sentinels = new SentinelWatch(log.withTag("sentinel"));
   }
 
   /** Opens every listener and backend of a config; on a bind error closes what it opened and throws. */
   async start(config: Config): Promise<void> {
     try {
-      await this.discovery.prefetch(config); // hostname targets resolved before listening
+      // hostname targets resolved, and sentinels asked for their primaries, before listening
+      await Promise.all([this.discovery.prefetch(config), this.sentinels.prefetch(config)]);
       this.reload(config);
     } catch (error) {
       await this.stop(0);
@@ -227,6 +232,7 @@ export class Router {
     this.listeners = next;
     this.backends = backends;
     this.discovery.update(config, backends);
+    this.sentinels.update(config, backends);
     this.drainTimeout = config.defaults.drainTimeout;
     this.startSweep();
     return {
@@ -321,6 +327,7 @@ export class Router {
     clearInterval(this.sweepTimer);
     for (const backend of this.backends.values()) backend.stop();
     this.discovery.stop();
+    this.sentinels.stop();
     return { drained: before - closed, closed, durationMs: Date.now() - started };
   }
 }
@@ -406,7 +413,7 @@ export async function createRouter(config: Config, options: RouterOptions = {}):
         return { name: listener.options.name, address: formatAddress(bound), port: bound.kind === "tcp" ? bound.port : 0 };
       });
     },
-    resolve: (next) => router.discovery.prefetch(next),
+    resolve: async (next) => void (await Promise.all([router.discovery.prefetch(next), router.sentinels.prefetch(next)])),
     reload: (next) => {
       const summary = router.reload(next);
       router.stats.reloads++;

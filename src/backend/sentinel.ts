@@ -1,0 +1,554 @@
+/**
+ * Redis Sentinel as a target source: a backend with `sentinel = { master, sentinels }` has one
+ * target, the primary the sentinels name, and follows it through failovers.
+ *
+ * - At start (`prefetch`) every sentinel is asked `SENTINEL get-master-addr-by-name`; the
+ *   address a majority of the configured sentinels gives is the target. Without a majority
+ *   the backend starts with no target (sessions fail with no_target) until one forms.
+ * - Each sentinel gets a long-lived connection subscribed to `+switch-master`. The event
+ *   (`<name> <old ip> <old port> <new ip> <new port>`) switches the target at once, and the
+ *   sessions on the old primary are closed (reason target_down): a client that keeps its
+ *   connection never writes to a demoted node. A lost subscription is made again after
+ *   `DEFAULTS.sentinel.reconnectDelay`.
+ * - Every `poll_interval` all sentinels are asked again (the fallback for a missed event);
+ *   a majority answer other than the current target switches as the event does.
+ *
+ * The router owns one SentinelWatch: `update(config, backends)` on every (re)load keeps the
+ * watch of a backend whose sentinel settings stay (with its primary), and `stop()` ends every
+ * timer and socket. Socket handlers are module-level; each socket's state is its `data`
+ * (a `Link` for a subscription, a `Query` for one question). No handler throws: a peer error
+ * closes that socket and is logged once.
+ */
+import type { Socket, SocketHandler } from "bun";
+import { DEFAULTS } from "../config/defaults.ts";
+import type { Config, SentinelConfig } from "../config/types.ts";
+import { formatAddress, type Address } from "../util/address.ts";
+import { event, type Logger } from "../util/log.ts";
+import type { Backend, TargetState } from "./backend.ts";
+import { encodeCommand } from "./health.ts";
+
+// ── RESP ────────────────────────────────────────────────────────────────────────────────────
+
+export type Resp = string | number | null | RespError | Resp[];
+
+/** An error reply (`-NOAUTH Authentication required.`). */
+export class RespError {
+  constructor(readonly message: string) {}
+}
+
+/** Replies larger than this are a broken peer. */
+const MAX_REPLY = 1024 * 1024;
+
+/**
+ * One reply of `buffer` from `at`: its value and where it ends; null while it is incomplete.
+ * Throws on bytes that are not RESP.
+ */
+export function parseResp(buffer: Buffer, at = 0): { value: Resp; end: number } | null {
+  if (at >= buffer.length) return null;
+  const eol = buffer.indexOf("\r\n", at);
+  if (eol < 0) {
+    if (buffer.length - at > MAX_REPLY) throw new Error("reply line too long");
+    return null;
+  }
+  const line = buffer.toString("latin1", at + 1, eol);
+  switch (buffer[at]) {
+    case 0x2b: // +
+      return { value: line, end: eol + 2 };
+    case 0x2d: // -
+      return { value: new RespError(line), end: eol + 2 };
+    case 0x3a: // :
+      return { value: Number(line), end: eol + 2 };
+    case 0x24: {
+      // $
+      const n = wholeNumber(line);
+      if (n < 0) return { value: null, end: eol + 2 };
+      if (n > MAX_REPLY) throw new Error("bulk string too long");
+      if (buffer.length < eol + 4 + n) return null;
+      return { value: buffer.toString("utf8", eol + 2, eol + 2 + n), end: eol + 4 + n };
+    }
+    case 0x2a: {
+      // *
+      const n = wholeNumber(line);
+      if (n < 0) return { value: null, end: eol + 2 };
+      const items: Resp[] = [];
+      let end = eol + 2;
+      for (let i = 0; i < n; i++) {
+        const item = parseResp(buffer, end);
+        if (item === null) return null;
+        items.push(item.value);
+        end = item.end;
+      }
+      return { value: items, end };
+    }
+    default:
+      throw new Error(`not a RESP reply (starts with ${JSON.stringify(String.fromCharCode(buffer[at]!))})`);
+  }
+}
+
+function wholeNumber(text: string): number {
+  if (!/^-?\d+$/.test(text)) throw new Error(`bad length ${JSON.stringify(text)}`);
+  return Number(text);
+}
+
+/** The address of a `get-master-addr-by-name` reply (`["127.0.0.1", "6379"]`); null for anything else. */
+export function masterAddress(reply: Resp): Address | null {
+  if (!Array.isArray(reply) || reply.length !== 2 || typeof reply[0] !== "string" || typeof reply[1] !== "string") return null;
+  const port = Number(reply[1]);
+  if (!Number.isInteger(port) || port < 1 || port > 65535 || reply[0] === "") return null;
+  return { kind: "tcp", host: reply[0], port };
+}
+
+/** The new primary of a `+switch-master` message for `name` (`mymaster 10.0.0.1 6379 10.0.0.2 6379`); null when it is another master's or malformed. */
+export function switchedTo(payload: string, name: string): Address | null {
+  const parts = payload.split(" ");
+  if (parts.length !== 5 || parts[0] !== name) return null;
+  return masterAddress([parts[3]!, parts[4]!]);
+}
+
+/** The address most answers give, when more than half of `asked` sentinels give it; else null. */
+export function majority(answers: readonly (Address | null)[], asked: number): Address | null {
+  const counts = new Map<string, { address: Address; n: number }>();
+  for (const answer of answers) {
+    if (answer === null) continue;
+    const key = formatAddress(answer);
+    const entry = counts.get(key) ?? { address: answer, n: 0 };
+    entry.n++;
+    counts.set(key, entry);
+  }
+  for (const { address, n } of counts.values()) if (n * 2 > asked) return address;
+  return null;
+}
+
+// ── The watch of one backend ────────────────────────────────────────────────────────────────
+
+/** What `/status` and metrics show of a sentinel backend. */
+export interface SentinelStatus {
+  master: string;
+  /** The primary now ("-" when none is known). */
+  primary: string;
+  /** Switches since start (events and polls). */
+  switches: number;
+  /** ms since the epoch of the last switch; 0 = none. */
+  lastSwitch: number;
+  /** Sentinels whose +switch-master subscription is open now. */
+  subscribed: number;
+  sentinels: number;
+}
+
+class Watch {
+  primary: Address | null = null;
+  switches = 0;
+  lastSwitch = 0;
+  readonly links: Link[];
+  private pollTimer: ReturnType<typeof setInterval> | undefined;
+  polling = false;
+  stopped = false;
+  /** The connect options for sentinels: the AUTH command sent first, if any. */
+  readonly hello: Uint8Array | null;
+
+  constructor(
+    readonly owner: SentinelWatch,
+    public backend: Backend,
+    readonly config: SentinelConfig,
+  ) {
+    const auth = config.auth;
+    this.hello =
+      auth === null ? null : encodeCommand(auth.username === null ? ["AUTH", auth.password.reveal()] : ["AUTH", auth.username, auth.password.reveal()]);
+    this.links = config.sentinels.map((address) => new Link(this, address));
+  }
+
+  get log(): Logger {
+    return this.owner.log;
+  }
+
+  start(): void {
+    for (const link of this.links) link.connect();
+    this.pollTimer = setInterval(pollTick, this.config.pollInterval, this);
+    this.pollTimer.unref();
+    if (this.primary === null) void this.poll();
+  }
+
+  /** Asks every sentinel; a majority answer other than the current primary switches to it. */
+  async poll(): Promise<void> {
+    if (this.polling || this.stopped) return;
+    this.polling = true;
+    try {
+      const answers = await askAll(this.config, this.hello);
+      const agreed = majority(answers, this.config.sentinels.length);
+      if (agreed !== null && !this.stopped) this.switchTo(agreed, "sentinels polled");
+    } finally {
+      this.polling = false;
+    }
+  }
+
+  /** Makes `address` the backend's only target; closes the sessions on the one it replaces. No-op when it already is. */
+  switchTo(address: Address, why: string): void {
+    const key = formatAddress(address);
+    const previous = this.primary === null ? null : formatAddress(this.primary);
+    if (previous === key) return;
+    const old: TargetState | undefined = previous === null ? undefined : this.backend.targets.find((target) => target.key === previous);
+    this.primary = address;
+    this.backend.replaceTargets([{ address }]);
+    const name = this.backend.name;
+    if (previous !== null) {
+      this.switches++;
+      this.lastSwitch = Date.now();
+    }
+    const message =
+      previous === null
+        ? `backend ${name}: primary of ${this.config.master} is ${key} (${why})`
+        : `backend ${name}: primary of ${this.config.master} moved from ${previous} to ${key} (${why})`;
+    this.log.info(event(message, { backend: name, master: this.config.master, primary: key, previous, detail: why }));
+    if (old !== undefined) this.backend.closeSessions?.(old, `${old.key} is no longer the primary of ${this.config.master}`);
+  }
+
+  status(): SentinelStatus {
+    return {
+      master: this.config.master,
+      primary: this.primary === null ? "-" : formatAddress(this.primary),
+      switches: this.switches,
+      lastSwitch: this.lastSwitch,
+      subscribed: this.links.filter((link) => link.subscribed).length,
+      sentinels: this.links.length,
+    };
+  }
+
+  stop(): void {
+    this.stopped = true;
+    clearInterval(this.pollTimer);
+    for (const link of this.links) link.stop();
+  }
+}
+
+function pollTick(watch: Watch): void {
+  void watch.poll();
+}
+
+/** Same master name, sentinels, timings and credentials: a reload keeps the watch. */
+function sameSentinel(a: SentinelConfig, b: SentinelConfig): boolean {
+  const key = (c: SentinelConfig) =>
+    JSON.stringify([c.master, c.sentinels.map(formatAddress), c.pollInterval, c.timeout, c.auth?.username ?? null, c.auth?.password.reveal() ?? null]);
+  return key(a) === key(b);
+}
+
+export class SentinelWatch {
+  private readonly watches = new Map<string, Watch>();
+  /** Primaries found by `prefetch`, by backend name, for the `update` that follows. */
+  private readonly found = new Map<string, Address>();
+  private stopped = false;
+
+  constructor(readonly log: Logger) {}
+
+  /**
+   * Asks the sentinels of every sentinel backend of `config` that has no known primary yet;
+   * a majority answer becomes its first target at the next `update`. Never rejects; bounded by
+   * the sentinel timeout.
+   */
+  async prefetch(config: Config): Promise<void> {
+    const asks: Promise<void>[] = [];
+    for (const backend of config.backends.values()) {
+      const sentinel = backend.sentinel ?? null;
+      if (sentinel === null || this.watches.get(backend.name)?.primary) continue;
+      asks.push(
+        askAll(sentinel, helloOf(sentinel)).then((answers) => {
+          const agreed = majority(answers, sentinel.sentinels.length);
+          if (agreed !== null) this.found.set(backend.name, agreed);
+          else {
+            const given = answers.map((a) => (a === null ? "-" : formatAddress(a))).join(", ");
+            this.log.warn(
+              event(`backend ${backend.name}: no majority of sentinels names a primary for ${sentinel.master} (answers: ${given}); no target until one does`, {
+                backend: backend.name,
+                master: sentinel.master,
+              }),
+            );
+          }
+        }),
+      );
+    }
+    await Promise.all(asks);
+  }
+
+  /** Follows the sentinel backends of the live config; watches of backends gone are stopped. */
+  update(config: Config, backends: ReadonlyMap<string, Backend>): void {
+    if (this.stopped) return;
+    for (const [name, watch] of this.watches) {
+      const next = config.backends.get(name)?.sentinel ?? null;
+      if (next === null || !sameSentinel(watch.config, next)) {
+        watch.stop();
+        this.watches.delete(name);
+      }
+    }
+    for (const options of config.backends.values()) {
+      const sentinel = options.sentinel ?? null;
+      const backend = backends.get(options.name);
+      if (sentinel === null || backend === undefined) continue;
+      let watch = this.watches.get(options.name);
+      if (watch !== undefined) {
+        watch.backend = backend;
+        if (watch.primary !== null) backend.replaceTargets([{ address: watch.primary }]);
+        continue;
+      }
+      watch = new Watch(this, backend, sentinel);
+      this.watches.set(options.name, watch);
+      const found = this.found.get(options.name);
+      this.found.delete(options.name);
+      if (found !== undefined) watch.switchTo(found, `a majority of ${sentinel.sentinels.length} sentinels`);
+      watch.start();
+    }
+  }
+
+  /** By backend name. */
+  status(): Map<string, SentinelStatus> {
+    return new Map([...this.watches].map(([name, watch]) => [name, watch.status()]));
+  }
+
+  stop(): void {
+    this.stopped = true;
+    for (const watch of this.watches.values()) watch.stop();
+    this.watches.clear();
+  }
+}
+
+function helloOf(config: SentinelConfig): Uint8Array | null {
+  const auth = config.auth;
+  return auth === null ? null : encodeCommand(auth.username === null ? ["AUTH", auth.password.reveal()] : ["AUTH", auth.username, auth.password.reveal()]);
+}
+
+// ── Subscriptions ───────────────────────────────────────────────────────────────────────────
+
+const SUBSCRIBE = encodeCommand(["SUBSCRIBE", "+switch-master"]);
+
+/** One sentinel's +switch-master subscription: its socket, unparsed bytes and reconnect timer. */
+class Link {
+  socket: Socket<Link> | null = null;
+  buffer: Buffer = Buffer.alloc(0);
+  subscribed = false;
+  /** Failed since the last time it was subscribed (logged once). */
+  failing = false;
+  stopped = false;
+  /** The AUTH reply is still to come. */
+  awaitingAuth = false;
+  private timer: ReturnType<typeof setTimeout> | undefined;
+  readonly key: string;
+
+  constructor(
+    readonly watch: Watch,
+    readonly address: Address,
+  ) {
+    this.key = formatAddress(address);
+  }
+
+  connect(): void {
+    if (this.stopped) return;
+    this.buffer = Buffer.alloc(0);
+    this.awaitingAuth = this.watch.hello !== null;
+    try {
+      const pending = dial(this.address, linkHandlers, this);
+      pending.then(undefined, (error: unknown) => this.failed(`connect failed (${errorCode(error)})`));
+    } catch (error) {
+      this.failed(`connect failed (${errorCode(error)})`);
+    }
+  }
+
+  /** Closes the socket, logs the first failure in a row, and tries again later. */
+  failed(reason: string): void {
+    const socket = this.socket;
+    this.socket = null;
+    this.subscribed = false;
+    socket?.terminate();
+    if (this.stopped) return;
+    if (!this.failing) {
+      this.failing = true;
+      const name = this.watch.backend.name;
+      this.watch.log.warn(
+        event(`backend ${name}: sentinel ${this.key}: ${reason}; subscribing again every ${DEFAULTS.sentinel.reconnectDelay} ms`, {
+          backend: name,
+          sentinel: this.key,
+          reason,
+        }),
+      );
+    }
+    clearTimeout(this.timer);
+    this.timer = setTimeout(reconnect, DEFAULTS.sentinel.reconnectDelay, this);
+    this.timer.unref();
+  }
+
+  /** One complete reply on the subscription. */
+  reply(value: Resp): void {
+    if (value instanceof RespError) return this.failed(`error reply: ${value.message}`);
+    if (this.awaitingAuth) {
+      this.awaitingAuth = false;
+      return;
+    }
+    if (!Array.isArray(value) || value.length !== 3) return;
+    if (value[0] === "subscribe") {
+      this.subscribed = true;
+      if (this.failing) {
+        this.failing = false;
+        const name = this.watch.backend.name;
+        this.watch.log.info(event(`backend ${name}: sentinel ${this.key}: subscribed again`, { backend: name, sentinel: this.key }));
+      }
+      return;
+    }
+    if (value[0] !== "message" || value[1] !== "+switch-master" || typeof value[2] !== "string") return;
+    const to = switchedTo(value[2], this.watch.config.master);
+    if (to !== null) this.watch.switchTo(to, `+switch-master from sentinel ${this.key}`);
+  }
+
+  stop(): void {
+    this.stopped = true;
+    clearTimeout(this.timer);
+    const socket = this.socket;
+    this.socket = null;
+    socket?.terminate();
+  }
+}
+
+function reconnect(link: Link): void {
+  link.connect();
+}
+
+function dial<T>(address: Address, socket: SocketHandler<T, "buffer">, data: T): Promise<Socket<T>> {
+  return address.kind === "unix"
+    ? Bun.connect({ unix: address.path, socket, data })
+    : Bun.connect({ hostname: address.host, port: address.port, socket, data });
+}
+
+const linkHandlers: SocketHandler<Link, "buffer"> = {
+  binaryType: "buffer",
+  open(socket) {
+    const link = socket.data;
+    if (link.stopped) return void socket.terminate();
+    link.socket = socket;
+    const hello = link.watch.hello;
+    const bytes = hello === null ? SUBSCRIBE : Buffer.concat([hello, SUBSCRIBE]);
+    // A few dozen bytes on a fresh socket: the kernel takes them all, or the socket is dead.
+    if (socket.write(bytes) < bytes.length) link.failed("write failed");
+  },
+  data(socket, chunk) {
+    const link = socket.data;
+    if (link.socket !== socket) return;
+    link.buffer = link.buffer.length === 0 ? chunk : Buffer.concat([link.buffer, chunk]);
+    try {
+      let at = 0;
+      for (let reply = parseResp(link.buffer, at); reply !== null && link.socket === socket; reply = parseResp(link.buffer, at)) {
+        at = reply.end;
+        link.reply(reply.value);
+      }
+      if (link.socket === socket) link.buffer = link.buffer.subarray(at);
+    } catch (error) {
+      link.failed(`bad reply: ${(error as Error).message}`);
+    }
+  },
+  close(socket) {
+    const link = socket.data;
+    if (link.socket === socket) link.failed("connection closed");
+  },
+  connectError(socket, error) {
+    const link = socket.data as Link | undefined;
+    if (link !== undefined && link.socket === null) link.failed(`connect failed (${errorCode(error)})`);
+  },
+  error(socket, error) {
+    const link = socket.data as Link | undefined;
+    if (link !== undefined && link.socket === socket) link.failed(`socket error (${errorCode(error)})`);
+  },
+};
+
+// ── Queries ─────────────────────────────────────────────────────────────────────────────────
+
+/** One `get-master-addr-by-name` question to one sentinel. */
+class Query {
+  socket: Socket<Query> | null = null;
+  buffer: Buffer = Buffer.alloc(0);
+  done = false;
+  /** Replies still to skip before the answer (the AUTH reply). */
+  skip: number;
+  timer: ReturnType<typeof setTimeout> | undefined;
+
+  constructor(
+    readonly request: Uint8Array,
+    skip: number,
+    readonly resolve: (answer: Address | null) => void,
+  ) {
+    this.skip = skip;
+  }
+
+  finish(answer: Address | null): void {
+    if (this.done) return;
+    this.done = true;
+    clearTimeout(this.timer);
+    const socket = this.socket;
+    this.socket = null;
+    socket?.terminate();
+    this.resolve(answer);
+  }
+}
+
+function queryTimedOut(query: Query): void {
+  query.finish(null);
+}
+
+/** Every sentinel's answer (null for one that failed, timed out or knows no such master), in order. */
+export function askAll(config: SentinelConfig, hello: Uint8Array | null): Promise<(Address | null)[]> {
+  const ask = encodeCommand(["SENTINEL", "get-master-addr-by-name", config.master]);
+  const request = hello === null ? ask : Buffer.concat([hello, ask]);
+  return Promise.all(
+    config.sentinels.map(
+      (address) =>
+        new Promise<Address | null>((resolve) => {
+          const query = new Query(request, hello === null ? 0 : 1, resolve);
+          query.timer = setTimeout(queryTimedOut, config.timeout, query);
+          query.timer.unref();
+          try {
+            dial(address, queryHandlers, query).then(undefined, () => query.finish(null));
+          } catch {
+            query.finish(null);
+          }
+        }),
+    ),
+  );
+}
+
+const queryHandlers: SocketHandler<Query, "buffer"> = {
+  binaryType: "buffer",
+  open(socket) {
+    const query = socket.data;
+    if (query.done) return void socket.terminate();
+    query.socket = socket;
+    if (socket.write(query.request) < query.request.length) query.finish(null);
+  },
+  data(socket, chunk) {
+    const query = socket.data;
+    if (query.done) return;
+    query.buffer = query.buffer.length === 0 ? chunk : Buffer.concat([query.buffer, chunk]);
+    try {
+      let at = 0;
+      for (let reply = parseResp(query.buffer, at); reply !== null; reply = parseResp(query.buffer, at)) {
+        at = reply.end;
+        if (reply.value instanceof RespError) return query.finish(null);
+        if (query.skip > 0) {
+          query.skip--;
+          continue;
+        }
+        return query.finish(masterAddress(reply.value));
+      }
+      query.buffer = query.buffer.subarray(at);
+    } catch {
+      query.finish(null);
+    }
+  },
+  close(socket) {
+    socket.data.finish(null);
+  },
+  connectError(socket) {
+    (socket.data as Query | undefined)?.finish(null);
+  },
+  error(socket) {
+    (socket.data as Query | undefined)?.finish(null);
+  },
+};
+
+function errorCode(error: unknown): string {
+  const code = (error as { code?: unknown } | null)?.code;
+  return typeof code === "string" ? code : error instanceof Error ? error.message : String(error);
+}
