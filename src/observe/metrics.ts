@@ -196,7 +196,11 @@ export class Metrics implements SessionObserver {
     out.family("tcprouter_sessions_active", "gauge", "Sessions open now, by listener (connecting ones included).");
     for (const listener of router.listeners) out.sample("tcprouter_sessions_active", this.listenerCell(listener.options.name).labels, listener.active);
 
-    out.family("tcprouter_connections_refused_total", "counter", "Connections closed at accept (max_connections reached, the open file limit, or draining), by listener.");
+    out.family(
+      "tcprouter_connections_refused_total",
+      "counter",
+      "Connections closed at accept (max_connections reached, the open file limit, or draining), by listener.",
+    );
     for (const listener of router.listeners)
       out.sample("tcprouter_connections_refused_total", this.listenerCell(listener.options.name).labels, listener.refused);
 
