@@ -11,6 +11,7 @@ import { DEFAULTS } from "../config/defaults.ts";
 import { formatAddress, type Address } from "../util/address.ts";
 import { createBalancer, isAvailable, type Balance, type Balancer, type Target } from "./balancer.ts";
 import { HealthChecker, sameChecks, type HealthConfig } from "./health.ts";
+import { Ejector, SlowStart } from "./recovery.ts";
 import { defaultLogger, LogLimiter, type Logger } from "../util/log.ts";
 
 /**
@@ -53,6 +54,12 @@ export interface BackendOptions {
   sendProxy?: "v1" | "v2" | null;
   /** Dial targets over TLS. Default null (plain TCP). */
   tls?: { serverName: string | null; ca: string | null; verify: boolean } | null;
+  /** Without active checks: this many failed connects within `failTimeout` mark a target down for `failTimeout` (recovery.ts); 0 = off. Default DEFAULTS.maxFails. */
+  maxFails?: number;
+  /** ms. Default DEFAULTS.failTimeout. */
+  failTimeout?: number;
+  /** ms over which a target's weight ramps up after it comes up; 0 = off. Default DEFAULTS.slowStart. */
+  slowStart?: number;
 }
 
 /** TLS options for Bun.connect, built once per backend. */
@@ -79,6 +86,10 @@ export interface TargetState extends Target {
   enabled: boolean;
   maxConnections: number;
   backup: boolean;
+  /** ms since the epoch until which passive ejection (max_fails) keeps it down; 0 or absent = not ejected. */
+  ejectedUntil?: number;
+  /** ms since the epoch at which its slow start ends (`weight` is ramping until then); 0 or absent = none. */
+  slowStartUntil?: number;
   /** Sessions connected to this target since start (failed attempts are in connectFailures). */
   sessions: number;
   connectFailures: number;
@@ -105,6 +116,9 @@ export class Backend {
   private health: HealthChecker | null;
   /** Sessions waiting for a target that is not full, oldest first. */
   private readonly waiting: Waiter[] = [];
+  /** Passive ejection, for backends without active checks; null = off. */
+  private ejector: Ejector | null = null;
+  readonly slowStart: SlowStart;
   /** After a reload, the backend that replaced this one: freed places wake its queue. */
   private successor: Backend | null = null;
 
@@ -141,6 +155,20 @@ export class Backend {
       if (this.health === null) for (const target of this.targets) target.healthy = true; // no checks: healthy until a connect fails
     }
     this.health?.setTargets(this.targets);
+    this.slowStart = new SlowStart(options.slowStart ?? DEFAULTS.slowStart);
+    if (previous !== undefined) this.slowStart.adopt(previous.slowStart, this.targets);
+    const maxFails = options.maxFails ?? DEFAULTS.maxFails;
+    if (this.health === null && maxFails > 0) {
+      this.ejector = new Ejector(this.name, maxFails, options.failTimeout ?? DEFAULTS.failTimeout, log, (target) => {
+        this.slowStart.start(target);
+        this.wake();
+      });
+      if (previous?.ejector) this.ejector.adopt(previous.ejector, this.targets);
+    }
+    if (previous !== undefined) {
+      previous.ejector?.stop();
+      previous.ejector = null;
+    }
     if (this.health !== null) this.health.onChange = (target, up) => this.healthChanged(target as TargetState, up);
     if (previous !== undefined) {
       previous.successor = this;
@@ -195,6 +223,7 @@ export class Backend {
       if (config?.onDown === "close-sessions") this.closeSessions?.(target, `${target.key} marked down`);
       return;
     }
+    this.slowStart.start(target);
     if (config?.onUp === "close-backup-sessions" && !target.backup) {
       for (const backup of this.targets) if (backup.backup && backup.active > 0) this.closeSessions?.(backup, `primary ${target.key} is up`);
     }
@@ -221,6 +250,7 @@ export class Backend {
   /** Sets a target's runtime weight (0..MAX_WEIGHT; 0 = no new sessions); returns the one it had. */
   setWeight(target: TargetState, weight: number): number {
     const was = target.weight;
+    this.slowStart.cancel(target);
     target.weight = weight;
     enable(target);
     this.wake();
@@ -237,6 +267,7 @@ export class Backend {
   connectFailed(target: TargetState): void {
     target.connectFailures++;
     this.health?.reportFailure(target);
+    this.ejector?.failed(target);
   }
 
   /** True when some healthy, enabled target is only full (waiting for a free place can help). */
@@ -258,6 +289,8 @@ export class Backend {
   stop(): void {
     this.health?.stop();
     this.health = null;
+    this.ejector?.stop();
+    this.slowStart.stop();
   }
 }
 

@@ -75,6 +75,8 @@ export function checkReferences(file: unknown, issues: readonly v.BaseIssue<unkn
   for (const [name, backend] of Object.entries(backends ?? {})) {
     if (isRecord(backend) && backend.targets === undefined && backend.sentinel === undefined)
       errors.push({ path: ["backends", name, "targets"], message: 'missing (a list of addresses such as ["127.0.0.1:6379"])' });
+    if (isRecord(backend) && backend.max_fails !== undefined && backend.health !== undefined)
+      errors.push({ path: ["backends", name, "max_fails"], message: "not with health (with active checks a failed connect counts toward fall)" });
     if (isRecord(backend) && backend.targets !== undefined && backend.sentinel !== undefined)
       errors.push({ path: ["backends", name, "targets"], message: "not with sentinel (the sentinels name the target)" });
     if (!isRecord(backend) || !Array.isArray(backend.targets)) continue;

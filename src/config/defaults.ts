@@ -39,6 +39,12 @@ export const DEFAULTS = {
   retries: 2,
   /** A target's share of new sessions relative to the others. */
   weight: 1,
+  /** Passive ejection without active checks (nginx's max_fails): off; nginx's default is 1. */
+  maxFails: 0,
+  /** The window max_fails are counted in, and how long an ejected target stays down: nginx's 10 s. */
+  failTimeout: 10_000,
+  /** How long a target's weight ramps up after it comes up; 0 = off (full weight at once). */
+  slowStart: 0,
   /** A backend's active checks: HAProxy's `inter 2s rise 2 fall 3`, and a 1 s timeout. */
   health: {
     interval: 2000,

@@ -224,6 +224,12 @@ export interface BackendConfig {
   tls: BackendTlsConfig | null;
   /** ms between two lookups of a hostname target (or its TTL when shorter), ≥ 1000. Absent = 30 s; parseConfig always sets it. */
   resolveInterval?: number;
+  /** Without active checks: failed connects within `failTimeout` that mark a target down for `failTimeout`; 0 = off. */
+  maxFails?: number;
+  /** ms; see maxFails. */
+  failTimeout?: number;
+  /** ms over which a target's weight ramps up after it comes up; 0 = off. */
+  slowStart?: number;
   /** The target is the primary Redis Sentinel names (backend/sentinel.ts); `targets` is then empty. Absent or null = the targets as listed. */
   sentinel?: SentinelConfig | null;
 }

@@ -496,7 +496,7 @@ const TCP_LISTENER = {
   connectionRatePerIp: 0,
   tls: null,
 } as const satisfies Partial<ListenerConfig>;
-const PLAIN_BACKEND = { sendProxy: null, tls: null } as const satisfies Partial<BackendConfig>;
+const PLAIN_BACKEND = { sendProxy: null, tls: null, sentinel: null, maxFails: 0, failTimeout: 10_000, slowStart: 0 } as const satisfies Partial<BackendConfig>;
 /** What a [health] table resolves to beyond timing and send/expect when it says nothing more. */
 const HEALTH_DEFAULTS: Partial<HealthConfig> = { steps: [], auth: null, port: null, address: null, init: "up", onDown: "none", onUp: "none", http: null };
 
