@@ -58,7 +58,15 @@ export function renderPlan(config: Config): string {
   const backendLines = (name: string, indent: string) => {
     const backend = config.backends.get(name)!;
     const header = `backend ${backend.name} (${describeBackend(backend)})`;
-    return [header, ...backend.targets.map((target) => `${indent}${describeTarget(target)}`)];
+    const sentinel = backend.sentinel ?? null;
+    const targets =
+      sentinel === null
+        ? backend.targets.map((target) => `${indent}${describeTarget(target)}`)
+        : [
+            `${indent}the primary of ${sentinel.master} as a majority of ${sentinel.sentinels.map(formatAddress).join(", ")} names it ` +
+              `(+switch-master, polled every ${formatDuration(sentinel.pollInterval)}${sentinel.auth === null ? "" : `, password from ${sentinel.auth.password.source}`})`,
+          ];
+    return [header, ...targets];
   };
   for (const listener of config.listeners) {
     if (listener.mode === "tcp") {
@@ -146,6 +154,8 @@ function describeHealth(health: HealthConfig): string {
 function describeBackend(backend: BackendConfig): string {
   const { health, tls } = backend;
   const parts = [`${backend.balance}`, `retries ${backend.retries}`, health === null ? "no health checks" : `health: ${describeHealth(health)}`];
+  if ((backend.maxFails ?? 0) > 0) parts.push(`max_fails ${backend.maxFails} within ${formatDuration(backend.failTimeout ?? DEFAULTS.failTimeout)}`);
+  if ((backend.slowStart ?? 0) > 0) parts.push(`slow_start ${formatDuration(backend.slowStart!)}`);
   if (backend.sendProxy !== null) parts.push(`send_proxy ${backend.sendProxy}`);
   if (tls !== null) {
     const name = tls.serverName ?? "the target's host";

@@ -28,6 +28,7 @@ import { ListenError, type Router, type Stats } from "../proxy/router.ts";
 import { STATUS_PAGE } from "./status-page.ts";
 import { authorize, control, OPEN_READS, type AdminAuth } from "./control.ts";
 import type { AdminState } from "../backend/backend.ts";
+import type { SentinelStatus } from "../backend/sentinel.ts";
 import { chmodSync } from "node:fs";
 
 /** Set by a supervisor relaying a request to a worker's internal socket: who sent it (for the audit line). */
@@ -106,6 +107,8 @@ export interface ListenerStatus {
 export interface BackendStatus {
   name: string;
   targets: TargetStatus[];
+  /** A sentinel backend's source: master name, primary now, switches, open subscriptions (absent for listed targets). */
+  sentinel?: SentinelStatus;
 }
 
 export interface TargetStatus {
@@ -119,6 +122,10 @@ export interface TargetStatus {
   weight: number;
   backup: boolean;
   maxConnections: number;
+  /** Passive ejection (max_fails): ms since the epoch until which it stays down; 0 = not ejected. */
+  ejectedUntil?: number;
+  /** slow_start: ms since the epoch at which its weight ramp ends; 0 = not ramping. */
+  slowStartUntil?: number;
 }
 
 const STARTED_AT = new Date(performance.timeOrigin);
@@ -151,6 +158,7 @@ export function status(router: Router, metrics: Metrics): Status {
       bytesDown: bytes.get(listener.options.name)?.down ?? 0,
     })),
     backends: [...router.backends.values()].map((backend) => ({
+      ...sentinelOf(router, backend.name),
       name: backend.name,
       targets: backend.targets.map((target) => ({
         target: target.key,
@@ -162,10 +170,17 @@ export function status(router: Router, metrics: Metrics): Status {
         weight: target.weight,
         backup: target.backup,
         maxConnections: target.maxConnections,
+        ejectedUntil: target.ejectedUntil ?? 0,
+        slowStartUntil: target.slowStartUntil ?? 0,
       })),
     })),
     process: { rssBytes: process.memoryUsage.rss(), cpuSeconds: (cpu.user + cpu.system) / 1e6 },
   };
+}
+
+function sentinelOf(router: Router, backend: string): { sentinel?: SentinelStatus } {
+  const sentinel = router.sentinels.status().get(backend);
+  return sentinel === undefined ? {} : { sentinel };
 }
 
 const NO_STORE = { "cache-control": "no-store" };

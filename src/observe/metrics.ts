@@ -39,6 +39,7 @@ export const CLOSE_REASONS: readonly string[] = [
   "queue_timeout",
   "denied",
   "target_maint",
+  "target_down",
   "drained",
 ] satisfies CloseReason[];
 
@@ -271,6 +272,19 @@ export class Metrics implements SessionObserver {
     });
     out.family("tcprouter_target_weight", "gauge", "The weight the balancer uses now: the file's, or one set with the admin API (0 = no new sessions).");
     eachTarget(router, (_backend, target, labels) => out.sample("tcprouter_target_weight", labels, target.weight));
+    out.family("tcprouter_target_ejected", "gauge", "1 while passive ejection (max_fails within fail_timeout) keeps the target down.");
+    eachTarget(router, (_backend, target, labels) => out.sample("tcprouter_target_ejected", labels, (target.ejectedUntil ?? 0) > 0 ? 1 : 0));
+    out.family("tcprouter_target_slow_start", "gauge", "1 while the target's weight ramps up after it came up (slow_start).");
+    eachTarget(router, (_backend, target, labels) => out.sample("tcprouter_target_slow_start", labels, (target.slowStartUntil ?? 0) > 0 ? 1 : 0));
+    const sentinels = router.sentinels.status();
+    if (sentinels.size > 0) {
+      out.family("tcprouter_sentinel_switches_total", "counter", "Times a sentinel backend's primary moved (a +switch-master event or a poll), by backend.");
+      for (const [name, s] of sentinels) out.sample("tcprouter_sentinel_switches_total", `backend="${escapeLabel(name)}"`, s.switches);
+      out.family("tcprouter_sentinel_subscriptions", "gauge", "Sentinels whose +switch-master subscription is open now, by backend.");
+      for (const [name, s] of sentinels) out.sample("tcprouter_sentinel_subscriptions", `backend="${escapeLabel(name)}"`, s.subscribed);
+      out.family("tcprouter_sentinel_primary_known", "gauge", "1 when a majority of the sentinels named a primary (the backend has a target), by backend.");
+      for (const [name, s] of sentinels) out.sample("tcprouter_sentinel_primary_known", `backend="${escapeLabel(name)}"`, s.primary === "-" ? 0 : 1);
+    }
 
     const snapshot = router.snapshot();
     out.family("tcprouter_queued_bytes", "gauge", "Bytes queued in pipes now, waiting for a slow reader.");

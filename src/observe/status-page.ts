@@ -154,7 +154,7 @@ function renderBackends(s) {
     table.innerHTML = "<thead><tr><th>target</th><th class=text>health</th><th class=text>state</th><th>open</th><th>sessions</th><th>connect failures</th><th>weight</th><th>max</th><th class=text>backup</th></tr></thead>";
     const body = document.createElement("tbody");
     for (const t of b.targets) {
-      const health = cell(t.healthy ? "up" : "down", "health", "text");
+      const health = cell((t.healthy ? "up" : "down") + (t.ejectedUntil > 0 ? " (max_fails)" : t.slowStartUntil > 0 ? " (slow start)" : ""), "health", "text");
       const mark = document.createElement("span");
       mark.className = "badge " + (t.healthy ? "ok" : "bad");
       mark.textContent = health.textContent;
@@ -162,12 +162,20 @@ function renderBackends(s) {
       health.appendChild(mark);
       body.appendChild(row({ backend: b.name, target: t.target }, [
         cell(t.target, "target"), health, cell(t.state ?? "ready", "state", "text"), cell(count(t.active), "active"), cell(count(t.sessions), "sessions"),
-        cell(count(t.connectFailures), "connectFailures"), cell(String(t.weight), "weight"),
+        cell(count(t.connectFailures), "connectFailures"), cell(String(Math.round(t.weight * 100) / 100), "weight"),
         cell(t.maxConnections > 0 ? count(t.maxConnections) : "-", "maxConnections"), cell(t.backup ? "yes" : "", "backup", "text"),
       ]));
     }
     table.appendChild(body);
-    section.append(h, table);
+    section.append(h);
+    if (b.sentinel) {
+      const p = document.createElement("p");
+      p.dataset.sentinel = b.name;
+      p.textContent = "Sentinel: primary of " + b.sentinel.master + " is " + b.sentinel.primary + ", " + b.sentinel.switches + " switches, " +
+        b.sentinel.subscribed + "/" + b.sentinel.sentinels + " sentinels subscribed";
+      section.append(p);
+    }
+    section.append(table);
     return section;
   });
   $("backends").replaceChildren(...sections);

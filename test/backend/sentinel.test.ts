@@ -4,10 +4,10 @@
  * The real Redis Sentinel tests are in test/proxy/sentinel-failover.test.ts.
  */
 import { afterEach, describe, expect, test } from "bun:test";
-import type { Socket, TCPSocketListener } from "bun";
 import { majority, masterAddress, parseResp, RespError, switchedTo, type Resp } from "../../src/backend/sentinel.ts";
 import { parseConfig, ConfigError } from "../../src/config/load.ts";
 import { echo, listen, type Server, waitFor } from "../helpers/net.ts";
+import { fakeSentinel, publish, type FakeState } from "../helpers/replication.ts";
 import { startRouter } from "../helpers/router.ts";
 
 const tcp = (port: number) => ({ kind: "tcp", host: "127.0.0.1", port }) as const;
@@ -92,53 +92,12 @@ describe("sentinel config", () => {
 
 // ── A router following fake sentinels ───────────────────────────────────────────────────────
 
-interface FakeState {
-  /** The port get-master-addr-by-name answers with; null = "no such master". */
-  master: number | null;
-  subscribers: Socket<unknown>[];
-  asked: number;
-}
-
-const fakes: TCPSocketListener<unknown>[] = [];
+const fakes: { stop(closeActive: boolean): void }[] = [];
 const servers: Server[] = [];
 afterEach(async () => {
   for (const fake of fakes.splice(0)) fake.stop(true);
   for (const server of servers.splice(0)) await server.stop();
 });
-
-const bulk = (text: string) => `$${Buffer.byteLength(text)}\r\n${text}\r\n`;
-
-/** Answers get-master-addr-by-name with `state.master`, and SUBSCRIBE with its ack; one command per read is enough here. */
-function fakeSentinel(state: FakeState): number {
-  const server = Bun.listen<unknown>({
-    hostname: "127.0.0.1",
-    port: 0,
-    socket: {
-      data(socket, chunk) {
-        const text = chunk.toString();
-        if (text.includes("get-master-addr-by-name")) {
-          state.asked++;
-          socket.write(state.master === null ? "*-1\r\n" : `*2\r\n${bulk("127.0.0.1")}${bulk(String(state.master))}`);
-        } else if (text.includes("SUBSCRIBE")) {
-          state.subscribers.push(socket);
-          socket.write(`*3\r\n${bulk("subscribe")}${bulk("+switch-master")}:1\r\n`);
-        }
-      },
-      close(socket) {
-        const at = state.subscribers.indexOf(socket);
-        if (at >= 0) state.subscribers.splice(at, 1);
-      },
-      error() {},
-    },
-  });
-  fakes.push(server);
-  return server.port;
-}
-
-function publish(state: FakeState, from: number, to: number): void {
-  const payload = `mymaster 127.0.0.1 ${from} 127.0.0.1 ${to}`;
-  for (const socket of state.subscribers) socket.write(`*3\r\n${bulk("message")}${bulk("+switch-master")}${bulk(payload)}`);
-}
 
 function sentinelConfig(ports: number[], poll = "1m"): string {
   return `[[listeners]]
@@ -156,7 +115,7 @@ describe("a router following fake sentinels", () => {
     servers.push(a, b);
     const states: FakeState[] = [0, 1, 2].map(() => ({ master: a.port, subscribers: [], asked: 0 }));
     states[2]!.master = b.port; // one sentinel disagrees: the majority wins
-    const ports = states.map(fakeSentinel);
+    const ports = states.map((state) => fakeSentinel(state, fakes));
     await using router = await startRouter(sentinelConfig(ports));
     expect(
       router
@@ -189,7 +148,12 @@ describe("a router following fake sentinels", () => {
     const b = listen(echo);
     servers.push(a, b);
     const states: FakeState[] = [0, 1, 2].map(() => ({ master: a.port, subscribers: [], asked: 0 }));
-    await using router = await startRouter(sentinelConfig(states.map(fakeSentinel), "100ms"));
+    await using router = await startRouter(
+      sentinelConfig(
+        states.map((state) => fakeSentinel(state, fakes)),
+        "100ms",
+      ),
+    );
     expect(
       router
         .backends()
@@ -209,7 +173,12 @@ describe("a router following fake sentinels", () => {
     servers.push(a);
     const states: FakeState[] = [0, 1, 2].map(() => ({ master: null, subscribers: [], asked: 0 }));
     states[0]!.master = a.port;
-    await using router = await startRouter(sentinelConfig(states.map(fakeSentinel), "100ms"));
+    await using router = await startRouter(
+      sentinelConfig(
+        states.map((state) => fakeSentinel(state, fakes)),
+        "100ms",
+      ),
+    );
     expect(router.backends().get("redis")).toEqual([]);
     expect(router.matching("no majority of sentinels names a primary for mymaster")).toHaveLength(1);
     states[1]!.master = a.port;

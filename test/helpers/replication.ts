@@ -4,6 +4,7 @@
  * config files in a temp dir and short `down-after-milliseconds` / `failover-timeout` so a
  * failover takes ~1–3 s. Everything is on loopback, on free ports, and disposable.
  */
+import type { Socket } from "bun";
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -169,4 +170,48 @@ export async function startSentinels(
     await dispose();
     throw error;
   }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Fake sentinels (Bun.listen peers that speak just enough RESP), for tests that need no Redis
+
+export interface FakeState {
+  /** The port get-master-addr-by-name answers with; null = "no such master". */
+  master: number | null;
+  subscribers: Socket<unknown>[];
+  asked: number;
+}
+
+const bulk = (text: string) => `$${Buffer.byteLength(text)}\r\n${text}\r\n`;
+
+/** Answers get-master-addr-by-name with `state.master`, and SUBSCRIBE with its ack; one command per read is enough here. */
+export function fakeSentinel(state: FakeState, opened: { stop(closeActive: boolean): void }[]): number {
+  const server = Bun.listen<unknown>({
+    hostname: "127.0.0.1",
+    port: 0,
+    socket: {
+      data(socket, chunk) {
+        const text = chunk.toString();
+        if (text.includes("get-master-addr-by-name")) {
+          state.asked++;
+          socket.write(state.master === null ? "*-1\r\n" : `*2\r\n${bulk("127.0.0.1")}${bulk(String(state.master))}`);
+        } else if (text.includes("SUBSCRIBE")) {
+          state.subscribers.push(socket);
+          socket.write(`*3\r\n${bulk("subscribe")}${bulk("+switch-master")}:1\r\n`);
+        }
+      },
+      close(socket) {
+        const at = state.subscribers.indexOf(socket);
+        if (at >= 0) state.subscribers.splice(at, 1);
+      },
+      error() {},
+    },
+  });
+  opened.push(server);
+  return server.port;
+}
+
+export function publish(state: FakeState, from: number, to: number): void {
+  const payload = `mymaster 127.0.0.1 ${from} 127.0.0.1 ${to}`;
+  for (const socket of state.subscribers) socket.write(`*3\r\n${bulk("message")}${bulk("+switch-master")}${bulk(payload)}`);
 }
