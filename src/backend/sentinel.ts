@@ -5,8 +5,10 @@
  * - At start (`prefetch`) every sentinel is asked `SENTINEL get-master-addr-by-name`; the
  *   address a majority of the configured sentinels gives is the target. Without a majority
  *   the backend starts with no target (sessions fail with no_target) until one forms.
- * - Each sentinel gets a long-lived connection subscribed to `+switch-master`. The event
- *   (`<name> <old ip> <old port> <new ip> <new port>`) switches the target at once, and the
+ * - Each sentinel gets a long-lived connection subscribed to `+switch-master` and
+ *   `+promoted-slave`. Either event (the promotion comes first, from the leader sentinel, once
+ *   the replica reports role:master; `+switch-master` after the other replicas were
+ *   reconfigured) switches the target at once, and the
  *   sessions on the old primary are closed (reason target_down): a client that keeps its
  *   connection never writes to a demoted node. A lost subscription is made again after
  *   `DEFAULTS.sentinel.reconnectDelay`.
@@ -105,6 +107,17 @@ export function switchedTo(payload: string, name: string): Address | null {
   return masterAddress([parts[3]!, parts[4]!]);
 }
 
+/**
+ * The replica a failover event names for `name` (`+selected-slave`,
+ * `+failover-state-wait-promotion`, `+promoted-slave`: `slave 10.0.0.2:6379 10.0.0.2 6379 @
+ * mymaster 10.0.0.1 6379`); null otherwise.
+ */
+export function promotedTo(payload: string, name: string): Address | null {
+  const parts = payload.split(" ");
+  if (parts.length !== 8 || parts[0] !== "slave" || parts[4] !== "@" || parts[5] !== name) return null;
+  return masterAddress([parts[2]!, parts[3]!]);
+}
+
 /** The address most answers give, when more than half of `asked` sentinels give it; else null. */
 export function majority(answers: readonly (Address | null)[], asked: number): Address | null {
   const counts = new Map<string, { address: Address; n: number }>();
@@ -175,16 +188,50 @@ class Watch {
     try {
       const answers = await askAll(this.config, this.hello);
       const agreed = majority(answers, this.config.sentinels.length);
-      if (agreed !== null && !this.stopped) this.switchTo(agreed, "sentinels polled");
+      if (agreed === null || this.stopped) return;
+      // Right after a switch on a promotion event the majority still names the old primary
+      // until the leader sends +switch-master: that answer does not switch back for a while.
+      const demoted = this.demoted;
+      if (demoted !== null && formatAddress(agreed) === demoted.key && Date.now() < demoted.until) return;
+      this.demoted = null;
+      this.switchTo(agreed, "sentinels polled");
     } finally {
       this.polling = false;
     }
   }
 
+  /** The primary a promotion event moved away from, which polls do not switch back to until `until`. */
+  private demoted: { key: string; until: number } | null = null;
+
+  /** The replica being promoted (its key) while its ROLE is asked; null when none is. */
+  private candidate: string | null = null;
+
+  /** A failover picked `replica`: ask it ROLE until it answers master (then switch), or until DEFAULTS.sentinel.promotionWatch passed. */
+  promoting(replica: Address, why: string): void {
+    const key = formatAddress(replica);
+    if (this.stopped || this.candidate === key || (this.primary !== null && formatAddress(this.primary) === key)) return;
+    this.candidate = key;
+    void this.watchPromotion(replica, key, why);
+  }
+
+  private async watchPromotion(replica: Address, key: string, why: string): Promise<void> {
+    const deadline = Date.now() + DEFAULTS.sentinel.promotionWatch;
+    while (!this.stopped && this.candidate === key && Date.now() < deadline) {
+      if (await askRole(replica, this.config.timeout)) {
+        if (this.candidate === key && !this.stopped) this.switchTo(replica, `${why}; it answers ROLE master`, true);
+        break;
+      }
+      await Bun.sleep(DEFAULTS.sentinel.promotionProbe);
+    }
+    if (this.candidate === key) this.candidate = null;
+  }
+
   /** Makes `address` the backend's only target; closes the sessions on the one it replaces. No-op when it already is. */
-  switchTo(address: Address, why: string): void {
+  switchTo(address: Address, why: string, promotion = false): void {
     const key = formatAddress(address);
     const previous = this.primary === null ? null : formatAddress(this.primary);
+    if (promotion && previous !== null && previous !== key) this.demoted = { key: previous, until: Date.now() + DEFAULTS.sentinel.promotionWatch };
+    if (this.candidate !== null && this.candidate !== key) this.candidate = null;
     if (previous === key) return;
     const old: TargetState | undefined = previous === null ? undefined : this.backend.targets.find((target) => target.key === previous);
     this.primary = address;
@@ -316,7 +363,15 @@ function helloOf(config: SentinelConfig): Uint8Array | null {
 
 // ── Subscriptions ───────────────────────────────────────────────────────────────────────────
 
-const SUBSCRIBE = encodeCommand(["SUBSCRIBE", "+switch-master"]);
+/**
+ * `+switch-master` switches; `+promoted-slave` (the leader saw the replica report role:master,
+ * before it reconfigures the other replicas and sends +switch-master) switches too;
+ * `+selected-slave` and `+failover-state-wait-promotion` start asking that replica ROLE every
+ * DEFAULTS.sentinel.promotionProbe ms, and it is switched to once it answers master: the
+ * leader itself only notices at its next INFO of the replica, up to 1 s later.
+ */
+const CHANNELS = ["+switch-master", "+promoted-slave", "+selected-slave", "+failover-state-wait-promotion"];
+const SUBSCRIBE = encodeCommand(["SUBSCRIBE", ...CHANNELS]);
 
 /** One sentinel's +switch-master subscription: its socket, unparsed bytes and reconnect timer. */
 class Link {
@@ -390,9 +445,17 @@ class Link {
       }
       return;
     }
-    if (value[0] !== "message" || value[1] !== "+switch-master" || typeof value[2] !== "string") return;
-    const to = switchedTo(value[2], this.watch.config.master);
-    if (to !== null) this.watch.switchTo(to, `+switch-master from sentinel ${this.key}`);
+    if (value[0] !== "message" || typeof value[2] !== "string") return;
+    const why = `${value[1]} from sentinel ${this.key}`;
+    if (value[1] === "+switch-master") {
+      const to = switchedTo(value[2], this.watch.config.master);
+      if (to !== null) this.watch.switchTo(to, why);
+      return;
+    }
+    const replica = promotedTo(value[2], this.watch.config.master);
+    if (replica === null) return;
+    if (value[1] === "+promoted-slave") this.watch.switchTo(replica, why, true);
+    else this.watch.promoting(replica, why);
   }
 
   stop(): void {
@@ -469,6 +532,8 @@ class Query {
     readonly request: Uint8Array,
     skip: number,
     readonly resolve: (answer: Address | null) => void,
+    /** The answer a reply gives. */
+    readonly read: (reply: Resp) => Address | null = masterAddress,
   ) {
     this.skip = skip;
   }
@@ -509,6 +574,27 @@ export function askAll(config: SentinelConfig, hello: Uint8Array | null): Promis
   );
 }
 
+const ROLE = encodeCommand(["ROLE"]);
+
+/** Whether the Redis node at `address` answers ROLE with master (false on any error or timeout). Sent without AUTH. */
+export function askRole(address: Address, timeout: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const query = new Query(
+      ROLE,
+      0,
+      (answer) => resolve(answer !== null),
+      (reply) => (Array.isArray(reply) && reply[0] === "master" ? address : null),
+    );
+    query.timer = setTimeout(queryTimedOut, timeout, query);
+    query.timer.unref();
+    try {
+      dial(address, queryHandlers, query).then(undefined, () => query.finish(null));
+    } catch {
+      query.finish(null);
+    }
+  });
+}
+
 const queryHandlers: SocketHandler<Query, "buffer"> = {
   binaryType: "buffer",
   open(socket) {
@@ -530,7 +616,7 @@ const queryHandlers: SocketHandler<Query, "buffer"> = {
           query.skip--;
           continue;
         }
-        return query.finish(masterAddress(reply.value));
+        return query.finish(query.read(reply.value));
       }
       query.buffer = query.buffer.subarray(at);
     } catch {

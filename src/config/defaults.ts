@@ -83,6 +83,10 @@ export const DEFAULTS = {
     timeout: 1_000,
     /** A lost +switch-master subscription is made again after this long. */
     reconnectDelay: 1_000,
+    /** During a failover, the replica being promoted is asked ROLE this often until it answers master... */
+    promotionProbe: 20,
+    /** ...for at most this long (then +promoted-slave, +switch-master and polls still switch). */
+    promotionWatch: 5_000,
   },
   /** DNS discovery of hostname targets. */
   discovery: {

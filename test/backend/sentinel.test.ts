@@ -4,7 +4,7 @@
  * The real Redis Sentinel tests are in test/proxy/sentinel-failover.test.ts.
  */
 import { afterEach, describe, expect, test } from "bun:test";
-import { majority, masterAddress, parseResp, RespError, switchedTo, type Resp } from "../../src/backend/sentinel.ts";
+import { majority, masterAddress, parseResp, promotedTo, RespError, switchedTo, type Resp } from "../../src/backend/sentinel.ts";
 import { parseConfig, ConfigError } from "../../src/config/load.ts";
 import { echo, listen, type Server, waitFor } from "../helpers/net.ts";
 import { fakeSentinel, publish, type FakeState } from "../helpers/replication.ts";
@@ -47,6 +47,12 @@ describe("answers", () => {
     expect(switchedTo("mymaster 127.0.0.1 6379 127.0.0.1 6380", "mymaster")).toEqual(tcp(6380));
     expect(switchedTo("other 127.0.0.1 6379 127.0.0.1 6380", "mymaster")).toBeNull();
     expect(switchedTo("mymaster 127.0.0.1 6379", "mymaster")).toBeNull();
+  });
+
+  test("promotedTo takes the promoted replica of our master only", () => {
+    expect(promotedTo("slave 127.0.0.1:6380 127.0.0.1 6380 @ mymaster 127.0.0.1 6379", "mymaster")).toEqual(tcp(6380));
+    expect(promotedTo("slave 127.0.0.1:6380 127.0.0.1 6380 @ other 127.0.0.1 6379", "mymaster")).toBeNull();
+    expect(promotedTo("master mymaster 127.0.0.1 6379", "mymaster")).toBeNull();
   });
 
   test("majority needs more than half of the sentinels asked, not of those that answered", () => {
@@ -141,6 +147,21 @@ describe("a router following fake sentinels", () => {
       sentinels: 3,
     });
     kept.terminate();
+  });
+
+  test("+promoted-slave switches as +switch-master does, before it", async () => {
+    const a = listen(echo);
+    const b = listen(echo);
+    servers.push(a, b);
+    const states: FakeState[] = [0, 1, 2].map(() => ({ master: a.port, subscribers: [], asked: 0 }));
+    await using router = await startRouter(sentinelConfig(states.map((state) => fakeSentinel(state, fakes))));
+    await waitFor(() => states.every((s) => s.subscribers.length === 1), 3000, "subscriptions");
+    const payload = `slave 127.0.0.1:${b.port} 127.0.0.1 ${b.port} @ mymaster 127.0.0.1 ${a.port}`;
+    states[2]!.subscribers[0]!.write(`*3\r\n$7\r\nmessage\r\n$15\r\n+promoted-slave\r\n$${payload.length}\r\n${payload}\r\n`);
+    await waitFor(() => router.backends().get("redis")![0]?.key === `127.0.0.1:${b.port}`, 1000, "the switch on the promotion");
+    publish(states[0]!, a.port, b.port); // the +switch-master that follows changes nothing
+    await Bun.sleep(50);
+    expect(router.router.sentinels.status().get("redis")!.switches).toBe(1);
   });
 
   test("polls as the fallback: a majority answer that changed switches without an event", async () => {
