@@ -25,7 +25,7 @@ import type { Socket, SocketHandler } from "bun";
 import { DEFAULTS } from "../config/defaults.ts";
 import type { Config, SentinelConfig } from "../config/types.ts";
 import { formatAddress, type Address } from "../util/address.ts";
-import { event, type Logger } from "../util/log.ts";
+import { DEBUG, event, type Logger } from "../util/log.ts";
 import type { Backend, TargetState } from "./backend.ts";
 import { encodeCommand } from "./health.ts";
 
@@ -187,6 +187,9 @@ class Watch {
     this.polling = true;
     try {
       const answers = await askAll(this.config, this.hello);
+      const silent = this.config.sentinels.filter((_, i) => answers[i] === null).map(formatAddress);
+      if (silent.length > 0 && this.log.level >= DEBUG)
+        this.log.debug(`backend ${this.backend.name}: no answer from sentinel ${silent.join(", ")} for ${this.config.master}`);
       const agreed = majority(answers, this.config.sentinels.length);
       if (agreed === null || this.stopped) return;
       // Right after a switch on a promotion event the majority still names the old primary
