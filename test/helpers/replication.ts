@@ -24,7 +24,9 @@ export interface Node extends AsyncDisposable {
 
 /** A redis-server on `port` with `args` (persistence off), answering PING before this resolves. */
 export async function startNode(port: number, args: string[] = [], password?: string): Promise<Node> {
-  const cmd = ["redis-server", "--port", String(port), "--bind", HOST, "--save", "", "--appendonly", "no", ...args];
+  // A full sync writes an RDB file (on the primary and the replica): in a temp dir, not the repo.
+  const dir = mkdtempSync(join(tmpdir(), "tcprouter-redis-"));
+  const cmd = ["redis-server", "--port", String(port), "--bind", HOST, "--save", "", "--appendonly", "no", "--dir", dir, ...args];
   const node = { port, child: null as unknown as Child } as Node;
   const start = async () => {
     node.child = spawn(cmd);
@@ -44,11 +46,14 @@ export async function startNode(port: number, args: string[] = [], password?: st
     await within(proc.exited, 5000, `redis-server ${port} to die`);
   };
   node.restart = start;
-  node[Symbol.asyncDispose] = node.kill;
+  node[Symbol.asyncDispose] = async () => {
+    await node.kill();
+    rmSync(dir, { recursive: true, force: true });
+  };
   try {
     await start();
   } catch (error) {
-    await node.kill();
+    await node[Symbol.asyncDispose]();
     throw error;
   }
   return node;
@@ -64,7 +69,7 @@ export interface Replication extends AsyncDisposable {
 export async function startReplication(replicas: number, options: { password?: string } = {}): Promise<Replication> {
   const auth = options.password === undefined ? [] : ["--requirepass", options.password, "--masterauth", options.password];
   const nodes: Node[] = [];
-  const dispose = async () => void (await Promise.all(nodes.map((node) => node.kill())));
+  const dispose = async () => void (await Promise.all(nodes.map((node) => node[Symbol.asyncDispose]())));
   try {
     const primary = await startNode(freePort(), auth, options.password);
     nodes.push(primary);
