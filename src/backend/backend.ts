@@ -145,7 +145,8 @@ export class Backend {
     this.balancer = previous !== undefined && previous.balance === this.balance ? previous.balancer : createBalancer(this.balance);
     this.targets = targetStates(options.targets, previous?.targets ?? []);
     this.healthConfig = options.health ?? null;
-    if (previous !== undefined && previous.health !== null && sameHealth(previous.healthConfig, this.healthConfig)) {
+    const sameTls = JSON.stringify(previous?.tls ?? null) === JSON.stringify(this.tls); // checks of a TLS backend use its TLS
+    if (previous !== undefined && previous.health !== null && sameTls && sameHealth(previous.healthConfig, this.healthConfig)) {
       this.health = previous.health;
       previous.health = null;
     } else {

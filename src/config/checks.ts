@@ -75,6 +75,11 @@ export function checkReferences(file: unknown, issues: readonly v.BaseIssue<unkn
   for (const [name, backend] of Object.entries(backends ?? {})) {
     if (isRecord(backend) && backend.targets === undefined && backend.sentinel === undefined)
       errors.push({ path: ["backends", name, "targets"], message: 'missing (a list of addresses such as ["127.0.0.1:6379"])' });
+    if (isRecord(backend) && isRecord(backend.health) && backend.health.tls === true && backend.tls === undefined)
+      errors.push({
+        path: ["backends", name, "health", "tls"],
+        message: "only for a backend with tls (its checks then use TLS by default; tls = false checks in plain TCP)",
+      });
     if (isRecord(backend) && backend.max_fails !== undefined && backend.health !== undefined)
       errors.push({ path: ["backends", name, "max_fails"], message: "not with health (with active checks a failed connect counts toward fall)" });
     if (isRecord(backend) && backend.targets !== undefined && backend.sentinel !== undefined)

@@ -66,6 +66,11 @@ describe("health config errors name their path", () => {
     ["port with address", 'port = 8008\naddress = "127.0.0.1:8008"\n', ["backends.redis.health.port: not with address (address gives the port too)"]],
     ["a bad init", 'init = "unknown"\n', ['backends.redis.health.init: unknown value "unknown" (use "up" or "down")']],
     ["a bad on_down", 'on_down = "shutdown-sessions"\n', ['backends.redis.health.on_down: unknown value "shutdown-sessions" (use "none" or "close-sessions")']],
+    [
+      "tls checks on a plain backend",
+      "tls = true\n",
+      ["backends.redis.health.tls: only for a backend with tls (its checks then use TLS by default; tls = false checks in plain TCP)"],
+    ],
     ["http keys on a tcp check", 'path = "/primary"\n', ['backends.redis.health.path: only with type = "http"']],
     [
       "tcp keys and bad values on an http check",
