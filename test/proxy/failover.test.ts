@@ -103,5 +103,18 @@ describe.skipIf(!hasRedis)("health checks that follow the primary (real replicat
     expect([...replies]).toEqual(["OK"]);
     await using client = await authed(router.port);
     expect(await client.serverPort()).toBe(first.port);
+    expect(router.lines.join("\n")).not.toContain(PASSWORD);
   }, 30_000);
+
+  test("a wrong password fails the check with the reply, never the password, in the log", async () => {
+    process.env.TCPROUTER_FAILOVER_PW = "not-the-password-42";
+    try {
+      await using router = await startRouter(config(replication.nodes));
+      await waitFor(() => router.matching('failed: unexpected reply (expected prefix "+OK")').length > 0, 3000, "a failed AUTH step");
+      expect(router.target(replication.nodes[0]!.port).healthy).toBe(false);
+      expect(router.lines.join("\n")).not.toContain("not-the-password-42");
+    } finally {
+      process.env.TCPROUTER_FAILOVER_PW = PASSWORD;
+    }
+  });
 });
