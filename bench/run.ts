@@ -1,7 +1,7 @@
 /**
  * tcprouter bench, the one entry point: picks the suite, which parses its own flags and runs.
  *
- *   bun run bench/run.ts [--suite redis|backends|tls|observability|balancer] [--smoke] [--rounds N] [--markdown] [--json] …
+ *   bun run bench/run.ts [--suite redis|backends|tls|observability|balancer|failover] [--smoke] [--rounds N] [--markdown] [--json] …
  *   npm run bench -- --suite tls --smoke
  *
  * Everything a suite starts is stopped on exit, on error and on Ctrl-C (runner/procs.ts).
@@ -22,6 +22,10 @@ const SUITES: Record<string, { about: string; load: () => Promise<SuiteModule> }
   tls: { about: "new TLS sessions/s through SNI passthrough, and TLS bulk: tcprouter, HAProxy, bun-floor", load: () => import("./suites/tls.ts") },
   observability: { about: "tcprouter with metrics and the access log off and on", load: () => import("./suites/observability.ts") },
   balancer: { about: "picks/s of each balancer, in-process, no sockets", load: () => import("./suites/balancer.ts") },
+  failover: {
+    about: "Redis primary failover under Sentinel: tcprouter (role checks, Sentinel source) vs HAProxy tcp-check",
+    load: () => import("./suites/failover.ts"),
+  },
 };
 /** `--suite main`: the redis suite's name before there were suites/. */
 const ALIASES: Record<string, string> = { main: "redis" };
@@ -48,7 +52,7 @@ function pickSuite(argv: string[]): { name: string; args: string[]; named: boole
     }
     if (arg === "--suite" || arg.startsWith("--suite=")) {
       const value = arg === "--suite" ? argv[++i] : arg.slice("--suite=".length);
-      if (value === undefined || value === "" || value.startsWith("-")) fail("--suite: expected a name (redis, backends, tls, observability, balancer)");
+      if (value === undefined || value === "" || value.startsWith("-")) fail(`--suite: expected a name (${Object.keys(SUITES).join(", ")})`);
       if (name !== undefined && name !== value) fail(`--suite: given twice (${name}, ${value})`);
       name = value;
       continue;

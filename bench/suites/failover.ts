@@ -4,10 +4,12 @@
  * Sentinel setup (1 primary, 2 replicas, 3 sentinels):
  *
  * - `tcprouter-checks`: role checks on every node (`INFO replication` → `role:master`),
- *   inter 200 ms, fall 2, rise 1, init = "down", on_down = "close-sessions";
+ *   init = "down", on_down = "close-sessions";
  * - `tcprouter-sentinel`: the Sentinel target source (+switch-master, polled every 1 s);
- * - `haproxy`: the canonical `tcp-check` (PING, `info replication` → `role:master`) with the
- *   same inter/fall/rise and `on-marked-down shutdown-sessions`.
+ * - `haproxy`: the canonical `tcp-check` (PING, `info replication` → `role:master`) with
+ *   `on-marked-down shutdown-sessions`.
+ * Both check with the same inter/fall/rise: by default HAProxy's canonical Redis example
+ * (`check inter 1s`) and its default rise 2, fall 3; `--inter 200 --fall 2 --rise 1` for fast checks.
  *
  *   bun run bench/run.ts --suite failover [--rounds N] [--faults failover,kill] [--smoke] [--json]
  *   bun run bench/suites/failover.ts …   (the same, before run.ts lists the suite)
@@ -16,7 +18,7 @@
  * primary, runs two client kinds through each (a fresh connection per write, and one kept
  * connection that reconnects when closed; a write every 10 ms), makes the fault (SENTINEL
  * FAILOVER, or SIGKILL of the primary), and watches until every loop wrote steadily to the new
- * primary (or 15 s). Per contender and client kind: the outage (ms from the fault to the first
+ * primary (or 30 s). Per contender and client kind: the outage (ms from the fault to the first
  * write of the final all-OK run on the new primary) and stray writes (answered OK by another
  * node after the bench saw +switch-master). Medians over rounds.
  * Targets: checks ≤ HAProxy's outage; Sentinel source ≤ 0.5 × HAProxy's and 0 stray writes.
@@ -48,14 +50,16 @@ const CONTENDERS = ["tcprouter-checks", "tcprouter-sentinel", "haproxy"] as cons
 type Contender = (typeof CONTENDERS)[number];
 const FAULTS = ["failover", "kill"] as const satisfies readonly Fault[];
 const KINDS: ClientKind[] = ["fresh", "kept"];
-const INTER = 200;
-const FALL = 2;
-const WATCH_MS = 15_000;
+/** Health check timing of both role-checking contenders (ms, counts); set from the flags. */
+const CHECKS = { inter: 1000, fall: 3, rise: 2 };
+const WATCH_MS = 30_000;
 
 export const HELP = `bun run bench/run.ts --suite failover [flags]
   Redis primary failover under Sentinel through tcprouter (role checks; Sentinel source) and HAProxy (tcp-check)
   --rounds N            rounds per fault (default 3; smoke 1)
   --faults F[,F]        ${FAULTS.join(",")} (default: both; smoke: failover)
+  --inter MS            check interval of role checks and HAProxy (default 1000: HAProxy's canonical inter 1s)
+  --fall N, --rise N    checks to mark down / up (default 3 / 2: HAProxy's defaults)
   --tcprouter-cmd CMD   command instead of "bun run src/cli.ts", e.g. dist/tcprouter
 ${COMMON_HELP}`;
 
@@ -66,10 +70,10 @@ backend = "redis"
 [backends.redis]
 targets = [${cluster.nodes.map((n) => `"${HOST}:${n.port}"`).join(", ")}]
 [backends.redis.health]
-interval = "${INTER}ms"
-timeout = "${INTER}ms"
-rise = 1
-fall = ${FALL}
+interval = "${CHECKS.inter}ms"
+timeout = "${Math.min(CHECKS.inter, 1000)}ms"
+rise = ${CHECKS.rise}
+fall = ${CHECKS.fall}
 init = "down"
 on_down = "close-sessions"
 steps = [{ send = "INFO replication\\r\\n" }, { expect_contains = "role:master" }]
@@ -101,7 +105,7 @@ backend redis
   tcp-check expect string role:master
   tcp-check send QUIT\\r\\n
   tcp-check expect string +OK
-${cluster.nodes.map((n, i) => `  server r${i} ${HOST}:${n.port} check inter ${INTER}ms fall ${FALL} rise 1 on-marked-down shutdown-sessions`).join("\n")}
+${cluster.nodes.map((n, i) => `  server r${i} ${HOST}:${n.port} check inter ${CHECKS.inter}ms fall ${CHECKS.fall} rise ${CHECKS.rise} on-marked-down shutdown-sessions`).join("\n")}
 `;
 }
 
@@ -172,7 +176,15 @@ async function oneRound(faultKind: Fault, round: number, contenders: Contender[]
 }
 
 export async function main(args: string[]): Promise<void> {
-  const values = parseBenchFlags("failover", args, { faults: { type: "string" }, "tcprouter-cmd": { type: "string" } }, HELP);
+  const values = parseBenchFlags(
+    "failover",
+    args,
+    { faults: { type: "string" }, inter: { type: "string" }, fall: { type: "string" }, rise: { type: "string" }, "tcprouter-cmd": { type: "string" } },
+    HELP,
+  );
+  CHECKS.inter = positiveInt("inter", values.inter, CHECKS.inter, CHECKS.inter, values.smoke);
+  CHECKS.fall = positiveInt("fall", values.fall, CHECKS.fall, CHECKS.fall, values.smoke);
+  CHECKS.rise = positiveInt("rise", values.rise, CHECKS.rise, CHECKS.rise, values.smoke);
   const rounds = positiveInt("rounds", values.rounds, 3, 1, values.smoke);
   const faults = values.faults === undefined && values.smoke ? (["failover"] as Fault[]) : listOf("faults", values.faults, FAULTS);
   const cmd = values["tcprouter-cmd"] ?? DEFAULT_TCPROUTER_CMD;
@@ -188,17 +200,17 @@ export async function main(args: string[]): Promise<void> {
       {
         name: "tcprouter-checks",
         version: await tcprouterVersion(),
-        command: `${cmd} --config (role checks, inter ${INTER}ms fall ${FALL}, on_down close-sessions)`,
+        command: `${cmd} --config (role checks, inter ${CHECKS.inter}ms fall ${CHECKS.fall} rise ${CHECKS.rise}, on_down close-sessions)`,
       },
       { name: "tcprouter-sentinel", command: `${cmd} --config (sentinel source)` },
       {
         name: "haproxy",
         version: await haproxyVersion(haproxy),
-        command: `haproxy (tcp-check role:master, inter ${INTER}ms fall ${FALL}, shutdown-sessions)`,
+        command: `haproxy (tcp-check role:master, inter ${CHECKS.inter}ms fall ${CHECKS.fall} rise ${CHECKS.rise}, shutdown-sessions)`,
         skip: haproxy ? undefined : "haproxy not installed",
       },
     ],
-    { rounds, faults, inter: INTER, fall: FALL, pace_ms: 10 },
+    { rounds, faults, ...CHECKS, pace_ms: 10 },
     { "redis-server": ["redis-server", "--version"], "redis-sentinel": ["redis-sentinel", "--version"] },
   );
   say(`bench: failover, ${rounds} round(s) of ${faults.join(",")}, contenders ${contenders.join(",")}`);
