@@ -115,23 +115,9 @@ test("on SIGTERM closes a session still open at the drain timeout, then exits 0"
   await waitFor(() => client.hungUp, 5000, "the client to be closed");
 }, 20_000);
 
-test("writes one JSON object per line with --log-format json", async () => {
-  await using cli = spawnCli([...LISTEN, "--to", NO_TARGET, "--log-format", "json"]);
-  await cli.stderrMatch(/listening on/);
-  cli.proc.kill("SIGTERM");
-  expect(await cli.exited()).toBe(0);
-  const lines = cli.stderrText
-    .trimEnd()
-    .split("\n")
-    .map((line) => JSON.parse(line) as Record<string, unknown>);
-  expect(lines.length).toBeGreaterThanOrEqual(2);
-  expect(lines[0]).toMatchObject({ level: "info", message: expect.stringMatching(/^listening on 127\.0\.0\.1:\d+ → 127\.0\.0\.1:1$/) });
-  for (const line of lines) expect(typeof line.time).toBe("string");
-}, 20_000);
-
 // JSON logs used to carry only a message string: a log pipeline had to parse the text to
 // learn which listener or signal a line was about.
-test("JSON log lines carry the event's fields beside the message", async () => {
+test("writes one JSON object per line with --log-format json, with the event's fields beside the message", async () => {
   await using cli = spawnCli([...LISTEN, "--to", NO_TARGET, "--log-format", "json"]);
   await cli.stderrMatch(/listening on/);
   cli.proc.kill("SIGTERM");
@@ -140,6 +126,7 @@ test("JSON log lines carry the event's fields beside the message", async () => {
     .trimEnd()
     .split("\n")
     .map((line) => JSON.parse(line) as Record<string, unknown>);
+  for (const line of lines) expect(typeof line.time).toBe("string");
   const address = String(lines[0]!.address);
   expect(address).toMatch(/^127\.0\.0\.1:\d+$/);
   expect(lines[0]).toEqual({
