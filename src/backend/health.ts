@@ -23,6 +23,7 @@
 import type { Socket, SocketHandler } from "bun";
 import { formatAddress, type Address } from "../util/address.ts";
 import type { HealthConfig, HealthStep } from "../config/types.ts";
+import { authCommand } from "../protocol/resp.ts";
 import { DEBUG, event, type Logger } from "../util/log.ts";
 import { httpProbe } from "./http-check.ts";
 
@@ -46,21 +47,13 @@ export function checkSteps(config: HealthConfig): HealthStep[] {
   const steps: HealthStep[] = [];
   const auth = config.auth ?? null;
   if (auth !== null) {
-    const args = auth.username === null ? ["AUTH", auth.password.reveal()] : ["AUTH", auth.username, auth.password.reveal()];
-    steps.push({ send: encodeCommand(args), text: auth.username === null ? "AUTH [secret]" : `AUTH ${auth.username} [secret]` });
+    steps.push({ send: authCommand(auth.username, auth.password.reveal()), text: auth.username === null ? "AUTH [secret]" : `AUTH ${auth.username} [secret]` });
     steps.push({ expect: "prefix", bytes: new TextEncoder().encode("+OK"), text: "+OK" });
   }
   if (config.send !== null && config.send.length > 0) steps.push({ send: config.send, text: new TextDecoder().decode(config.send) });
   if (config.expect !== null && config.expect.length > 0) steps.push({ expect: "prefix", bytes: config.expect, text: new TextDecoder().decode(config.expect) });
   steps.push(...(config.steps ?? []));
   return steps;
-}
-
-/** A command as a RESP array of bulk strings. */
-export function encodeCommand(args: readonly string[]): Uint8Array {
-  let text = `*${args.length}\r\n`;
-  for (const arg of args) text += `$${Buffer.byteLength(arg)}\r\n${arg}\r\n`;
-  return new TextEncoder().encode(text);
 }
 
 /**

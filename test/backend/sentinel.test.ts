@@ -4,7 +4,8 @@
  * The real Redis Sentinel tests are in test/proxy/sentinel-failover.test.ts.
  */
 import { afterEach, describe, expect, test } from "bun:test";
-import { majority, masterAddress, parseResp, promotedTo, RespError, switchedTo, type Resp } from "../../src/backend/sentinel.ts";
+import { majority, masterAddress, promotedTo, switchedTo } from "../../src/backend/sentinel.ts";
+import { parseResp, RespError, type Resp } from "../../src/protocol/resp.ts";
 import { parseConfig, ConfigError } from "../../src/config/load.ts";
 import { echo, listen, type Server, waitFor } from "../helpers/net.ts";
 import { fakeSentinel, publish, type FakeState } from "../helpers/replication.ts";

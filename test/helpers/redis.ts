@@ -1,6 +1,7 @@
 /**
- * Redis for the backend tests (the router under test is in router.ts): redis-servers on free ports (`startRedisOn`, from net.ts, restarts a killed target where
- * it was), and a small RESP client over node:net, which can bind a source address (127.0.0.2, …) for source-hash.
+ * Redis for the backend tests (the router under test is in router.ts): redis-servers on free
+ * ports (`startRedisOn`, from net.ts, restarts a killed target where it was), and a small RESP
+ * client over node:net, which can bind a source address (127.0.0.2, …) for source-hash.
  *
  * Everything that opens something is disposable, as in `net.ts`.
  */

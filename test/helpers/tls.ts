@@ -1,6 +1,7 @@
 /**
- * Helpers for the TLS-routing tests (the router under test is in router.ts): TLS servers with the fixture certificates (test/fixtures/tls/certs)
- * that greet with their name, the server name and the ALPN protocol they saw, then echo;
+ * Helpers for the TLS-routing tests (the router under test is in router.ts): TLS servers with
+ * the fixture certificates (test/fixtures/tls/certs) that greet with their name, the server
+ * name and the ALPN protocol they saw, then echo;
  * TLS clients (node:tls, Bun.connect, `openssl s_client`); a server that reads a PROXY header
  * and says what it read; plain clients from any loopback address (127.0.0.2, ::1); HAProxy
  * as a child process.
