@@ -12,7 +12,7 @@ import { formatAddress } from "../util/address.ts";
 import { DEFAULTS } from "../config/defaults.ts";
 import { ConfigError, configWarnings, loadConfig, type BackendConfig, type Config, type ListenerConfig, type TargetConfig } from "../config/load.ts";
 import { formatDuration } from "../util/duration.ts";
-import { checkSteps, describeStep } from "../backend/health.ts";
+import { checkSteps, describeStep } from "../backend/check-steps.ts";
 import type { HealthConfig } from "../config/types.ts";
 import { UsageError } from "./args.ts";
 

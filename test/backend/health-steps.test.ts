@@ -1,6 +1,7 @@
 /** Pure tests of health check steps: what a step table parses to, and how an expect step matches a reply. */
 import { describe, expect, test } from "bun:test";
-import { checkAddress, checkSteps, describeStep, matchStep, type HealthConfig, type HealthStep } from "../../src/backend/health.ts";
+import { checkSteps, describeStep, matchStep } from "../../src/backend/check-steps.ts";
+import { checkAddress, type HealthConfig, type HealthStep } from "../../src/backend/health.ts";
 import { encodeCommand } from "../../src/protocol/resp.ts";
 import { parseHex, parseStep } from "../../src/config/health-schema.ts";
 import { Secret } from "../../src/util/secret.ts";
