@@ -22,7 +22,8 @@
 import pkg from "../../package.json" with { type: "json" };
 import { formatAddress, parseAddress, type Address } from "../util/address.ts";
 import { defaultLogger, type Logger } from "../util/log.ts";
-import { CONTENT_TYPE, Metrics } from "./metrics.ts";
+import { Metrics } from "./metrics.ts";
+import { CONTENT_TYPE } from "./prometheus.ts";
 import { listenErrorText } from "../proxy/listener.ts";
 import { ListenError, type Router, type Stats } from "../proxy/router.ts";
 import { STATUS_PAGE } from "./status-page.ts";

@@ -2,7 +2,8 @@
 import { describe, expect, test } from "bun:test";
 import { startAdmin } from "../../src/observe/admin.ts";
 import { parseConfig } from "../../src/config/load.ts";
-import { CLOSE_REASONS, escapeLabel, Histogram } from "../../src/observe/metrics.ts";
+import { CLOSE_REASONS } from "../../src/observe/metrics.ts";
+import { escapeLabel, Histogram } from "../../src/observe/prometheus.ts";
 import { forward, forwardConfig } from "../../src/proxy/forward.ts";
 import { createRouter } from "../../src/proxy/router.ts";
 import { captureLogger, dial, echo, freePort, HOST, listen, patternBytes, unacceptingListener, waitFor, type Peer } from "../helpers/net.ts";
