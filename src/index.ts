@@ -1,7 +1,7 @@
 /** The library API. */
 export { createRouter, OptionsError, ListenError } from "./proxy/router.ts";
 export { DEFAULTS } from "./config/defaults.ts";
-export type { RouterHandle, RouterOptions, BoundListener, Stats, StopSummary, ReloadSummary } from "./proxy/router.ts";
+export type { RouterHandle, RouterOptions, BoundListener, Stats, StopSummary, ReloadSummary } from "./proxy/handle.ts";
 export { forward, forwardConfig } from "./proxy/forward.ts";
 export type { ForwardOptions, ForwardHandle } from "./proxy/forward.ts";
 export { loadConfig, parseConfig, ConfigError } from "./config/load.ts";
@@ -13,7 +13,7 @@ export { parseDuration, DurationError } from "./util/duration.ts";
 export { createLogger } from "./util/log.ts";
 export type { Logger, LogLevel, LogFormat } from "./util/log.ts";
 export type { CloseReason } from "./proxy/session.ts";
-export type { SessionObserver } from "./proxy/router.ts";
+export type { SessionObserver } from "./proxy/handle.ts";
 export { startAdmin, status } from "./observe/admin.ts";
 export type { AdminAuth, BackendView, TargetView, StateResult, WeightResult } from "./observe/control.ts";
 export type { AdminState } from "./backend/backend.ts";

@@ -7,7 +7,8 @@ import { loadAdminAuth, OPEN_READS, type AdminAuth } from "../observe/control.ts
 import { ConfigError, configWarnings, loadConfig, type Config } from "../config/load.ts";
 import { createLogger, event, type LogFormat, type LogLevel, type Logger } from "../util/log.ts";
 import { forwardConfig } from "../proxy/forward.ts";
-import { createRouter, OptionsError, type RouterHandle } from "../proxy/router.ts";
+import { createRouter, OptionsError } from "../proxy/router.ts";
+import type { RouterHandle } from "../proxy/handle.ts";
 import { workerAdminAddress } from "../workers/admin.ts";
 import { isWorker, parseWorkers, reportReady, supervise } from "../workers/supervisor.ts";
 import { flagDuration, forwardArgs, logArgs, observeArgs, parseCount, processArgs, UsageError } from "./args.ts";

@@ -21,7 +21,7 @@ import { closeSync, openSync, writeSync } from "node:fs";
 import { formatHostPort } from "../util/address.ts";
 import type { Listener } from "../proxy/listener.ts";
 import { defaultLogger, type Logger } from "../util/log.ts";
-import type { SessionObserver } from "../proxy/router.ts";
+import type { SessionObserver } from "../proxy/handle.ts";
 import type { Session } from "../proxy/session.ts";
 
 export type AccessLogFormat = "text" | "json";

@@ -13,7 +13,8 @@
  */
 import pkg from "../../package.json" with { type: "json" };
 import { ADMIN_STATES, type Backend, type TargetState } from "../backend/backend.ts";
-import type { Router, SessionObserver } from "../proxy/router.ts";
+import type { Router } from "../proxy/router.ts";
+import type { SessionObserver } from "../proxy/handle.ts";
 import type { CloseReason, Session } from "../proxy/session.ts";
 import { escapeLabel, Histogram, Output, writeProcessMetrics } from "./prometheus.ts";
 

@@ -7,7 +7,8 @@ import type { Config, ListenerConfig } from "../config/types.ts";
 import { parseDuration } from "../util/duration.ts";
 import type { Logger } from "../util/log.ts";
 import { DEFAULTS } from "../config/defaults.ts";
-import { createRouter, OptionsError, type RouterHandle } from "./router.ts";
+import { createRouter, OptionsError } from "./router.ts";
+import type { RouterHandle } from "./handle.ts";
 
 export interface ForwardOptions {
   /** Address to listen on: `host:port`, `[v6]:port`, `name:port` or `unix:/path`. Port 0 picks a free port. Default `127.0.0.1:11000`. */

@@ -18,7 +18,8 @@ import { Preface } from "./preface.ts";
 import { Attempt, errorText, proxyFirstHandlers, upstreamHandlers, upstreamTls } from "./upstream.ts";
 import { encodeProxyV1, encodeProxyV2 } from "../protocol/proxy-protocol.ts";
 import type { ClientSocket, Listener } from "./listener.ts";
-import type { Router, SessionObserver } from "./router.ts";
+import type { Router } from "./router.ts";
+import type { SessionObserver } from "./handle.ts";
 
 export type CloseReason =
   | "client_fin" // the client ended first, cleanly

@@ -33,7 +33,7 @@ import { authorize, OPEN_READS, type AdminAuth } from "../observe/control.ts";
 import { controlRelay } from "./control.ts";
 import type { Logger } from "../util/log.ts";
 import { CONTENT_TYPE } from "../observe/prometheus.ts";
-import type { Stats } from "../proxy/router.ts";
+import type { Stats } from "../proxy/handle.ts";
 import type { SentinelStatus } from "../backend/sentinel.ts";
 import { STATUS_PAGE } from "../observe/status-page.ts";
 
