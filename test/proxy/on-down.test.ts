@@ -48,7 +48,9 @@ on_up = "close-backup-sessions"
   await primary.stop();
   await waitFor(() => !p.healthy, 2000, "the primary to be marked down");
   const onBackup = await hold(router.port);
-  await waitFor(() => backup.peers.length === 1, 2000, "the session on the backup");
+  // Not backup.peers: the backup's health probes are peers of its echo server too.
+  const onBackupTarget = router.target(backup.port, "b");
+  await waitFor(() => onBackupTarget.active === 1, 2000, "the session on the backup");
   primary = listen(echo, { port: primaryPort });
   servers.push(primary);
   await waitFor(() => onBackup.closed, 2000, "the backup session to be closed");
