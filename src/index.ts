@@ -12,7 +12,7 @@ export type { Address } from "./util/address.ts";
 export { parseDuration, DurationError } from "./util/duration.ts";
 export { createLogger } from "./util/log.ts";
 export type { Logger, LogLevel, LogFormat } from "./util/log.ts";
-export type { CloseReason } from "./proxy/session.ts";
+export type { CloseReason } from "./proxy/handle.ts";
 export type { SessionObserver } from "./proxy/handle.ts";
 export { startAdmin, status } from "./observe/admin.ts";
 export type { AdminAuth, BackendView, TargetView, StateResult, WeightResult } from "./observe/control.ts";

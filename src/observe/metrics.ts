@@ -14,8 +14,8 @@
 import pkg from "../../package.json" with { type: "json" };
 import { ADMIN_STATES, type Backend, type TargetState } from "../backend/backend.ts";
 import type { Router } from "../proxy/router.ts";
-import type { SessionObserver } from "../proxy/handle.ts";
-import type { CloseReason, Session } from "../proxy/session.ts";
+import type { CloseReason, SessionObserver } from "../proxy/handle.ts";
+import type { Session } from "../proxy/session.ts";
 import { escapeLabel, Histogram, Output, writeProcessMetrics } from "./prometheus.ts";
 
 /** Upper bounds (seconds) of the connect-duration buckets: loopback to a slow remote dial. */

@@ -19,27 +19,7 @@ import { Attempt, errorText, proxyFirstHandlers, upstreamHandlers, upstreamTls }
 import { encodeProxyV1, encodeProxyV2 } from "../protocol/proxy-protocol.ts";
 import type { ClientSocket, Listener } from "./listener.ts";
 import type { Router } from "./router.ts";
-import type { SessionObserver } from "./handle.ts";
-
-export type CloseReason =
-  | "client_fin" // the client ended first, cleanly
-  | "upstream_fin" // the upstream ended first, cleanly
-  | "client_reset"
-  | "upstream_reset"
-  | "write_error"
-  | "idle_timeout"
-  | "connect_failed"
-  | "connect_timeout"
-  | "no_target" // no healthy target (or every one tried)
-  | "queue_timeout" // every target full for the backend's queue timeout
-  | "denied" // turned away by allow/deny, per-IP limits or an untrusted PROXY source
-  | "proxy_error" // a missing or malformed PROXY header
-  | "tls_error" // not a TLS ClientHello (SNI mode)
-  | "no_route" // SNI mode: no route for the server name and no default
-  | "hello_timeout" // no complete PROXY header or ClientHello within hello_timeout
-  | "target_maint" // its target was set to maint with close (admin API, `tcprouter ctl maint --close`)
-  | "target_down" // its target was marked down (health check on_down = "close-sessions"), lost the primary role (Sentinel), or is a backup while a primary came back (on_up)
-  | "drained"; // still open when the drain deadline passed
+import type { CloseReason, SessionObserver } from "./handle.ts";
 
 export class Session {
   readonly up: Pipe;
