@@ -34,9 +34,9 @@ export interface Target {
   /**
    * False while the target takes no new sessions by an operator's choice: admin state drain or
    * maint, or a runtime weight of 0 (kept by the backend's TargetState, see Backend.setState).
-   * Health is separate. Absent = true (targets made outside a backend: tests, benchmarks).
+   * Health is separate.
    */
-  enabled?: boolean;
+  enabled: boolean;
   /** Sessions open to this target now, maintained by the session code. */
   active: number;
 }
@@ -71,7 +71,7 @@ export function createBalancer(balance: Balance, options: BalancerOptions = {}):
 
 /** Healthy, enabled (admin state ready, weight > 0) and not full. */
 export function isAvailable(target: Target): boolean {
-  return target.healthy && target.enabled !== false && (target.maxConnections === 0 || target.active < target.maxConnections);
+  return target.healthy && target.enabled && (target.maxConnections === 0 || target.active < target.maxConnections);
 }
 
 /** Available, in the group being scanned (primaries or backups), and not tried yet. */

@@ -50,8 +50,8 @@ const PLAIN_LISTENER: Pick<
   trusted: [],
   allow: [],
   deny: [],
-  maxConnectionsPerIp: 0,
-  connectionRatePerIp: 0,
+  maxConnectionsPerIp: DEFAULTS.maxConnectionsPerIp,
+  connectionRatePerIp: DEFAULTS.connectionRatePerIp,
   tls: null,
 };
 
