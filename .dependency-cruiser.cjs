@@ -14,6 +14,15 @@ const forbidden = LAYERS.map((layer, index) => ({
 }));
 
 
+// The accept path imports one way: router → listener → session → connector, preface, pipe.
+forbidden.push({
+  name: "no-circular-in-proxy",
+  comment: "src/proxy/ has no import circle (see docs/architecture.md, the stages)",
+  severity: "error",
+  from: { path: "^src/proxy/" },
+  to: { path: "^src/proxy/", circular: true },
+});
+
 forbidden.push({
   name: "not-to-unresolvable",
   severity: "error",

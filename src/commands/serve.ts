@@ -77,12 +77,11 @@ export default defineCommand({
     // Opened before listening: a path that cannot be opened stops the start.
     const accessLog =
       observe.accessLog === null ? null : new AccessLog({ to: observe.accessLog, format: flags["log-format"] === "json" ? "json" : "text", logger: log });
-    const handle = await createRouter(config, { logger: log, reusePort: workers > 1 });
-    if (accessLog !== null) handle.router.observers.push(accessLog);
+    const handle = await createRouter(config, { logger: log, reusePort: workers > 1, observers: accessLog === null ? [] : [accessLog] });
     let admin: AdminServer | null = null;
     if (observe.admin !== null) {
       try {
-        admin = startAdmin({ listen: observe.admin, router: handle.router, logger: log, auth, trustClientHeader: isWorker() });
+        admin = startAdmin({ listen: observe.admin, router: handle.view, logger: log, auth, trustClientHeader: isWorker() });
       } catch (error) {
         await handle.stop({ drainTimeout: 0 });
         accessLog?.close();

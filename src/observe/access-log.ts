@@ -19,10 +19,8 @@
  */
 import { closeSync, openSync, writeSync } from "node:fs";
 import { formatHostPort } from "../util/address.ts";
-import type { Listener } from "../proxy/listener.ts";
+import type { ListenerView, SessionObserver, SessionView } from "../proxy/handle.ts";
 import { defaultLogger, type Logger } from "../util/log.ts";
-import type { SessionObserver } from "../proxy/handle.ts";
-import type { Session } from "../proxy/session.ts";
 
 export type AccessLogFormat = "text" | "json";
 
@@ -74,7 +72,7 @@ export class AccessLog implements SessionObserver {
   }
 
   /** Observer hook: the session ended. */
-  closed(session: Session): void {
+  closed(session: SessionView): void {
     const now = Date.now();
     const reason = session.reason ?? "client_fin";
     this.add(
@@ -98,14 +96,14 @@ export class AccessLog implements SessionObserver {
    * and why as its detail: the same name as `Stats.refused`, the listener's `refused` count,
    * `tcprouter_connections_refused_total` and the status page's "refused".
    */
-  refused(listener: Listener, clientHost: string, clientPort: number, why: string): void {
+  refused(listener: ListenerView, clientHost: string, clientPort: number, why: string): void {
     const client = clientHost === "" ? "unix" : formatHostPort(clientHost, clientPort);
     this.add(Date.now(), listener, client, "", listener.backend?.name ?? "-", "-", 0, 0, 0, "refused", why);
   }
 
   private add(
     now: number,
-    listener: Listener,
+    listener: ListenerView,
     client: string,
     sni: string,
     backend: string,
@@ -123,7 +121,7 @@ export class AccessLog implements SessionObserver {
       this.time = new Date(now).toISOString();
     }
     const time = this.time;
-    const name = listener.options.name;
+    const name = listener.name;
     let line: string;
     if (this.format === "json") {
       line = JSON.stringify({

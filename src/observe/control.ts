@@ -22,7 +22,7 @@ import { readToken } from "../config/checks.ts";
 import { ADMIN_STATES, MAX_WEIGHT, type AdminState, type Backend, type TargetState } from "../backend/backend.ts";
 import { formatDuration, parseDuration } from "../util/duration.ts";
 import { event, type Logger } from "../util/log.ts";
-import type { Router } from "../proxy/router.ts";
+import type { RouterView } from "../proxy/handle.ts";
 
 /** Who may do what on the admin listener. */
 export interface AdminAuth {
@@ -153,7 +153,7 @@ export interface WeightResult {
 }
 
 export interface ControlContext {
-  router: Router;
+  router: RouterView;
   auth: AdminAuth;
   /** The `admin`-tagged logger of the audit lines. */
   log: Logger;
@@ -216,7 +216,7 @@ async function route(request: Request, context: ControlContext): Promise<Respons
   return await setState(backend, found, body, context, request.signal);
 }
 
-function findBackend(router: Router, name: string): Backend | Response {
+function findBackend(router: RouterView, name: string): Backend | Response {
   const backend = router.backends.get(name);
   if (backend !== undefined) return backend;
   return failure(404, `unknown backend "${name}" (backends: ${[...router.backends.keys()].join(", ") || "none"})`);
@@ -319,10 +319,8 @@ async function drained(targets: TargetState[], deadline: number, signal: AbortSi
 }
 
 /** Closes the sessions counted on `target` (reason target_maint); returns how many. */
-function closeSessions(router: Router, target: TargetState): number {
-  const on = [...router.sessions].filter((session) => session.target === target);
-  for (const session of on) session.close("target_maint", `${target.key} set to maint`);
-  return on.length;
+function closeSessions(router: RouterView, target: TargetState): number {
+  return router.closeSessions(target, "target_maint", `${target.key} set to maint`);
 }
 
 function setWeight(backend: Backend, found: TargetState[], body: Record<string, unknown>, context: ControlContext): Response {

@@ -239,103 +239,10 @@ export function tlsAlert(description: number): Uint8Array {
 
 // ── Routes by server name ──────────────────────────────────────────────────────────────────
 
-/**
- * What the matcher reads of a route; the session's route type adds its backend.
- *
- * - `serverNames`: exact names (`db.example.com`) and wildcards (`*.example.com`), compared
- *   case-insensitively with a trailing dot ignored. A wildcard stands for exactly one label,
- *   as in TLS certificates: `*.example.com` matches `a.example.com`, not `example.com` and
- *   not `a.b.example.com`.
- * - `alpn`: protocols (`["h2"]`, exact bytes); the route matches a client that offers any of
- *   them. With `serverNames` as well, both must match.
- * - `default`: the route for sessions no other route matched, including clients that sent no
- *   server name. At most one, with no `serverNames` or `alpn`.
- *
- * Precedence: an exact name beats a wildcard, a wildcard beats an ALPN-only route, and that
- * beats the default; among routes of one kind the first listed wins (so, for one name, list a
- * route with `alpn` before the route without). A client without SNI reaches ALPN-only routes
- * and the default.
- */
-export interface ServerNameRoute {
-  serverNames?: readonly string[];
-  alpn?: readonly string[];
-  default?: boolean;
-}
-
 export class ServerNameError extends Error {}
 
-/**
- * Routes indexed for one lookup per session: a map probe for the exact name, one for the
- * wildcard of its parent, then the ALPN routes in order. Build it once per listener.
- * Throws ServerNameError for a bad pattern or route.
- */
-export class ServerNameRoutes<R extends ServerNameRoute> {
-  #exact = new Map<string, R[]>();
-  /** By the part after "*.": `example.com` for `*.example.com`. */
-  #wildcard = new Map<string, R[]>();
-  #alpnOnly: R[] = [];
-  #default: R | null = null;
-
-  constructor(routes: readonly R[]) {
-    routes.forEach((route, index) => {
-      const names = route.serverNames ?? [];
-      const where = `route ${index + 1}`;
-      if (route.alpn !== undefined && route.alpn.length === 0) throw new ServerNameError(`${where}: alpn is empty`);
-      if (route.default) {
-        if (names.length > 0 || route.alpn !== undefined) throw new ServerNameError(`${where}: a default route cannot also match serverNames or alpn`);
-        if (this.#default !== null) throw new ServerNameError(`${where}: more than one default route`);
-        this.#default = route;
-      } else if (names.length > 0) {
-        for (const name of names) {
-          const pattern = parseServerNamePattern(name);
-          const [map, key] = pattern.startsWith("*.") ? [this.#wildcard, pattern.slice(2)] : [this.#exact, pattern];
-          const list = map.get(key);
-          if (list === undefined) map.set(key, [route]);
-          else if (!list.includes(route)) list.push(route);
-        }
-      } else if (route.alpn !== undefined) {
-        this.#alpnOnly.push(route);
-      } else {
-        throw new ServerNameError(`${where}: matches nothing (give serverNames, alpn or default)`);
-      }
-    });
-  }
-
-  /** The route for a ClientHello's server name (null = none sent) and ALPN list, or null. */
-  match(serverName: string | null, alpn: readonly string[]): R | null {
-    if (serverName !== null) {
-      const name = normalize(serverName);
-      const exact = firstOffering(this.#exact.get(name), alpn);
-      if (exact !== null) return exact;
-      const dot = name.indexOf(".");
-      if (dot > 0) {
-        const wildcard = firstOffering(this.#wildcard.get(name.slice(dot + 1)), alpn);
-        if (wildcard !== null) return wildcard;
-      }
-    }
-    return firstOffering(this.#alpnOnly, alpn) ?? this.#default;
-  }
-}
-
-/** One-off lookup; for a lookup per session, build a `ServerNameRoutes` once and pass it. */
-export function matchServerName<R extends ServerNameRoute>(
-  routes: ServerNameRoutes<R> | readonly R[],
-  serverName: string | null,
-  alpn: readonly string[],
-): R | null {
-  return (routes instanceof ServerNameRoutes ? routes : new ServerNameRoutes(routes)).match(serverName, alpn);
-}
-
-/** The first route whose `alpn` (if any) shares a protocol with the client's list. */
-function firstOffering<R extends ServerNameRoute>(routes: readonly R[] | undefined, offered: readonly string[]): R | null {
-  if (routes === undefined) return null;
-  for (const route of routes) {
-    if (route.alpn === undefined || route.alpn.some((protocol) => offered.includes(protocol))) return route;
-  }
-  return null;
-}
-
-function normalize(name: string): string {
+/** A server name as routes compare it: lower case, no trailing dot. */
+export function normalizeServerName(name: string): string {
   const lower = name.toLowerCase();
   return lower.endsWith(".") ? lower.slice(0, -1) : lower;
 }
@@ -347,7 +254,7 @@ const LABEL = /^[a-z0-9_](?:[a-z0-9_-]{0,61}[a-z0-9_])?$/;
  * trailing dot). Throws ServerNameError quoting the input.
  */
 export function parseServerNamePattern(input: string): string {
-  const name = normalize(input.trim());
+  const name = normalizeServerName(input.trim());
   const labels = name.split(".");
   const fail = (why: string) => new ServerNameError(`"${input}": ${why}`);
   if (name === "*") throw fail('a lone "*" matches every name: use a default route');

@@ -1,21 +1,104 @@
 /**
  * The shapes of a running router as its users see them: the options of `createRouter`, the
- * handle it returns with what `stats()`, `stop()` and `reload()` answer, and the observer
- * interface that metrics and the access log implement. router.ts implements them.
+ * handle it returns with what `stats()`, `stop()` and `reload()` answer, the read-only view that
+ * metrics, the admin endpoints and the supervisor read, and the observer interface that metrics
+ * and the access log implement. router.ts implements them; no class of the proxy is exposed.
  */
-import type { TargetState } from "../backend/backend.ts";
+import type { Backend, TargetState } from "../backend/backend.ts";
+import type { SentinelStatus } from "../backend/sentinel.ts";
 import type { Config } from "../config/types.ts";
+import type { Address } from "../util/address.ts";
 import type { Logger } from "../util/log.ts";
-import type { Listener } from "./listener.ts";
-import type { Router } from "./router.ts";
-import type { Session } from "./session.ts";
+import type { Limits } from "./pipe.ts";
+
+export type { Limits };
 
 export interface RouterOptions {
+  /** Bytes queued in one direction before its reading side is paused. Default 1 MiB. */
   highWaterMark?: number;
+  /** A paused reading side resumes when the queue is at or below this. Default 256 KiB. */
   lowWaterMark?: number;
   logger?: Logger;
   /** Bind with SO_REUSEPORT so that several processes share each address (workers). Default false. */
   reusePort?: boolean;
+  /** Watch every session from the start (metrics, an access log); more can be added with `view.observe`. */
+  observers?: SessionObserver[];
+}
+
+/**
+ * A session's life: `handshake` (a TLS listener's client handshake) → `preface` (PROXY header,
+ * ClientHello) → `queued` (every target full) → `connecting` → `open` → `closing` (one
+ * direction has ended) → `closed`. A session may close from any state.
+ */
+export type SessionState = "handshake" | "preface" | "queued" | "connecting" | "open" | "closing" | "closed";
+
+/** One direction of a session, as observers see it. */
+export interface PipeView {
+  /** Bytes read from the sending side. */
+  readonly bytes: number;
+  /** Bytes waiting for a slow reader now. */
+  readonly queued: number;
+}
+
+/** A listener as observers and the admin endpoints see it. */
+export interface ListenerView {
+  readonly name: string;
+  /** Where its sessions go: a plain listener's backend, an SNI listener's default route; null: none. */
+  readonly backend: Backend | null;
+  /** The bound address, with the real port where port 0 was asked for. */
+  readonly address: Address;
+  /** Sessions open now; accepted since start; closed at accept; turned away before dialling. */
+  readonly active: number;
+  readonly accepted: number;
+  readonly refused: number;
+  readonly denied: number;
+}
+
+/** A session as observers see it. */
+export interface SessionView {
+  readonly state: SessionState;
+  readonly listener: ListenerView;
+  /** The backend it was routed to (the listener's default until routed; "-" when none). */
+  readonly backend: { readonly name: string };
+  /** The target it is counted on now; null before a pick and after close. */
+  readonly target: TargetState | null;
+  /** The last target picked ("-" before any), kept after close. */
+  readonly targetKey: string;
+  /** The TLS server name the client asked for, or "". */
+  readonly sni: string;
+  /** client → upstream, and upstream → client. */
+  readonly up: PipeView;
+  readonly down: PipeView;
+  /** Why it ended (set once closing). */
+  readonly reason: CloseReason | null;
+  readonly detail: string;
+  /** Date.now() at accept. */
+  readonly openedAt: number;
+  /** The client's address and port (the PROXY header's where there is one); "" and 0 for a unix-socket client. */
+  readonly clientHost: string;
+  readonly clientPort: number;
+  /** `host:port`, `[v6]:port` or `unix`. */
+  clientAddress(): string;
+}
+
+/** The router as metrics, the admin endpoints, the control API and the supervisor see it. */
+export interface RouterView {
+  readonly listeners: readonly ListenerView[];
+  readonly backends: ReadonlyMap<string, Backend>;
+  readonly sessions: ReadonlySet<SessionView>;
+  /** Stopping: listeners closed, sessions draining. */
+  readonly draining: boolean;
+  /** Reloads applied since start. */
+  readonly reloads: number;
+  /** The Redis Sentinel target source: each sentinel backend's status. */
+  readonly sentinels: { status(): ReadonlyMap<string, SentinelStatus> };
+  stats(): Stats;
+  /** The observers now (metrics, an access log). */
+  readonly observers: readonly SessionObserver[];
+  /** Adds an observer; returns the function that removes it. */
+  observe(observer: SessionObserver): () => void;
+  /** Closes the sessions counted on `target` with `reason`, logs one line; returns how many. */
+  closeSessions(target: TargetState, reason: "target_down" | "target_maint", why: string): number;
 }
 
 export interface Stats {
@@ -39,6 +122,8 @@ export interface Stats {
   queuedBytes: number;
   /** Bytes that could not be delivered because their destination was gone. */
   droppedBytes: number;
+  /** Sessions closed because their target went down (health check on_down, a Sentinel switch, on_up for backups). */
+  targetDown: number;
 }
 
 export interface StopSummary {
@@ -72,8 +157,8 @@ export interface ReloadSummary {
 export interface RouterHandle {
   /** The bound listeners now (a reload changes them). */
   readonly listeners: BoundListener[];
-  /** The live router: sessions, listeners, backends, observers (for metrics and admin endpoints). */
-  readonly router: Router;
+  /** The running router, read-only (metrics, admin endpoints); `observe` adds an observer. */
+  readonly view: RouterView;
   stats(): Stats;
   /** Target states by backend name (health, open sessions, counters). */
   backends(): Map<string, readonly TargetState[]>;
@@ -99,18 +184,13 @@ export interface SessionObserver {
   /** Reads the client's address when a session closes: sessions then read it at accept, while Bun still knows it. */
   readonly readsClientAddress?: boolean;
   /** The upstream connection opened, `connectMs` after the target was picked. */
-  connected?(session: Session, connectMs: number): void;
+  connected?(session: SessionView, connectMs: number): void;
   /** The session ended; `session.reason` says why. */
-  closed?(session: Session): void;
+  closed?(session: SessionView): void;
   /** A connect attempt to `target` failed; the session may retry another target next. */
-  connectFailed?(session: Session, target: TargetState, reason: "connect_failed" | "connect_timeout"): void;
+  connectFailed?(session: SessionView, target: TargetState, reason: "connect_failed" | "connect_timeout"): void;
   /** A connection was closed at accept, before it became a session (max_connections, the open file limit, draining). */
-  refused?(listener: Listener, clientHost: string, clientPort: number, why: string): void;
-}
-
-export interface Limits {
-  highWaterMark: number;
-  lowWaterMark: number;
+  refused?(listener: ListenerView, clientHost: string, clientPort: number, why: string): void;
 }
 
 /** Why a session ended: the access log's `reason` and the `reason` label of tcprouter_sessions_closed_total. */

@@ -1,58 +1,31 @@
 /**
- * A listener is one bound address. It accepts client connections, applies its connection limit
- * and starts a session for each, dialled to its target.
+ * A listener is one bound address: the accept stage. It binds, accepts client connections,
+ * refuses those over its connection limit (or the open file limit, or while draining) and
+ * starts a session for each other one; the session then runs the stages that follow
+ * (admission, the preface steps, the route, the connector).
  *
  * `Bun.listen` hands every new socket the listener as `socket.data`; `open` replaces it with
  * the socket's own session (or `undefined` for a connection it refuses).
  */
-import type { Socket, TCPSocketListener, UnixSocketListener } from "bun";
+import type { TCPSocketListener, UnixSocketListener } from "bun";
+import type { Backend } from "../backend/backend.ts";
 import { formatAddress, type Address } from "../util/address.ts";
 import { install, loadCertificates, type LoadedCertificates } from "./certificates.ts";
-import type { ListenerTlsConfig } from "../config/types.ts";
-import type { Backend } from "../backend/backend.ts";
-import type { CidrSet } from "../util/cidr.ts";
-import type { ServerNameRoute, ServerNameRoutes } from "../protocol/sni.ts";
 import { event, heldBack, LogLimiter } from "../util/log.ts";
-import { DEFAULTS } from "../config/defaults.ts";
-import type { Router } from "./router.ts";
+import { listenErrorText } from "../util/errors.ts";
+import { Admission } from "./admission.ts";
+import type { ClientSocket, ListenerContext, ListenerOptions, RouterContext } from "./context.ts";
+import type { ListenerView } from "./handle.ts";
+import { ClientHelloStep } from "./preface/client-hello.ts";
+import type { PrefaceStep } from "./preface/preface.ts";
+import { ProxyHeaderStep } from "./preface/proxy-header.ts";
 import { Session } from "./session.ts";
 
 export class ListenError extends Error {}
 
-export interface ListenerOptions {
-  /** Unique in a router; used in logs and metrics. */
-  name: string;
-  address: Address;
-  /** Where sessions go; in SNI mode, the default route (null: no default). */
-  backend: Backend | null;
-  /** Sessions open at once through this listener; 0 = no limit. */
-  maxConnections: number;
-  /** ms for one upstream connect attempt; 0 = no limit. */
-  connectTimeout: number;
-  /** ms without bytes either way after which a session is closed; 0 = off. */
-  idleTimeout: number;
-  /** SNI mode: routes by the TLS ClientHello's server name and ALPN; null = plain TCP. */
-  routes?: ServerNameRoutes<SniRoute> | null;
-  /** ms a client may take to send its PROXY header and ClientHello. Default 10 s. */
-  helloTimeout?: number;
-  /** Expect a PROXY protocol header (v1 or v2) from these sources; null = none. */
-  acceptProxy?: CidrSet | null;
-  /** Client addresses let in (null = all) and turned away (checked first). */
-  allow?: CidrSet | null;
-  deny?: CidrSet | null;
-  /** Sessions open at once per client address; 0 = no limit. */
-  maxConnectionsPerIp?: number;
-  /** New sessions per second per client address; 0 = no limit. */
-  connectionRatePerIp?: number;
-  /** Terminate TLS with these certificates, chosen by SNI (certificates.ts); null = plain TCP. */
-  tls?: ListenerTlsConfig | null;
-}
+export type { ListenerOptions };
 
-export interface SniRoute extends ServerNameRoute {
-  backend: Backend;
-}
-
-export class Listener {
+export class Listener implements ListenerContext, ListenerView {
   /** Sessions open through this listener now. */
   active = 0;
   /** Sessions accepted; connections refused at accept. */
@@ -60,15 +33,10 @@ export class Listener {
   refused = 0;
   /** Idle sweeps after which a session is closed (set by the router); 0 = never. */
   idleTicks = 0;
-  /** Where new sessions go (the default route in SNI mode; null: none). */
-  backend: Backend | null;
   /** Turned away by allow/deny, per-IP limits, or a bad preface. */
   denied = 0;
-  /** Sessions open per client address (only with max_connections_per_ip). */
-  private readonly perIp = new Map<string, number>();
-  /** New sessions per client address in the current second (only with connection_rate_per_ip). */
-  private readonly rate = new Map<string, number>();
-  private rateSecond = 0;
+  /** The source checks and their per-address counts (kept across reloads). */
+  readonly admission: Admission;
   readonly denials = new LogLimiter();
   private server: TCPSocketListener<unknown> | UnixSocketListener<unknown> | null = null;
   private readonly refusals = new LogLimiter();
@@ -77,11 +45,41 @@ export class Listener {
   private sniNames: ReadonlySet<string> = new Set();
 
   constructor(
-    readonly router: Router,
-    /** Replaced as a whole by a reload. */
+    readonly router: RouterContext,
+    /** Replaced as a whole by a reload (see `configure`). */
     public options: ListenerOptions,
   ) {
-    this.backend = options.backend;
+    this.admission = new Admission(options);
+  }
+
+  get name(): string {
+    return this.options.name;
+  }
+
+  /** The listener's backend (an SNI listener's default route); null: none. */
+  get backend(): Backend | null {
+    return this.options.route.fallback;
+  }
+
+  /** A reload's options for this listener (the bound address stays). */
+  configure(options: ListenerOptions): void {
+    this.options = { ...options, address: this.options.address };
+    this.admission.rules = options;
+  }
+
+  /** The preface steps for a new session: a PROXY header, then a ClientHello, as configured. */
+  prefaceSteps(): PrefaceStep[] {
+    const { acceptProxy, route } = this.options;
+    if (acceptProxy === null && !route.readsClientHello) return NO_STEPS;
+    const steps: PrefaceStep[] = [];
+    if (acceptProxy !== null) steps.push(new ProxyHeaderStep());
+    if (route.readsClientHello) steps.push(new ClientHelloStep());
+    return steps;
+  }
+
+  countDenied(): void {
+    this.denied++;
+    this.router.counters.denied++;
   }
 
   /** Binds the address. Throws ListenError with a one-line reason. */
@@ -142,120 +140,48 @@ export class Listener {
     const { maxConnections } = this.options;
     const router = this.router;
     const full = maxConnections > 0 && this.active >= maxConnections;
-    const noFds = router.capacity > 0 && router.sessions.size >= router.capacity;
-    if (full || noFds || router.draining) {
-      socket.data = undefined;
-      router.stats.refused++;
-      this.refused++;
-      const why = router.draining
-        ? "draining"
-        : full
-          ? `max_connections ${maxConnections} reached`
-          : `the open file limit allows ${router.capacity} sessions (raise it with ulimit -n)`;
-      for (const observer of router.observers) observer.refused?.(this, socket.remoteAddress ?? "", socket.remotePort ?? 0, why);
-      socket.end();
-      const held = this.refusals.allow();
-      if (held >= 0)
-        router.log.warn(
-          event(`listener ${this.options.name}: ${why}, refusing connections${heldBack(held)}`, {
-            listener: this.options.name,
-            reason: "refused",
-            detail: why,
-            suppressed: held,
-          }),
-        );
-      return;
-    }
+    const noFds = router.capacity > 0 && router.sessionCount >= router.capacity;
+    if (full || noFds || router.draining) return this.refuse(socket, full);
     const session = new Session(this, socket);
     socket.data = session;
     this.active++;
     this.accepted++;
     router.sessionOpened(session);
-    if (!this.options.tls) this.start(session); // a TLS client starts once its handshake succeeds
+    if (session.state !== "handshake") session.start(); // a TLS client starts once its handshake succeeds
   }
 
-  /** Source checks, then the preface (PROXY header, ClientHello) or the dial. */
-  start(session: Session): void {
-    const { acceptProxy, routes } = this.options;
-    if (acceptProxy) {
-      if (!acceptProxy.has(session.clientHost)) return session.prefaceFailed("denied", "PROXY header expected from an untrusted address");
-    } else if (!this.admit(session)) return;
-    if (acceptProxy || routes) session.readPreface(acceptProxy != null, routes != null, this.options.helloTimeout ?? DEFAULTS.helloTimeout);
-    else session.dial();
-  }
-
-  /**
-   * Source checks, once the client address is known (after the PROXY header where there is
-   * one): deny, allow, sessions and new sessions per second per address. Closes the session
-   * and returns false when it is turned away.
-   */
-  admit(session: Session): boolean {
-    const { allow, deny, maxConnectionsPerIp = 0, connectionRatePerIp = 0 } = this.options;
-    // Without source checks the address is not read here (a getpeername(2) spared).
-    if (allow == null && deny == null && maxConnectionsPerIp === 0 && connectionRatePerIp === 0) return true;
-    const ip = session.clientHost;
-    if (deny?.has(ip) || (allow != null && !allow.has(ip))) {
-      session.prefaceFailed("denied", "address not allowed");
-      return false;
-    }
-    if (connectionRatePerIp > 0) {
-      const second = Math.floor(performance.now() / 1000);
-      if (second !== this.rateSecond) {
-        this.rate.clear();
-        this.rateSecond = second;
-      }
-      const count = (this.rate.get(ip) ?? 0) + 1;
-      this.rate.set(ip, count);
-      if (count > connectionRatePerIp) {
-        session.prefaceFailed("denied", `over connection_rate_per_ip ${connectionRatePerIp}/s`);
-        return false;
-      }
-    }
-    if (maxConnectionsPerIp > 0) {
-      const open = this.perIp.get(ip) ?? 0;
-      if (open >= maxConnectionsPerIp) {
-        session.prefaceFailed("denied", `over max_connections_per_ip ${maxConnectionsPerIp}`);
-        return false;
-      }
-      this.perIp.set(ip, open + 1);
-      session.countedIp = true;
-    }
-    return true;
+  /** Closes a connection at accept: it never becomes a session. */
+  private refuse(socket: ClientSocket, full: boolean): void {
+    const router = this.router;
+    socket.data = undefined;
+    router.counters.refused++;
+    this.refused++;
+    const why = router.draining
+      ? "draining"
+      : full
+        ? `max_connections ${this.options.maxConnections} reached`
+        : `the open file limit allows ${router.capacity} sessions (raise it with ulimit -n)`;
+    for (const observer of router.observers) observer.refused?.(this, socket.remoteAddress ?? "", socket.remotePort ?? 0, why);
+    socket.end();
+    const held = this.refusals.allow();
+    if (held >= 0)
+      router.log.warn(
+        event(`listener ${this.options.name}: ${why}, refusing connections${heldBack(held)}`, {
+          listener: this.options.name,
+          reason: "refused",
+          detail: why,
+          suppressed: held,
+        }),
+      );
   }
 
   /** A session of this listener ended. */
-  sessionEnded(session: Session): void {
+  sessionEnded(): void {
     this.active--;
-    if (session.countedIp) {
-      const left = (this.perIp.get(session.clientHost) ?? 1) - 1;
-      if (left > 0) this.perIp.set(session.clientHost, left);
-      else this.perIp.delete(session.clientHost);
-    }
-  }
-
-  /** SNI mode: the backend for a ClientHello's server name and ALPN, or the default (or null). */
-  route(serverName: string | null, alpn: readonly string[]): Backend | null {
-    return this.options.routes?.match(serverName, alpn)?.backend ?? this.backend;
   }
 }
 
-/** One line for a bind error: the errno in words, or the first line of the message. */
-export function listenErrorText(error: unknown): string {
-  const code = (error as { code?: string } | null)?.code;
-  if (code === "EADDRINUSE") return "address already in use";
-  if (code === "EACCES" || code === "EPERM") return "permission denied";
-  if (code === "EADDRNOTAVAIL") return "address not available on this machine";
-  if (code === "ENOENT") return "no such directory";
-  const message = error instanceof Error ? error.message : String(error);
-  return message.split("\n")[0]!;
-}
-
-/**
- * A client socket. Its `socket.data` is the session, or undefined for a connection refused at
- * accept; only on entry to `open` is it still the Listener (Bun.listen's `data`), which
- * `accept` replaces at once.
- */
-export type ClientSocket = Socket<Session | undefined>;
+const NO_STEPS: PrefaceStep[] = [];
 
 /** Handlers of client sockets (Bun.listen). */
 const clientHandlers = {
@@ -264,22 +190,19 @@ const clientHandlers = {
     (socket.data as unknown as Listener).accept(socket);
   },
   data(socket: ClientSocket, chunk: Buffer) {
-    const session = socket.data;
-    if (session === undefined) return;
-    if (session.preface === null) session.up.push(chunk);
-    else session.preface.feed(chunk);
+    (socket.data as Session | undefined)?.received(chunk);
   },
   drain(socket: ClientSocket) {
-    socket.data?.down.flush();
+    (socket.data as Session | undefined)?.down.flush();
   },
   end(socket: ClientSocket) {
-    socket.data?.ended("client");
+    (socket.data as Session | undefined)?.ended("client");
   },
   close(socket: ClientSocket, error?: Error) {
-    socket.data?.socketClosed("client", error);
+    (socket.data as Session | undefined)?.socketClosed("client", error);
   },
   error(socket: ClientSocket, error: Error) {
-    const session = socket.data;
+    const session = socket.data as Session | undefined;
     if (session !== undefined) session.router.log.debug(`client ${session.clientAddress()}: ${error.message}`);
   },
 };
@@ -301,11 +224,9 @@ function sameCertificates(a: LoadedCertificates | null, b: LoadedCertificates): 
 const tlsClientHandlers = {
   ...clientHandlers,
   handshake(socket: ClientSocket, success: boolean, error: Error | null) {
-    const session = socket.data;
+    const session = socket.data as Session | undefined;
     if (session === undefined || session.closed) return;
-    if (success) {
-      session.sni = socket.getServername()?.toLowerCase() ?? ""; // for the logs, as in SNI mode
-      session.listener.start(session);
-    } else session.prefaceFailed("tls_error", `TLS handshake failed: ${error?.message ?? "unknown error"}`);
+    if (success) session.handshakeDone(socket.getServername()?.toLowerCase() || null);
+    else session.fail("tls_error", `TLS handshake failed: ${error?.message ?? "unknown error"}`);
   },
 };

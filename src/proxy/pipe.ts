@@ -12,14 +12,34 @@
  * close(2) sends the FIN after the queued bytes (one system call fewer per session).
  */
 import type { Socket } from "bun";
-import type { Session } from "./session.ts";
 
 /** Queued chunks smaller than this are joined into one write: each write is a syscall. */
 const COALESCE_BYTES = 64 * 1024;
 
 /** A client socket (data: the session) or an upstream one (data: its connect attempt). */
 // biome-ignore lint/suspicious/noExplicitAny: Socket<T> is invariant in T; a pipe never reads socket.data.
-type AnySocket = Socket<any>;
+export type AnySocket = Socket<any>;
+
+/** The queue limits of every pipe of a router. */
+export interface Limits {
+  /** Bytes queued in one pipe at which its reading socket is paused. */
+  highWaterMark: number;
+  /** Bytes queued at or below which a paused reading socket is resumed. */
+  lowWaterMark: number;
+}
+
+/** What a pipe needs of the session it belongs to. */
+export interface PipeOwner {
+  readonly limits: Limits;
+  /** Idle sweeps since bytes last moved: every chunk read zeroes it. */
+  idleTicks: number;
+  /** A write to `socket` failed: the session closes. */
+  writeFailed(socket: AnySocket): void;
+  /** Asked by a pipe about to pass its FIN on: true when the session closes `to` right after (see Session.closesAfter). */
+  closesAfter(pipe: Pipe): boolean;
+  /** The pipe passed its FIN on. */
+  pipeDone(): void;
+}
 
 export class Pipe {
   /** The socket this pipe reads; null until the upstream is connected (for the upstream → client pipe). */
@@ -39,7 +59,7 @@ export class Pipe {
   private paused = false;
 
   constructor(
-    private readonly session: Session,
+    private readonly owner: PipeOwner,
     from: AnySocket | null,
     to: AnySocket | null,
   ) {
@@ -50,18 +70,18 @@ export class Pipe {
   /** Bytes arrived from `from`. */
   push(chunk: Uint8Array): void {
     this.bytes += chunk.length;
-    this.session.idleTicks = 0;
+    this.owner.idleTicks = 0;
     if (this.done) return; // `to` is gone; the session closes once the other pipe finishes
     const to = this.to;
     if (this.queued === 0 && to !== null) {
       const written = to.write(chunk);
       if (written === chunk.length) return;
-      if (written < 0) return this.session.writeFailed(to);
+      if (written < 0) return this.owner.writeFailed(to);
       chunk = chunk.subarray(written);
     }
     this.queue.push(chunk);
     this.queued += chunk.length;
-    if (!this.paused && this.queued >= this.session.limits.highWaterMark && this.from !== null) {
+    if (!this.paused && this.queued >= this.owner.limits.highWaterMark && this.from !== null) {
       this.paused = true;
       this.from.pause();
     }
@@ -89,7 +109,7 @@ export class Pipe {
         taken = end - this.head;
       }
       const written = to.write(chunk);
-      if (written < 0) return this.session.writeFailed(to);
+      if (written < 0) return this.owner.writeFailed(to);
       this.queued -= written;
       if (written < chunk.length) {
         this.head += taken - 1;
@@ -105,7 +125,7 @@ export class Pipe {
       this.queue = queue.slice(this.head);
       this.head = 0;
     }
-    if (this.paused && this.queued <= this.session.limits.lowWaterMark) {
+    if (this.paused && this.queued <= this.owner.limits.lowWaterMark) {
       this.paused = false;
       this.from?.resume();
     }
@@ -132,7 +152,7 @@ export class Pipe {
   private finish(): void {
     if (this.done) return;
     this.done = true;
-    if (!this.session.closesAfter(this)) this.to!.shutdown();
-    this.session.pipeDone();
+    if (!this.owner.closesAfter(this)) this.to!.shutdown();
+    this.owner.pipeDone();
   }
 }

@@ -5,25 +5,27 @@
  */
 import { formatAddress } from "../util/address.ts";
 import { Backend, type TargetState } from "../backend/backend.ts";
+import { ALERT_UNRECOGNIZED_NAME, tlsAlert } from "../protocol/sni.ts";
 import { CidrSet } from "../util/cidr.ts";
 import { loadCertificates, type LoadedCertificates } from "./certificates.ts";
 import { DEFAULTS } from "../config/defaults.ts";
 import type { Config, ListenerConfig } from "../config/types.ts";
-import { ServerNameRoutes } from "../protocol/sni.ts";
 import { Discovery } from "../backend/discovery.ts";
 import { SentinelWatch } from "../backend/sentinel.ts";
 import { parseDuration } from "../util/duration.ts";
 import { sessionCapacity } from "../util/fd-limit.ts";
-import { Listener, ListenError, type ListenerOptions, type SniRoute } from "./listener.ts";
+import { Listener, ListenError } from "./listener.ts";
+import type { Counters, ListenerOptions, RouterContext } from "./context.ts";
+import { DefaultRoute, ServerNameRoute, ServerNameRoutes } from "./route.ts";
 import { defaultLogger, event, type Logger } from "../util/log.ts";
-import type { Limits, ReloadSummary, RouterHandle, RouterOptions, SessionObserver, Stats, StopSummary } from "./handle.ts";
+import type { CloseReason, Limits, ReloadSummary, RouterHandle, RouterOptions, RouterView, SessionObserver, Stats, StopSummary } from "./handle.ts";
 import type { Session } from "./session.ts";
 
 export class OptionsError extends Error {}
 
-export class Router {
+export class Router implements RouterContext, RouterView {
   readonly sessions = new Set<Session>();
-  readonly stats = {
+  readonly counters: Counters = {
     totalSessions: 0,
     bytesUp: 0,
     bytesDown: 0,
@@ -37,7 +39,7 @@ export class Router {
   };
   listeners: Listener[] = [];
   backends = new Map<string, Backend>();
-  readonly observers: SessionObserver[] = [];
+  observers: SessionObserver[] = [];
   /** Sessions the open file limit leaves room for; 0 = unknown (no cap). */
   readonly capacity = sessionCapacity();
   draining = false;
@@ -81,7 +83,7 @@ export class Router {
     const wanted = new Set(config.listeners.map((listener) => formatAddress(listener.listen)));
     const opened: Listener[] = [];
     const next: Listener[] = [];
-    const placeholder = undefined as unknown as Backend; // set below, before any callback can run
+    const placeholder = new DefaultRoute(null);
     const certificates = keptCertificates(config, current);
     const renewed: string[] = [];
     try {
@@ -91,16 +93,8 @@ export class Router {
           next.push(existing);
           continue;
         }
-        const { name, maxConnections, connectTimeout, idleTimeout } = options;
-        const listener = new Listener(this, {
-          name,
-          address: options.listen,
-          backend: placeholder,
-          maxConnections,
-          connectTimeout,
-          idleTimeout,
-          tls: options.tls,
-        });
+        // The route is a placeholder until the backends below exist; no callback runs before.
+        const listener = new Listener(this, { ...listenerOptions(options, new Map()), route: placeholder });
         listener.open();
         opened.push(listener);
         next.push(listener);
@@ -118,9 +112,7 @@ export class Router {
     }
     for (const [name, backend] of this.backends) if (!backends.has(name)) backend.stop();
     for (const [index, listener] of next.entries()) {
-      const options = listenerOptions(config.listeners[index]!, backends);
-      listener.options = { ...options, address: listener.options.address };
-      listener.backend = options.backend;
+      listener.configure(listenerOptions(config.listeners[index]!, backends));
       const loaded = certificates.get(listener);
       if (loaded !== undefined && listener.useCertificates(loaded)) renewed.push(formatAddress(listener.address));
     }
@@ -155,15 +147,30 @@ export class Router {
     this.sweepTimer.unref();
   }
 
+  get sessionCount(): number {
+    return this.sessions.size;
+  }
+
+  get reloads(): number {
+    return this.counters.reloads;
+  }
+
+  observe(observer: SessionObserver): () => void {
+    if (!this.observers.includes(observer)) this.observers = [...this.observers, observer];
+    return () => {
+      this.observers = this.observers.filter((o) => o !== observer);
+    };
+  }
+
   sessionOpened(session: Session): void {
     this.sessions.add(session);
-    this.stats.totalSessions++;
+    this.counters.totalSessions++;
   }
 
   sessionClosed(session: Session): void {
     this.sessions.delete(session);
-    this.stats.bytesUp += session.up.bytes;
-    this.stats.bytesDown += session.down.bytes;
+    this.counters.bytesUp += session.up.bytes;
+    this.counters.bytesDown += session.down.bytes;
     for (const observer of this.observers) observer.closed?.(session);
     if (this.sessions.size === 0) this.onEmpty?.();
   }
@@ -176,11 +183,22 @@ export class Router {
     const on: Session[] = [];
     for (const session of this.sessions) if (session.target === target) on.push(session);
     for (const session of on) session.close("target_down", why);
-    this.stats.targetDown += on.length;
+    this.counters.targetDown += on.length;
     if (on.length > 0) {
       const message = `backend ${backend.name}: closed ${on.length} ${on.length === 1 ? "session" : "sessions"} on ${target.key}: ${why}`;
       this.log.info(event(message, { backend: backend.name, target: target.key, reason: "target_down", detail: why, sessions: on.length }));
     }
+    return on.length;
+  }
+
+  /** The control API's maint with close (reason target_maint), or a target source's switch (target_down). */
+  closeSessions(target: TargetState, reason: Extract<CloseReason, "target_down" | "target_maint">, why: string): number {
+    if (reason === "target_down") {
+      for (const backend of this.backends.values()) if (backend.targets.includes(target)) return this.closeTargetSessions(backend, target, why);
+      return 0;
+    }
+    const on = [...this.sessions].filter((session) => session.target === target);
+    for (const session of on) session.close(reason, why);
     return on.length;
   }
 
@@ -192,17 +210,29 @@ export class Router {
     }
   }
 
-  snapshot(): Stats {
-    let bytesUp = this.stats.bytesUp;
-    let bytesDown = this.stats.bytesDown;
+  stats(): Stats {
+    let bytesUp = this.counters.bytesUp;
+    let bytesDown = this.counters.bytesDown;
     let queuedBytes = 0;
     for (const session of this.sessions) {
       bytesUp += session.up.bytes;
       bytesDown += session.down.bytes;
       queuedBytes += session.up.queued + session.down.queued;
     }
-    const { totalSessions, connectFailures, noTarget, refused, denied, droppedBytes } = this.stats;
-    return { activeSessions: this.sessions.size, totalSessions, bytesUp, bytesDown, connectFailures, noTarget, refused, denied, queuedBytes, droppedBytes };
+    const { totalSessions, connectFailures, noTarget, refused, denied, droppedBytes, targetDown } = this.counters;
+    return {
+      activeSessions: this.sessions.size,
+      totalSessions,
+      bytesUp,
+      bytesDown,
+      connectFailures,
+      noTarget,
+      refused,
+      denied,
+      queuedBytes,
+      droppedBytes,
+      targetDown,
+    };
   }
 
   async stop(drainTimeout = this.drainTimeout): Promise<StopSummary> {
@@ -260,24 +290,27 @@ function keptCertificates(config: Config, current: Map<string, Listener>): Map<L
 function listenerOptions(config: ListenerConfig, backends: Map<string, Backend>): ListenerOptions {
   const backend = config.backend === null ? null : (backends.get(config.backend) ?? null);
   const sets = (list: string[]) => (list.length > 0 ? new CidrSet(list) : null);
-  const routes =
+  const route =
     config.mode === "sni"
-      ? new ServerNameRoutes<SniRoute>(
-          config.routes.map((route) => ({
-            ...(route.serverNames.length > 0 ? { serverNames: route.serverNames } : {}),
-            ...(route.alpn.length > 0 ? { alpn: route.alpn } : {}),
-            backend: backends.get(route.backend)!,
-          })),
+      ? new ServerNameRoute(
+          new ServerNameRoutes(
+            config.routes.map((route) => ({
+              ...(route.serverNames.length > 0 ? { serverNames: route.serverNames } : {}),
+              ...(route.alpn.length > 0 ? { alpn: route.alpn } : {}),
+              backend: backends.get(route.backend)!,
+            })),
+          ),
+          backend,
+          UNRECOGNIZED_NAME,
         )
-      : null;
+      : new DefaultRoute(backend);
   return {
     name: config.name,
     address: config.listen,
-    backend,
+    route,
     maxConnections: config.maxConnections,
     connectTimeout: config.connectTimeout,
     idleTimeout: config.idleTimeout,
-    routes,
     helloTimeout: config.helloTimeout,
     acceptProxy: config.acceptProxy ? new CidrSet(config.trusted) : null,
     allow: sets(config.allow),
@@ -287,6 +320,9 @@ function listenerOptions(config: ListenerConfig, backends: Map<string, Backend>)
     tls: config.tls,
   };
 }
+
+/** The alert an SNI listener sends a client whose server name has no route. */
+const UNRECOGNIZED_NAME = tlsAlert(ALERT_UNRECOGNIZED_NAME);
 
 function sweepIdle(router: Router): void {
   router.sweep();
@@ -302,9 +338,10 @@ export async function createRouter(config: Config, options: RouterOptions = {}):
   const log = options.logger ?? defaultLogger;
   const router = new Router(config.defaults.drainTimeout, limits, log);
   router.reusePort = options.reusePort ?? false;
+  router.observers = [...(options.observers ?? [])];
   await router.start(config);
   return {
-    router,
+    view: router,
     get listeners() {
       return router.listeners.map((listener) => {
         const bound = listener.address;
@@ -314,10 +351,10 @@ export async function createRouter(config: Config, options: RouterOptions = {}):
     resolve: async (next) => void (await Promise.all([router.discovery.prefetch(next), router.sentinels.prefetch(next)])),
     reload: (next) => {
       const summary = router.reload(next);
-      router.stats.reloads++;
+      router.counters.reloads++;
       return summary;
     },
-    stats: () => router.snapshot(),
+    stats: () => router.stats(),
     backends: () => new Map([...router.backends].map(([name, backend]) => [name, backend.targets])),
     stop: (stopOptions) => router.stop(stopOptions?.drainTimeout === undefined ? undefined : parseDuration(stopOptions.drainTimeout)),
   };

@@ -1,73 +1,65 @@
 /**
  * A session is one accepted client connection plus the upstream connection dialled for it.
  *
- * The session owns both sockets: it is the only code that closes them, and it closes both.
- * Bytes move through two pipes (`up`: client → upstream, `down`: upstream → client). The
- * session ends when both pipes are done (each FIN passed on, or its peer gone), or at once on
- * a reset, a write error, an idle timeout, a failed connect or a drain deadline.
+ * The session owns both sockets: it is the only code that closes them, and it closes both. It
+ * is a small state machine with one `state` (see `SessionState`): the stages of the accept path
+ * (admission, the preface steps, the route, the connector) move it through its methods, and no
+ * other file writes its fields. Bytes move through two pipes (`up`: client → upstream, `down`:
+ * upstream → client). The session ends when both pipes are done (each FIN passed on, or its
+ * peer gone), or at once on a reset, a write error, an idle timeout, a failed connect or a
+ * drain deadline.
  *
- * Socket handlers are module-level functions; per-session state lives in `socket.data`.
+ * Socket handlers are module-level functions (listener.ts, connector.ts); per-session state
+ * lives in `socket.data`.
  */
 import type { Socket } from "bun";
-import { DEFAULTS } from "../config/defaults.ts";
-import { formatHostPort } from "../util/address.ts";
 import { NO_BACKEND, type Backend, type TargetState } from "../backend/backend.ts";
+import { formatHostPort } from "../util/address.ts";
 import { DEBUG, event, heldBack } from "../util/log.ts";
-import { Pipe } from "./pipe.ts";
-import { Preface } from "./preface.ts";
-import { Attempt, errorText, proxyFirstHandlers, upstreamHandlers, upstreamTls } from "./upstream.ts";
 import { encodeProxyV1, encodeProxyV2 } from "../protocol/proxy-protocol.ts";
-import type { ClientSocket, Listener } from "./listener.ts";
-import type { Router } from "./router.ts";
-import type { CloseReason, SessionObserver } from "./handle.ts";
+import { connectErrorText } from "../util/errors.ts";
+import { type Attempt, Connector, type UpstreamOwner } from "./connector.ts";
+import type { ClientSocket, ListenerContext, RouterContext } from "./context.ts";
+import type { CloseReason, SessionObserver, SessionState } from "./handle.ts";
+import { type AnySocket, Pipe, type PipeOwner } from "./pipe.ts";
+import { Preface, type PrefaceContext } from "./preface/preface.ts";
+import type { RouteInfo } from "./route.ts";
 
-export class Session {
+export class Session implements PipeOwner, UpstreamOwner, PrefaceContext {
+  state: SessionState;
   readonly up: Pipe;
   readonly down: Pipe;
-  upstream: Socket<Attempt> | null = null;
-  /** The backend of the listener when the session started (a reload may change the listener's), or the SNI route's. */
-  backend: Backend;
-  /** The target dialled (and counted on) now; null before a pick and after release. */
-  target: TargetState | null = null;
-  /** The connect attempt under way or done; an older attempt's socket is dropped. */
-  attempt: Attempt | null = null;
-  /** The key of the last target picked ("-" before any), kept for logs after release. */
-  targetKey = "-";
-  /** performance.now() when the current connect attempt started (kept only when observed). */
-  dialedAt = 0;
-  /** Sweeps of the idle timer since bytes last moved. */
-  idleTicks = 0;
-  closed = false;
-  reason: CloseReason | null = null;
-  detail = "";
+  readonly router: RouterContext;
+  /** Date.now() at accept. */
   readonly openedAt = Date.now();
+  /** Sweeps of the idle timer since bytes last moved (pipes zero it). */
+  idleTicks = 0;
+  /** What the preface learned, for the route. */
+  readonly info: RouteInfo = { serverName: null, alpn: [] };
+  private upstreamSocket: Socket<Attempt> | null = null;
+  private connector: Connector | null = null;
+  private preface: Preface | null = null;
+  private routedTo: Backend;
+  private closeReason: CloseReason | null = null;
+  private closeDetail = "";
   /** The client's address; null until read (see clientHost). */
   private host: string | null = null;
   /** The client's port; -1 until read (see clientPort). */
   private port = -1;
-  /** The TLS server name the client asked for (SNI mode), or "". */
-  sni = "";
-  /** Reading a PROXY header or ClientHello before dialling; null once done (or never). */
-  preface: Preface | null = null;
   /** The address the client dialled, as a PROXY header gave it (relayed by send_proxy); null = the listener's. */
-  destination: { host: string; port: number } | null = null;
-  /** Counted in the listener's sessions per client address. */
-  countedIp = false;
-  /** The last pipe left its FIN to close(2) (see Pipe.finish): close that socket, do not end() it. */
+  private destination: { host: string; port: number } | null = null;
+  /** Counted in the listener's sessions per client address (released at close). */
+  private countedIp = false;
+  /** The last pipe left its FIN to close(2) (see closesAfter): close that socket, do not end() it. */
   private finByClose = false;
-  readonly router: Router;
-  /** The connect deadline, or the queue deadline while waiting for a target. */
-  private timer: ReturnType<typeof setTimeout> | undefined;
-  /** Targets whose connect failed for this session (retries skip them). */
-  private tried: Set<TargetState> | null = null;
-  private queued = false;
 
   constructor(
-    readonly listener: Listener,
+    readonly listener: ListenerContext,
     readonly client: ClientSocket,
   ) {
     this.router = listener.router;
-    this.backend = listener.backend ?? NO_BACKEND; // SNI mode: the route sets it
+    this.state = listener.options.tls ? "handshake" : "preface";
+    this.routedTo = defaultBackend(listener);
     // The address and port cost a getpeername(2) each, and Bun forgets them once the socket
     // closes: read them at once only when something reads them after the client may have
     // closed (the debug close line, the access log); else when first used, while it is open.
@@ -77,6 +69,42 @@ export class Session {
     }
     this.up = new Pipe(this, client, null);
     this.down = new Pipe(this, null, client);
+  }
+
+  get closed(): boolean {
+    return this.state === "closed";
+  }
+
+  get limits() {
+    return this.router.limits;
+  }
+
+  get upstream(): Socket<Attempt> | null {
+    return this.upstreamSocket;
+  }
+
+  get backend(): Backend {
+    return this.routedTo;
+  }
+
+  get target(): TargetState | null {
+    return this.connector?.target ?? null;
+  }
+
+  get targetKey(): string {
+    return this.connector?.targetKey ?? "-";
+  }
+
+  get sni(): string {
+    return this.info.serverName ?? "";
+  }
+
+  get reason(): CloseReason | null {
+    return this.closeReason;
+  }
+
+  get detail(): string {
+    return this.closeDetail;
   }
 
   /** The client's address (the PROXY header's where there is one); "" for a unix-socket client. */
@@ -95,33 +123,55 @@ export class Session {
     return this.port;
   }
 
-  get limits() {
-    return this.router.limits;
+  clientAddress(): string {
+    return this.clientHost === "" ? "unix" : formatHostPort(this.clientHost, this.clientPort);
   }
 
-  /** Reads a PROXY header and/or ClientHello before dialling, for up to `timeout` ms. */
-  readPreface(acceptProxy: boolean, sni: boolean, timeout: number): void {
-    this.preface = new Preface(this, acceptProxy, sni);
-    if (timeout > 0) this.timer = setTimeout(prefaceTimedOut, timeout, this);
+  // ── the accept path ───────────────────────────────────────────────────────────────────────
+
+  /** A TLS listener's client finished its handshake (`serverName` from its SNI). */
+  handshakeDone(serverName: string | null): void {
+    if (this.state !== "handshake") return;
+    this.info.serverName = serverName; // for the logs, as in SNI mode
+    this.state = "preface";
+    this.start();
   }
 
-  prefaceDone(): void {
-    clearTimeout(this.timer);
-    this.dial();
+  /** Admission (or the PROXY source check), then the preface steps, or straight to the route. */
+  start(): void {
+    const { acceptProxy, helloTimeout } = this.listener.options;
+    if (acceptProxy !== null) {
+      if (!acceptProxy.has(this.clientHost)) return this.fail("denied", "PROXY header expected from an untrusted address");
+    } else if (!this.admit()) return;
+    const steps = this.listener.prefaceSteps();
+    if (steps.length === 0) return this.route();
+    this.preface = new Preface(steps, this, helloTimeout);
   }
 
-  /** The client was turned away before any upstream was dialled: one warn line (per second), closed. */
-  prefaceFailed(reason: CloseReason, detail: string): void {
-    if (this.closed) return;
-    this.listener.denied++;
-    this.router.stats.denied++;
-    const held = this.listener.denials.allow();
-    if (held >= 0) {
-      const client = this.clientAddress();
-      const message = `listener ${this.listener.options.name}: client ${client}: ${detail}, closed${heldBack(held)}`;
-      this.router.log.warn(event(message, { listener: this.listener.options.name, client, reason, detail, suppressed: held }));
+  /** Bytes from the client: to the preface while it is read, else to the upstream. */
+  received(chunk: Uint8Array): void {
+    if (this.preface === null) this.up.push(chunk);
+    else this.preface.feed(chunk);
+  }
+
+  /**
+   * Source checks, once the client address is known (after the PROXY header where there is
+   * one). Closes the session and returns false when it is turned away.
+   */
+  admit(): boolean {
+    const admission = this.listener.admission;
+    if (admission.open) return true; // the address is not read (a getpeername(2) spared)
+    const verdict = admission.check(this.clientHost);
+    if (verdict.denied !== null) {
+      this.fail("denied", verdict.denied);
+      return false;
     }
-    this.close(reason, detail);
+    this.countedIp = verdict.counted;
+    return true;
+  }
+
+  keep(bytes: Uint8Array): void {
+    this.up.push(bytes);
   }
 
   setClientAddress(host: string, port: number, destination: { host: string; port: number } | null): void {
@@ -130,129 +180,66 @@ export class Session {
     this.destination = destination;
   }
 
-  admit(): boolean {
-    return this.listener.admit(this);
+  /** The client was turned away before any upstream was dialled: one warn line (per second), closed. */
+  fail(reason: CloseReason, detail: string): void {
+    if (this.closed) return;
+    const listener = this.listener;
+    listener.countDenied();
+    const held = listener.denials.allow();
+    if (held >= 0) {
+      const client = this.clientAddress();
+      const message = `listener ${listener.name}: client ${client}: ${detail}, closed${heldBack(held)}`;
+      this.router.log.warn(event(message, { listener: listener.name, client, reason, detail, suppressed: held }));
+    }
+    this.close(reason, detail);
   }
 
-  /**
-   * Picks a target and opens the upstream connection. Client bytes that arrive meanwhile are
-   * queued in `up`. When every target is full the session waits for a free place, up to the
-   * backend's queue timeout.
-   */
-  dial(): void {
-    const backend = this.backend;
-    const target = backend.acquire(this, this.tried);
-    if (target === null) {
-      if (backend.queueTimeout > 0 && backend.full(this.tried)) {
-        const woken = this.queued; // woken but the free place was no use: keep the turn
-        if (!this.queued) {
-          this.queued = true;
-          this.timer = setTimeout(queueTimedOut, backend.queueTimeout, this);
-        }
-        return backend.enqueue(this, woken);
-      }
-      this.router.stats.noTarget++;
-      const last = this.detail ? ` (last: ${this.detail})` : "";
-      const held = backend.failureLog.allow();
-      if (held >= 0) {
-        const client = this.clientAddress();
-        const message = `client ${client} → backend ${backend.name}: no target available${last}${heldBack(held)}`;
-        this.router.log.warn(event(message, { client, backend: backend.name, reason: "no_target", detail: this.detail, suppressed: held }));
-      }
-      return this.close("no_target", this.detail);
+  /** The preface is read: the route picks the backend, the connector dials it. */
+  route(): void {
+    this.preface = null;
+    const route = this.listener.options.route;
+    const backend = route.match(this.info);
+    if (backend === null) {
+      if (route.refusal !== null) this.client.write(route.refusal);
+      const name = this.info.serverName;
+      return this.fail("no_route", `no route for server name ${name === null ? "(none)" : JSON.stringify(name)}`);
     }
-    if (this.queued) {
-      this.queued = false;
-      clearTimeout(this.timer);
-    }
-    this.target = target;
-    this.targetKey = target.key;
-    if (this.router.observers.length > 0) this.dialedAt = performance.now();
-    const address = target.address;
-    this.attempt = new Attempt(this, target);
-    // PROXY + TLS: the header goes first in clear, then the handshake (proxyFirstHandlers).
-    const clearFirst = backend.tls !== null && backend.sendProxy !== null;
-    const tls = backend.tls === null || clearFirst ? {} : { tls: upstreamTls(backend.tls, target) };
-    const options = { socket: clearFirst ? proxyFirstHandlers : upstreamHandlers, data: this.attempt, allowHalfOpen: true, ...tls };
-    const pending =
-      address.kind === "unix" ? Bun.connect({ ...options, unix: address.path }) : Bun.connect({ ...options, hostname: address.host, port: address.port });
-    pending.catch(ignore); // connectError reports the failure
-    const timeout = this.listener.options.connectTimeout;
-    if (timeout > 0) this.timer = setTimeout(connectTimedOut, timeout, this);
+    this.routedTo = backend;
+    this.state = "connecting";
+    this.connector = new Connector(this, backend);
+    this.connector.dial();
   }
 
-  /** The backend has a free place again (see Backend.release). */
-  dequeued(): void {
-    if (!this.closed) this.dial();
+  // ── the connector's calls (UpstreamOwner) ─────────────────────────────────────────────────
+
+  connectTimeout(): number {
+    return this.listener.options.connectTimeout;
   }
 
-  upstreamOpened(socket: Socket<Attempt>): void {
-    // A connect that opens after its attempt timed out (or after the session ended) is dropped.
-    if (this.closed || this.upstream !== null || socket.data !== this.attempt) return void socket.terminate();
-    if (this.backend.tls?.rejectUnauthorized && socket.authorized === false) {
-      // Fail (and maybe retry) first: terminate() runs the close handler at once, which must
-      // then see a finished attempt.
-      this.connectFailed("connect_failed", `TLS: ${socket.getAuthorizationError()?.message ?? "certificate not verified"}`);
-      return void socket.terminate();
-    }
-    clearTimeout(this.timer);
-    this.upstream = socket;
-    this.attempt.target.sessions++;
-    const observers = this.router.observers;
-    if (observers.length > 0) {
-      const connectMs = performance.now() - this.dialedAt;
-      for (const observer of observers) observer.connected?.(this, connectMs);
-    }
+  waiting(): void {
+    this.state = "queued";
+  }
+
+  connected(socket: Socket<Attempt>): void {
+    this.state = "open";
+    this.upstreamSocket = socket;
     this.up.to = socket;
     this.down.from = socket;
-    if (this.backend.sendProxy !== null && this.backend.tls === null) this.up.unshift(this.proxyHeader(this.backend.sendProxy));
-    this.up.flush();
   }
 
-  /**
-   * A connect attempt failed or timed out: retried on another target while retries are left.
-   * A timed-out attempt that opens later is terminated (see upstreamOpened).
-   */
-  connectFailed(reason: "connect_failed" | "connect_timeout", detail: string): void {
-    if (this.closed || this.upstream !== null || this.target === null) return;
-    clearTimeout(this.timer);
-    const backend = this.backend;
-    const target = this.target;
-    this.target = null;
-    backend.connectFailed(target);
-    for (const observer of this.router.observers) observer.connectFailed?.(this, target, reason);
-    backend.release(target);
-    this.router.stats.connectFailures++;
-    this.detail = `${target.key} ${detail}`;
-    const tried = (this.tried ??= new Set());
-    tried.add(target);
-    if (tried.size <= backend.retries) {
-      this.router.log.debug(`client ${this.clientAddress()} → ${backend.name} ${target.key}: ${detail}, retrying`);
-      return this.dial();
-    }
-    const held = backend.failureLog.allow();
-    if (held >= 0) {
-      const client = this.clientAddress();
-      const message = `client ${client} → ${backend.name} ${target.key}: ${detail}${heldBack(held)}`;
-      this.router.log.warn(event(message, { client, backend: backend.name, target: target.key, reason, detail, suppressed: held }));
-    }
-    this.close(reason, this.detail);
+  gaveUp(reason: CloseReason, detail: string): void {
+    this.close(reason, detail);
   }
 
-  queueTimedOut(): void {
-    if (this.closed || !this.queued) return;
-    this.queued = false;
-    this.backend.dequeue(this);
-    this.router.stats.noTarget++;
-    const backend = this.backend;
-    const held = backend.failureLog.allow();
-    if (held >= 0) {
-      const client = this.clientAddress();
-      const message = `client ${client} → backend ${backend.name}: no target free for ${backend.queueTimeout} ms${heldBack(held)}`;
-      this.router.log.warn(event(message, { client, backend: backend.name, reason: "queue_timeout", suppressed: held }));
-    }
-    this.close("queue_timeout");
+  /** The PROXY header for this session's target: the client's address and the one it dialled. */
+  proxyHeader(version: "v1" | "v2"): Uint8Array {
+    const source = this.clientHost === "" ? null : { host: this.clientHost, port: this.clientPort };
+    const local = this.client.localAddress;
+    const destination = this.destination ?? (local ? { host: local, port: this.client.localPort } : null);
+    return version === "v1" ? encodeProxyV1(source, destination) : encodeProxyV2(source, destination);
   }
+
+  // ── the pipes' calls (PipeOwner) and the socket events ────────────────────────────────────
 
   /**
    * Asked by a pipe about to pass its FIN on: true when it is the last pipe and its `to` has
@@ -262,18 +249,20 @@ export class Session {
    */
   closesAfter(pipe: Pipe): boolean {
     const other = pipe === this.up ? this.down : this.up;
-    const tls = pipe === this.up ? this.backend.tls !== null : this.listener.options.tls != null;
+    const tls = pipe === this.up ? this.routedTo.tls !== null : this.listener.options.tls !== null;
     return (this.finByClose = other.done && other.ended && !tls);
   }
 
   /** Called by a pipe once it has passed its FIN on. */
   pipeDone(): void {
-    if (this.up.done && this.down.done) this.close(this.reason ?? "client_fin");
+    if (this.up.done && this.down.done) this.close(this.closeReason ?? "client_fin");
+    else if (this.state === "open") this.state = "closing";
   }
 
   /** One side sent FIN. */
   ended(side: "client" | "upstream"): void {
-    this.reason ??= side === "client" ? "client_fin" : "upstream_fin";
+    this.closeReason ??= side === "client" ? "client_fin" : "upstream_fin";
+    if (this.state === "open") this.state = "closing";
     (side === "client" ? this.up : this.down).end();
   }
 
@@ -284,40 +273,38 @@ export class Session {
    */
   socketClosed(side: "client" | "upstream", error: Error | undefined): void {
     if (this.closed) return;
-    if (side === "client") this.client.data = undefined as unknown as Session;
-    else this.upstream = null;
+    if (side === "client") this.client.data = undefined;
+    else this.upstreamSocket = null;
+    if (error !== undefined) return this.close(side === "client" ? "client_reset" : "upstream_reset", connectErrorText(error));
+    this.closeReason ??= side === "client" ? "client_fin" : "upstream_fin";
+    if (this.state === "open") this.state = "closing";
     const into = side === "client" ? this.down : this.up;
     const from = side === "client" ? this.up : this.down;
-    if (error !== undefined) return this.close(side === "client" ? "client_reset" : "upstream_reset", errorText(error));
-    this.reason ??= side === "client" ? "client_fin" : "upstream_fin";
-    this.router.stats.droppedBytes += into.abandon();
+    this.router.counters.droppedBytes += into.abandon();
     into.to = null;
     from.from = null;
     from.end();
-    if (from.done) this.close(this.reason);
+    if (from.done) this.close(this.closeReason);
   }
 
-  writeFailed(socket: Socket<unknown>): void {
+  writeFailed(socket: AnySocket): void {
     this.close("write_error", socket === this.client ? "client write failed" : "upstream write failed");
   }
 
   /** Ends the session: closes whichever sockets are still open. Idempotent. */
   close(reason: CloseReason, detail = ""): void {
     if (this.closed) return;
-    this.closed = true;
-    this.reason = reason;
-    this.detail = detail;
-    clearTimeout(this.timer);
-    if (this.queued) this.backend.dequeue(this);
-    if (this.target !== null) {
-      this.backend.release(this.target);
-      this.target = null;
-    }
+    this.state = "closed";
+    this.closeReason = reason;
+    this.closeDetail = detail;
+    this.preface?.stop();
+    this.preface = null;
+    this.connector?.release();
     const dropped = this.up.abandon() + this.down.abandon();
-    this.router.stats.droppedBytes += dropped;
-    if (this.upstream !== null) {
-      const upstream = this.upstream;
-      this.upstream = null;
+    this.router.counters.droppedBytes += dropped;
+    const upstream = this.upstreamSocket;
+    if (upstream !== null) {
+      this.upstreamSocket = null;
       if (this.finByClose) upstream.close();
       else upstream.end();
     }
@@ -325,60 +312,25 @@ export class Session {
       if (this.finByClose) this.client.close();
       else this.client.end();
     }
-    this.preface = null;
-    this.listener.sessionEnded(this);
+    if (this.countedIp) this.listener.admission.release(this.clientHost);
+    this.listener.sessionEnded();
     this.router.sessionClosed(this);
     if (this.router.log.level >= DEBUG) this.logClose();
   }
 
-  /**
-   * PROXY to a TLS target: the plain connection is open; write the header in clear, then start
-   * TLS on the same connection. The TLS socket's `open` (after the handshake) continues as usual.
-   */
-  clearProxyThenTls(raw: Socket<Attempt>): void {
-    const attempt = raw.data;
-    if (this.closed || attempt !== this.attempt || this.backend.tls === null) return void raw.terminate();
-    const header = this.proxyHeader(this.backend.sendProxy!);
-    if (raw.write(header) !== header.length) return void raw.terminate(); // a fresh socket takes ~100 bytes
-    raw.upgradeTLS({ data: attempt, tls: upstreamTls(this.backend.tls, attempt.target), socket: upstreamHandlers });
-  }
-
-  private proxyHeader(version: "v1" | "v2"): Uint8Array {
-    const source = this.clientHost === "" ? null : { host: this.clientHost, port: this.clientPort };
-    const local = this.client.localAddress;
-    const destination = this.destination ?? (local ? { host: local, port: this.client.localPort } : null);
-    return version === "v1" ? encodeProxyV1(source, destination) : encodeProxyV2(source, destination);
-  }
-
-  clientAddress(): string {
-    return this.clientHost === "" ? "unix" : formatHostPort(this.clientHost, this.clientPort);
-  }
-
   private logClose(): void {
     const ms = Date.now() - this.openedAt;
-    const detail = this.detail ? ` (${this.detail})` : "";
+    const detail = this.closeDetail ? ` (${this.closeDetail})` : "";
     this.router.log.debug(
-      `session ${this.clientAddress()}${this.sni === "" ? "" : ` sni=${this.sni}`} → ${this.backend.name} ${this.targetKey}: ${this.up.bytes} B up, ${this.down.bytes} B down, ${ms} ms, ${this.reason}${detail}`,
+      `session ${this.clientAddress()}${this.sni === "" ? "" : ` sni=${this.sni}`} → ${this.routedTo.name} ${this.targetKey}: ${this.up.bytes} B up, ${this.down.bytes} B down, ${ms} ms, ${this.closeReason}${detail}`,
     );
   }
 }
 
-function ignore(): void {}
-
-function connectTimedOut(session: Session): void {
-  session.connectFailed("connect_timeout", `connect timed out after ${session.listener.options.connectTimeout} ms`);
-}
-
-function prefaceTimedOut(session: Session): void {
-  if (session.preface !== null)
-    session.prefaceFailed(
-      "hello_timeout",
-      `no complete ${session.listener.options.routes ? "ClientHello" : "PROXY header"} within ${session.listener.options.helloTimeout ?? DEFAULTS.helloTimeout} ms`,
-    );
-}
-
-function queueTimedOut(session: Session): void {
-  session.queueTimedOut();
+/** A plain listener's backend, or none yet (SNI mode: the route picks it). */
+function defaultBackend(listener: ListenerContext): Backend {
+  const route = listener.options.route;
+  return route.readsClientHello ? NO_BACKEND : (route.fallback ?? NO_BACKEND);
 }
 
 function readsClientAddress(observer: SessionObserver): boolean {

@@ -35,7 +35,7 @@ async function withLog(to: string, options: Partial<ForwardOptions> = {}, format
   const fwd = await startForward({ to, ...options });
   const path = tempFile();
   const log = new AccessLog({ to: path, format });
-  fwd.router.observers.push(log);
+  fwd.view.observe(log);
   return { fwd, log, path };
 }
 
@@ -44,7 +44,7 @@ const clientOf = (peer: Peer) => `${HOST}:${peer.socket.localPort}`;
 
 /** Waits for the session to end, closes the log (which writes it) and returns its one line. */
 async function onlyLine(fwd: Forwarder, log: AccessLog, path: string): Promise<Record<string, string>> {
-  await waitFor(() => fwd.router.sessions.size === 0 && fwd.stats().totalSessions > 0, 5000, "the session to end");
+  await waitFor(() => fwd.view.sessions.size === 0 && fwd.stats().totalSessions > 0, 5000, "the session to end");
   log.close();
   const lines = linesOf(path);
   expect(lines).toHaveLength(1);
@@ -182,7 +182,7 @@ describe("what SNI routing and PROXY protocol tell", () => {
     const handle = await createRouter(config, { logger: captureLogger().logger });
     const path = tempFile();
     const log = new AccessLog({ to: path, format: "json" });
-    handle.router.observers.push(log);
+    handle.view.observe(log);
     try {
       const [sni, behindLb] = handle.listeners.map((listener) => listener.port) as [number, number];
       const hello = buildClientHello({ serverName: "db.example.com" });
@@ -200,7 +200,7 @@ describe("what SNI routing and PROXY protocol tell", () => {
         client.shutdown();
         await waitFor(() => client.closed, 5000, "the session to end");
       }
-      await waitFor(() => handle.router.sessions.size === 0, 5000, "the sessions to end");
+      await waitFor(() => handle.view.sessions.size === 0, 5000, "the sessions to end");
       log.close();
       expect(linesOf(path).map((line) => JSON.parse(line))).toEqual([
         expect.objectContaining({ listener: "sni", sni: "db.example.com", backend: "echo", bytes_up: hello.length, reason: "client_fin" }),
@@ -221,7 +221,7 @@ describe("formats and files", () => {
     await using client = await dial(fwd.port);
     const address = clientOf(client);
     await waitFor(() => client.hungUp, 5000, "the client to be closed");
-    await waitFor(() => fwd.router.sessions.size === 0, 5000, "the session to end");
+    await waitFor(() => fwd.view.sessions.size === 0, 5000, "the session to end");
     log.close();
     const lines = linesOf(path);
     expect(lines).toHaveLength(1);
@@ -246,7 +246,7 @@ describe("formats and files", () => {
   test("a connection refused at accept is logged as refused, with why", async () => {
     const { fwd, log, path } = await withLog(`${HOST}:1`);
     await using _ = fwd;
-    log.refused(fwd.router.listeners[0]!, "10.1.2.3", 4567, "max_connections 1 reached");
+    log.refused(fwd.view.listeners[0]!, "10.1.2.3", 4567, "max_connections 1 reached");
     log.close();
     expect(linesOf(path).map(fields)).toEqual([
       expect.objectContaining({
@@ -267,13 +267,13 @@ describe("formats and files", () => {
     await using _ = fwd;
     const path = tempFile();
     const log = new AccessLog({ to: path });
-    fwd.router.observers.push(log);
+    fwd.view.observe(log);
     try {
       await using client = await dial(fwd.port);
       client.write("x");
       await waitFor(() => client.bytesIn === 1, 5000, "the echo");
       client.shutdown();
-      await waitFor(() => fwd.router.sessions.size === 0, 5000, "the session to end");
+      await waitFor(() => fwd.view.sessions.size === 0, 5000, "the session to end");
       const ended = Date.now();
       await waitFor(() => linesOf(path).length === 1, 3000, "the line in the file");
       expect(Date.now() - ended).toBeLessThan(2500);
@@ -375,7 +375,7 @@ test("logs a refused line for a connection refused at accept", async () => {
   const handle = await forward({ listen: "127.0.0.1:0", to: `127.0.0.1:${upstream.port}`, maxConnections: 1, logger: captureLogger().logger });
   const file = join(dir, "refused.log");
   const log = new AccessLog({ to: file });
-  handle.router.observers.push(log);
+  handle.view.observe(log);
   try {
     const first = await dial(handle.port);
     first.write("x");

@@ -26,7 +26,7 @@ describe("endpoints", () => {
   test("/healthz is ok, /readyz is ready, unknown paths are 404 and other methods 405", async () => {
     await using upstream = listen(echo);
     await using fwd = await startForward({ to: upstream.address });
-    const admin = startAdmin({ listen: `${HOST}:0`, router: fwd.router });
+    const admin = startAdmin({ listen: `${HOST}:0`, router: fwd.view });
     try {
       expect(admin.url).toBe(`http://${HOST}:${admin.port}/`);
       expect(await get(`${admin.url}healthz`)).toEqual({ status: 200, body: "ok\n", type: "text/plain; charset=utf-8" });
@@ -43,7 +43,7 @@ describe("endpoints", () => {
   test("/readyz turns 503 as soon as the drain begins, while /healthz stays ok", async () => {
     await using upstream = listen(echo);
     await using fwd = await startForward({ to: upstream.address });
-    const admin = startAdmin({ listen: `${HOST}:0`, router: fwd.router });
+    const admin = startAdmin({ listen: `${HOST}:0`, router: fwd.view });
     try {
       await using held = await dial(fwd.port);
       held.write("x");
@@ -69,11 +69,11 @@ describe("endpoints", () => {
   test("/status lists listeners, backends and targets with their counters", async () => {
     await using upstream = listen(echo);
     await using fwd = await startForward({ to: upstream.address });
-    const admin = startAdmin({ listen: `${HOST}:0`, router: fwd.router });
+    const admin = startAdmin({ listen: `${HOST}:0`, router: fwd.view });
     try {
       await session(fwd, "hello");
       await session(fwd, "world!");
-      await waitFor(() => fwd.router.sessions.size === 0, 5000, "the sessions to end");
+      await waitFor(() => fwd.view.sessions.size === 0, 5000, "the sessions to end");
       const response = await fetch(`${admin.url}status`);
       expect(response.headers.get("content-type")).toStartWith("application/json");
       expect(response.headers.get("cache-control")).toBe("no-store");
@@ -113,7 +113,7 @@ describe("endpoints", () => {
   test("/status?history adds one sample of the totals per second", async () => {
     await using upstream = listen(echo);
     await using fwd = await startForward({ to: upstream.address });
-    const admin = startAdmin({ listen: `${HOST}:0`, router: fwd.router });
+    const admin = startAdmin({ listen: `${HOST}:0`, router: fwd.view });
     try {
       expect(((await (await fetch(`${admin.url}status`)).json()) as Status).history).toBeUndefined();
       await session(fwd, "abc");
@@ -138,7 +138,7 @@ describe("endpoints", () => {
     const dir = mkdtempSync(join(tmpdir(), "tcprouter-admin-"));
     await using upstream = listen(echo);
     await using fwd = await startForward({ to: upstream.address });
-    const admin = startAdmin({ listen: `unix:${dir}/admin.sock`, router: fwd.router });
+    const admin = startAdmin({ listen: `unix:${dir}/admin.sock`, router: fwd.view });
     try {
       expect([admin.address, admin.port]).toEqual([`unix:${dir}/admin.sock`, 0]);
       const response = await fetch("http://localhost/readyz", { unix: `${dir}/admin.sock` });
@@ -154,10 +154,10 @@ describe("endpoints", () => {
     await using fwd = await startForward({ to: upstream.address });
     const busy = Bun.serve({ hostname: HOST, port: 0, fetch: () => new Response("") });
     try {
-      expect(() => startAdmin({ listen: `${HOST}:${busy.port}`, router: fwd.router })).toThrow(
+      expect(() => startAdmin({ listen: `${HOST}:${busy.port}`, router: fwd.view })).toThrow(
         new ListenError(`admin: cannot listen on ${HOST}:${busy.port}: address already in use`),
       );
-      expect(fwd.router.observers).toHaveLength(0);
+      expect(fwd.view.observers).toHaveLength(0);
     } finally {
       await busy.stop(true);
     }

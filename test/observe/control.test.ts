@@ -10,7 +10,7 @@ import { parseConfig } from "../../src/config/load.ts";
 import { AccessLog } from "../../src/observe/access-log.ts";
 import { startAdmin, type Status } from "../../src/observe/admin.ts";
 import { loadAdminAuth, type AdminAuth, type BackendView, type StateResult } from "../../src/observe/control.ts";
-import type { Router } from "../../src/proxy/router.ts";
+import type { RouterView } from "../../src/proxy/handle.ts";
 import { captureLogger, dial, echo, exchange, HOST, listen, waitFor, type Peer } from "../helpers/net.ts";
 import { scrape } from "../helpers/prometheus.ts";
 import { startRouter } from "../helpers/router.ts";
@@ -24,7 +24,7 @@ function toml(targets: (number | { port: number; weight: number })[], balance = 
 }
 
 /** startAdmin on 127.0.0.1:0 with a logger that keeps its lines; stopped when disposed. */
-function control(router: Router, auth: AdminAuth = WITH_TOKEN, listenOn = `${HOST}:0`) {
+function control(router: RouterView, auth: AdminAuth = WITH_TOKEN, listenOn = `${HOST}:0`) {
   const log = captureLogger();
   const admin = startAdmin({ listen: listenOn, router, logger: log.logger, auth });
   return {
@@ -107,7 +107,7 @@ describe("drain", () => {
     await using a = listen(echo);
     await using b = listen(echo);
     await using r = await startRouter(toml([a.port, b.port]));
-    await using admin = control(r.router);
+    await using admin = control(r.view);
     // The two held sessions go to a: b is out while they are opened.
     expect((await admin.call(statePath(b.port), { body: { state: "maint" } })).status).toBe(200);
     const held = await hold(r.port, 2);
@@ -156,7 +156,7 @@ describe("drain", () => {
     await using a = listen(echo);
     await using b = listen(echo);
     await using r = await startRouter(toml([a.port, b.port]));
-    await using admin = control(r.router);
+    await using admin = control(r.view);
     await admin.call(statePath(b.port), { body: { state: "maint" } });
     const held = await hold(r.port, 1);
     const started = Date.now();
@@ -172,7 +172,7 @@ describe("drain", () => {
   test("a drained target that is made ready takes sessions again; with every target out, sessions fail at once with no_target", async () => {
     await using a = listen(echo);
     await using r = await startRouter(toml([a.port]));
-    await using admin = control(r.router);
+    await using admin = control(r.view);
     await admin.call(statePath(a.port), { body: { state: "drain" } });
     const peer = await dial(r.port);
     await waitFor(() => peer.hungUp, 1000, "the session without a target to close (at once, not after the 5 s queue timeout)");
@@ -191,9 +191,9 @@ describe("maint", () => {
       await using a = listen(echo);
       await using b = listen(echo);
       await using r = await startRouter(toml([a.port, b.port]));
-      await using admin = control(r.router);
+      await using admin = control(r.view);
       const accessLog = new AccessLog({ to: join(dir, "access.log"), flushInterval: 60_000 });
-      r.router.observers.push(accessLog);
+      r.view.observe(accessLog);
       await admin.call(statePath(b.port), { body: { state: "maint" } });
       const onA = await hold(r.port, 2);
       await admin.call(statePath(b.port), { body: { state: "ready" } });
@@ -243,7 +243,7 @@ describe("maint", () => {
     await using a = listen(echo);
     await using b = listen(echo);
     await using r = await startRouter(toml([a.port, b.port]));
-    await using admin = control(r.router);
+    await using admin = control(r.view);
     await admin.call(statePath(b.port), { body: { state: "maint" } });
     const [held] = await hold(r.port, 1);
     await admin.call(statePath(b.port), { body: { state: "ready" } });
@@ -262,7 +262,7 @@ describe("weight", () => {
     await using a = listen(echo);
     await using b = listen(echo);
     await using r = await startRouter(toml([a.port, b.port]));
-    await using admin = control(r.router);
+    await using admin = control(r.view);
     const answer = await admin.call(weightPath(a.port), { body: { weight: 3 } });
     expect(answer).toMatchObject({ status: 200, json: { backend: "redis", targets: [{ target: `${HOST}:${a.port}`, weight: 3, was: 1 }] } });
     for (let i = 0; i < 40; i++) await exchange(r.port, `w${i}`);
@@ -291,7 +291,7 @@ describe("every change but maint with close, under a client loop", () => {
     await using a = listen(echo);
     await using b = listen(echo);
     await using r = await startRouter(toml([a.port, b.port], "least-conn"));
-    await using admin = control(r.router);
+    await using admin = control(r.view);
     await using loop = clientLoop(r.port);
     /**
      * Sessions each target gets over the next `n` loop sessions. Up to 4 of them (one per loop
@@ -330,7 +330,7 @@ describe("reload", () => {
     await using c = listen(echo);
     await using d = listen(echo);
     await using r = await startRouter(toml([a.port, b.port, c.port]));
-    await using admin = control(r.router);
+    await using admin = control(r.view);
     await admin.call(statePath(a.port), { body: { state: "drain" } });
     await admin.call(weightPath(b.port), { body: { weight: 5 } });
     await admin.call(statePath(c.port), { body: { state: "maint" } });
@@ -365,7 +365,7 @@ describe("auth", () => {
   test("without a token changes answer 403 and reads are open", async () => {
     await using a = listen(echo);
     await using r = await startRouter(toml([a.port]));
-    await using admin = control(r.router, { token: null, protectReads: false });
+    await using admin = control(r.view, { token: null, protectReads: false });
     const denied = await admin.call(statePath(a.port), { body: { state: "drain" } });
     expect(denied.status).toBe(403);
     expect(String(denied.json.error)).toContain("no admin token is configured");
@@ -377,7 +377,7 @@ describe("auth", () => {
   test("a missing, malformed or wrong token is 401 and changes nothing; the right one (any case of Bearer) works", async () => {
     await using a = listen(echo);
     await using r = await startRouter(toml([a.port]));
-    await using admin = control(r.router);
+    await using admin = control(r.view);
     const url = `${admin.url}${statePath(a.port).slice(1)}`;
     const post = (authorization?: string) =>
       fetch(url, { method: "POST", body: '{"state":"drain"}', headers: authorization === undefined ? {} : { authorization } });
@@ -397,7 +397,7 @@ describe("auth", () => {
   test("protect_reads: /api, /status, /metrics and the page need the token; /healthz and /readyz do not", async () => {
     await using a = listen(echo);
     await using r = await startRouter(toml([a.port]));
-    await using admin = control(r.router, { token: TOKEN, protectReads: true });
+    await using admin = control(r.view, { token: TOKEN, protectReads: true });
     for (const path of ["/api/backends", "/status", "/metrics", "/"]) {
       expect([path, (await admin.call(path, { token: null })).status]).toEqual([path, 401]);
       expect([path, (await admin.call(path, { token: "wrong" })).status]).toEqual([path, 401]);
@@ -412,7 +412,7 @@ describe("auth", () => {
       await using a = listen(echo);
       await using r = await startRouter(toml([a.port]));
       const path = join(dir, "admin.sock");
-      await using admin = control(r.router, WITH_TOKEN, `unix:${path}`);
+      await using admin = control(r.view, WITH_TOKEN, `unix:${path}`);
       expect(statSync(path).mode & 0o777).toBe(0o600);
       expect((await admin.call(statePath(a.port), { body: { state: "maint" } })).status).toBe(200);
       expect(admin.matching(`unix set redis/${HOST}:${a.port} maint (was ready)`)).toHaveLength(1);
@@ -447,7 +447,7 @@ describe("bad requests", () => {
   test("get a 4xx with a one-line JSON error, and the admin keeps serving", async () => {
     await using a = listen(echo);
     await using r = await startRouter(toml([a.port]));
-    await using admin = control(r.router);
+    await using admin = control(r.view);
     const target = `${HOST}:${a.port}`;
     const cases: [what: string, path: string, init: Parameters<typeof admin.call>[1], status: number, error: string][] = [
       ["unknown backend", "/api/backends/nope/targets/x/state", { body: { state: "drain" } }, 404, 'unknown backend "nope" (backends: redis)'],
@@ -500,7 +500,7 @@ describe("bad requests", () => {
       const socket = join(dir, "up.sock");
       await using up = listen(echo, { unix: socket });
       await using r = await startRouter(`[[listeners]]\nlisten = "${HOST}:0"\nbackend = "redis"\n[backends.redis]\ntargets = ["unix:${socket}"]\n`);
-      await using admin = control(r.router);
+      await using admin = control(r.view);
       const answer = await admin.call(`/api/backends/redis/targets/${encodeURIComponent(`unix:${socket}`)}/state`, { body: { state: "drain" } });
       expect(answer.status).toBe(200);
       expect(r.backends().get("redis")![0]!.state).toBe("drain");
@@ -513,7 +513,7 @@ describe("bad requests", () => {
   test("a hostname target is found by its configured name: the change applies to every address it resolved to", async () => {
     await using a = listen(echo);
     await using r = await startRouter(`[[listeners]]\nlisten = "${HOST}:0"\nbackend = "redis"\n[backends.redis]\ntargets = ["localhost:${a.port}"]\n`);
-    await using admin = control(r.router);
+    await using admin = control(r.view);
     const resolved = r.backends().get("redis")!;
     expect(resolved.length).toBeGreaterThanOrEqual(1);
     const answer = await admin.call(`/api/backends/redis/targets/localhost:${a.port}/state`, { body: { state: "maint" } });

@@ -53,8 +53,8 @@ slow_start = "1m"
     );
     expect(renderPlan(router.config)).toContain("backend cache (round-robin, retries 2, no health checks, max_fails 1 within 1m, slow_start 1m)");
     const accessLog = new AccessLog({ to: join(dir, "access.log"), flushInterval: 60_000 });
-    router.router.observers.push(accessLog);
-    const admin = startAdmin({ listen: "127.0.0.1:0", router: router.router });
+    router.view.observe(accessLog);
+    const admin = startAdmin({ listen: "127.0.0.1:0", router: router.view });
     try {
       await waitFor(() => states.every((s) => s.subscribers.length === 1), 3000, "subscriptions");
       const kept = await Bun.connect({ hostname: "127.0.0.1", port: router.port, socket: { data() {}, error() {} } });
@@ -66,7 +66,7 @@ slow_start = "1m"
       const cache = await Bun.connect({ hostname: "127.0.0.1", port: router.portOf(1), socket: { data() {}, error() {} } });
       await waitFor(() => b.peers.length === 1, 3000, "the cache session on b");
       cache.terminate();
-      await waitFor(() => router.router.sessions.size === 0, 3000, "the sessions to end");
+      await waitFor(() => router.view.sessions.size === 0, 3000, "the sessions to end");
 
       const status = (await (await fetch(`${admin.url}status`)).json()) as Status;
       const redis = status.backends.find((backend) => backend.name === "redis")!;

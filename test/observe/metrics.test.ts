@@ -35,7 +35,7 @@ describe("after known traffic, /metrics has the exact counts", () => {
     );
     const log = captureLogger();
     const handle = await createRouter(config, { logger: log.logger });
-    const admin = startAdmin({ listen: `${HOST}:0`, router: handle.router });
+    const admin = startAdmin({ listen: `${HOST}:0`, router: handle.view });
     try {
       const [main, small, nowhere] = handle.listeners.map((listener) => listener.port) as [number, number, number];
       const sizes = [1000, 20_000, 300_001];
@@ -50,8 +50,8 @@ describe("after known traffic, /metrics has the exact counts", () => {
 
       await using failed = await dial(nowhere);
       await waitFor(() => failed.hungUp, 5000, "the client of a refused connect to be closed");
-      await waitFor(() => handle.router.sessions.size === 1, 5000, "all but the held session to end");
-      await waitFor(() => handle.router.backends.get("checked")!.targets[0]!.healthy === false, 5000, "the health check to mark the target down");
+      await waitFor(() => handle.view.sessions.size === 1, 5000, "all but the held session to end");
+      await waitFor(() => handle.view.backends.get("checked")!.targets[0]!.healthy === false, 5000, "the health check to mark the target down");
 
       const { metrics, text, contentType } = await scrape(`${admin.url}metrics`);
       expect(contentType).toBe("text/plain; version=0.0.4; charset=utf-8");
@@ -116,11 +116,11 @@ describe("after known traffic, /metrics has the exact counts", () => {
     // A listener with backlog 0 and a full accept queue: the SYN is dropped, the connect hangs.
     await using target = await unacceptingListener();
     const fwd = await forward({ listen: `${HOST}:0`, to: target.address, connectTimeout: "200ms", logger: captureLogger().logger });
-    const admin = startAdmin({ listen: `${HOST}:0`, router: fwd.router });
+    const admin = startAdmin({ listen: `${HOST}:0`, router: fwd.view });
     try {
       await using client = await dial(fwd.port);
       await waitFor(() => client.hungUp, 5000, "the client to be closed");
-      await waitFor(() => fwd.router.sessions.size === 0, 5000, "the session to end");
+      await waitFor(() => fwd.view.sessions.size === 0, 5000, "the session to end");
       const { metrics } = await scrape(`${admin.url}metrics`);
       const labels = { backend: "default", target: target.address };
       expect(metrics.get("tcprouter_connect_failures_total", { ...labels, reason: "connect_timeout" })).toBe(1);
@@ -143,7 +143,7 @@ describe("after known traffic, /metrics has the exact counts", () => {
       "toml",
     );
     const handle = await createRouter(config, { logger: captureLogger().logger });
-    const admin = startAdmin({ listen: `${HOST}:0`, router: handle.router });
+    const admin = startAdmin({ listen: `${HOST}:0`, router: handle.view });
     try {
       const client = await echoSession(handle.listeners[0]!.port, patternBytes(10));
       expect(client.bytesIn).toBe(10);
@@ -162,13 +162,13 @@ describe("after known traffic, /metrics has the exact counts", () => {
     await using upstream = listen(echo);
     const config = forwardConfig({ listen: `${HOST}:0`, to: upstream.address });
     const handle = await createRouter(config, { logger: captureLogger().logger });
-    const admin = startAdmin({ listen: `${HOST}:0`, router: handle.router });
+    const admin = startAdmin({ listen: `${HOST}:0`, router: handle.view });
     try {
       const port = handle.listeners[0]!.port;
       await echoSession(port, patternBytes(10));
       handle.reload(forwardConfig({ listen: `${HOST}:0`, to: upstream.address }));
       await echoSession(port, patternBytes(20));
-      await waitFor(() => handle.router.sessions.size === 0, 5000, "the sessions to end");
+      await waitFor(() => handle.view.sessions.size === 0, 5000, "the sessions to end");
       const { metrics } = await scrape(`${admin.url}metrics`);
       const labels = { listener: `${HOST}:0`, backend: "default", target: upstream.address };
       expect(metrics.get("tcprouter_reloads_total")).toBe(1);
@@ -183,7 +183,7 @@ describe("after known traffic, /metrics has the exact counts", () => {
   test("a fresh router exposes every listener and target at zero", async () => {
     await using upstream = listen(echo);
     const handle = await createRouter(forwardConfig({ listen: `${HOST}:0`, to: upstream.address }), { logger: captureLogger().logger });
-    const admin = startAdmin({ listen: `${HOST}:0`, router: handle.router });
+    const admin = startAdmin({ listen: `${HOST}:0`, router: handle.view });
     try {
       const { metrics } = await scrape(`${admin.url}metrics`);
       const labels = { listener: `${HOST}:0`, backend: "default", target: upstream.address };
@@ -224,7 +224,7 @@ describe("the text format", () => {
   test.skipIf(promtool === null)("the exposition after traffic passes promtool check metrics", async () => {
     await using upstream = listen(echo);
     const handle = await createRouter(forwardConfig({ listen: `${HOST}:0`, to: upstream.address }), { logger: captureLogger().logger });
-    const admin = startAdmin({ listen: `${HOST}:0`, router: handle.router });
+    const admin = startAdmin({ listen: `${HOST}:0`, router: handle.view });
     try {
       await echoSession(handle.listeners[0]!.port, patternBytes(1000));
       const { text } = await scrape(`${admin.url}metrics`);

@@ -29,7 +29,7 @@ describe.skipIf(!hasChromium)(`in headless Chromium (${CHROMIUM})`, () => {
     const { chromium } = await import("playwright-core");
     await using upstream = listen(echo);
     await using fwd = await startForward({ to: upstream.address });
-    const admin = startAdmin({ listen: `${HOST}:0`, router: fwd.router });
+    const admin = startAdmin({ listen: `${HOST}:0`, router: fwd.view });
     const browser = await chromium.launch({
       executablePath: CHROMIUM,
       args: [
@@ -102,7 +102,7 @@ describe.skipIf(!hasChromium)(`in headless Chromium (${CHROMIUM})`, () => {
     const { chromium } = await import("playwright-core");
     await using upstream = listen(echo);
     await using fwd = await startForward({ to: upstream.address });
-    const admin = startAdmin({ listen: `${HOST}:0`, router: fwd.router, auth: { token: "page-token", protectReads: false } });
+    const admin = startAdmin({ listen: `${HOST}:0`, router: fwd.view, auth: { token: "page-token", protectReads: false } });
     const browser = await chromium.launch({ executablePath: CHROMIUM, args: ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run"] });
     try {
       const page = await browser.newPage();
@@ -129,7 +129,7 @@ describe.skipIf(!hasChromium)(`in headless Chromium (${CHROMIUM})`, () => {
     const { chromium } = await import("playwright-core");
     await using upstream = listen(echo);
     await using fwd = await startForward({ to: upstream.address });
-    const admin = startAdmin({ listen: `${HOST}:0`, router: fwd.router });
+    const admin = startAdmin({ listen: `${HOST}:0`, router: fwd.view });
     const browser = await chromium.launch({
       executablePath: CHROMIUM,
       args: ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking"],

@@ -83,7 +83,7 @@ describe.skipIf(!hasHaproxy)("HAProxy in front: send-proxy(-v2) → accept_proxy
     expect(chain.reader.connections).toBe(0);
     await using allowed = await dialFrom(chain.haproxy.port, "127.0.0.2");
     expect(await exchange(allowed)).toStartWith("proxy v1 127.0.0.2:");
-    expect(chain.router.router.stats.denied).toBe(1);
+    expect(chain.router.view.stats().denied).toBe(1);
   });
 
   test("an SNI listener behind HAProxy routes by name and sees the real client", async () => {
@@ -213,7 +213,7 @@ targets = ["${reader.address}"]
       await client.closedWithin();
     }
     expect(rig.reader.connections).toBe(0);
-    expect(rig.router.router.stats.denied).toBe(4);
+    expect(rig.router.view.stats().denied).toBe(4);
     expect(rig.router.matching("debug session").filter((line) => line.includes("proxy_error"))).toHaveLength(4);
   });
 

@@ -51,7 +51,7 @@ async function turnedAway(client: NetClient, app: Server, dialled: number): Prom
 }
 
 function denied(router: RouterUnderTest): [number, number] {
-  return [router.router.stats.denied, router.router.listeners[0]!.denied];
+  return [router.view.stats().denied, router.view.listeners[0]!.denied];
 }
 
 describe("allow and deny (IPv4)", () => {
@@ -128,7 +128,7 @@ describe("per-source limits", () => {
     await using elsewhere = await dialFrom(port, "127.0.0.2");
     await admitted(elsewhere);
     first.socket.destroy();
-    await waitFor(() => rig.router.router.sessions.size === 2, 5000, "the first session to end");
+    await waitFor(() => rig.router.view.sessions.size === 2, 5000, "the first session to end");
     await using again = await dialFrom(port, "127.0.0.1");
     await admitted(again);
     expect(denied(rig.router)).toEqual([1, 1]);

@@ -37,7 +37,7 @@ test("a warn line names the client's address and port, read while the client is 
 test("with metrics on (an observer that does not read addresses) the warn line still has them", async () => {
   const dead = freePort();
   await using router = await startRouter(deadBackend(dead), INFO);
-  const metrics = new Metrics(router.router).attach();
+  const metrics = new Metrics(router.view).attach();
   try {
     await using client = await RedisClient.connect(router.port, "127.0.0.8");
     const port = client.socket.localPort;
@@ -57,13 +57,13 @@ test("the access log has the address of a client that closed first", async () =>
   );
   const path = join(dir, "access.log");
   const log = new AccessLog({ to: path, format: "json" });
-  router.router.observers.push(log);
+  router.view.observe(log);
   await using client = await dial(router.port);
   const port = client.socket.localPort;
   client.write("hi");
   await waitFor(() => client.bytesIn === 2, 5000, "the echo");
   client.shutdown();
-  await waitFor(() => router.router.sessions.size === 0 && router.stats().totalSessions === 1, 5000, "the session to end");
+  await waitFor(() => router.view.sessions.size === 0 && router.stats().totalSessions === 1, 5000, "the session to end");
   log.close();
   const lines = readFileSync(path, "utf8").trim().split("\n");
   expect(lines).toHaveLength(1);

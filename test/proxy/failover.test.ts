@@ -94,7 +94,7 @@ describe.skipIf(!hasRedis)("health checks that follow the primary (real replicat
     const closedAfter = Date.now() - switched;
     expect(closedAfter).toBeLessThan((FALL + 2) * INTERVAL + 500);
     expect(router.matching(`closed 1 session on 127.0.0.1:${primary.port}: 127.0.0.1:${primary.port} marked down`)).toHaveLength(1);
-    expect(router.router.stats.targetDown).toBe(1);
+    expect(router.view.stats().targetDown).toBe(1);
 
     // Once the switch settled, no write is answered READONLY.
     await waitFor(() => router.target(first.port).healthy && !router.target(primary.port).healthy, 3000, "the checks to follow the switch");

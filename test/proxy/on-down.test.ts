@@ -55,7 +55,7 @@ on_up = "close-backup-sessions"
   servers.push(primary);
   await waitFor(() => onBackup.closed, 2000, "the backup session to be closed");
   expect(router.matching(`closed 1 session on ${backup.address}: primary 127.0.0.1:${primaryPort} is up`)).toHaveLength(1);
-  expect(router.router.stats.targetDown).toBe(1);
+  expect(router.view.stats().targetDown).toBe(1);
 });
 
 test("on_down = none (the default) leaves sessions on a target marked down open", async () => {
@@ -79,7 +79,7 @@ steps = [{ send = "x" }, { expect = "y" }]
   await waitFor(() => !t.healthy, 3000, "the target to be marked down");
   await Bun.sleep(100);
   expect(kept.closed).toBe(false);
-  expect(router.router.stats.targetDown).toBe(0);
+  expect(router.view.stats().targetDown).toBe(0);
   kept.socket.terminate();
 });
 
@@ -110,5 +110,5 @@ sentinel = { master = "mymaster", sentinels = [${ports.map((p) => `"127.0.0.1:${
   expect(states.map((s) => s.asked)).toEqual(before);
   router.reload(parseConfig(`[[listeners]]\nlisten = "127.0.0.1:0"\nbackend = "redis"\n[backends.redis]\ntargets = ["${b.address}"]\n`, "toml"));
   await waitFor(() => states.every((s) => s.subscribers.length === 0), 3000, "the subscriptions to be closed");
-  expect(router.router.sentinels.status().size).toBe(0);
+  expect(router.view.sentinels.status().size).toBe(0);
 });

@@ -126,7 +126,7 @@ describe.skipIf(!hasSentinel)("following the primary under Redis Sentinel", () =
         .map((t) => t.key),
     ).toEqual([`127.0.0.1:${old}`]);
     await waitFor(() => byChecks.target(old).healthy, 3000, "the check router to find the primary");
-    await waitFor(() => bySentinel.router.sentinels.status().get("redis")!.subscribed === 3, 3000, "three subscriptions");
+    await waitFor(() => bySentinel.view.sentinels.status().get("redis")!.subscribed === 3, 3000, "three subscriptions");
     for (const router of [bySentinel, byChecks]) {
       await using client = await RedisClient.connect(router.port);
       expect(await client.serverPort()).toBe(old);
@@ -177,7 +177,7 @@ describe.skipIf(!hasSentinel)("following the primary under Redis Sentinel", () =
     const old = replication.nodes.find((node) => node.port === oldPort)!;
     await using bySentinel = await startRouter(sentinelRouter(sentinels));
     await using byChecks = await startRouter(checkRouter(replication));
-    await waitFor(() => bySentinel.router.sentinels.status().get("redis")!.subscribed === 3, 3000, "three subscriptions");
+    await waitFor(() => bySentinel.view.sentinels.status().get("redis")!.subscribed === 3, 3000, "three subscriptions");
     await waitFor(() => byChecks.target(oldPort).healthy, 3000, "the check router to find the primary");
     const loop = writeLoop(bySentinel.port);
     const checksLoop = writeLoop(byChecks.port);

@@ -1,0 +1,287 @@
+/**
+ * The connector: the stage that gets a session its upstream connection. It picks a target
+ * from the backend (waiting in the backend's queue while every target is full), dials it with
+ * the listener's connect timeout, retries other targets while the backend's `retries` last,
+ * writes a PROXY header first where the backend sends one, and starts TLS where it dials TLS.
+ *
+ * One `Attempt` per connect is the upstream socket's data, so a late socket of an abandoned
+ * attempt is told apart and terminated. The upstream socket handlers are defined once here and
+ * forward to the attempt's session through `UpstreamOwner`.
+ */
+import type { Socket } from "bun";
+import type { Backend, TargetState, UpstreamTls, Waiter } from "../backend/backend.ts";
+import { connectErrorText } from "../util/errors.ts";
+import { event, heldBack } from "../util/log.ts";
+import type { RouterContext } from "./context.ts";
+import type { SessionView } from "./handle.ts";
+import type { Pipe } from "./pipe.ts";
+
+/** What the connector needs of its session. */
+export interface UpstreamOwner extends SessionView {
+  readonly router: RouterContext;
+  /** The open upstream socket, once connected; null before and after. */
+  readonly upstream: Socket<Attempt> | null;
+  readonly up: Pipe;
+  readonly down: Pipe;
+  readonly closed: boolean;
+  /** ms for one connect attempt; 0 = no limit. */
+  connectTimeout(): number;
+  /** The PROXY header to send this target first. */
+  proxyHeader(version: "v1" | "v2"): Uint8Array;
+  /** The session waits in the backend's queue. */
+  waiting(): void;
+  /** The upstream connection is open (and verified): the pipes can run. */
+  connected(socket: Socket<Attempt>): void;
+  /** No connection could be had: the session closes. */
+  gaveUp(reason: "connect_failed" | "connect_timeout" | "no_target" | "queue_timeout", detail: string): void;
+  ended(side: "upstream"): void;
+  socketClosed(side: "upstream", error: Error | undefined): void;
+}
+
+/** One connect attempt: the upstream socket's data. */
+export class Attempt {
+  constructor(
+    readonly connector: Connector,
+    readonly session: UpstreamOwner,
+    readonly target: TargetState,
+  ) {}
+}
+
+export class Connector implements Waiter {
+  /** The target dialled (and counted on) now; null before a pick and after release. */
+  target: TargetState | null = null;
+  /** The key of the last target picked ("-" before any), kept for logs after release. */
+  targetKey = "-";
+  /** The connect attempt under way or done; an older attempt's socket is dropped. */
+  attempt: Attempt | null = null;
+  /** Why the last attempt failed (`KEY reason`), for the final line. */
+  detail = "";
+  /** performance.now() when the current attempt started (kept only when observed). */
+  private dialedAt = 0;
+  /** The connect deadline, or the queue deadline while waiting. */
+  private timer: ReturnType<typeof setTimeout> | undefined;
+  /** Targets whose connect failed for this session (retries skip them). */
+  private tried: Set<TargetState> | null = null;
+  private queued = false;
+
+  constructor(
+    private readonly session: UpstreamOwner,
+    readonly backend: Backend,
+  ) {}
+
+  /**
+   * Picks a target and opens the upstream connection. When every target is full the session
+   * waits for a free place, up to the backend's queue timeout.
+   */
+  dial(): void {
+    const backend = this.backend;
+    const session = this.session;
+    const target = backend.acquire(session, this.tried);
+    if (target === null) {
+      if (backend.queueTimeout > 0 && backend.full(this.tried)) {
+        const woken = this.queued; // woken but the free place was no use: keep the turn
+        if (!this.queued) {
+          this.queued = true;
+          this.timer = setTimeout(queueTimedOut, backend.queueTimeout, this);
+          session.waiting();
+        }
+        return backend.enqueue(this, woken);
+      }
+      session.router.counters.noTarget++;
+      const last = this.detail ? ` (last: ${this.detail})` : "";
+      const held = backend.failureLog.allow();
+      if (held >= 0) {
+        const client = session.clientAddress();
+        const message = `client ${client} → backend ${backend.name}: no target available${last}${heldBack(held)}`;
+        session.router.log.warn(event(message, { client, backend: backend.name, reason: "no_target", detail: this.detail, suppressed: held }));
+      }
+      return session.gaveUp("no_target", this.detail);
+    }
+    if (this.queued) {
+      this.queued = false;
+      clearTimeout(this.timer);
+    }
+    this.target = target;
+    this.targetKey = target.key;
+    if (session.router.observers.length > 0) this.dialedAt = performance.now();
+    const address = target.address;
+    this.attempt = new Attempt(this, session, target);
+    // PROXY + TLS: the header goes first in clear, then the handshake (proxyFirstHandlers).
+    const clearFirst = backend.tls !== null && backend.sendProxy !== null;
+    const tls = backend.tls === null || clearFirst ? {} : { tls: upstreamTls(backend.tls, target) };
+    const options = { socket: clearFirst ? proxyFirstHandlers : upstreamHandlers, data: this.attempt, allowHalfOpen: true, ...tls };
+    const pending =
+      address.kind === "unix" ? Bun.connect({ ...options, unix: address.path }) : Bun.connect({ ...options, hostname: address.host, port: address.port });
+    pending.catch(ignore); // connectError reports the failure
+    const timeout = session.connectTimeout();
+    if (timeout > 0) this.timer = setTimeout(connectTimedOut, timeout, this, timeout);
+  }
+
+  /** The backend has a free place again (see Backend.release). */
+  dequeued(): void {
+    if (!this.session.closed) this.dial();
+  }
+
+  /** An attempt's socket opened. */
+  opened(socket: Socket<Attempt>): void {
+    const session = this.session;
+    // A connect that opens after its attempt timed out (or after the session ended) is dropped.
+    if (session.closed || session.upstream !== null || socket.data !== this.attempt) return void socket.terminate();
+    if (this.backend.tls?.rejectUnauthorized && socket.authorized === false) {
+      // Fail (and maybe retry) first: terminate() runs the close handler at once, which must
+      // then see a finished attempt.
+      this.failed("connect_failed", `TLS: ${socket.getAuthorizationError()?.message ?? "certificate not verified"}`);
+      return void socket.terminate();
+    }
+    clearTimeout(this.timer);
+    this.attempt.target.sessions++;
+    const observers = session.router.observers;
+    if (observers.length > 0) {
+      const connectMs = performance.now() - this.dialedAt;
+      for (const observer of observers) observer.connected?.(session, connectMs);
+    }
+    session.connected(socket);
+    if (this.backend.sendProxy !== null && this.backend.tls === null) session.up.unshift(session.proxyHeader(this.backend.sendProxy));
+    session.up.flush();
+  }
+
+  /**
+   * A connect attempt failed or timed out: retried on another target while retries are left.
+   * A timed-out attempt that opens later is terminated (see opened).
+   */
+  failed(reason: "connect_failed" | "connect_timeout", detail: string): void {
+    const session = this.session;
+    if (session.closed || session.upstream !== null || this.target === null) return;
+    clearTimeout(this.timer);
+    const backend = this.backend;
+    const target = this.target;
+    this.target = null;
+    backend.connectFailed(target);
+    for (const observer of session.router.observers) observer.connectFailed?.(session, target, reason);
+    backend.release(target);
+    session.router.counters.connectFailures++;
+    this.detail = `${target.key} ${detail}`;
+    const tried = (this.tried ??= new Set());
+    tried.add(target);
+    if (tried.size <= backend.retries) {
+      session.router.log.debug(`client ${session.clientAddress()} → ${backend.name} ${target.key}: ${detail}, retrying`);
+      return this.dial();
+    }
+    const held = backend.failureLog.allow();
+    if (held >= 0) {
+      const client = session.clientAddress();
+      const message = `client ${client} → ${backend.name} ${target.key}: ${detail}${heldBack(held)}`;
+      session.router.log.warn(event(message, { client, backend: backend.name, target: target.key, reason, detail, suppressed: held }));
+    }
+    session.gaveUp(reason, this.detail);
+  }
+
+  queueTimedOut(): void {
+    const session = this.session;
+    if (session.closed || !this.queued) return;
+    this.queued = false;
+    this.backend.dequeue(this);
+    session.router.counters.noTarget++;
+    const backend = this.backend;
+    const held = backend.failureLog.allow();
+    if (held >= 0) {
+      const client = session.clientAddress();
+      const message = `client ${client} → backend ${backend.name}: no target free for ${backend.queueTimeout} ms${heldBack(held)}`;
+      session.router.log.warn(event(message, { client, backend: backend.name, reason: "queue_timeout", suppressed: held }));
+    }
+    session.gaveUp("queue_timeout", "");
+  }
+
+  /** The session ended: stop the timer, leave the queue, give the target's place back. */
+  release(): void {
+    clearTimeout(this.timer);
+    if (this.queued) {
+      this.queued = false;
+      this.backend.dequeue(this);
+    }
+    if (this.target !== null) {
+      this.backend.release(this.target);
+      this.target = null;
+    }
+  }
+
+  /**
+   * PROXY to a TLS target: the plain connection is open; write the header in clear, then start
+   * TLS on the same connection. The TLS socket's `open` (after the handshake) continues as usual.
+   */
+  clearProxyThenTls(raw: Socket<Attempt>): void {
+    const attempt = raw.data;
+    const session = this.session;
+    if (session.closed || attempt !== this.attempt || this.backend.tls === null) return void raw.terminate();
+    const header = session.proxyHeader(this.backend.sendProxy!);
+    if (raw.write(header) !== header.length) return void raw.terminate(); // a fresh socket takes ~100 bytes
+    raw.upgradeTLS({ data: attempt, tls: upstreamTls(this.backend.tls, attempt.target), socket: upstreamHandlers });
+  }
+}
+
+/** Without a configured server name, a target found by DNS is verified (and asked) by its hostname, not its IP. */
+export function upstreamTls(tls: UpstreamTls, target: TargetState): UpstreamTls {
+  if (tls.serverName !== undefined || target.name === target.key) return tls;
+  const host = target.name.slice(0, target.name.lastIndexOf(":"));
+  return { ...tls, serverName: host };
+}
+
+function ignore(): void {}
+
+function connectTimedOut(connector: Connector, timeout: number): void {
+  connector.failed("connect_timeout", `connect timed out after ${timeout} ms`);
+}
+
+function queueTimedOut(connector: Connector): void {
+  connector.queueTimedOut();
+}
+
+/** The plain connection of a PROXY + TLS attempt: it only writes the header and starts TLS; the TLS socket carries the session. */
+const proxyFirstHandlers = {
+  binaryType: "buffer" as const,
+  open(socket: Socket<Attempt>) {
+    socket.data.connector.clearProxyThenTls(socket);
+  },
+  data() {},
+  close() {},
+  connectError(socket: Socket<Attempt>, error: Error) {
+    const attempt = socket.data;
+    if (attempt !== undefined && attempt === attempt.connector.attempt) attempt.connector.failed("connect_failed", connectErrorText(error));
+  },
+  error() {},
+};
+
+/** Handlers of upstream sockets (Bun.connect). `socket.data` is the connect attempt. */
+const upstreamHandlers = {
+  binaryType: "buffer" as const,
+  open(socket: Socket<Attempt>) {
+    socket.data.connector.opened(socket);
+  },
+  data(socket: Socket<Attempt>, chunk: Buffer) {
+    const session = socket.data.session;
+    if (session.upstream === socket) session.down.push(chunk);
+  },
+  drain(socket: Socket<Attempt>) {
+    const session = socket.data.session;
+    if (session.upstream === socket) session.up.flush();
+  },
+  end(socket: Socket<Attempt>) {
+    const session = socket.data.session;
+    if (session.upstream === socket) session.ended("upstream");
+  },
+  close(socket: Socket<Attempt>, error?: Error) {
+    const attempt = socket.data;
+    const session = attempt.session;
+    if (session.upstream === socket) session.socketClosed("upstream", error);
+    // Closed before `open`: a TLS handshake that failed. Fail the attempt now, not at the connect timeout.
+    else if (session.upstream === null && attempt === attempt.connector.attempt)
+      attempt.connector.failed("connect_failed", error ? `TLS: ${connectErrorText(error)}` : "TLS handshake failed");
+  },
+  connectError(socket: Socket<Attempt>, error: Error) {
+    const attempt = socket.data;
+    if (attempt !== undefined && attempt === attempt.connector.attempt) attempt.connector.failed("connect_failed", connectErrorText(error));
+  },
+  error(socket: Socket<Attempt>, error: Error) {
+    socket.data?.session.router.log.debug(`upstream socket error: ${connectErrorText(error)}`);
+  },
+};
