@@ -10,8 +10,8 @@ import { readFileSync } from "node:fs";
 import { DEFAULTS } from "../config/defaults.ts";
 import { formatAddress, type Address } from "../util/address.ts";
 import { createBalancer, isAvailable, type Balance, type Balancer, type Target } from "./balancer.ts";
-import { HealthChecker, sameChecks, type HealthConfig } from "./health.ts";
-import { Ejector, SlowStart } from "./recovery.ts";
+import { HealthChecker, sameChecks, type HealthConfig } from "./health/checker.ts";
+import { Ejector, SlowStart } from "./health/recovery.ts";
 import { defaultLogger, LogLimiter, type Logger } from "../util/log.ts";
 
 /**
@@ -54,7 +54,7 @@ export interface BackendOptions {
   sendProxy?: "v1" | "v2" | null;
   /** Dial targets over TLS. Default null (plain TCP). */
   tls?: { serverName: string | null; ca: string | null; verify: boolean } | null;
-  /** Without active checks: this many failed connects within `failTimeout` mark a target down for `failTimeout` (recovery.ts); 0 = off. Default DEFAULTS.maxFails. */
+  /** Without active checks: this many failed connects within `failTimeout` mark a target down for `failTimeout` (health/recovery.ts); 0 = off. Default DEFAULTS.maxFails. */
   maxFails?: number;
   /** ms. Default DEFAULTS.failTimeout. */
   failTimeout?: number;

@@ -12,7 +12,8 @@ import { formatAddress } from "../util/address.ts";
 import { DEFAULTS } from "../config/defaults.ts";
 import { ConfigError, configWarnings, loadConfig, type BackendConfig, type Config, type ListenerConfig, type TargetConfig } from "../config/load.ts";
 import { formatDuration } from "../util/duration.ts";
-import { checkSteps, describeStep } from "../backend/check-steps.ts";
+import { checkSteps, describeStep } from "../backend/health/check-steps.ts";
+import { describeSource } from "../backend/sources/all.ts";
 import type { HealthConfig } from "../config/types.ts";
 import { UsageError } from "./args.ts";
 
@@ -58,14 +59,8 @@ export function renderPlan(config: Config): string {
   const backendLines = (name: string, indent: string) => {
     const backend = config.backends.get(name)!;
     const header = `backend ${backend.name} (${describeBackend(backend)})`;
-    const sentinel = backend.sentinel ?? null;
-    const targets =
-      sentinel === null
-        ? backend.targets.map((target) => `${indent}${describeTarget(target)}`)
-        : [
-            `${indent}the primary of ${sentinel.master} as a majority of ${sentinel.sentinels.map(formatAddress).join(", ")} names it ` +
-              `(+switch-master, polled every ${formatDuration(sentinel.pollInterval)}${sentinel.auth === null ? "" : `, password from ${sentinel.auth.password.source}`})`,
-          ];
+    const source = describeSource(backend); // a target source that gives the targets (backend/sources/)
+    const targets = source === null ? backend.targets.map((target) => `${indent}${describeTarget(target)}`) : [`${indent}${source}`];
     return [header, ...targets];
   };
   for (const listener of config.listeners) {

@@ -6,8 +6,11 @@
  * asks for the server's per-second samples (`status?history`), so the charts start full.
  *
  * Cells a test or a script may read carry `data-listener` / `data-backend` / `data-target`
- * on their row and `data-field` on the cell.
+ * on their row and `data-field` on the cell; a target source's line under a backend's title
+ * carries `data-source` (its kind), its text the kind's summary filled from /status.
  */
+import { summaryTemplates } from "../backend/sources/all.ts";
+
 export const STATUS_PAGE = `<!doctype html>
 <html lang="en">
 <head>
@@ -92,6 +95,8 @@ let previous = null;
 const perListener = new Map(); // name -> { t, up, down }
 
 const $ = (id) => document.getElementById(id);
+// Each target source's status line, by its key in a backend's /status entry; {field} is that field.
+const SOURCE_LINES = ${JSON.stringify(summaryTemplates())};
 
 function bytes(n) {
   const units = ["B", "KiB", "MiB", "GiB", "TiB"];
@@ -168,11 +173,11 @@ function renderBackends(s) {
     }
     table.appendChild(body);
     section.append(h);
-    if (b.sentinel) {
+    for (const [kind, line] of Object.entries(SOURCE_LINES)) {
+      if (!b[kind]) continue;
       const p = document.createElement("p");
-      p.dataset.sentinel = b.name;
-      p.textContent = "Sentinel: primary of " + b.sentinel.master + " is " + b.sentinel.primary + ", " + b.sentinel.switches + " switches, " +
-        b.sentinel.subscribed + "/" + b.sentinel.sentinels + " sentinels subscribed";
+      p.dataset.source = kind;
+      p.textContent = line.replace(/[{]([A-Za-z0-9_]+)[}]/g, (_, key) => String(b[kind][key] ?? "?"));
       section.append(p);
     }
     section.append(table);

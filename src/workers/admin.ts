@@ -34,7 +34,7 @@ import { controlRelay } from "./control.ts";
 import type { Logger } from "../util/log.ts";
 import { CONTENT_TYPE } from "../observe/prometheus.ts";
 import type { Stats } from "../proxy/handle.ts";
-import type { SentinelStatus } from "../backend/sentinel.ts";
+import { mergeSources, type SourceEntries } from "../backend/sources/all.ts";
 import { STATUS_PAGE } from "../observe/status-page.ts";
 
 export const WORKER_ADMIN_ENV = "TCPROUTER_WORKER_ADMIN";
@@ -246,7 +246,7 @@ export function mergeStatus(
   const now = Date.now();
   const totals = {} as Stats;
   const listeners = new Map<string, ListenerStatus>();
-  const backends = new Map<string, { name: string; targets: Map<string, TargetStatus>; sentinel?: SentinelStatus }>();
+  const backends = new Map<string, { name: string; targets: Map<string, TargetStatus>; sources: SourceEntries }>();
   let rssBytes = process.memoryUsage.rss();
   const cpu = process.cpuUsage();
   let cpuSeconds = (cpu.user + cpu.system) / 1e6;
@@ -259,8 +259,8 @@ export function mergeStatus(
     }
     for (const backend of status.backends) {
       let known = backends.get(backend.name);
-      if (known === undefined) backends.set(backend.name, (known = { name: backend.name, targets: new Map() }));
-      if (backend.sentinel !== undefined) known.sentinel = mergeSentinel(known.sentinel, backend.sentinel);
+      if (known === undefined) backends.set(backend.name, (known = { name: backend.name, targets: new Map(), sources: {} }));
+      mergeSources(known.sources, backend); // each target source merges its own fields (backend/sources/)
       for (const target of backend.targets) {
         const seen = known.targets.get(target.target);
         if (seen === undefined) known.targets.set(target.target, { ...target });
@@ -286,9 +286,7 @@ export function mergeStatus(
     draining: context.stopping || answers.some(({ status }) => status.draining),
     totals,
     listeners: [...listeners.values()],
-    backends: [...backends.values()].map(
-      ({ name, targets, sentinel }): BackendStatus => ({ name, targets: [...targets.values()], ...(sentinel === undefined ? {} : { sentinel }) }),
-    ),
+    backends: [...backends.values()].map(({ name, targets, sources }): BackendStatus => ({ name, targets: [...targets.values()], ...sources })),
     process: { rssBytes, cpuSeconds },
     workersRunning: 0,
     workersUnreachable: 0,
@@ -299,22 +297,6 @@ export function mergeStatus(
   };
   if (context.history) merged.history = mergeHistory(answers.map(({ status }) => status.history ?? []));
   return merged;
-}
-
-/**
- * Each worker watches the sentinels on its own: the merged primary is theirs when they agree
- * ("mixed" while they do not), switches and the last switch are the most any worker saw, and
- * `subscribed` the fewest open subscriptions of any worker.
- */
-function mergeSentinel(into: SentinelStatus | undefined, from: SentinelStatus): SentinelStatus {
-  if (into === undefined) return { ...from };
-  return {
-    ...into,
-    primary: into.primary === from.primary ? into.primary : "mixed",
-    switches: Math.max(into.switches, from.switches),
-    lastSwitch: Math.max(into.lastSwitch, from.lastSwitch),
-    subscribed: Math.min(into.subscribed, from.subscribed),
-  };
 }
 
 /** Numbers of `from` added to those of `into` (missing ones start at 0); other fields are left as they are. */

@@ -1,5 +1,5 @@
 import { describe, expect, test } from "bun:test";
-import type { SentinelStatus } from "../../src/backend/sentinel.ts";
+import type { SentinelStatus } from "../../src/backend/sources/sentinel.ts";
 import type { Status } from "../../src/observe/admin.ts";
 import { mergeStatus } from "../../src/workers/admin.ts";
 

@@ -1,9 +1,9 @@
 /**
- * The steps of a health check probe (health.ts runs them): the list a config gives, how an
+ * The steps of a health check probe (checker.ts runs them): the list a config gives, how an
  * expect step matches the reply so far, and how a step is shown in logs and `check`.
  */
-import type { HealthConfig, HealthStep } from "../config/types.ts";
-import { authCommand } from "../protocol/resp.ts";
+import type { HealthConfig, HealthStep } from "../../config/types.ts";
+import { authCommand } from "../../protocol/resp.ts";
 
 /** An expect step waits for at most this many reply bytes; past them without a match it fails. */
 export const MAX_REPLY = 64 * 1024;

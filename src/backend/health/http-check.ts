@@ -4,9 +4,9 @@
  * keep-alive, no redirects followed; the probe passes when the status is one of `status` and,
  * with `body`, the body contains it. The probe's deadline aborts a request still running.
  */
-import { formatHostPort, type Address } from "../util/address.ts";
-import type { HttpCheck } from "../config/types.ts";
-import type { CheckTls, Probe } from "./health.ts";
+import { formatHostPort, type Address } from "../../util/address.ts";
+import type { HttpCheck } from "../../config/types.ts";
+import type { CheckTls, Probe } from "./checker.ts";
 
 type Finish = (probe: Probe, passed: boolean, reason: string) => void;
 

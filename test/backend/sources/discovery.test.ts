@@ -7,13 +7,13 @@
 import { describe, expect, test } from "bun:test";
 import type { udp } from "bun";
 import { promises as dns } from "node:dns";
-import { parseConfig } from "../../src/config/load.ts";
-import { Discovery, lookup, nextLookupDelay } from "../../src/backend/discovery.ts";
-import { parseDnsServer } from "../../src/util/address.ts";
-import type { TargetState } from "../../src/index.ts";
+import { parseConfig } from "../../../src/config/load.ts";
+import { Discovery, lookup, nextLookupDelay } from "../../../src/backend/sources/discovery.ts";
+import { parseDnsServer } from "../../../src/util/address.ts";
+import type { TargetState } from "../../../src/index.ts";
 
-import { captureLogger, dial, echo, HOST, listen, waitFor, type Peer, type Server, exchange } from "../helpers/net.ts";
-import { type RouterUnderTest, startRouter } from "../helpers/router.ts";
+import { captureLogger, dial, echo, HOST, listen, waitFor, type Peer, type Server, exchange } from "../../helpers/net.ts";
+import { type RouterUnderTest, startRouter } from "../../helpers/router.ts";
 
 // ---------------------------------------------------------------------------------------------
 // A DNS server on 127.0.0.1 (RFC 1035 over UDP: A and AAAA answers with a TTL, an rcode, or

@@ -1,9 +1,9 @@
 /** Passive ejection (max_fails within fail_timeout, nginx's semantics) and slow_start. */
 import { describe, expect, test } from "bun:test";
-import type { TargetState } from "../../src/backend/backend.ts";
-import { Ejector, SLOW_START_FLOOR, SlowStart } from "../../src/backend/recovery.ts";
-import { captureLogger, echo, freePort, listen, waitFor } from "../helpers/net.ts";
-import { startRouter } from "../helpers/router.ts";
+import type { TargetState } from "../../../src/backend/backend.ts";
+import { Ejector, SLOW_START_FLOOR, SlowStart } from "../../../src/backend/health/recovery.ts";
+import { captureLogger, echo, freePort, listen, waitFor } from "../../helpers/net.ts";
+import { startRouter } from "../../helpers/router.ts";
 
 function target(port: number, weight = 4): TargetState {
   const key = `127.0.0.1:${port}`;
@@ -108,9 +108,9 @@ fail_timeout = "300ms"
     const bad = router.target(refusing, "b");
     for (let i = 0; i < 6; i++) {
       const client = await Bun.connect({ hostname: "127.0.0.1", port: router.port, socket: { data() {}, error() {} } });
-      await waitFor(() => router.router.sessions.size === 1, 2000, "the session");
+      await waitFor(() => router.view.sessions.size === 1, 2000, "the session");
       client.end();
-      await waitFor(() => router.router.sessions.size === 0, 2000, "the session to end");
+      await waitFor(() => router.view.sessions.size === 0, 2000, "the session to end");
     }
     expect(bad.connectFailures).toBe(2);
     expect(bad.healthy).toBe(false);

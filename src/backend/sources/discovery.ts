@@ -15,18 +15,21 @@
  *   `*.localhost` always go to the system resolver.
  * - IP literals and unix paths are never looked up.
  *
- * The router owns one Discovery. It is told the live config and backends on every (re)load
- * (`update`), and replaces a backend's targets through `Backend.replaceTargets` when a name's
- * addresses change. State is kept by name across reloads: a name that stays keeps its addresses
- * and its schedule. The Discovery owns its timers and lookups; `stop()` ends them.
+ * A target source (source.ts): the router holds one Discovery among its sources. It is told
+ * the live config and backends on every (re)load (`update`), and replaces a backend's targets
+ * through `Backend.replaceTargets` when a name's addresses change. State is kept by name across
+ * reloads: a name that stays keeps its addresses and its schedule. The Discovery owns its timers
+ * and lookups; `stop()` ends them. It reports no status of its own (the targets show what it
+ * found).
  */
-import { formatAddress } from "../util/address.ts";
-import type { Backend, TargetOptions } from "./backend.ts";
-import type { Config } from "../config/types.ts";
-import { formatDuration } from "../util/duration.ts";
-import { DEFAULTS } from "../config/defaults.ts";
+import { formatAddress } from "../../util/address.ts";
+import type { Backend, TargetOptions } from "../backend.ts";
+import type { Config } from "../../config/types.ts";
+import { formatDuration } from "../../util/duration.ts";
+import { DEFAULTS } from "../../config/defaults.ts";
 import { isHostname, lookup, nameOf, nextLookupDelay, type Answer, type DiscoveryOptions } from "./dns.ts";
-import { event, type Logger } from "../util/log.ts";
+import { event, type Logger } from "../../util/log.ts";
+import type { SourceKind, SourceStatus, TargetSource } from "./source.ts";
 
 export { isHostname, lookup, nameOf, nextLookupDelay } from "./dns.ts";
 export type { Answer, DiscoveryOptions } from "./dns.ts";
@@ -85,7 +88,8 @@ interface User {
   hosts: Set<string>;
 }
 
-export class Discovery {
+export class Discovery implements TargetSource {
+  readonly kind = "dns";
   private readonly names = new Map<string, Name>();
   private users: User[] = [];
   /** undefined until the first config: then null (system resolver) or the servers. */
@@ -194,6 +198,11 @@ export class Discovery {
     }
   }
 
+  /** None: what a name resolved to shows in the backend's targets. */
+  status(): Map<string, SourceStatus> {
+    return new Map();
+  }
+
   /** Ends every timer and lookup. Final. */
   stop(): void {
     this.stopped = true;
@@ -297,3 +306,12 @@ function hostsOf(config: Config): Map<string, number> {
   }
   return hosts;
 }
+
+/** Hostname targets: no status line, nothing to merge, and `check` lists the names as targets. */
+export const DNS: SourceKind<"dns"> = {
+  kind: "dns",
+  summary: "",
+  merge: (into, from) => ({ ...into, ...from }),
+  describe: () => null,
+  create: (log) => new Discovery(log.withTag("dns")),
+};

@@ -4,9 +4,9 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type { Socket, Subprocess, TCPSocketListener, UnixSocketListener } from "bun";
 import { createConsola } from "consola";
-import type { Address } from "../../src/util/address.ts";
-import { HealthChecker, type CheckedTarget, type HealthConfig } from "../../src/backend/health.ts";
-import type { Logger } from "../../src/util/log.ts";
+import type { Address } from "../../../src/util/address.ts";
+import { HealthChecker, type CheckedTarget, type HealthConfig } from "../../../src/backend/health/checker.ts";
+import type { Logger } from "../../../src/util/log.ts";
 
 const REDIS = Bun.which("redis-server");
 const REDIS_CLI = Bun.which("redis-cli");

@@ -15,18 +15,23 @@
  * - Every `poll_interval` all sentinels are asked again (the fallback for a missed event);
  *   a majority answer other than the current target switches as the event does.
  *
- * The router owns one SentinelWatch: `update(config, backends)` on every (re)load keeps the
- * watch of a backend whose sentinel settings stay (with its primary), and `stop()` ends every
- * timer and socket. The sockets (a `Link` per subscription, a `Query` per question) are in
- * sentinel-links.ts; RESP is protocol/resp.ts.
+ * A target source (source.ts): the router holds one SentinelWatch among its sources.
+ * `update(config, backends)` on every (re)load keeps the watch of a backend whose sentinel
+ * settings stay (with its primary), and `stop()` ends every timer and socket. The sockets (a
+ * `Link` per subscription, a `Query` per question) are in sentinel-links.ts; what it reports
+ * (/status fields, metrics, the workers' merge) in sentinel-status.ts; RESP is protocol/resp.ts.
  */
-import { DEFAULTS } from "../config/defaults.ts";
-import type { Config, SentinelConfig } from "../config/types.ts";
-import { formatAddress, type Address } from "../util/address.ts";
-import { DEBUG, event, type Logger } from "../util/log.ts";
-import type { Backend, TargetState } from "./backend.ts";
-import { authCommand, type Resp } from "../protocol/resp.ts";
+import { DEFAULTS } from "../../config/defaults.ts";
+import type { BackendConfig, Config, SentinelConfig } from "../../config/types.ts";
+import { formatAddress, type Address } from "../../util/address.ts";
+import { DEBUG, event, type Logger } from "../../util/log.ts";
+import type { Backend, TargetState } from "../backend.ts";
+import { authCommand, type Resp } from "../../protocol/resp.ts";
 import { askAll, askRole, Link } from "./sentinel-links.ts";
+import { describeSentinel, mergeSentinel, SENTINEL_SUMMARY, sentinelSourceStatus, type SentinelStatus } from "./sentinel-status.ts";
+import type { SourceKind, SourceStatus, TargetSource } from "./source.ts";
+
+export type { SentinelStatus } from "./sentinel-status.ts";
 
 /** The address of a `get-master-addr-by-name` reply (`["127.0.0.1", "6379"]`); null for anything else. */
 export function masterAddress(reply: Resp): Address | null {
@@ -70,20 +75,6 @@ export function majority(answers: readonly (Address | null)[], asked: number): A
 
 // ── The watch of one backend ────────────────────────────────────────────────────────────────
 
-/** What `/status` and metrics show of a sentinel backend. */
-export interface SentinelStatus {
-  master: string;
-  /** The primary now ("-" when none is known). */
-  primary: string;
-  /** Switches since start (events and polls). */
-  switches: number;
-  /** ms since the epoch of the last switch; 0 = none. */
-  lastSwitch: number;
-  /** Sentinels whose +switch-master subscription is open now. */
-  subscribed: number;
-  sentinels: number;
-}
-
 export class Watch {
   primary: Address | null = null;
   switches = 0;
@@ -94,6 +85,8 @@ export class Watch {
   stopped = false;
   /** The connect options for sentinels: the AUTH command sent first, if any. */
   readonly hello: Uint8Array | null;
+  /** The AUTH command sent before ROLE to a replica being promoted (the backend's check credentials, else the sentinels'), if any. */
+  nodeHello: Uint8Array | null = null;
 
   constructor(
     readonly owner: SentinelWatch,
@@ -154,7 +147,7 @@ export class Watch {
   private async watchPromotion(replica: Address, key: string, why: string): Promise<void> {
     const deadline = Date.now() + DEFAULTS.sentinel.promotionWatch;
     while (!this.stopped && this.candidate === key && Date.now() < deadline) {
-      if (await askRole(replica, this.config.timeout)) {
+      if (await askRole(replica, this.config.timeout, this.nodeHello)) {
         if (this.candidate === key && !this.stopped) this.switchTo(replica, `${why}; it answers ROLE master`, true);
         break;
       }
@@ -215,7 +208,8 @@ function sameSentinel(a: SentinelConfig, b: SentinelConfig): boolean {
   return key(a) === key(b);
 }
 
-export class SentinelWatch {
+export class SentinelWatch implements TargetSource {
+  readonly kind = "sentinel";
   private readonly watches = new Map<string, Watch>();
   /** Primaries found by `prefetch`, by backend name, for the `update` that follows. */
   private readonly found = new Map<string, Address>();
@@ -269,10 +263,12 @@ export class SentinelWatch {
       let watch = this.watches.get(options.name);
       if (watch !== undefined) {
         watch.backend = backend;
+        watch.nodeHello = nodeHelloOf(options);
         if (watch.primary !== null) backend.replaceTargets([{ address: watch.primary }]);
         continue;
       }
       watch = new Watch(this, backend, sentinel);
+      watch.nodeHello = nodeHelloOf(options);
       this.watches.set(options.name, watch);
       const found = this.found.get(options.name);
       this.found.delete(options.name);
@@ -282,8 +278,8 @@ export class SentinelWatch {
   }
 
   /** By backend name. */
-  status(): Map<string, SentinelStatus> {
-    return new Map([...this.watches].map(([name, watch]) => [name, watch.status()]));
+  status(): Map<string, SourceStatus> {
+    return new Map([...this.watches].map(([name, watch]) => [name, sentinelSourceStatus(watch.status())]));
   }
 
   stop(): void {
@@ -293,7 +289,27 @@ export class SentinelWatch {
   }
 }
 
+/**
+ * The AUTH command sent before ROLE to a Redis node: with the credentials the backend's health
+ * checks use (`health.auth`), else the sentinels' (`sentinel.auth`, one password for both is
+ * common); null without either. A node without a password answers AUTH with an error and ROLE
+ * all the same.
+ */
+export function nodeHelloOf(backend: BackendConfig): Uint8Array | null {
+  const auth = backend.health?.auth ?? backend.sentinel?.auth ?? null;
+  return auth === null ? null : authCommand(auth.username, auth.password.reveal());
+}
+
 /** The AUTH command sent first to every sentinel, or null without credentials. */
 export function helloOf(config: SentinelConfig): Uint8Array | null {
   return config.auth === null ? null : authCommand(config.auth.username, config.auth.password.reveal());
 }
+
+/** Redis Sentinel as a target source: its kind, for the status page, the supervisor and `check`. */
+export const SENTINEL: SourceKind<"sentinel"> = {
+  kind: "sentinel",
+  summary: SENTINEL_SUMMARY,
+  merge: mergeSentinel,
+  describe: describeSentinel,
+  create: (log) => new SentinelWatch(log.withTag("sentinel")),
+};

@@ -21,9 +21,9 @@
  * the backend, the checker only writes their `healthy` field.
  */
 import type { Socket, SocketHandler } from "bun";
-import { formatAddress, type Address } from "../util/address.ts";
-import type { HealthConfig, HealthStep } from "../config/types.ts";
-import { DEBUG, event, type Logger } from "../util/log.ts";
+import { formatAddress, type Address } from "../../util/address.ts";
+import type { HealthConfig, HealthStep } from "../../config/types.ts";
+import { DEBUG, event, type Logger } from "../../util/log.ts";
 import { checkSteps, describeStep, MAX_REPLY, matchStep } from "./check-steps.ts";
 import { httpProbe } from "./http-check.ts";
 

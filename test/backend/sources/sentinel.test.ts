@@ -4,12 +4,16 @@
  * The real Redis Sentinel tests are in test/proxy/sentinel-failover.test.ts.
  */
 import { afterEach, describe, expect, test } from "bun:test";
-import { majority, masterAddress, promotedTo, switchedTo } from "../../src/backend/sentinel.ts";
-import { parseResp, RespError, type Resp } from "../../src/protocol/resp.ts";
-import { parseConfig, ConfigError } from "../../src/config/load.ts";
-import { echo, listen, type Server, waitFor } from "../helpers/net.ts";
-import { fakeSentinel, publish, type FakeState } from "../helpers/replication.ts";
-import { startRouter } from "../helpers/router.ts";
+import { majority, masterAddress, promotedTo, switchedTo } from "../../../src/backend/sources/sentinel.ts";
+import { parseResp, RespError, type Resp } from "../../../src/protocol/resp.ts";
+import { parseConfig, ConfigError } from "../../../src/config/load.ts";
+import { echo, listen, type Server, waitFor } from "../../helpers/net.ts";
+import { fakeSentinel, publish, type FakeState } from "../../helpers/replication.ts";
+import { startRouter } from "../../helpers/router.ts";
+import { type SourceView, statusOf } from "../../../src/backend/sources/source.ts";
+
+/** The fields the Sentinel source reports for the backend `redis` (what /status shows under `sentinel`). */
+const sentinelOf = (sources: readonly SourceView[]) => statusOf(sources, "redis").find((status) => status.kind === "sentinel")?.fields;
 
 const tcp = (port: number) => ({ kind: "tcp", host: "127.0.0.1", port }) as const;
 
@@ -140,7 +144,7 @@ describe("a router following fake sentinels", () => {
     await closed;
     expect(router.matching(`moved from 127.0.0.1:${a.port} to 127.0.0.1:${b.port} (+switch-master from sentinel 127.0.0.1:${ports[1]})`)).toHaveLength(1);
     expect(router.matching(`closed 1 session on 127.0.0.1:${a.port}`)).toHaveLength(1);
-    expect(router.router.sentinels.status().get("redis")).toMatchObject({
+    expect(sentinelOf(router.view.sources)).toMatchObject({
       master: "mymaster",
       primary: `127.0.0.1:${b.port}`,
       switches: 1,
@@ -162,7 +166,7 @@ describe("a router following fake sentinels", () => {
     await waitFor(() => router.backends().get("redis")![0]?.key === `127.0.0.1:${b.port}`, 1000, "the switch on the promotion");
     publish(states[0]!, a.port, b.port); // the +switch-master that follows changes nothing
     await Bun.sleep(50);
-    expect(router.router.sentinels.status().get("redis")!.switches).toBe(1);
+    expect(sentinelOf(router.view.sources)?.switches).toBe(1);
   });
 
   test("polls as the fallback: a majority answer that changed switches without an event", async () => {

@@ -1,15 +1,15 @@
 /**
  * The sockets of a Sentinel watch (sentinel.ts): one long-lived subscription per sentinel
  * (`Link`), and one-question connections (`Query`): `SENTINEL get-master-addr-by-name` to every
- * sentinel, `ROLE` to a replica being promoted. Handlers are module-level, each socket's state
+ * sentinel, `ROLE` (after AUTH when credentials are known) to a replica being promoted. Handlers are module-level, each socket's state
  * is its `data`, and no handler throws: a peer error closes that socket and is logged once.
  */
 import type { Socket, SocketHandler } from "bun";
-import { DEFAULTS } from "../config/defaults.ts";
-import type { SentinelConfig } from "../config/types.ts";
-import { encodeCommand, parseResp, type Resp, RespError } from "../protocol/resp.ts";
-import { formatAddress, type Address } from "../util/address.ts";
-import { event } from "../util/log.ts";
+import { DEFAULTS } from "../../config/defaults.ts";
+import type { SentinelConfig } from "../../config/types.ts";
+import { encodeCommand, parseResp, type Resp, RespError } from "../../protocol/resp.ts";
+import { formatAddress, type Address } from "../../util/address.ts";
+import { event } from "../../util/log.ts";
 import { masterAddress, promotedTo, switchedTo, type Watch } from "./sentinel.ts";
 
 /**
@@ -175,6 +175,8 @@ class Query {
   done = false;
   /** Replies still to skip before the answer (the AUTH reply). */
   skip: number;
+  /** A skipped reply may be an error (AUTH to a node without a password); else it ends the query. */
+  skipErrors = false;
   timer: ReturnType<typeof setTimeout> | undefined;
 
   constructor(
@@ -225,15 +227,21 @@ export function askAll(config: SentinelConfig, hello: Uint8Array | null): Promis
 
 const ROLE = encodeCommand(["ROLE"]);
 
-/** Whether the Redis node at `address` answers ROLE with master (false on any error or timeout). Sent without AUTH. */
-export function askRole(address: Address, timeout: number): Promise<boolean> {
+/**
+ * Whether the Redis node at `address` answers ROLE with master (false on any error or
+ * timeout). With `hello` (an AUTH command) that is sent first; its reply is skipped whatever it
+ * is: a node without a password answers AUTH with an error and ROLE all the same, and one with
+ * another password answers ROLE with NOAUTH (false).
+ */
+export function askRole(address: Address, timeout: number, hello: Uint8Array | null = null): Promise<boolean> {
   return new Promise((resolve) => {
     const query = new Query(
-      ROLE,
-      0,
+      hello === null ? ROLE : Buffer.concat([hello, ROLE]),
+      hello === null ? 0 : 1,
       (answer) => resolve(answer !== null),
       (reply) => (Array.isArray(reply) && reply[0] === "master" ? address : null),
     );
+    query.skipErrors = true;
     query.timer = setTimeout(queryTimedOut, timeout, query);
     query.timer.unref();
     try {
@@ -260,11 +268,12 @@ const queryHandlers: SocketHandler<Query, "buffer"> = {
       let at = 0;
       for (let reply = parseResp(query.buffer, at); reply !== null; reply = parseResp(query.buffer, at)) {
         at = reply.end;
-        if (reply.value instanceof RespError) return query.finish(null);
         if (query.skip > 0) {
           query.skip--;
+          if (reply.value instanceof RespError && !query.skipErrors) return query.finish(null);
           continue;
         }
+        if (reply.value instanceof RespError) return query.finish(null);
         return query.finish(query.read(reply.value));
       }
       query.buffer = query.buffer.subarray(at);

@@ -4,9 +4,9 @@
  */
 import { afterEach, describe, expect, test } from "bun:test";
 import type { Server as HttpServer } from "bun";
-import { echo, listen, waitFor, type Server } from "../helpers/net.ts";
-import { startRouter } from "../helpers/router.ts";
-import { tlsServer } from "../helpers/tls.ts";
+import { echo, listen, waitFor, type Server } from "../../helpers/net.ts";
+import { startRouter } from "../../helpers/router.ts";
+import { tlsServer } from "../../helpers/tls.ts";
 
 const opened: (Server | HttpServer<undefined>)[] = [];
 afterEach(async () => {

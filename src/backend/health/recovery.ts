@@ -13,9 +13,9 @@
  * Both own their timers (unref'd) and stop them in `stop()`; the target objects are the
  * backend's: ejection writes `healthy`, slow start writes `weight` (and restores it).
  */
-import { formatAddress } from "../util/address.ts";
-import { event, type Logger } from "../util/log.ts";
-import type { TargetState } from "./backend.ts";
+import { formatAddress } from "../../util/address.ts";
+import { event, type Logger } from "../../util/log.ts";
+import type { TargetState } from "../backend.ts";
 
 /** A ramping target starts at this share of its weight. */
 export const SLOW_START_FLOOR = 0.05;

@@ -5,9 +5,9 @@
  */
 import { promises as dns } from "node:dns";
 import { isIP } from "node:net";
-import type { Address } from "../util/address.ts";
-import { DEFAULTS } from "../config/defaults.ts";
-import { formatDuration } from "../util/duration.ts";
+import type { Address } from "../../util/address.ts";
+import { DEFAULTS } from "../../config/defaults.ts";
+import { formatDuration } from "../../util/duration.ts";
 
 export interface DiscoveryOptions {
   /** ms; default DEFAULTS.discovery.lookupTimeout. */

@@ -1,10 +1,10 @@
 /** Pure tests of health check steps: what a step table parses to, and how an expect step matches a reply. */
 import { describe, expect, test } from "bun:test";
-import { checkSteps, describeStep, matchStep } from "../../src/backend/check-steps.ts";
-import { checkAddress, type HealthConfig, type HealthStep } from "../../src/backend/health.ts";
-import { encodeCommand } from "../../src/protocol/resp.ts";
-import { parseHex, parseStep } from "../../src/config/health-schema.ts";
-import { Secret } from "../../src/util/secret.ts";
+import { checkSteps, describeStep, matchStep } from "../../../src/backend/health/check-steps.ts";
+import { checkAddress, type HealthConfig, type HealthStep } from "../../../src/backend/health/checker.ts";
+import { encodeCommand } from "../../../src/protocol/resp.ts";
+import { parseHex, parseStep } from "../../../src/config/health-schema.ts";
+import { Secret } from "../../../src/util/secret.ts";
 
 const bytes = (text: string) => new TextEncoder().encode(text);
 type Expect = Exclude<HealthStep, { send: Uint8Array }>;
