@@ -15,6 +15,7 @@ import type { ListenerView, SessionObserver, SessionView } from "./handle.ts";
 import type { Limits } from "./pipe.ts";
 import type { PrefaceStep } from "./preface/preface.ts";
 import type { Route } from "./route.ts";
+import type { Ticks } from "./timers.ts";
 
 export interface ListenerOptions extends AdmissionRules {
   /** Unique in a router; used in logs and metrics. */
@@ -28,7 +29,13 @@ export interface ListenerOptions extends AdmissionRules {
   connectTimeout: number;
   /** ms without bytes either way after which a session is closed; 0 = off. */
   idleTimeout: number;
-  /** ms a client may take to send its preface (PROXY header, ClientHello). */
+  /** ms queued bytes may wait for their reader to take any; 0 = off. */
+  writeTimeout: number;
+  /** ms a half-closed session may stay idle; 0 = off. */
+  halfClosedTimeout: number;
+  /** ms after accept at which a session is closed; 0 = off. */
+  maxSessionDuration: number;
+  /** ms a client may take for its TLS handshake (tls) and its preface (PROXY header, ClientHello). */
   helloTimeout: number;
   /** Expect a PROXY protocol header (v1 or v2) from these sources; null = none. */
   acceptProxy: CidrSet | null;
@@ -62,6 +69,8 @@ export interface RouterContext {
   readonly reusePort: boolean;
   /** Sessions open now. */
   readonly sessionCount: number;
+  /** Sessions in their TLS handshake or preface now (their listener waits for the client). */
+  prefacing: number;
   sessionOpened(session: SessionView): void;
   sessionClosed(session: SessionView): void;
 }
@@ -72,8 +81,8 @@ export interface ListenerContext extends ListenerView {
   /** Replaced as a whole by a reload; a session reads it when it needs a value. */
   readonly options: ListenerOptions;
   readonly router: RouterContext;
-  /** Idle sweeps after which a session is closed (set by the router); 0 = never. */
-  readonly idleTicks: number;
+  /** The session timers in sweeps of the router's clock (set by the router). */
+  readonly ticks: Ticks;
   readonly admission: Admission;
   /** Rate-limits the warn lines of clients turned away. */
   readonly denials: LogLimiter;

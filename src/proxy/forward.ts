@@ -19,6 +19,12 @@ export interface ForwardOptions {
   connectTimeout?: number | string;
   /** Close a session that moved no bytes either way for this long. Default 0 = off. */
   idleTimeout?: number | string;
+  /** Close a session whose queued bytes were not taken by their reader for this long. Default 2m; 0 = off. */
+  writeTimeout?: number | string;
+  /** Close a half-closed session that moved no bytes for this long. Default 10m; 0 = off. */
+  halfClosedTimeout?: number | string;
+  /** Close every session this long after it was accepted. Default 0 = off. */
+  maxSessionDuration?: number | string;
   /** Sessions open at once; connections beyond are closed at once and counted. Default 0 = no limit. */
   maxConnections?: number;
   /** On `stop()`, how long open sessions may take to finish before they are closed. Default 10s. */
@@ -78,8 +84,18 @@ export function forwardConfig(options: ForwardOptions): Config {
   const to = address("to", options.to, false);
   const connectTimeout = duration("connectTimeout", options.connectTimeout, DEFAULTS.connectTimeout);
   const idleTimeout = duration("idleTimeout", options.idleTimeout, DEFAULTS.idleTimeout);
+  const writeTimeout = duration("writeTimeout", options.writeTimeout, DEFAULTS.writeTimeout);
+  const halfClosedTimeout = duration("halfClosedTimeout", options.halfClosedTimeout, DEFAULTS.halfClosedTimeout);
+  const maxSessionDuration = duration("maxSessionDuration", options.maxSessionDuration, DEFAULTS.maxSessionDuration);
+  const timers = { idleTimeout, writeTimeout, halfClosedTimeout, maxSessionDuration };
   return {
-    defaults: { connectTimeout, idleTimeout, drainTimeout: duration("drainTimeout", options.drainTimeout, DEFAULTS.drainTimeout), queueTimeout: 0 },
+    defaults: {
+      connectTimeout,
+      ...timers,
+      helloTimeout: DEFAULTS.helloTimeout,
+      drainTimeout: duration("drainTimeout", options.drainTimeout, DEFAULTS.drainTimeout),
+      queueTimeout: 0,
+    },
     listeners: [
       {
         ...PLAIN_LISTENER,
@@ -88,7 +104,7 @@ export function forwardConfig(options: ForwardOptions): Config {
         backend: "default",
         maxConnections,
         connectTimeout,
-        idleTimeout,
+        ...timers,
       },
     ],
     backends: new Map([

@@ -5,7 +5,7 @@
  * and the access log implement. router.ts implements them; no class of the proxy is exposed.
  */
 import type { Backend, TargetState } from "../backend/backend.ts";
-import type { SentinelStatus } from "../backend/sentinel.ts";
+import type { SourceView } from "../backend/sources/source.ts";
 import type { Config } from "../config/types.ts";
 import type { Address } from "../util/address.ts";
 import type { Logger } from "../util/log.ts";
@@ -90,8 +90,8 @@ export interface RouterView {
   readonly draining: boolean;
   /** Reloads applied since start. */
   readonly reloads: number;
-  /** The Redis Sentinel target source: each sentinel backend's status. */
-  readonly sentinels: { status(): ReadonlyMap<string, SentinelStatus> };
+  /** Where targets come from besides their lists (DNS, Sentinel): each reports its status by backend. */
+  readonly sources: readonly SourceView[];
   stats(): Stats;
   /** The observers now (metrics, an access log). */
   readonly observers: readonly SessionObserver[];
@@ -201,6 +201,9 @@ export type CloseReason =
   | "upstream_reset"
   | "write_error"
   | "idle_timeout"
+  | "write_timeout" // queued bytes waited write_timeout and their reader took none
+  | "half_closed_timeout" // one direction ended and nothing moved for half_closed_timeout
+  | "max_duration" // open for max_session_duration
   | "connect_failed"
   | "connect_timeout"
   | "no_target" // no healthy target (or every one tried)
@@ -209,7 +212,7 @@ export type CloseReason =
   | "proxy_error" // a missing or malformed PROXY header
   | "tls_error" // not a TLS ClientHello (SNI mode)
   | "no_route" // SNI mode: no route for the server name and no default
-  | "hello_timeout" // no complete PROXY header or ClientHello within hello_timeout
+  | "hello_timeout" // no complete TLS handshake, PROXY header or ClientHello within hello_timeout
   | "target_maint" // its target was set to maint with close (admin API, `tcprouter ctl maint --close`)
   | "target_down" // its target was marked down (health check on_down = "close-sessions"), lost the primary role (Sentinel), or is a backup while a primary came back (on_up)
   | "drained"; // still open when the drain deadline passed

@@ -20,6 +20,8 @@ import { ClientHelloStep } from "./preface/client-hello.ts";
 import type { PrefaceStep } from "./preface/preface.ts";
 import { ProxyHeaderStep } from "./preface/proxy-header.ts";
 import { Session } from "./session.ts";
+import { NO_TICKS, type Ticks } from "./timers.ts";
+import { DEFAULTS } from "../config/defaults.ts";
 
 export class ListenError extends Error {}
 
@@ -31,8 +33,8 @@ export class Listener implements ListenerContext, ListenerView {
   /** Sessions accepted; connections refused at accept. */
   accepted = 0;
   refused = 0;
-  /** Idle sweeps after which a session is closed (set by the router); 0 = never. */
-  idleTicks = 0;
+  /** The session timers in sweeps of the router's clock (set by the router). */
+  ticks: Ticks = NO_TICKS;
   /** Turned away by allow/deny, per-IP limits, or a bad preface. */
   denied = 0;
   /** The source checks and their per-address counts (kept across reloads). */
@@ -141,7 +143,8 @@ export class Listener implements ListenerContext, ListenerView {
     const router = this.router;
     const full = maxConnections > 0 && this.active >= maxConnections;
     const noFds = router.capacity > 0 && router.sessionCount >= router.capacity;
-    if (full || noFds || router.draining) return this.refuse(socket, full);
+    if (full || noFds || router.draining) return this.refuse(socket, full ? "full" : noFds ? "fds" : "draining");
+    if (router.capacity > 0 && this.readsFirst && router.prefacing >= router.capacity * DEFAULTS.prefaceShare) return this.refuse(socket, "prefacing");
     const session = new Session(this, socket);
     socket.data = session;
     this.active++;
@@ -150,17 +153,26 @@ export class Listener implements ListenerContext, ListenerView {
     if (session.state !== "handshake") session.start(); // a TLS client starts once its handshake succeeds
   }
 
+  /** The listener waits for the client before it dials: a TLS handshake, a PROXY header, a ClientHello. */
+  private get readsFirst(): boolean {
+    const { tls, acceptProxy, route } = this.options;
+    return tls !== null || acceptProxy !== null || route.readsClientHello;
+  }
+
   /** Closes a connection at accept: it never becomes a session. */
-  private refuse(socket: ClientSocket, full: boolean): void {
+  private refuse(socket: ClientSocket, cause: "full" | "fds" | "draining" | "prefacing"): void {
     const router = this.router;
     socket.data = undefined;
     router.counters.refused++;
     this.refused++;
-    const why = router.draining
-      ? "draining"
-      : full
-        ? `max_connections ${this.options.maxConnections} reached`
-        : `the open file limit allows ${router.capacity} sessions (raise it with ulimit -n)`;
+    const why =
+      cause === "draining"
+        ? "draining"
+        : cause === "full"
+          ? `max_connections ${this.options.maxConnections} reached`
+          : cause === "fds"
+            ? `the open file limit allows ${router.capacity} sessions (raise it with ulimit -n)`
+            : `clients still in their handshake or preface hold ${router.prefacing} of the ${router.capacity} sessions the open file limit allows`;
     for (const observer of router.observers) observer.refused?.(this, socket.remoteAddress ?? "", socket.remotePort ?? 0, why);
     socket.end();
     const held = this.refusals.allow();

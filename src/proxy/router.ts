@@ -10,13 +10,14 @@ import { CidrSet } from "../util/cidr.ts";
 import { loadCertificates, type LoadedCertificates } from "./certificates.ts";
 import { DEFAULTS } from "../config/defaults.ts";
 import type { Config, ListenerConfig } from "../config/types.ts";
-import { Discovery } from "../backend/discovery.ts";
-import { SentinelWatch } from "../backend/sentinel.ts";
+import { createSources } from "../backend/sources/all.ts";
+import { expandTargets, type TargetSource } from "../backend/sources/source.ts";
 import { parseDuration } from "../util/duration.ts";
 import { sessionCapacity } from "../util/fd-limit.ts";
 import { Listener, ListenError } from "./listener.ts";
 import type { Counters, ListenerOptions, RouterContext } from "./context.ts";
 import { DefaultRoute, ServerNameRoute, ServerNameRoutes } from "./route.ts";
+import { NO_TICKS, ticksOf, tickFor } from "./timers.ts";
 import { defaultLogger, event, type Logger } from "../util/log.ts";
 import type { CloseReason, Limits, ReloadSummary, RouterHandle, RouterOptions, RouterView, SessionObserver, Stats, StopSummary } from "./handle.ts";
 import type { Session } from "./session.ts";
@@ -43,28 +44,27 @@ export class Router implements RouterContext, RouterView {
   /** Sessions the open file limit leaves room for; 0 = unknown (no cap). */
   readonly capacity = sessionCapacity();
   draining = false;
+  /** Sessions in their TLS handshake or preface now. */
+  prefacing = 0;
   reusePort = false;
   private sweepTimer: ReturnType<typeof setInterval> | undefined;
   private onEmpty: (() => void) | null = null;
-  /** Follows the hostname targets of the live config (backend/discovery.ts). */
-  readonly discovery: Discovery;
-  /** Follows the primaries of the sentinel backends of the live config (backend/sentinel.ts). */
-  readonly sentinels: SentinelWatch;
+  /** Where the live config's targets come from besides their lists (backend/sources/all.ts). */
+  readonly sources: readonly TargetSource[];
 
   constructor(
     public drainTimeout: number,
     readonly limits: Limits,
     readonly log: Logger,
   ) {
-    this.discovery = new Discovery(log.withTag("dns"));
-    this.sentinels = new SentinelWatch(log.withTag("sentinel"));
+    this.sources = createSources(log);
   }
 
   /** Opens every listener and backend of a config; on a bind error closes what it opened and throws. */
   async start(config: Config): Promise<void> {
     try {
-      // hostname targets resolved, and sentinels asked for their primaries, before listening
-      await Promise.all([this.discovery.prefetch(config), this.sentinels.prefetch(config)]);
+      // every target source looks up what the config needs (names, primaries) before listening
+      await Promise.all(this.sources.map((source) => source.prefetch(config)));
       this.reload(config);
     } catch (error) {
       await this.stop(0);
@@ -105,7 +105,7 @@ export class Router implements RouterContext, RouterView {
     }
     const backends = new Map<string, Backend>();
     for (const options of config.backends.values()) {
-      const targets = this.discovery.expand(options.targets);
+      const targets = expandTargets(this.sources, options.targets, options);
       const backend = new Backend({ ...options, targets, queueTimeout: config.defaults.queueTimeout }, this.log, this.backends.get(options.name));
       backend.closeSessions = (target, why) => this.closeTargetSessions(backend, target, why);
       backends.set(options.name, backend);
@@ -121,8 +121,7 @@ export class Router implements RouterContext, RouterView {
     const kept = next.filter((listener) => !opened.includes(listener));
     this.listeners = next;
     this.backends = backends;
-    this.discovery.update(config, backends);
-    this.sentinels.update(config, backends);
+    for (const source of this.sources) source.update(config, backends);
     this.drainTimeout = config.defaults.drainTimeout;
     this.startSweep();
     return {
@@ -133,17 +132,14 @@ export class Router implements RouterContext, RouterView {
     };
   }
 
-  /** (Re)starts the idle sweep at a tick fine enough for the shortest idle timeout. */
+  /** (Re)starts the session clock at a tick fine enough for the shortest timeout in use (timers.ts). */
   startSweep(): void {
     clearInterval(this.sweepTimer);
     this.sweepTimer = undefined;
-    const timeouts = this.listeners.map((listener) => listener.options.idleTimeout).filter((ms) => ms > 0);
-    if (timeouts.length === 0) return;
-    const tick = Math.min(1000, Math.max(10, Math.floor(Math.min(...timeouts) / 10)));
-    for (const listener of this.listeners) {
-      listener.idleTicks = listener.options.idleTimeout > 0 ? Math.ceil(listener.options.idleTimeout / tick) : 0;
-    }
-    this.sweepTimer = setInterval(sweepIdle, tick, this);
+    const tick = tickFor(this.listeners);
+    for (const listener of this.listeners) listener.ticks = tick > 0 ? ticksOf(listener.options, tick) : NO_TICKS;
+    if (tick === 0) return;
+    this.sweepTimer = setInterval(sweepSessions, tick, this);
     this.sweepTimer.unref();
   }
 
@@ -202,12 +198,10 @@ export class Router implements RouterContext, RouterView {
     return on.length;
   }
 
-  /** Closes sessions that have been idle for their listener's idle timeout. */
+  /** One tick of the session clock: each session checks its timers (Session.tick). */
   sweep(): void {
-    for (const session of this.sessions) {
-      const limit = session.listener.idleTicks;
-      if (++session.idleTicks >= limit && limit > 0) session.close("idle_timeout");
-    }
+    const now = Date.now();
+    for (const session of this.sessions) session.tick(now);
   }
 
   stats(): Stats {
@@ -254,8 +248,7 @@ export class Router implements RouterContext, RouterView {
     for (const session of this.sessions) session.close("drained");
     clearInterval(this.sweepTimer);
     for (const backend of this.backends.values()) backend.stop();
-    this.discovery.stop();
-    this.sentinels.stop();
+    for (const source of this.sources) source.stop();
     return { drained: before - closed, closed, durationMs: Date.now() - started };
   }
 }
@@ -311,6 +304,9 @@ function listenerOptions(config: ListenerConfig, backends: Map<string, Backend>)
     maxConnections: config.maxConnections,
     connectTimeout: config.connectTimeout,
     idleTimeout: config.idleTimeout,
+    writeTimeout: config.writeTimeout,
+    halfClosedTimeout: config.halfClosedTimeout,
+    maxSessionDuration: config.maxSessionDuration,
     helloTimeout: config.helloTimeout,
     acceptProxy: config.acceptProxy ? new CidrSet(config.trusted) : null,
     allow: sets(config.allow),
@@ -324,7 +320,7 @@ function listenerOptions(config: ListenerConfig, backends: Map<string, Backend>)
 /** The alert an SNI listener sends a client whose server name has no route. */
 const UNRECOGNIZED_NAME = tlsAlert(ALERT_UNRECOGNIZED_NAME);
 
-function sweepIdle(router: Router): void {
+function sweepSessions(router: Router): void {
   router.sweep();
 }
 
@@ -348,7 +344,7 @@ export async function createRouter(config: Config, options: RouterOptions = {}):
         return { name: listener.options.name, address: formatAddress(bound), port: bound.kind === "tcp" ? bound.port : 0 };
       });
     },
-    resolve: async (next) => void (await Promise.all([router.discovery.prefetch(next), router.sentinels.prefetch(next)])),
+    resolve: async (next) => void (await Promise.all(router.sources.map((source) => source.prefetch(next)))),
     reload: (next) => {
       const summary = router.reload(next);
       router.counters.reloads++;

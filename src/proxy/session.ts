@@ -32,8 +32,14 @@ export class Session implements PipeOwner, UpstreamOwner, PrefaceContext {
   readonly router: RouterContext;
   /** Date.now() at accept. */
   readonly openedAt = Date.now();
-  /** Sweeps of the idle timer since bytes last moved (pipes zero it). */
+  /** Sweeps of the session clock since bytes last moved (pipes zero it). */
   idleTicks = 0;
+  /** Sweeps with bytes queued and none of them taken (see tick). */
+  private stallTicks = 0;
+  /** Bytes delivered (read less queued) at the last sweep. */
+  private delivered = 0;
+  /** Counted in the router's sessions in handshake or preface. */
+  private prefacing = false;
   /** What the preface learned, for the route. */
   readonly info: RouteInfo = { serverName: null, alpn: [] };
   private upstreamSocket: Socket<Attempt> | null = null;
@@ -59,6 +65,7 @@ export class Session implements PipeOwner, UpstreamOwner, PrefaceContext {
   ) {
     this.router = listener.router;
     this.state = listener.options.tls ? "handshake" : "preface";
+    if (this.state === "handshake") this.countPrefacing(true);
     this.routedTo = defaultBackend(listener);
     // The address and port cost a getpeername(2) each, and Bun forgets them once the socket
     // closes: read them at once only when something reads them after the client may have
@@ -145,6 +152,7 @@ export class Session implements PipeOwner, UpstreamOwner, PrefaceContext {
     } else if (!this.admit()) return;
     const steps = this.listener.prefaceSteps();
     if (steps.length === 0) return this.route();
+    this.countPrefacing(true);
     this.preface = new Preface(steps, this, helloTimeout);
   }
 
@@ -180,6 +188,45 @@ export class Session implements PipeOwner, UpstreamOwner, PrefaceContext {
     this.destination = destination;
   }
 
+  /** Counts the session in (or out of) the router's sessions waiting for their client's first bytes. */
+  private countPrefacing(on: boolean): void {
+    if (on === this.prefacing) return;
+    this.prefacing = on;
+    this.router.prefacing += on ? 1 : -1;
+  }
+
+  /**
+   * One sweep of the router's clock (timers.ts): closes the session when one of its listener's
+   * timers has passed. Idle sweeps are zeroed by every chunk read; sweeps without progress
+   * count only while bytes are queued and their reader takes none of them.
+   */
+  tick(now: number): void {
+    const t = this.listener.ticks;
+    const idle = ++this.idleTicks;
+    if (t.idle > 0 && idle >= t.idle) return this.close("idle_timeout");
+    if (t.maxDuration > 0 && now - this.openedAt >= t.maxDuration) return this.close("max_duration", `open for ${t.maxDuration} ms`);
+    const state = this.state;
+    if (state === "handshake") {
+      if (t.hello > 0 && now - this.openedAt >= t.hello) this.fail("hello_timeout", `no complete TLS handshake within ${t.hello} ms`);
+      return;
+    }
+    if (state !== "open" && state !== "closing") return;
+    if (state === "closing" && t.halfClosed > 0 && idle >= t.halfClosed) return this.close("half_closed_timeout");
+    const queued = this.up.queued + this.down.queued;
+    if (queued === 0) {
+      this.stallTicks = 0;
+      return;
+    }
+    const delivered = this.up.bytes + this.down.bytes - queued;
+    if (delivered !== this.delivered) {
+      this.delivered = delivered;
+      this.stallTicks = 0;
+    } else if (t.write > 0 && ++this.stallTicks >= t.write) {
+      const side = this.down.queued > 0 ? "client" : "upstream";
+      this.close("write_timeout", `the ${side} took none of ${queued} queued bytes`);
+    }
+  }
+
   /** The client was turned away before any upstream was dialled: one warn line (per second), closed. */
   fail(reason: CloseReason, detail: string): void {
     if (this.closed) return;
@@ -197,6 +244,7 @@ export class Session implements PipeOwner, UpstreamOwner, PrefaceContext {
   /** The preface is read: the route picks the backend, the connector dials it. */
   route(): void {
     this.preface = null;
+    this.countPrefacing(false);
     const route = this.listener.options.route;
     const backend = route.match(this.info);
     if (backend === null) {
@@ -294,11 +342,14 @@ export class Session implements PipeOwner, UpstreamOwner, PrefaceContext {
   /** Ends the session: closes whichever sockets are still open. Idempotent. */
   close(reason: CloseReason, detail = ""): void {
     if (this.closed) return;
+    // A TLS client mid-handshake is closed, not ended: end() waits to send close_notify.
+    const plainClose = this.finByClose || this.state === "handshake";
     this.state = "closed";
     this.closeReason = reason;
     this.closeDetail = detail;
     this.preface?.stop();
     this.preface = null;
+    this.countPrefacing(false);
     this.connector?.release();
     const dropped = this.up.abandon() + this.down.abandon();
     this.router.counters.droppedBytes += dropped;
@@ -309,7 +360,7 @@ export class Session implements PipeOwner, UpstreamOwner, PrefaceContext {
       else upstream.end();
     }
     if (this.client.data === this) {
-      if (this.finByClose) this.client.close();
+      if (plainClose) this.client.close();
       else this.client.end();
     }
     if (this.countedIp) this.listener.admission.release(this.clientHost);

@@ -1,0 +1,53 @@
+/**
+ * The session clock: one interval sweep over the open sessions, not one timer per session.
+ * Each listener's timeouts are turned into counts of sweeps (`Ticks`); a session counts its
+ * own idle sweeps (bytes read zero them) and sweeps without progress of its queues, and
+ * closes itself when one passes its listener's limit (Session.tick).
+ *
+ * The tick is a tenth of the shortest timeout in use, between 10 ms and 1 s: a timeout fires
+ * up to one tick late, never early.
+ */
+import type { ListenerOptions } from "./context.ts";
+
+/** A listener's session timers: counts of sweeps, or ms where a clock is read; 0 = off. */
+export interface Ticks {
+  /** Sweeps without bytes either way (idle_timeout). */
+  idle: number;
+  /** Sweeps without bytes once one direction ended (half_closed_timeout). */
+  halfClosed: number;
+  /** Sweeps with bytes queued and none taken by their reader (write_timeout). */
+  write: number;
+  /** ms from accept (max_session_duration). */
+  maxDuration: number;
+  /** ms from accept for a TLS client's handshake (hello_timeout; the preface has its own timer). */
+  hello: number;
+}
+
+export const NO_TICKS: Ticks = { idle: 0, halfClosed: 0, write: 0, maxDuration: 0, hello: 0 };
+
+const MIN_TICK = 10;
+const MAX_TICK = 1000;
+
+/** The sweep interval for these listeners, or 0 when none has a timer the sweep runs. */
+export function tickFor(listeners: readonly { options: ListenerOptions }[]): number {
+  let shortest = Number.POSITIVE_INFINITY;
+  for (const { options } of listeners) {
+    for (const ms of [options.idleTimeout, options.halfClosedTimeout, options.writeTimeout, options.maxSessionDuration])
+      if (ms > 0) shortest = Math.min(shortest, ms);
+    if (options.tls !== null) shortest = Math.min(shortest, options.helloTimeout);
+  }
+  if (shortest === Number.POSITIVE_INFINITY) return 0;
+  return Math.min(MAX_TICK, Math.max(MIN_TICK, Math.floor(shortest / 10)));
+}
+
+/** A listener's timeouts in sweeps of `tick` ms. */
+export function ticksOf(options: ListenerOptions, tick: number): Ticks {
+  const sweeps = (ms: number) => (ms > 0 ? Math.ceil(ms / tick) : 0);
+  return {
+    idle: sweeps(options.idleTimeout),
+    halfClosed: sweeps(options.halfClosedTimeout),
+    write: sweeps(options.writeTimeout),
+    maxDuration: options.maxSessionDuration,
+    hello: options.tls !== null ? options.helloTimeout : 0,
+  };
+}
