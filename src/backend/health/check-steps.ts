@@ -1,9 +1,10 @@
 /**
  * The steps of a health check probe (checker.ts runs them): the list a config gives, how an
- * expect step matches the reply so far, and how a step is shown in logs and `check`.
+ * expect step matches the reply so far, what of the reply a match consumes, and how a step is
+ * shown in logs and `check`.
  */
 import type { HealthConfig, HealthStep } from "../../config/types.ts";
-import { authCommand } from "../../protocol/resp.ts";
+import { authCommand, parseResp } from "../../protocol/resp.ts";
 
 /** An expect step waits for at most this many reply bytes; past them without a match it fails. */
 export const MAX_REPLY = 64 * 1024;
@@ -44,6 +45,45 @@ export function matchStep(step: Exclude<HealthStep, { send: Uint8Array }>, reply
   step.regex.lastIndex = 0;
   const found = step.regex.exec(Buffer.from(reply.buffer, reply.byteOffset, reply.length).toString("latin1"));
   return found === null ? "more" : found.index + found[0].length;
+}
+
+/** The first byte of a RESP reply: + - : $ * (simple string, error, integer, bulk string, array). */
+const RESP_TYPES = new Set([0x2b, 0x2d, 0x3a, 0x24, 0x2a]);
+const LF = 0x0a;
+
+/**
+ * What an expect consumes: the whole reply its match ends in, so the next expect starts at the
+ * next reply. `reply` starts where the expect began reading; `matched` is where its match ended.
+ * Returns where the reply ends, or `"more"` while its end has not arrived.
+ *
+ * - RESP (the reply starts with `+ - : $ *` and parses as RESP): through the end of the RESP
+ *   reply the match ends in: `+OK` takes its CRLF, `role:master` the rest of the INFO bulk string.
+ * - Text: through the end of the line the match ends in (the next LF).
+ * - Binary: a byte below 0x20 other than tab and CR before that LF ends the reply at the match:
+ *   `expect_hex = "4e"` consumes PostgreSQL's one-byte `N`, and nothing of what follows.
+ */
+export function replyEnd(reply: Uint8Array, matched: number): number | "more" {
+  const buffer = Buffer.from(reply.buffer, reply.byteOffset, reply.length);
+  if (RESP_TYPES.has(buffer[0]!)) {
+    try {
+      let at = 0;
+      while (at < matched) {
+        const value = parseResp(buffer, at);
+        if (value === null) return "more";
+        at = value.end;
+      }
+      return at;
+    } catch {
+      // not RESP after all (IMAP's "* OK"): a text line
+    }
+  }
+  if (matched > 0 && buffer[matched - 1] === LF) return matched;
+  for (let i = matched; i < buffer.length; i++) {
+    const byte = buffer[i]!;
+    if (byte === LF) return i + 1;
+    if (byte < 0x20 && byte !== 0x09 && byte !== 0x0d) return matched;
+  }
+  return "more";
 }
 
 /** A step for messages and `check`: `send "PING\r\n"`, `expect contains "role:master"`. Never a secret (AUTH shows `[secret]`). */

@@ -7,7 +7,8 @@
  * `send`/`expect` shorthand, then `steps`. A send step writes its bytes; an expect step waits
  * until the reply so far matches (`matchStep`): a prefix is compared as bytes arrive and a byte
  * that differs fails at once; a substring or regex waits until it is found, the timeout or
- * the peer's close. The next expect step reads the reply after what the previous one matched.
+ * the peer's close. A match consumes the whole reply it ends in (`replyEnd`: a RESP reply, a
+ * text line, or the matched bytes of a binary one); the next expect step reads after it.
  * With no steps a probe passes once connected. `type = "http"` sends one HTTP request
  * instead (http-check.ts). Every probe closes its socket.
  *
@@ -24,7 +25,7 @@ import type { Socket, SocketHandler } from "bun";
 import { formatAddress, type Address } from "../../util/address.ts";
 import type { HealthConfig, HealthStep } from "../../config/types.ts";
 import { DEBUG, event, type Logger } from "../../util/log.ts";
-import { checkSteps, describeStep, MAX_REPLY, matchStep } from "./check-steps.ts";
+import { checkSteps, describeStep, MAX_REPLY, matchStep, replyEnd } from "./check-steps.ts";
 import { httpProbe } from "./http-check.ts";
 
 export type { HealthConfig, HealthStep };
@@ -172,6 +173,8 @@ export class Probe {
   step = 0;
   unsent: Uint8Array | null = null;
   reply: Buffer = Buffer.alloc(0);
+  /** Where the previous expect's match ended in `reply`; its reply is consumed (`replyEnd`) before the next expect reads. */
+  matched: number | null = null;
   deadline: ReturnType<typeof setTimeout> | undefined;
   /** An HTTP check's abort; null for TCP probes. */
   abort: AbortController | null = null;
@@ -271,13 +274,22 @@ function advance(probe: Probe, socket: Socket<Probe>): void {
       probe.unsent = step.send;
       continue;
     }
+    if (probe.matched !== null) {
+      const end = replyEnd(probe.reply, probe.matched);
+      if (end === "more") {
+        if (probe.reply.length >= MAX_REPLY) return finish(probe, false, `no end of reply in ${MAX_REPLY} bytes (before ${describeStep(step)})`);
+        return;
+      }
+      probe.reply = probe.reply.subarray(end);
+      probe.matched = null;
+    }
     const result = matchStep(step, probe.reply);
     if (result === "fail") return finish(probe, false, `unexpected reply (expected ${describeStep(step)})`);
     if (result === "more") {
       if (probe.reply.length >= MAX_REPLY) return finish(probe, false, `no match in ${MAX_REPLY} bytes (expected ${describeStep(step)})`);
       return;
     }
-    probe.reply = probe.reply.subarray(result);
+    probe.matched = result;
     probe.step++;
   }
 }

@@ -1,6 +1,6 @@
 /** Pure tests of health check steps: what a step table parses to, and how an expect step matches a reply. */
 import { describe, expect, test } from "bun:test";
-import { checkSteps, describeStep, matchStep } from "../../../src/backend/health/check-steps.ts";
+import { checkSteps, describeStep, matchStep, replyEnd } from "../../../src/backend/health/check-steps.ts";
 import { checkAddress, type HealthConfig, type HealthStep } from "../../../src/backend/health/checker.ts";
 import { encodeCommand } from "../../../src/protocol/resp.ts";
 import { parseHex, parseStep } from "../../../src/config/health-schema.ts";
@@ -114,4 +114,21 @@ describe("checkSteps", () => {
     expect(checkAddress({ ...base, port: 8008 }, target)).toEqual({ ...target, port: 8008 });
     expect(checkAddress({ ...base, address: { kind: "tcp", host: "127.0.0.1", port: 1 } }, target)).toEqual({ kind: "tcp", host: "127.0.0.1", port: 1 });
   });
+});
+
+// What an expect consumes (the Redis, text and binary cases end to end: reply-consumption.test.ts).
+describe("replyEnd", () => {
+  const cases: [string, string, number, number | "more"][] = [
+    ["a RESP simple string whole", "+OK\r\n+PONG\r\n", 3, 5],
+    ["a RESP simple string whose CRLF is still to come", "+OK", 3, "more"],
+    ["a RESP bulk string whole (a role check)", "$28\r\n# Replication\r\nrole:master\r\n\r\n+PONG\r\n", 31, 35],
+    ["RESP replies through the one the match ends in", "+PONG\r\n+PONG\r\n+PONG\r\n", 12, 14],
+    ["a text line through its LF", "220 ready\r\n250 ok\r\n", 3, 11],
+    ["a match that ends with its LF", "220 ready\n250", 10, 10],
+    ["a text line whose end is still to come", "220 rea", 3, "more"],
+    ["not RESP after all: IMAP's greeting is a line", "* OK ready\r\n* next", 4, 12],
+    ["a lone byte: undecided until the next bytes arrive", "N", 1, "more"],
+    ["binary: a control byte ends the reply at the match", "R\u0000\u0000\u0000\u0008", 1, 1],
+  ];
+  for (const [name, reply, matched, end] of cases) test(name, () => expect(replyEnd(bytes(reply), matched)).toBe(end));
 });
