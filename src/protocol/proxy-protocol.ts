@@ -29,6 +29,8 @@ export interface ProxyHeader {
   destination: ProxyEndpoint | null;
   /** Bytes of the stream taken by the header; the proxied stream starts after them. */
   headerLength: number;
+  /** v2: the TLVs after the addresses (see `decodeTlvs`); absent for v1 and when there are none. */
+  tlvs?: ReturnType<typeof decodeTlvs>;
 }
 
 export type ProxyHeaderResult = { state: "need-more" } | ({ state: "done" } & ProxyHeader) | { state: "error"; reason: string };
@@ -57,8 +59,35 @@ export function encodeProxyV1(source: ProxyEndpoint | null, destination: ProxyEn
   return new TextEncoder().encode(`PROXY ${family} ${v1Ip(from)} ${v1Ip(to)} ${source!.port} ${destination!.port}\r\n`);
 }
 
-/** A v2 PROXY header for TCP over IPv4/IPv6 (no TLVs), or LOCAL with no addresses. */
-export function encodeProxyV2(source: ProxyEndpoint | null, destination: ProxyEndpoint | null): Uint8Array {
+/**
+ * What a TLS-terminating proxy says of the client's TLS in a v2 header (the spec's section
+ * 2.2.5, PP2_TYPE_SSL): `version` and `cipher` as OpenSSL names them (`TLSv1.3`,
+ * `TLS_AES_256_GCM_SHA384`), the client certificate's subject CN (null: none), whether the
+ * client sent a certificate, and whether it verified.
+ */
+export interface ProxySsl {
+  version: string;
+  cipher: string;
+  cn: string | null;
+  certificate: boolean;
+  verified: boolean;
+}
+
+export const PP2_TYPE_SSL = 0x20;
+export const PP2_SUBTYPE_SSL_VERSION = 0x21;
+export const PP2_SUBTYPE_SSL_CN = 0x22;
+export const PP2_SUBTYPE_SSL_CIPHER = 0x23;
+export const PP2_CLIENT_SSL = 0x01;
+export const PP2_CLIENT_CERT_CONN = 0x02;
+export const PP2_CLIENT_CERT_SESS = 0x04;
+
+/**
+ * A v2 PROXY header for TCP over IPv4/IPv6, or LOCAL with no addresses. With `ssl`, a PROXY
+ * (not LOCAL) header carries one PP2_TYPE_SSL TLV: client flags, the verify result (0 =
+ * verified, or no certificate), and the SSL_VERSION, SSL_CN (when a certificate was sent) and
+ * SSL_CIPHER sub-TLVs, as HAProxy's `send-proxy-v2-ssl-cn` writes them.
+ */
+export function encodeProxyV2(source: ProxyEndpoint | null, destination: ProxyEndpoint | null, ssl?: ProxySsl): Uint8Array {
   const pair = ipPair(source, destination);
   if (pair === null) {
     const local = new Uint8Array(16);
@@ -68,16 +97,41 @@ export function encodeProxyV2(source: ProxyEndpoint | null, destination: ProxyEn
   }
   const [from, to] = pair;
   const size = from.length;
-  const out = new Uint8Array(16 + size * 2 + 4);
+  const tlv = ssl === undefined ? null : sslTlv(ssl);
+  const out = new Uint8Array(16 + size * 2 + 4 + (tlv?.length ?? 0));
   const view = new DataView(out.buffer);
   out.set(V2_SIGNATURE);
   out[12] = 0x21; // version 2, PROXY
   out[13] = size === 4 ? 0x11 : 0x21; // TCP over IPv4 / IPv6
-  view.setUint16(14, size * 2 + 4);
+  view.setUint16(14, out.length - 16);
   out.set(from, 16);
   out.set(to, 16 + size);
   view.setUint16(16 + size * 2, source!.port);
   view.setUint16(18 + size * 2, destination!.port);
+  if (tlv !== null) out.set(tlv, 20 + size * 2);
+  return out;
+}
+
+/** PP2_TYPE_SSL: type, length, client (1 byte), verify (4 bytes), then the sub-TLVs. */
+function sslTlv(ssl: ProxySsl): Uint8Array {
+  const encoder = new TextEncoder();
+  const subs: [number, Uint8Array][] = [[PP2_SUBTYPE_SSL_VERSION, encoder.encode(ssl.version)]];
+  if (ssl.certificate && ssl.cn !== null) subs.push([PP2_SUBTYPE_SSL_CN, encoder.encode(ssl.cn)]);
+  subs.push([PP2_SUBTYPE_SSL_CIPHER, encoder.encode(ssl.cipher)]);
+  const value = 5 + subs.reduce((sum, [, bytes]) => sum + 3 + bytes.length, 0);
+  const out = new Uint8Array(3 + value);
+  const view = new DataView(out.buffer);
+  out[0] = PP2_TYPE_SSL;
+  view.setUint16(1, value);
+  out[3] = PP2_CLIENT_SSL | (ssl.certificate ? PP2_CLIENT_CERT_CONN | PP2_CLIENT_CERT_SESS : 0);
+  view.setUint32(4, ssl.certificate && !ssl.verified ? 1 : 0);
+  let at = 8;
+  for (const [type, bytes] of subs) {
+    out[at] = type;
+    view.setUint16(at + 1, bytes.length);
+    out.set(bytes, at + 3);
+    at += 3 + bytes.length;
+  }
   return out;
 }
 
@@ -116,6 +170,42 @@ function v1Ip(bytes: Uint8Array): string {
 }
 
 // ── Receiving ──────────────────────────────────────────────────────────────────────────────
+
+/**
+ * The TLVs after a v2 header's addresses: their types in order, and PP2_TYPE_SSL decoded. Malformed TLVs end the list (a receiver may ignore them).
+ */
+export function decodeTlvs(header: Uint8Array): { types: number[]; ssl: (ProxySsl & { client: number; verify: number }) | null } {
+  const family = header[13]! >> 4;
+  let at = 16 + ((header[12]! & 0xf) === 1 ? (ADDRESS_LENGTH[family] ?? 0) : 0);
+  const types: number[] = [];
+  let ssl: (ProxySsl & { client: number; verify: number }) | null = null;
+  const decoder = new TextDecoder();
+  while (at + 3 <= header.length) {
+    const type = header[at]!;
+    const length = (header[at + 1]! << 8) | header[at + 2]!;
+    if (at + 3 + length > header.length) break;
+    types.push(type);
+    const value = header.subarray(at + 3, at + 3 + length);
+    if (type === PP2_TYPE_SSL && ssl === null && length >= 5) {
+      const client = value[0]!;
+      const verify = new DataView(value.buffer, value.byteOffset + 1, 4).getUint32(0);
+      ssl = { client, verify, version: "", cipher: "", cn: null, certificate: (client & PP2_CLIENT_CERT_CONN) !== 0, verified: verify === 0 };
+      let sub = 5;
+      while (sub + 3 <= value.length) {
+        const subType = value[sub]!;
+        const subLength = (value[sub + 1]! << 8) | value[sub + 2]!;
+        if (sub + 3 + subLength > value.length) break;
+        const text = decoder.decode(value.subarray(sub + 3, sub + 3 + subLength));
+        if (subType === PP2_SUBTYPE_SSL_VERSION) ssl.version = text;
+        else if (subType === PP2_SUBTYPE_SSL_CN) ssl.cn = text;
+        else if (subType === PP2_SUBTYPE_SSL_CIPHER) ssl.cipher = text;
+        sub += 3 + subLength;
+      }
+    }
+    at += 3 + length;
+  }
+  return { types, ssl };
+}
 
 /**
  * Reads one PROXY header, v1 or v2, from the start of a stream. `push` each chunk as it
@@ -216,6 +306,14 @@ export class ProxyHeaderReader {
 const ADDRESS_LENGTH = [0, 12, 36, 216];
 
 function decodeV2(header: Uint8Array): ProxyHeaderResult {
+  const result = decodeV2Addresses(header);
+  if (result.state !== "done") return result;
+  const extra = (header[12]! & 0xf) === 1 ? 16 + (ADDRESS_LENGTH[header[13]! >> 4] ?? 0) : 16;
+  if (header.length > extra) result.tlvs = decodeTlvs(header);
+  return result;
+}
+
+function decodeV2Addresses(header: Uint8Array): ProxyHeaderResult {
   const headerLength = header.length;
   const unknown = (command: "proxy" | "local"): ProxyHeaderResult => ({
     state: "done",
