@@ -16,6 +16,18 @@ export interface RouteInfo {
   serverName: string | null;
   /** The ALPN protocols the client offered (SNI mode); empty otherwise. */
   alpn: readonly string[];
+  /**
+   * A terminating listener that verifies clients: the client's verified certificate (set by
+   * `Session.handshakeDone`); null or absent = none (not asked for, or none sent).
+   */
+  clientCertificate?: ClientCertificate | null;
+}
+
+/** A verified client certificate: its subject (`O=ops,CN=admin`, in the certificate's order), CN, and SHA-256 fingerprint (`AB:CD:…`). */
+export interface ClientCertificate {
+  subject: string;
+  cn: string;
+  fingerprint: string;
 }
 
 export interface Route {
