@@ -343,3 +343,103 @@ async function isListening(port: number): Promise<boolean> {
     return fields[1] === local && fields[3] === "0A";
   });
 }
+
+// ---------------------------------------------------------------------------------------------
+// Client certificates (mTLS) and openssl runs
+
+export interface ClientCerts extends AsyncDisposable {
+  dir: string;
+  /** Absolute paths: `admin` (O=ops, CN=admin), `guest` (CN=guest), both signed by the fixture CA; `rogue` (CN=admin) by other-ca. */
+  cert(name: "admin" | "guest" | "rogue"): string;
+  key(name: "admin" | "guest" | "rogue"): string;
+  /** SHA-256 fingerprint as OpenSSL prints it (`AB:CD:…`). */
+  fingerprint(name: "admin" | "guest" | "rogue"): string;
+}
+
+/** Client certificates (clientAuth, EC P-256) made with openssl in a temp dir, removed on dispose. */
+export async function clientCerts(): Promise<ClientCerts> {
+  const { mkdtempSync, rmSync } = await import("node:fs");
+  const dir = mkdtempSync(`${tmpdir()}/tcprouter-test-mtls-`);
+  const make = async (name: string, issuer: string, subject: string) => {
+    await using child = spawn([
+      "openssl",
+      "req",
+      "-x509",
+      "-newkey",
+      "ec",
+      "-pkeyopt",
+      "ec_paramgen_curve:prime256v1",
+      "-nodes",
+      "-days",
+      "2",
+      "-CA",
+      `${CERTS}/${issuer}.pem`,
+      "-CAkey",
+      `${CERTS}/${issuer}.key`,
+      "-keyout",
+      `${dir}/${name}.key`,
+      "-out",
+      `${dir}/${name}.pem`,
+      "-subj",
+      subject,
+      "-addext",
+      "basicConstraints=critical,CA:FALSE",
+      "-addext",
+      "extendedKeyUsage=clientAuth",
+    ]);
+    if ((await child.exited(10_000)) !== 0) throw new Error(`openssl req for ${name}: ${child.stderrText}`);
+  };
+  await Promise.all([make("admin", "ca", "/O=ops/CN=admin"), make("guest", "ca", "/CN=guest"), make("rogue", "other-ca", "/CN=admin")]);
+  const { X509Certificate } = await import("node:crypto");
+  return {
+    dir,
+    cert: (name) => `${dir}/${name}.pem`,
+    key: (name) => `${dir}/${name}.key`,
+    fingerprint: (name) => new X509Certificate(readFileSync(`${dir}/${name}.pem`)).fingerprint256,
+    async [Symbol.asyncDispose]() {
+      rmSync(dir, { recursive: true, force: true });
+    },
+  };
+}
+
+/** `openssl s_client` to 127.0.0.1:PORT with `args`, `input` on stdin; its output and the TLS alert number it reported (null: none). */
+export async function openssl(
+  port: number,
+  args: string[],
+  input = "",
+): Promise<{ code: number; output: string; alert: number | null; protocol: string | null; cipher: string | null }> {
+  const proc = Bun.spawn(["openssl", "s_client", "-connect", `${HOST}:${port}`, "-CAfile", `${CERTS}/ca.pem`, ...args], {
+    stdin: new Blob([input]),
+    stdout: "pipe",
+    stderr: "pipe",
+  });
+  const timer = setTimeout(() => proc.kill(), 10_000);
+  const [stdout, stderr, code] = await Promise.all([new Response(proc.stdout).text(), new Response(proc.stderr).text(), proc.exited]);
+  clearTimeout(timer);
+  const output = stdout + stderr;
+  const alert = /SSL alert number (\d+)/.exec(output);
+  const negotiated = /New, (TLSv[\d.]+), Cipher is (\S+)/.exec(output);
+  return { code, output, alert: alert ? Number(alert[1]) : null, protocol: negotiated?.[1] ?? null, cipher: negotiated?.[2] ?? null };
+}
+
+/** One node:tls session with a client certificate: handshake, read the first line, close. Rejects when the server closes first. */
+export async function firstLine(port: number, options: tls.ConnectionOptions = {}): Promise<string> {
+  const socket = tls.connect({ host: HOST, port, ca: CA, servername: "localhost", ...options });
+  let text = "";
+  try {
+    return await within(
+      new Promise<string>((resolve, reject) => {
+        socket.on("data", (chunk) => {
+          text += chunk.toString("latin1");
+          if (text.includes("\n")) resolve(text.slice(0, text.indexOf("\n")));
+        });
+        socket.on("error", reject);
+        socket.on("close", () => reject(new Error(`closed before a line (got ${JSON.stringify(text)})`)));
+      }),
+      5000,
+      `a line on port ${port}`,
+    );
+  } finally {
+    socket.destroy();
+  }
+}
