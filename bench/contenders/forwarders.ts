@@ -3,9 +3,9 @@
  * one starts an instance that listens on a fresh 127.0.0.1 port and forwards every connection
  * to the target. "direct" is the target itself (the baseline), the others are real processes.
  */
-import { HOST } from "../runner/net.ts";
+import { HOST, freePort } from "../runner/net.ts";
 import { HAPROXY_MISSING, findHaproxy, haproxyForward, haproxyVersion, startHaproxy } from "./haproxy.ts";
-import { directInstance, type Instance } from "./launch.ts";
+import { bunFloorCommand, directInstance, startBunFloor, type Instance } from "./launch.ts";
 import { findNginx } from "./nginx.ts";
 import { DEFAULT_TCPROUTER_CMD, startForward, tcprouterMissing, tcprouterVersion } from "./tcprouter.ts";
 
@@ -13,8 +13,10 @@ import { DEFAULT_TCPROUTER_CMD, startForward, tcprouterMissing, tcprouterVersion
  * `tcprouter-2w`: tcprouter with `--workers 2` (HAProxy and nginx use every core by default).
  * `tcprouter-base`: another build of tcprouter (`--baseline-cmd`, e.g. an older checkout), so a
  * change is measured against its parent in the same run, rounds interleaved.
+ * `bun-floor`: the bare Bun.listen/Bun.connect forwarder (bun-floor.ts), what any forwarder on
+ * Bun costs at least: its requests/s and CPU per request are Bun's own share of tcprouter's.
  */
-export const CONTENDER_NAMES = ["direct", "tcprouter", "tcprouter-base", "tcprouter-2w", "haproxy", "nginx"] as const;
+export const CONTENDER_NAMES = ["direct", "tcprouter", "tcprouter-base", "tcprouter-2w", "bun-floor", "haproxy", "nginx"] as const;
 export type ContenderName = (typeof CONTENDER_NAMES)[number];
 
 export interface Contender {
@@ -50,6 +52,16 @@ async function tcprouter(cmd: string | undefined, workers = 1, name: ContenderNa
   };
 }
 
+function bunFloor(): Contender {
+  return {
+    name: "bun-floor",
+    version: `bun ${Bun.version}`,
+    skip: undefined,
+    command: bunFloorCommand("PORT round-robin TARGET"),
+    start: async (targetPort, tag) => startBunFloor(tag, await freePort(), "round-robin", [targetPort]),
+  };
+}
+
 async function haproxy(): Promise<Contender> {
   const bin = findHaproxy();
   return {
@@ -78,6 +90,7 @@ export async function loadContenders(names: ContenderName[], tcprouterCmd: strin
     else if (name === "tcprouter") out.push(await tcprouter(tcprouterCmd));
     else if (name === "tcprouter-base") out.push({ ...(await tcprouter(baselineCmd, 1, name)), skip: baselineCmd ? undefined : "no --baseline-cmd given" });
     else if (name === "tcprouter-2w") out.push(await tcprouter(tcprouterCmd, 2));
+    else if (name === "bun-floor") out.push(bunFloor());
     else if (name === "haproxy") out.push(await haproxy());
     else out.push(await nginx());
   }

@@ -11,6 +11,32 @@ export interface Cell {
   samples: number[];
   p50Samples: number[];
   errors: string[];
+  /** The proxy's CPU per sample, when the suite measures it (the redis suite, Redis rows, not direct). */
+  cpu?: CpuSample[];
+}
+
+/** The proxy's CPU in one sample: µs per request, user and system apart, and the ticks it came from. */
+export interface CpuSample {
+  userUs: number;
+  systemUs: number;
+  /** user + system clock ticks of the whole sample: the resolution is ±1 of these. */
+  ticks: number;
+}
+
+/** Medians over rounds of the proxy's CPU per request, every sample, and the ratio to HAProxy's median. */
+export interface CpuLine {
+  /** user + system µs per request. */
+  median: number | null;
+  min: number | null;
+  max: number | null;
+  userMedian: number | null;
+  systemMedian: number | null;
+  /** median ÷ HAProxy's median in the same row (lower is better). */
+  vsHaproxy: number | null;
+  usPerRequest: number[];
+  userUsPerRequest: number[];
+  systemUsPerRequest: number[];
+  ticks: number[];
 }
 
 export interface Line {
@@ -26,6 +52,8 @@ export interface Line {
   vsHaproxy: number | null;
   samples: number[];
   errors: string[];
+  /** Only where the cell measured CPU. */
+  cpu?: CpuLine;
 }
 
 export function median(xs: number[]): number | null {
@@ -38,11 +66,16 @@ export function median(xs: number[]): number | null {
 /** `a / b` of two medians; null when either is missing (or b is 0). */
 export const ratioOf = (a: number | null, b: number | null): number | null => (a !== null && b ? a / b : null);
 
-/** Medians per cell and ratios against direct and HAProxy of the same row. */
+const round3 = (x: number) => Math.round(x * 1000) / 1000;
+const total = (s: CpuSample) => s.userUs + s.systemUs;
+
+/** Medians per cell and ratios against direct and HAProxy of the same row (CPU too, where measured). */
 export function summarize(cells: Cell[]): Line[] {
   const med = (row: string, contender: string) => median(cells.find((c) => c.row === row && c.contender === contender)?.samples ?? []);
+  const cpuMed = (row: string, contender: string) => median(cells.find((c) => c.row === row && c.contender === contender)?.cpu?.map(total) ?? []);
   return cells.map((c) => {
     const m = median(c.samples);
+    const cpu = c.cpu === undefined ? {} : { cpu: cpuLine(c.cpu, cpuMed(c.row, "haproxy")) };
     return {
       row: c.row,
       title: c.title,
@@ -56,8 +89,26 @@ export function summarize(cells: Cell[]): Line[] {
       vsHaproxy: ratioOf(m, med(c.row, "haproxy")),
       samples: c.samples,
       errors: c.errors,
+      ...cpu,
     };
   });
+}
+
+function cpuLine(samples: CpuSample[], haproxy: number | null): CpuLine {
+  const us = samples.map((s) => round3(total(s)));
+  const m = median(us);
+  return {
+    median: m,
+    min: us.length ? Math.min(...us) : null,
+    max: us.length ? Math.max(...us) : null,
+    userMedian: median(samples.map((s) => round3(s.userUs))),
+    systemMedian: median(samples.map((s) => round3(s.systemUs))),
+    vsHaproxy: ratioOf(m, haproxy),
+    usPerRequest: us.map(round3),
+    userUsPerRequest: samples.map((s) => round3(s.userUs)),
+    systemUsPerRequest: samples.map((s) => round3(s.systemUs)),
+    ticks: samples.map((s) => s.ticks),
+  };
 }
 
 /** `contender`'s ratio to HAProxy per row, to three decimals (the JSON's `ratios`). */

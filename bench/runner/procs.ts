@@ -117,19 +117,53 @@ export function descendants(pid: number): number[] {
   return out;
 }
 
-/** User + system CPU seconds of `pid` and all its descendants, from /proc (clock ticks of 10 ms). */
-export function cpuSeconds(pid: number): number {
-  let ticks = 0;
+/**
+ * Clock ticks per second of /proc/PID/stat's utime and stime (`getconf CLK_TCK`, 100 on
+ * Linux): one tick is the resolution of every CPU figure the bench reports.
+ */
+export const CLK_TCK: number = (() => {
+  try {
+    const out = Bun.spawnSync(["getconf", "CLK_TCK"], { stdout: "pipe", stderr: "ignore" });
+    const n = Number(out.stdout.toString().trim());
+    return Number.isInteger(n) && n > 0 ? n : 100;
+  } catch {
+    return 100;
+  }
+})();
+
+/** CPU time in clock ticks (`CLK_TCK` a second), user and system apart. */
+export interface CpuTicks {
+  user: number;
+  system: number;
+  /** Processes summed: `pid` and its descendants alive when read. */
+  processes: number;
+}
+
+/**
+ * User and system clock ticks of `pid` and all its descendants (nginx workers, tcprouter
+ * --workers children, a wrapper's child), from /proc/PID/stat fields 14 and 15 (utime,
+ * stime), which count every thread of the process.
+ */
+export function cpuTicks(pid: number): CpuTicks {
+  const sum: CpuTicks = { user: 0, system: 0, processes: 0 };
   for (const one of [pid, ...descendants(pid)]) {
     try {
       const stat = readFileSync(`/proc/${one}/stat`, "utf8");
       const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
-      ticks += Number(fields[11]) + Number(fields[12]); // utime, stime (fields 14 and 15)
+      sum.user += Number(fields[11]); // utime (field 14)
+      sum.system += Number(fields[12]); // stime (field 15)
+      sum.processes++;
     } catch {
       // gone
     }
   }
-  return ticks / 100;
+  return sum;
+}
+
+/** User + system CPU seconds of `pid` and all its descendants, from /proc (clock ticks of 1 / CLK_TCK s). */
+export function cpuSeconds(pid: number): number {
+  const t = cpuTicks(pid);
+  return (t.user + t.system) / CLK_TCK;
 }
 
 /** Sum of VmRSS (KiB) over `pid` and all its descendants. */

@@ -1,21 +1,24 @@
 /**
  * The redis suite (the default): the same workloads against Redis/iperf3 directly and through
  * each contender (tcprouter, tcprouter --workers 2, HAProxy, nginx), rounds interleaved (the
- * start rotated each round), medians and ratios to direct and HAProxy.
+ * start rotated each round), medians and ratios to direct and HAProxy; for the Redis rows also
+ * the proxy's CPU per request (user + system ticks of its processes from /proc/PID/stat, read
+ * right before and right after each redis-benchmark run, ÷ the requests of that run).
  *
  *   bun run bench/run.ts [--suite redis] [--smoke] [--rounds N] [--requests N] ... (see bench/README.md)
  */
 import { CONTENDER_NAMES, loadContenders, type Contender, type ContenderName } from "../contenders/forwarders.ts";
 import type { Instance } from "../contenders/launch.ts";
+import { DEFAULT_TCPROUTER_CMD } from "../contenders/tcprouter.ts";
 import { COMMON_HELP, fail, listOf, parseBenchFlags, positiveInt, say } from "../runner/flags.ts";
 import { collectMeta, headerText } from "../runner/meta.ts";
-import { ensureOwnFdLimit, softFdLimit } from "../runner/procs.ts";
+import { CLK_TCK, cpuTicks, ensureOwnFdLimit, softFdLimit } from "../runner/procs.ts";
 import { failure, roundLine, rotated } from "../runner/rounds.ts";
 import { publish } from "../report/results.ts";
-import { errorNotes, markdownTable, summarize, textTable, type Cell, type Line, type Table, type Unit } from "../report/table.ts";
+import { errorNotes, markdownTable, summarize, textTable, type Cell, type CpuSample, type Line, type Table, type Unit } from "../report/table.ts";
 import { runBulk, startIperf } from "./workloads/bulk.ts";
 import { measureIdle } from "./workloads/idle.ts";
-import { REDIS_ROWS, checkRedisPath, runRedisRow, startRedis, warmUp, type RedisRow } from "./workloads/redis.ts";
+import { REDIS_ROWS, checkRedisPath, redisRows, runRedisRow, startRedis, warmUp, type RedisRow } from "./workloads/redis.ts";
 
 // ── Rows ───────────────────────────────────────────────────────────────────────────────────
 
@@ -25,8 +28,21 @@ export type Row =
   | { kind: "bulk"; id: string; title: string; unit: Unit; reverse: boolean }
   | { kind: "idle"; id: string; title: string; unit: Unit };
 
+/**
+ * This suite's multiplier on --requests per Redis row (the shared REDIS_ROWS scales times
+ * 2–6): a proxy's CPU is read in clock ticks of 10 ms, so each timed run must last long enough
+ * for its CPU to be at least MIN_TICKS ticks at the full-run size (±1 tick ≤ 0.5 %).
+ */
+export const REDIS_SUITE_SCALE: Record<string, number> = { ping: 2, set: 2, get: 2, "get-p16": 40, "set-4k": 2, "set-64k": 0.6, "ping-k0": 0.4 };
+
+/** Ticks a CPU sample should reach at the full-run size. */
+export const MIN_TICKS = 200;
+
 export const ROWS: Row[] = [
-  ...REDIS_ROWS.map((redis): Row => ({ kind: "redis", id: redis.id, title: redis.title, unit: "req/s", redis })),
+  ...redisRows(
+    REDIS_ROWS.map((r) => r.id),
+    REDIS_SUITE_SCALE,
+  ).map((redis): Row => ({ kind: "redis", id: redis.id, title: redis.title, unit: "req/s", redis })),
   { kind: "bulk", id: "bulk", title: "bulk iperf3 ->", unit: "Gbit/s", reverse: false },
   { kind: "bulk", id: "bulk-reverse", title: "bulk iperf3 <- (-R)", unit: "Gbit/s", reverse: true },
   { kind: "idle", id: "idle", title: "idle sessions RSS", unit: "KiB/session" },
@@ -53,13 +69,21 @@ interface Params {
 interface Sample {
   value: number;
   p50ms: number;
+  /** The proxy's CPU per request (Redis rows through a proxy). */
+  cpu?: CpuSample;
 }
 
-/** One sample of a redis or bulk row. Idle rows need a fresh instance and go through `idleRound` instead. */
-async function takeSample(row: Row, ports: Ports, params: Params): Promise<Sample> {
+/**
+ * One sample of a redis or bulk row; `pid` is the proxy in front of Redis (undefined for
+ * direct), whose CPU is read around each redis-benchmark run. Idle rows need a fresh
+ * instance and go through `idleRound` instead.
+ */
+async function takeSample(row: Row, ports: Ports, params: Params, pid: number | undefined): Promise<Sample> {
   if (row.kind === "redis") {
-    const s = await runRedisRow(row.redis, ports.redis, ports.redisTarget, params.requests);
-    return { value: s.rps, p50ms: s.p50ms };
+    const s = await runRedisRow(row.redis, ports.redis, ports.redisTarget, params.requests, pid);
+    if (s.cpu === undefined) return { value: s.rps, p50ms: s.p50ms };
+    const us = (ticks: number) => (ticks / CLK_TCK / s.requests) * 1e6;
+    return { value: s.rps, p50ms: s.p50ms, cpu: { userUs: us(s.cpu.user), systemUs: us(s.cpu.system), ticks: s.cpu.user + s.cpu.system } };
   }
   if (row.kind === "bulk") return { value: await runBulk(ports.iperf, params.seconds, row.reverse), p50ms: NaN };
   throw new Error(`${row.id}: not a timed row`);
@@ -133,6 +157,8 @@ interface Running {
   contender: Contender;
   ports: Ports;
   instances: Instance[];
+  /** The process in front of Redis (its tree's CPU is measured); undefined for direct. */
+  pid: number | undefined;
 }
 
 async function startContender(c: Contender, redisPort: number, iperfPort: number | undefined): Promise<Running> {
@@ -147,15 +173,16 @@ async function startContender(c: Contender, redisPort: number, iperfPort: number
       instances.push(inst);
       iperf = inst.port;
     }
-    return { contender: c, ports: { redis: redis.port, iperf, redisTarget: redisPort }, instances };
+    return { contender: c, ports: { redis: redis.port, iperf, redisTarget: redisPort }, instances, pid: redis.pid };
   } catch (err) {
     for (const i of instances) await i.stop();
     throw err;
   }
 }
 
-function fmt(row: Row, value: number): string {
-  return row.unit === "req/s" ? `${Math.round(value)} req/s` : `${value.toFixed(2)} ${row.unit}`;
+function fmt(row: Row, s: Sample): string {
+  const value = row.unit === "req/s" ? `${Math.round(s.value)} req/s` : `${s.value.toFixed(2)} ${row.unit}`;
+  return s.cpu === undefined ? value : `${value}, ${(s.cpu.userUs + s.cpu.systemUs).toFixed(2)} CPU µs/req (${s.cpu.ticks} ticks)`;
 }
 
 /** Sessions the idle row may open: Redis maxclients and HAProxy/nginx maxconn are 9000+. */
@@ -163,7 +190,26 @@ const MAX_SESSIONS = 9000;
 
 export const TABLE_NOTE =
   "median over rounds; ratios are median / median of direct or HAProxy in the same row " +
-  "(higher is better for req/s and Gbit/s, lower is better for KiB/session).";
+  "(higher is better for req/s and Gbit/s, lower is better for KiB/session and CPU).";
+
+/** How the CPU columns are measured, for the note under the table and the JSON. */
+export const CPU_METHOD =
+  "CPU µs/req: the proxy's user + system time (utime + stime of /proc/PID/stat: every thread; " +
+  "summed over the process and all its descendants, e.g. tcprouter --workers children, nginx workers), " +
+  "read right before and right after each timed redis-benchmark run, ÷ that run's requests; median over rounds.";
+
+/** The resolution line: tick length, and the fewest ticks any one sample had. */
+function cpuNote(lines: Line[], smoke: boolean): { text: string; fewestTicks: number | null } {
+  const ticks = lines.flatMap((l) => l.cpu?.ticks ?? []);
+  const fewest = ticks.length ? Math.min(...ticks) : null;
+  const tickMs = 1000 / CLK_TCK;
+  const text =
+    fewest === null
+      ? `resolution: 1 clock tick = ${tickMs} ms (CLK_TCK ${CLK_TCK}); no CPU samples.`
+      : `resolution: 1 clock tick = ${tickMs} ms (CLK_TCK ${CLK_TCK}); fewest ticks in one sample: ${fewest} ` +
+        `(±1 tick = ${(100 / Math.max(fewest, 1)).toFixed(1)} %; full runs aim at ≥ ${MIN_TICKS}: ${smoke ? "a smoke run is too short to read CPU from" : fewest >= MIN_TICKS ? "met" : "NOT met"}).`;
+  return { text, fewestTicks: fewest };
+}
 
 export async function main(args: string[]): Promise<void> {
   const opts = parseFlags(args);
@@ -174,11 +220,15 @@ export async function main(args: string[]): Promise<void> {
     if (softFdLimit() < needed) fail(`open-file limit ${softFdLimit()} is too low for --sessions ${opts.params.sessions}`);
   }
   const rows = ROWS.filter((r) => opts.rows.includes(r.id));
+  if (opts.baselineCmd !== undefined && opts.baselineCmd.trim() === (opts.tcprouterCmd ?? DEFAULT_TCPROUTER_CMD).trim()) {
+    say(`note: --baseline-cmd is the same command as tcprouter's (${opts.baselineCmd}): both rows measure the same build`);
+  }
   const all = await loadContenders(opts.contenders, opts.tcprouterCmd, opts.baselineCmd);
   for (const c of all) if (c.skip) say(`skip ${c.name}: ${c.skip}`);
   const runnable = all.filter((c) => !c.skip);
 
-  const params = { rounds: opts.rounds, ...opts.params, smoke: opts.smoke, rows: rows.map((r) => r.id) };
+  const scales = Object.fromEntries(rows.flatMap((r) => (r.kind === "redis" ? [[r.id, r.redis.scale]] : [])));
+  const params = { rounds: opts.rounds, ...opts.params, smoke: opts.smoke, rows: rows.map((r) => r.id), scales };
   const meta = await collectMeta(all, params);
   say(`bench: ${opts.rounds} round(s) of ${rows.map((r) => r.id).join(",")} for ${runnable.map((c) => c.name).join(",")}`);
 
@@ -190,6 +240,7 @@ export async function main(args: string[]): Promise<void> {
     let cell = cells.find((c) => c.row === row.id && c.contender === name);
     if (!cell) {
       cell = { row: row.id, title: row.title, unit: row.unit, contender: name, samples: [], p50Samples: [], errors: [] };
+      if (row.kind === "redis" && name !== "direct") cell.cpu = [];
       cells.push(cell);
     }
     return cell;
@@ -199,8 +250,10 @@ export async function main(args: string[]): Promise<void> {
 
   for (const c of runnable) {
     try {
-      running.push(await startContender(c, redis.port, iperf?.port));
-      say(`check ${c.name}: PONG and 64 KiB SET/GET round trip ok`);
+      const r = await startContender(c, redis.port, iperf?.port);
+      running.push(r);
+      const cpu = r.pid === undefined ? "" : `; CPU read from ${cpuTicks(r.pid).processes} process(es)`;
+      say(`check ${c.name}: PONG and 64 KiB SET/GET round trip ok${cpu}`);
     } catch (err) {
       const message = failure(err);
       say(`FAIL ${c.name}: ${(err as Error).message}`);
@@ -220,10 +273,11 @@ export async function main(args: string[]): Promise<void> {
         const cell = cellOf(row, r.contender.name);
         const progress = (text: string) => say(roundLine(round, opts.rounds, row.id, 12, r.contender.name, 9, text));
         try {
-          const s = row.kind === "idle" ? await idleRound(r.contender, redis.port, opts.params) : await takeSample(row, r.ports, opts.params);
+          const s = row.kind === "idle" ? await idleRound(r.contender, redis.port, opts.params) : await takeSample(row, r.ports, opts.params, r.pid);
           cell.samples.push(s.value);
           cell.p50Samples.push(s.p50ms);
-          progress(fmt(row, s.value));
+          if (s.cpu !== undefined) cell.cpu?.push(s.cpu);
+          progress(fmt(row, s));
         } catch (err) {
           cell.errors.push(failure(err));
           progress(`FAILED ${(err as Error).message}`);
@@ -236,11 +290,23 @@ export async function main(args: string[]): Promise<void> {
   const lines = summarize(cells);
   const errors = errorNotes(lines);
   const table = tableOf(lines);
+  const resolution = cpuNote(lines, opts.smoke);
+  const baseline = running.some((r) => r.contender.name === "tcprouter-base") ? cpuAgainstBase(lines) : undefined;
+  const cpu = {
+    method: CPU_METHOD,
+    clockTicksPerSecond: CLK_TCK,
+    tickMs: 1000 / CLK_TCK,
+    minTicksTarget: MIN_TICKS,
+    fewestTicks: resolution.fewestTicks,
+    ratios: cpuRatios(lines),
+    ...(baseline === undefined ? {} : { tcprouterVsBase: baseline.ratios }),
+  };
+  const notes = `${TABLE_NOTE}\n${CPU_METHOD}\n${resolution.text}${baseline ? `\n${baseline.text}` : ""}`;
   publish(
     {
-      text: `\n${headerText(meta)}\n\n${textTable(table)}\n${TABLE_NOTE}\n${errors ? `${errors}\n` : ""}`,
-      markdown: markdownTable(table),
-      result: { ...meta, note: TABLE_NOTE, results: lines },
+      text: `\n${headerText(meta)}\n\n${textTable(table)}\n${notes}\n${errors ? `${errors}\n` : ""}`,
+      markdown: `${markdownTable(table)}\n\n${resolution.text}`,
+      result: { ...meta, note: TABLE_NOTE, cpu, results: lines },
     },
     opts,
   );
@@ -259,12 +325,44 @@ function fmtValue(x: number | null, unit: Unit): string {
 
 const fmtRatio = (x: number | null) => (x === null ? "-" : `${x.toFixed(2)}x`);
 
-/** row | contender | median | min..max | p50 ms | vs direct | vs HAProxy, a blank line between rows. */
+/** Per contender, its CPU median ÷ HAProxy's per Redis row, to three decimals (the JSON's `cpu.ratios`). */
+function cpuRatios(lines: Line[]): Record<string, Record<string, number | null>> {
+  const out: Record<string, Record<string, number | null>> = {};
+  for (const l of lines) {
+    if (l.cpu === undefined) continue;
+    (out[l.contender] ??= {})[l.row] = l.cpu.vsHaproxy === null ? null : Math.round(l.cpu.vsHaproxy * 1000) / 1000;
+  }
+  return out;
+}
+
+/** tcprouter's CPU median ÷ tcprouter-base's per Redis row (a change against its parent, lower is better). */
+function cpuAgainstBase(lines: Line[]): { ratios: Record<string, number | null>; text: string } {
+  const ratios: Record<string, number | null> = {};
+  for (const l of lines) {
+    if (l.contender !== "tcprouter" || l.cpu === undefined) continue;
+    const base = lines.find((b) => b.row === l.row && b.contender === "tcprouter-base")?.cpu?.median ?? null;
+    const r = l.cpu.median !== null && base ? l.cpu.median / base : null;
+    ratios[l.row] = r === null ? null : Math.round(r * 1000) / 1000;
+  }
+  const text = `CPU µs/req tcprouter / tcprouter-base: ${Object.entries(ratios)
+    .map(([row, r]) => `${row} ${r === null ? "-" : r.toFixed(2)}`)
+    .join(", ")}`;
+  return { ratios, text };
+}
+
+const fmtCpu = (x: number | null | undefined) => (x === null || x === undefined ? "-" : x.toFixed(2));
+
+/**
+ * row | contender | median | min..max | p50 ms | vs direct | vs HAProxy | CPU µs/req | CPU vs
+ * HAProxy, a blank line between rows.
+ */
 function tableOf(lines: Line[]): Table {
   const rows = lines.map((l) => {
     const value = l.median === null ? "FAILED" : `${fmtValue(l.median, l.unit)} ${l.unit}`;
     const range = l.min === null ? "-" : `${fmtValue(l.min, l.unit)}..${fmtValue(l.max, l.unit)}`;
-    return [l.title, l.contender, value, range, l.p50ms === null ? "-" : l.p50ms.toFixed(3), fmtRatio(l.vsDirect), fmtRatio(l.vsHaproxy)];
+    const p50 = l.p50ms === null ? "-" : l.p50ms.toFixed(3);
+    return [l.title, l.contender, value, range, p50, fmtRatio(l.vsDirect), fmtRatio(l.vsHaproxy), fmtCpu(l.cpu?.median), fmtRatio(l.cpu?.vsHaproxy ?? null)];
   });
-  return { head: ["row", "contender", "median", "min..max", "p50 ms", "vs direct", "vs HAProxy"], rows, text: 2, groups: lines.map((l) => l.row) };
+  const head = ["row", "contender", "median", "min..max", "p50 ms", "vs direct", "vs HAProxy", "CPU µs/req", "CPU vs HAProxy"];
+  return { head, rows, text: 2, groups: lines.map((l) => l.row) };
 }

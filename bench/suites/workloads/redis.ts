@@ -4,7 +4,7 @@
  */
 import { randomBytes } from "node:crypto";
 import { HOST, freePort, waitForPort } from "../../runner/net.ts";
-import { run, startServer, workDir, type Server } from "../../runner/procs.ts";
+import { cpuTicks, run, startServer, workDir, type CpuTicks, type Server } from "../../runner/procs.ts";
 import { exchange } from "./resp.ts";
 
 /** Starts redis-server for the bench on a free port (never the system one on 6379). */
@@ -77,22 +77,34 @@ export const BENCH_KEY = "key:__rand_int__";
 export interface RedisSample {
   rps: number;
   p50ms: number;
+  /** redis-benchmark -n of this run. */
+  requests: number;
+  /** Clock ticks the proxy (`cpuPid` and its descendants) spent during the run; only with `cpuPid`. */
+  cpu?: CpuTicks;
 }
 
-/** One redis-benchmark run of `row` against `port`; `redisPort` is the real server (for setup). */
-export async function runRedisRow(row: RedisRow, port: number, redisPort: number, requests: number): Promise<RedisSample> {
+/**
+ * One redis-benchmark run of `row` against `port`; `redisPort` is the real server (for setup).
+ * With `cpuPid`, that process tree's CPU ticks are read right before redis-benchmark starts
+ * and right after it exits, and the difference comes back as `cpu`.
+ */
+export async function runRedisRow(row: RedisRow, port: number, redisPort: number, requests: number, cpuPid?: number): Promise<RedisSample> {
   if (row.args.includes("get")) await exchange(redisPort, [["SET", BENCH_KEY, "xxx"]]);
   const n = Math.max(100, Math.round(requests * row.scale));
   const argv = ["redis-benchmark", "-h", HOST, "-p", String(port), "-n", String(n), ...row.args, "--csv"];
+  const before = cpuPid === undefined ? undefined : cpuTicks(cpuPid);
   const r = await run(argv, 180_000);
+  const after = cpuPid === undefined ? undefined : cpuTicks(cpuPid);
   if (r.timedOut) throw new Error(`${row.id}: redis-benchmark timed out`);
   const sample = parseCsv(r.stdout);
   if (r.code !== 0 || !sample) throw new Error(`${row.id}: redis-benchmark failed (${r.code}): ${r.stderr.trim().slice(-300)}`);
-  return sample;
+  if (before === undefined || after === undefined) return { ...sample, requests: n };
+  if (after.processes < before.processes) throw new Error(`${row.id}: ${before.processes - after.processes} of the proxy's processes exited during the run`);
+  return { ...sample, requests: n, cpu: { user: after.user - before.user, system: after.system - before.system, processes: after.processes } };
 }
 
 /** Reads the first data row of redis-benchmark --csv (Redis 7: "test","rps",...,"p50_latency_ms",...). */
-export function parseCsv(text: string): RedisSample | undefined {
+export function parseCsv(text: string): { rps: number; p50ms: number } | undefined {
   const lines = text
     .trim()
     .split("\n")
