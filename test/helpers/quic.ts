@@ -33,8 +33,20 @@ function expand(secret: Buffer, name: string, length: number): Buffer {
     .subarray(0, length);
 }
 
-/** The client's Initial keys: Extract and Expand in one hkdfSync call for the secret. */
+const keyCache = new Map<string, Keys>();
+
+/** The client's Initial keys: Extract and Expand in one hkdfSync call for the secret. Cached (the fuzz test seals many packets). */
 export function clientKeys(version: number, dcid: Uint8Array): Keys {
+  const cacheKey = `${version}:${Buffer.from(dcid).toString("hex")}`;
+  const cached = keyCache.get(cacheKey);
+  if (cached !== undefined) return cached;
+  if (keyCache.size > 1000) keyCache.clear();
+  const keys = deriveKeys(version, dcid);
+  keyCache.set(cacheKey, keys);
+  return keys;
+}
+
+function deriveKeys(version: number, dcid: Uint8Array): Keys {
   const params = PARAMS[version as keyof typeof PARAMS];
   const secret = Buffer.from(hkdfSync("sha256", dcid, Buffer.from(params.salt, "hex"), label("client in", 32), 32));
   return {
@@ -126,6 +138,15 @@ export function sealInitial(options: InitialOptions): Uint8Array {
   packet[0] = packet[0]! ^ (mask[0]! & 0x0f);
   for (let i = 0; i < pnLength; i++) packet[pnOffset + i] = packet[pnOffset + i]! ^ mask[1 + i]!;
   return packet;
+}
+
+/** Coalesced Initials in one datagram; the last is padded so the datagram takes at least `size` bytes. */
+export function sealDatagram(packets: InitialOptions[], size = 1200): Uint8Array {
+  const sealed = packets.slice(0, -1).map((packet) => sealInitial(packet));
+  const used = sealed.reduce((sum, packet) => sum + packet.length, 0);
+  const last = packets.at(-1);
+  if (last !== undefined) sealed.push(sealInitial({ ...last, padTo: Math.max(last.padTo ?? 0, size - used) }));
+  return concat(...sealed);
 }
 
 /** The handshake bytes of a synthetic ClientHello (no TLS record headers). */
