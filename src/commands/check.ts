@@ -55,6 +55,8 @@ export function renderPlan(config: Config): string {
   const lines = [
     `defaults: connect_timeout ${formatDuration(d.connectTimeout)}, idle_timeout ${formatDuration(d.idleTimeout)}, ` +
       `drain_timeout ${formatDuration(d.drainTimeout)}, queue_timeout ${formatDuration(d.queueTimeout)}`,
+    `session timers: hello_timeout ${formatDuration(d.helloTimeout)}, write_timeout ${formatDuration(d.writeTimeout)}, ` +
+      `half_closed_timeout ${formatDuration(d.halfClosedTimeout)}, max_session_duration ${formatDuration(d.maxSessionDuration)}`,
   ];
   const backendLines = (name: string, indent: string) => {
     const backend = config.backends.get(name)!;
@@ -102,7 +104,7 @@ function describeListener(listener: ListenerConfig, config: Config): string {
   const address = formatAddress(listener.listen);
   const own: string[] = [];
   if (listener.mode === "sni") own.push("sni");
-  if (listener.mode === "sni" && listener.helloTimeout !== DEFAULTS.helloTimeout) own.push(`hello_timeout ${formatDuration(listener.helloTimeout)}`);
+  if (listener.helloTimeout !== config.defaults.helloTimeout) own.push(`hello_timeout ${formatDuration(listener.helloTimeout)}`);
   if (listener.tls !== null)
     own.push(
       `tls ${listener.tls.certificates.map((c, i) => `${c.cert} (${[i === 0 ? "default" : "", c.names.join(" ")].filter(Boolean).join("; ")})`).join(", ")}`,
@@ -115,6 +117,9 @@ function describeListener(listener: ListenerConfig, config: Config): string {
   if (listener.connectionRatePerIp > 0) own.push(`connection_rate_per_ip ${listener.connectionRatePerIp}/s`);
   if (listener.connectTimeout !== config.defaults.connectTimeout) own.push(`connect_timeout ${formatDuration(listener.connectTimeout)}`);
   if (listener.idleTimeout !== config.defaults.idleTimeout) own.push(`idle_timeout ${formatDuration(listener.idleTimeout)}`);
+  if (listener.writeTimeout !== config.defaults.writeTimeout) own.push(`write_timeout ${formatDuration(listener.writeTimeout)}`);
+  if (listener.halfClosedTimeout !== config.defaults.halfClosedTimeout) own.push(`half_closed_timeout ${formatDuration(listener.halfClosedTimeout)}`);
+  if (listener.maxSessionDuration !== config.defaults.maxSessionDuration) own.push(`max_session_duration ${formatDuration(listener.maxSessionDuration)}`);
   return `listener ${listener.name === address ? "" : `${listener.name} `}${address}${own.length > 0 ? ` (${own.join(", ")})` : ""}`;
 }
 

@@ -9,7 +9,7 @@ import type * as v from "valibot";
 import { formatAddress, type Address } from "../util/address.ts";
 import { isAddress, isRecord, pathText } from "./messages.ts";
 import { parseServerNamePattern } from "../protocol/sni.ts";
-import type { Config, RouteConfig } from "./types.ts";
+import type { Config, RouteConfig, TlsPolicy } from "./types.ts";
 import { Secret } from "../util/secret.ts";
 
 // ── Relations between sections ─────────────────────────────────────────────────────────────
@@ -99,7 +99,7 @@ export function checkReferences(file: unknown, issues: readonly v.BaseIssue<unkn
 
 /**
  * The keys of one listener that go together: `backend` is required in tcp mode; `routes` is
- * for sni mode, `tls` for tcp mode; `hello_timeout` for sni mode or accept_proxy; `trusted`
+ * for sni mode, `tls` for tcp mode; `hello_timeout` for sni mode, tls or accept_proxy; `trusted`
  * goes with `accept_proxy`.
  * Each route matches on something, names a known backend, and can be reached.
  */
@@ -120,9 +120,13 @@ export function checkListener(
       }
     } else {
       if (!has("backend")) errors.push({ path: ["backend"], message: "missing (the name of the backend to forward to)" });
-      if (has("routes")) errors.push({ path: ["routes"], message: 'only for mode = "sni"' });
-      if (has("hello_timeout") && listener.accept_proxy !== true)
-        errors.push({ path: ["hello_timeout"], message: 'only for mode = "sni" or accept_proxy = true' });
+      if (has("routes") && !verifiesClients(listener))
+        errors.push({
+          path: ["routes"],
+          message: 'only for mode = "sni", or routes by client certificate on a listener with tls and tls_policy.verify_client',
+        });
+      if (has("hello_timeout") && listener.accept_proxy !== true && !has("tls"))
+        errors.push({ path: ["hello_timeout"], message: 'only for mode = "sni", tls or accept_proxy = true (a plain listener reads nothing before it dials)' });
     }
   }
   if (valid("accept_proxy") && valid("trusted")) {
@@ -132,16 +136,43 @@ export function checkListener(
       errors.push({ path: ["trusted"], message: "only used with accept_proxy = true" });
     }
   }
+  if (has("tls_policy") && !has("tls") && valid("tls_policy"))
+    errors.push({ path: ["tls_policy"], message: "only with tls (the policy of a listener that terminates TLS)" });
+  const policy = isRecord(listener.tls_policy) ? (listener.tls_policy as unknown as TlsPolicy) : null;
+  if (policy !== null && valid("tls_policy") && policy.verifyClient !== "off" && policy.clientCa === null)
+    errors.push({
+      path: ["tls_policy", "client_ca"],
+      message: `missing (verify_client = "${policy.verifyClient}" needs the CA file client certificates are checked against)`,
+    });
   if (!Array.isArray(listener.routes)) return errors;
   /** Exact names and wildcards already taken by a route with no alpn: a later route cannot get them. */
   const taken = new Map<string, number>();
   (listener.routes as unknown[]).forEach((route, j) => {
     if (!valid("routes", j) || !isRecord(route)) return;
-    const { serverNames, alpn, backend } = route as unknown as RouteConfig;
+    const { serverNames, alpn, backend, client } = route as unknown as RouteConfig;
+    if (backends !== null && !Object.hasOwn(backends, backend)) errors.push({ path: ["routes", j, "backend"], message: `unknown backend "${backend}"` });
+    if (listener.mode !== "sni") {
+      if (serverNames.length > 0 || alpn.length > 0)
+        errors.push({
+          path: ["routes", j],
+          message: 'server_names and alpn are for mode = "sni"; a terminating listener routes by client_subject, client_cn or client_fingerprint',
+        });
+      else if (client === undefined)
+        errors.push({
+          path: ["routes", j],
+          message: "expected client_subject, client_cn or client_fingerprint (the listener's backend takes the clients no route matches)",
+        });
+      return;
+    }
+    if (client !== undefined)
+      errors.push({
+        path: ["routes", j],
+        message:
+          'client_subject, client_cn and client_fingerprint need a listener that terminates TLS and verifies clients (mode = "tcp", tls, tls_policy.verify_client)',
+      });
     if (serverNames.length === 0 && alpn.length === 0) {
       errors.push({ path: ["routes", j], message: "expected server_names, alpn or both (the listener's backend takes the clients no route matches)" });
     }
-    if (backends !== null && !Object.hasOwn(backends, backend)) errors.push({ path: ["routes", j, "backend"], message: `unknown backend "${backend}"` });
     serverNames.forEach((name, k) => {
       const first = taken.get(name);
       if (first !== undefined && first !== j)
@@ -150,6 +181,14 @@ export function checkListener(
     });
   });
   return errors;
+}
+
+/** A tcp listener with tls and a tls_policy that asks for client certificates (as parsed, or still raw). */
+function verifiesClients(listener: Record<string, unknown>): boolean {
+  const policy = listener.tls_policy;
+  if (listener.tls === undefined || !isRecord(policy)) return false;
+  const verify = (policy as { verifyClient?: unknown; verify_client?: unknown }).verifyClient ?? policy.verify_client;
+  return verify === "required" || verify === "optional" || (verify === undefined && (policy.clientCa ?? policy.client_ca) != null);
 }
 
 /** Two addresses that bind or dial the same thing (hostnames compared without resolving them). */
@@ -185,6 +224,11 @@ export function checkFiles(file: unknown, base: string): { path: Key[]; message:
       }
     });
   });
+  listeners.forEach((listener: unknown, i) => {
+    const policy = isRecord(listener) && isRecord(listener.tls_policy) ? listener.tls_policy : null;
+    const caPath = policy === null ? null : path(policy.client_ca);
+    if (caPath !== null) readPem(caPath, "certificate", ["listeners", i, "tls_policy", "client_ca"], errors);
+  });
   const tokenPath = isRecord(file.admin) ? path(file.admin.token_file) : null;
   if (tokenPath !== null) {
     try {
@@ -211,6 +255,12 @@ export function checkFiles(file: unknown, base: string): { path: Key[]; message:
     if (!isRecord(backend) || !isRecord(backend.tls)) continue;
     const caPath = path(backend.tls.ca);
     if (caPath !== null) readPem(caPath, "certificate", ["backends", name, "tls", "ca"], errors);
+    const certPath = path(backend.tls.cert);
+    const keyPath = path(backend.tls.key);
+    const cert = certPath === null ? null : readPem(certPath, "certificate", ["backends", name, "tls", "cert"], errors);
+    const key = keyPath === null ? null : readPem(keyPath, "private key", ["backends", name, "tls", "key"], errors);
+    if (cert instanceof X509Certificate && key !== null && !(key instanceof X509Certificate) && !cert.checkPrivateKey(key))
+      errors.push({ path: ["backends", name, "tls", "key"], message: `${keyPath} is not the key of the certificate in ${certPath}` });
   }
   return errors;
 }
@@ -282,15 +332,19 @@ export function readPem(
 export function withFiles(config: Config, base: string): Config {
   for (const listener of config.listeners) {
     if (listener.tls === null) continue;
+    const policy = listener.tls.policy;
     listener.tls = {
       certificates: listener.tls.certificates.map((c) => {
         const cert = resolve(base, c.cert);
-        return { cert, key: resolve(base, c.key), names: c.names.length > 0 ? c.names : certificateNames(readFileSync(cert, "utf8")) };
+        return { ...c, cert, key: resolve(base, c.key), names: c.names.length > 0 ? c.names : certificateNames(readFileSync(cert, "utf8")) };
       }),
+      ...(policy ? { policy: { ...policy, clientCa: policy.clientCa === null ? null : resolve(base, policy.clientCa) } } : {}),
     };
   }
   for (const backend of config.backends.values()) {
     if (backend.tls?.ca != null) backend.tls = { ...backend.tls, ca: resolve(base, backend.tls.ca) };
+    if (backend.tls?.cert != null && backend.tls.key != null)
+      backend.tls = { ...backend.tls, cert: resolve(base, backend.tls.cert), key: resolve(base, backend.tls.key) };
     const auth = backend.health?.auth;
     if (auth?.password.source.startsWith("file ")) {
       const file = resolve(base, auth.password.source.slice(5));

@@ -10,8 +10,27 @@ export const DEFAULTS = {
   listen: "127.0.0.1:11000",
   /** Give up on one upstream connect attempt after this long (then the next target is tried). */
   connectTimeout: 10_000,
-  /** Close a session that moved no bytes either way for this long; 0 = off. */
+  /**
+   * Close a session that moved no bytes either way for this long; 0 = off. Off by default:
+   * Redis and PostgreSQL clients keep idle connections for hours (their pools expect it).
+   */
   idleTimeout: 0,
+  /**
+   * Close a session whose queued bytes were not taken by their reader for this long: a peer
+   * that stopped reading (its window closed) holds up to a queue of memory and two sockets.
+   * A slow reader that takes anything restarts the count. HAProxy's `timeout server`/`client`
+   * cover this with an inactivity timeout; this one spares idle sessions.
+   */
+  writeTimeout: 120_000,
+  /**
+   * Close a session with one direction ended (a FIN passed on) that moved no bytes for this
+   * long (HAProxy's `timeout client-fin`/`server-fin`): a peer that half-closed and vanished.
+   */
+  halfClosedTimeout: 600_000,
+  /** Close a session this long after it was accepted, whatever it does (Envoy's max_connection_duration); 0 = off. */
+  maxSessionDuration: 0,
+  /** An upgrade in place: how long the new process may take to start and say it is ready (a cold start of the compiled binary takes well under 1 s). */
+  upgradeTimeout: 30_000,
   /** On stop (SIGINT/SIGTERM), how long open sessions may take to finish before they are closed. */
   drainTimeout: 10_000,
   /**
@@ -29,8 +48,18 @@ export const DEFAULTS = {
   highWaterMark: 1024 * 1024,
   /** A paused side resumes once its queue is down to this many bytes. */
   lowWaterMark: 256 * 1024,
-  /** sni mode and accept_proxy: real clients send their hello in the first packet; 10 s allows for slow links and retransmits. */
+  /**
+   * How long a client may take to finish what the listener waits for before it routes: a TLS
+   * handshake (tls listeners), a PROXY header, a ClientHello (sni mode). Real clients send
+   * their hello in the first packet; 10 s allows for slow links and retransmits. Always on.
+   */
   helloTimeout: 10_000,
+  /**
+   * The share of the session capacity (set by the open file limit) that clients still in their
+   * handshake or preface may hold; beyond it such listeners refuse new connections, so silent
+   * clients on a TLS or SNI listener cannot starve the other listeners.
+   */
+  prefaceShare: 0.5,
   balance: "round-robin" satisfies Balance as Balance,
   /**
    * Other targets tried after a failed connect. HAProxy's default is 3 retries of the same
@@ -75,7 +104,7 @@ export const DEFAULTS = {
     /** The longest `wait` of a drain request. */
     maxWait: 3_600_000,
   },
-  /** Redis Sentinel target sources (backend/sentinel.ts). */
+  /** Redis Sentinel target sources (backend/sources/sentinel.ts). */
   sentinel: {
     /** Every sentinel is asked for the primary this often, besides the +switch-master events; a missed event costs at most this. */
     pollInterval: 1_000,

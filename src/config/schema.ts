@@ -23,6 +23,13 @@ import {
   sendServerName,
   serverNames,
   table,
+  splitSubject,
+  cipherList,
+  ciphersuitesRefused,
+  curveList,
+  listenerOnly,
+  tlsVersion,
+  verifyClient,
 } from "./values.ts";
 import {
   BALANCES,
@@ -35,6 +42,7 @@ import {
   type ListenerTlsConfig,
   type RouteConfig,
   type TargetConfig,
+  type TlsPolicy,
 } from "./types.ts";
 import { DEFAULTS } from "./defaults.ts";
 import { Health } from "./health-schema.ts";
@@ -43,33 +51,81 @@ import { Sentinel } from "./sentinel-schema.ts";
 const Defaults = table({
   connect_timeout: v.optional(duration()),
   idle_timeout: v.optional(duration()),
+  write_timeout: v.optional(duration()),
+  half_closed_timeout: v.optional(duration()),
+  max_session_duration: v.optional(duration()),
+  hello_timeout: v.optional(duration(true)),
   drain_timeout: v.optional(duration()),
   queue_timeout: v.optional(duration()),
   resolve_interval: v.optional(resolveInterval),
 });
 
-/** `[[listeners.routes]]`: server_names and/or alpn → backend (checked in `checkListener`). */
+const nonEmpty = (what: string) => v.pipe(v.string(expected(what)), v.minLength(1, expected(what)));
+
+/** `"CN=admin,O=ops"`: attributes `KEY=value`, separated by commas (a comma in a value as `\\,`). */
+const clientSubject = v.pipe(
+  nonEmpty('a subject such as "CN=admin,O=ops"'),
+  v.check(
+    (text) => splitSubject(text) !== null,
+    (issue) => `expected a subject such as "CN=admin,O=ops", got ${describe(issue.input)}`,
+  ),
+);
+
+/** A SHA-256 fingerprint, 32 bytes in hex, with or without colons; kept as OpenSSL prints it (`AB:CD:…`). */
+const fingerprint = v.pipe(
+  nonEmpty('a SHA-256 fingerprint such as "AB:CD:…" (openssl x509 -noout -fingerprint -sha256)'),
+  v.transform((text) => text.replaceAll(":", "").toUpperCase()),
+  v.regex(/^[0-9A-F]{64}$/, (issue) => `expected a SHA-256 fingerprint (64 hex digits, colons allowed), got ${describe(issue.input)}`),
+  v.transform((hex) => hex.match(/../g)!.join(":")),
+);
+
+/**
+ * `[[listeners.routes]]`: server_names and/or alpn → backend (sni mode), or client_subject,
+ * client_cn and/or client_fingerprint → backend (a terminating listener that verifies client
+ * certificates). Which keys go with which listener is checked in `checkListener`.
+ */
 const Route = v.pipe(
   table(
     {
       server_names: v.optional(serverNames("expected at least one name (leave server_names out to match by alpn alone)")),
       alpn: v.optional(alpnList),
+      client_subject: v.optional(clientSubject),
+      client_cn: v.optional(
+        v.pipe(v.array(nonEmpty('a common name such as "admin"'), expected('a list of names such as ["admin"]')), v.minLength(1, "expected at least one name")),
+      ),
+      client_fingerprint: v.optional(
+        v.pipe(v.array(fingerprint, expected('a list of SHA-256 fingerprints such as ["AB:CD:…"]')), v.minLength(1, "expected at least one fingerprint")),
+      ),
       backend: name,
     },
     { backend: "the name of the backend for clients this route matches" },
     'a table such as { server_names = ["db.example.com"], backend = "db" }',
   ),
-  v.transform((r): RouteConfig => ({ serverNames: r.server_names ?? [], alpn: r.alpn ?? [], backend: r.backend })),
+  v.transform((r): RouteConfig => {
+    const route: RouteConfig = { serverNames: r.server_names ?? [], alpn: r.alpn ?? [], backend: r.backend };
+    if (r.client_subject !== undefined || r.client_cn !== undefined || r.client_fingerprint !== undefined)
+      route.client = { subject: r.client_subject ?? null, cn: r.client_cn ?? [], fingerprint: r.client_fingerprint ?? [] };
+    return route;
+  }),
 );
 
 function certificate(what: string) {
   return v.pipe(
     table(
-      { cert: filePath, key: filePath, names: v.optional(serverNames("expected at least one name (leave names out to use the certificate's own)")) },
+      {
+        cert: filePath,
+        key: filePath,
+        names: v.optional(serverNames("expected at least one name (leave names out to use the certificate's own)")),
+        ciphers: v.optional(cipherList),
+        ciphersuites: v.optional(ciphersuitesRefused),
+        min_version: v.optional(listenerOnly("min_version")),
+        max_version: v.optional(listenerOnly("max_version")),
+        curves: v.optional(listenerOnly("curves (TLS 1.3 key shares)")),
+      },
       { cert: "the certificate chain file, PEM", key: "the private key file, PEM" },
       what,
     ),
-    v.transform((c): ListenerCertificate => ({ cert: c.cert, key: c.key, names: c.names ?? [] })),
+    v.transform((c): ListenerCertificate => ({ cert: c.cert, key: c.key, names: c.names ?? [], ...(c.ciphers ? { ciphers: c.ciphers } : {}) })),
   );
 }
 
@@ -81,6 +137,38 @@ const ListenerTls = v.pipe(
       : certificate('a table such as { cert = "cert.pem", key = "key.pem" }, or a list of them'),
   ),
   v.transform((t): ListenerTlsConfig => ({ certificates: Array.isArray(t) ? t : [t] })),
+);
+
+/** `tls_policy = { min_version, max_version, ciphers, curves, client_ca, verify_client }` of a terminating listener. */
+const TlsPolicySchema = v.pipe(
+  table(
+    {
+      min_version: v.optional(tlsVersion),
+      max_version: v.optional(tlsVersion),
+      ciphers: v.optional(cipherList),
+      ciphersuites: v.optional(ciphersuitesRefused),
+      curves: v.optional(curveList),
+      client_ca: v.optional(filePath),
+      verify_client: v.optional(verifyClient),
+    },
+    {},
+    'a table such as { min_version = "TLSv1.3", client_ca = "clients-ca.pem", verify_client = "required" }',
+  ),
+  v.check(
+    (p) => p.min_version === undefined || p.max_version === undefined || p.min_version <= p.max_version,
+    (issue) =>
+      `min_version ${(issue.input as { min_version: string }).min_version} is above max_version ${(issue.input as { max_version: string }).max_version}`,
+  ),
+  v.transform(
+    (p): TlsPolicy => ({
+      minVersion: p.min_version ?? null,
+      maxVersion: p.max_version ?? null,
+      ciphers: p.ciphers ?? null,
+      curves: p.curves ?? null,
+      clientCa: p.client_ca ?? null,
+      verifyClient: p.verify_client ?? (p.client_ca !== undefined ? "required" : "off"),
+    }),
+  ),
 );
 
 /** Which keys go with which mode, and `backend` being required in tcp mode, are in `checkListener`. */
@@ -99,9 +187,13 @@ const Listener = table(
     max_connections_per_ip: v.optional(count(0)),
     connection_rate_per_ip: v.optional(count(0)),
     tls: v.optional(ListenerTls),
+    tls_policy: v.optional(TlsPolicySchema),
     max_connections: v.optional(count(0)),
     connect_timeout: v.optional(duration()),
     idle_timeout: v.optional(duration()),
+    write_timeout: v.optional(duration()),
+    half_closed_timeout: v.optional(duration()),
+    max_session_duration: v.optional(duration()),
   },
   { listen: 'the address to listen on, e.g. "127.0.0.1:11000"' },
 );
@@ -138,11 +230,33 @@ const balance = v.picklist(BALANCES, (issue) =>
 /** `tls = {}` dials over TLS, verifying against the system CAs and the target's host name. */
 const BackendTls = v.pipe(
   table(
-    { servername: v.optional(sendServerName), ca: v.optional(filePath), verify: v.optional(boolean) },
+    {
+      servername: v.optional(sendServerName),
+      ca: v.optional(filePath),
+      verify: v.optional(boolean),
+      cert: v.optional(filePath),
+      key: v.optional(filePath),
+      min_version: v.optional(tlsVersion),
+      max_version: v.optional(tlsVersion),
+      ciphers: v.optional(cipherList),
+      ciphersuites: v.optional(ciphersuitesRefused),
+    },
     {},
     'a table such as { servername = "db.example.com", ca = "ca.pem" }',
   ),
-  v.transform((t): BackendTlsConfig => ({ serverName: t.servername ?? null, ca: t.ca ?? null, verify: t.verify ?? true })),
+  v.check((t) => (t.cert === undefined) === (t.key === undefined), "cert and key go together (a client certificate and its key)"),
+  v.check((t) => t.min_version === undefined || t.max_version === undefined || t.min_version <= t.max_version, "min_version is above max_version"),
+  v.transform(
+    (t): BackendTlsConfig => ({
+      serverName: t.servername ?? null,
+      ca: t.ca ?? null,
+      verify: t.verify ?? true,
+      ...(t.cert !== undefined ? { cert: t.cert, key: t.key ?? null } : {}),
+      ...(t.min_version !== undefined ? { minVersion: t.min_version } : {}),
+      ...(t.max_version !== undefined ? { maxVersion: t.max_version } : {}),
+      ...(t.ciphers !== undefined ? { ciphers: t.ciphers } : {}),
+    }),
+  ),
 );
 
 const Backend = table(
@@ -194,6 +308,10 @@ export const ConfigSchema = v.pipe(
     const defaults: DefaultsConfig = {
       connectTimeout: d?.connect_timeout ?? DEFAULTS.connectTimeout,
       idleTimeout: d?.idle_timeout ?? DEFAULTS.idleTimeout,
+      writeTimeout: d?.write_timeout ?? DEFAULTS.writeTimeout,
+      halfClosedTimeout: d?.half_closed_timeout ?? DEFAULTS.halfClosedTimeout,
+      maxSessionDuration: d?.max_session_duration ?? DEFAULTS.maxSessionDuration,
+      helloTimeout: d?.hello_timeout ?? DEFAULTS.helloTimeout,
       drainTimeout: d?.drain_timeout ?? DEFAULTS.drainTimeout,
       queueTimeout: d?.queue_timeout ?? DEFAULTS.queueTimeout,
     };
@@ -204,17 +322,20 @@ export const ConfigSchema = v.pipe(
         mode: l.mode ?? "tcp",
         backend: l.backend ?? null,
         routes: l.routes ?? [],
-        helloTimeout: l.hello_timeout ?? DEFAULTS.helloTimeout,
+        helloTimeout: l.hello_timeout ?? defaults.helloTimeout,
         acceptProxy: l.accept_proxy ?? false,
         trusted: l.trusted ?? [],
         allow: l.allow ?? [],
         deny: l.deny ?? [],
         maxConnectionsPerIp: l.max_connections_per_ip ?? DEFAULTS.maxConnectionsPerIp,
         connectionRatePerIp: l.connection_rate_per_ip ?? DEFAULTS.connectionRatePerIp,
-        tls: l.tls ?? null,
+        tls: l.tls === undefined ? null : l.tls_policy === undefined ? l.tls : { ...l.tls, policy: l.tls_policy },
         maxConnections: l.max_connections ?? DEFAULTS.maxConnections,
         connectTimeout: l.connect_timeout ?? defaults.connectTimeout,
         idleTimeout: l.idle_timeout ?? defaults.idleTimeout,
+        writeTimeout: l.write_timeout ?? defaults.writeTimeout,
+        halfClosedTimeout: l.half_closed_timeout ?? defaults.halfClosedTimeout,
+        maxSessionDuration: l.max_session_duration ?? defaults.maxSessionDuration,
       }),
     );
     const backends = new Map<string, BackendConfig>();

@@ -1,6 +1,6 @@
 /**
  * `sentinel = { master = "mymaster", sentinels = ["127.0.0.1:26379", …] }` on a backend: its
- * target is the primary those sentinels name (backend/sentinel.ts).
+ * target is the primary those sentinels name (backend/sources/sentinel.ts).
  */
 import * as v from "valibot";
 import { DEFAULTS } from "./defaults.ts";

@@ -119,6 +119,14 @@ export interface AdminConfig {
 export interface DefaultsConfig {
   connectTimeout: number;
   idleTimeout: number;
+  /** ms a session's queued bytes may wait for their reader to take any; 0 = off. */
+  writeTimeout: number;
+  /** ms a half-closed session may stay idle; 0 = off. */
+  halfClosedTimeout: number;
+  /** ms after accept at which a session is closed; 0 = off. */
+  maxSessionDuration: number;
+  /** ms for a TLS handshake, PROXY header or ClientHello; never 0. */
+  helloTimeout: number;
   drainTimeout: number;
   /** How long a new session waits for a target when every target is full; 0 = it is closed at once. */
   queueTimeout: number;
@@ -141,7 +149,7 @@ export interface ListenerConfig {
   backend: string | null;
   /** sni mode: the routes in file order (empty in tcp mode). See `RouteConfig`. */
   routes: RouteConfig[];
-  /** sni mode and accept_proxy: ms a client has to send its PROXY header and ClientHello; default 10 s, never 0. */
+  /** ms a client has to finish its TLS handshake (tls), PROXY header (accept_proxy) and ClientHello (sni); default 10 s, never 0. */
   helloTimeout: number;
   /** Every connection starts with a PROXY header (v1 or v2) from a `trusted` address; default false. */
   acceptProxy: boolean;
@@ -165,6 +173,9 @@ export interface ListenerConfig {
   /** The defaults' values unless overridden on the listener. */
   connectTimeout: number;
   idleTimeout: number;
+  writeTimeout: number;
+  halfClosedTimeout: number;
+  maxSessionDuration: number;
 }
 
 /**
@@ -179,11 +190,50 @@ export interface RouteConfig {
   /** ALPN protocol ids (`h2`, `http/1.1`), exact; the client must offer one of them. */
   alpn: string[];
   backend: string;
+  /**
+   * A terminating listener's route by the client's verified certificate (tcp mode with
+   * `tls_policy.verify_client`); absent = an SNI route. See `ClientCertRule`.
+   */
+  client?: ClientCertRule;
+}
+
+/** Matches a verified client certificate; every field given must match. */
+export interface ClientCertRule {
+  /** The whole subject, `CN=admin,O=ops` (compared as a set of attributes, case-insensitive keys); null = any. */
+  subject: string | null;
+  /** The subject CN is one of these (exact); empty = any. */
+  cn: string[];
+  /** The SHA-256 fingerprint is one of these (hex, upper case, colon-separated, as OpenSSL prints it); empty = any. */
+  fingerprint: string[];
 }
 
 /** A terminating listener's certificates; the first is the default. */
 export interface ListenerTlsConfig {
   certificates: ListenerCertificate[];
+  /** The listener's TLS policy (`tls_policy`); absent = Bun's defaults, no client certificates asked. */
+  policy?: TlsPolicy;
+}
+
+/** TLS protocol versions a policy names. */
+export const TLS_VERSIONS = ["TLSv1.2", "TLSv1.3"] as const;
+export type TlsVersion = (typeof TLS_VERSIONS)[number];
+
+/**
+ * A terminating listener's TLS policy. Absent fields are Bun's defaults (TLS 1.2 and 1.3, its
+ * cipher list, X25519, P-256 and P-384). TLS 1.3 cipher suites cannot be chosen on Bun 1.4
+ * (BoringSSL), so there is no field for them (the config refuses `ciphersuites`).
+ */
+export interface TlsPolicy {
+  minVersion: TlsVersion | null;
+  maxVersion: TlsVersion | null;
+  /** OpenSSL cipher list for TLS 1.2 (`ECDHE-ECDSA-AES128-GCM-SHA256:…`); null = Bun's. */
+  ciphers: string | null;
+  /** Key exchange groups, `X25519:P-256`; null = Bun's. */
+  curves: string | null;
+  /** Absolute path of the PEM CA bundle client certificates are verified against; null = none asked. */
+  clientCa: string | null;
+  /** `required`: a client without a verified certificate is refused; `optional`: none is fine, a bad one is refused; `off` (default). */
+  verifyClient: "off" | "optional" | "required";
 }
 
 /** Absolute paths (relative ones are taken from the config file's directory), checked at load. */
@@ -197,6 +247,8 @@ export interface ListenerCertificate {
    * from the config, else the leaf's DNS subjectAltNames (its CN when it has none), read at load.
    */
   names: string[];
+  /** TLS 1.2 cipher list for clients that get this certificate (overrides the policy's); absent or null = the policy's. */
+  ciphers?: string | null;
 }
 
 /** How a backend dials its targets over TLS. */
@@ -207,6 +259,13 @@ export interface BackendTlsConfig {
   ca: string | null;
   /** Close the session when the certificate does not verify; default true. */
   verify: boolean;
+  /** Absolute paths of a client certificate chain and its key, shown to targets that ask (mTLS); both or neither; absent or null = none. */
+  cert?: string | null;
+  key?: string | null;
+  minVersion?: TlsVersion | null;
+  maxVersion?: TlsVersion | null;
+  /** TLS 1.2 cipher list; absent or null = Bun's. */
+  ciphers?: string | null;
 }
 
 export interface BackendConfig {
@@ -230,7 +289,7 @@ export interface BackendConfig {
   failTimeout?: number;
   /** ms over which a target's weight ramps up after it comes up; 0 = off. */
   slowStart?: number;
-  /** The target is the primary Redis Sentinel names (backend/sentinel.ts); `targets` is then empty. Absent or null = the targets as listed. */
+  /** The target is the primary Redis Sentinel names (backend/sources/sentinel.ts); `targets` is then empty. Absent or null = the targets as listed. */
   sentinel?: SentinelConfig | null;
 }
 

@@ -10,6 +10,8 @@ import { closest, describe, isRecord } from "./messages.ts";
 import { DEFAULTS } from "./defaults.ts";
 import { formatDuration, parseDuration } from "../util/duration.ts";
 import { parseServerNamePattern } from "../protocol/sni.ts";
+import { createSecureContext } from "node:tls";
+import { TLS_VERSIONS } from "./types.ts";
 
 type Message = (issue: v.BaseIssue<unknown>) => string;
 
@@ -167,3 +169,81 @@ export const sendProxy = v.picklist(["v1", "v2", "off"], (issue) =>
 export const mode = v.picklist(["tcp", "sni"], (issue) =>
   typeof issue.input === "string" ? `unknown mode ${describe(issue.input)} (use "tcp" or "sni")` : expected('"tcp" or "sni"')(issue),
 );
+
+/** `"TLSv1.2"` or `"TLSv1.3"` (TLS 1.0 and 1.1 are not offered by Bun at all). */
+export const tlsVersion = v.picklist(TLS_VERSIONS, (issue) =>
+  typeof issue.input === "string" ? `unknown TLS version ${describe(issue.input)} (use "TLSv1.2" or "TLSv1.3")` : expected('"TLSv1.2" or "TLSv1.3"')(issue),
+);
+
+/** An OpenSSL cipher list for TLS 1.2, checked by building a TLS context with it. */
+export const cipherList = v.pipe(
+  v.string(expected('an OpenSSL cipher list such as "ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256"')),
+  parsedBy((text) => {
+    const names = text.split(":").filter((name) => name !== "");
+    if (names.length > 0 && names.every((name) => name.startsWith("TLS_")))
+      throw new Error(`"${text}" names only TLS 1.3 suites, which cannot be chosen on this Bun (ciphers is the TLS 1.2 list)`);
+    try {
+      createSecureContext({ ciphers: text });
+    } catch {
+      throw new Error(`"${text}" matches no cipher this TLS library knows (e.g. "ECDHE-ECDSA-AES128-GCM-SHA256")`);
+    }
+    return text;
+  }),
+);
+
+/** Key exchange groups, `X25519:P-256`, checked by building a TLS context with them. */
+export const curveList = v.pipe(
+  v.string(expected('a list of groups such as "X25519:P-256"')),
+  parsedBy((text) => {
+    try {
+      createSecureContext({ ecdhCurve: text });
+    } catch {
+      throw new Error(`"${text}": a group this TLS library does not know (known: X25519, P-256, P-384, P-521, X25519MLKEM768)`);
+    }
+    return text;
+  }),
+);
+
+export const verifyClient = v.picklist(["required", "optional", "off"], (issue) =>
+  typeof issue.input === "string"
+    ? `unknown verify_client ${describe(issue.input)} (use "required", "optional" or "off")`
+    : expected('"required", "optional" or "off"')(issue),
+);
+
+/**
+ * `ciphersuites` (TLS 1.3): refused. Bun 1.4 terminates TLS with BoringSSL, which always
+ * enables its three TLS 1.3 suites and has no way to choose among them.
+ */
+export const ciphersuitesRefused = v.custom<never>(
+  () => false,
+  "TLS 1.3 cipher suites cannot be chosen on this Bun (BoringSSL always offers TLS_AES_128_GCM_SHA256, TLS_AES_256_GCM_SHA384 and TLS_CHACHA20_POLY1305_SHA256); leave ciphersuites out",
+);
+
+/** A key only the listener's tls_policy can take (an SNI context of Bun 1.4 does not apply it). */
+export function listenerOnly(key: string) {
+  return v.custom<never>(
+    () => false,
+    `not per certificate on this Bun (a certificate chosen by SNI keeps the listener's ${key}); set it in the listener's tls_policy`,
+  );
+}
+
+/**
+ * A certificate subject as `KEY=value` attributes, `CN=admin,O=ops` (a comma inside a value as
+ * `\\,`): the attributes with upper-case keys, in order; null when a part is not `KEY=value`.
+ */
+export function splitSubject(text: string): [string, string][] | null {
+  const parts: [string, string][] = [];
+  for (const part of text.split(/(?<!\\),/)) {
+    const eq = part.indexOf("=");
+    const key = part.slice(0, eq).trim().toUpperCase();
+    if (eq <= 0 || !/^[A-Z][A-Z0-9.]*$/.test(key)) return null;
+    parts.push([
+      key,
+      part
+        .slice(eq + 1)
+        .trim()
+        .replaceAll("\\,", ","),
+    ]);
+  }
+  return parts;
+}

@@ -8,6 +8,8 @@
  * the same keys, numbers as numbers, and null for `sni`, `target` (none picked) and `detail`.
  * `sni` is the server name an SNI-mode listener read ("-" / null elsewhere); `client` is the
  * address a PROXY header gave where the listener accepts them, else the socket's peer.
+ * A client that showed a verified certificate (a listener with `tls_policy.verify_client`)
+ * adds `client_subject` and `client_fingerprint` (SHA-256) at the end, in both formats.
  *
  * Lines are kept in memory and written at most every `flushInterval` ms (and once 64 KiB are
  * waiting): one write per second instead of one per session. `close()` writes the rest. A file
@@ -20,6 +22,7 @@
 import { closeSync, openSync, writeSync } from "node:fs";
 import { formatHostPort } from "../util/address.ts";
 import type { ListenerView, SessionObserver, SessionView } from "../proxy/handle.ts";
+import type { ClientCertificate, RouteInfo } from "../proxy/route.ts";
 import { defaultLogger, type Logger } from "../util/log.ts";
 
 export type AccessLogFormat = "text" | "json";
@@ -87,6 +90,7 @@ export class AccessLog implements SessionObserver {
       now - session.openedAt,
       reason,
       session.detail,
+      (session as { info?: RouteInfo }).info?.clientCertificate ?? null,
     );
   }
 
@@ -113,6 +117,7 @@ export class AccessLog implements SessionObserver {
     ms: number,
     reason: string,
     detail: string,
+    certificate: ClientCertificate | null = null,
   ): void {
     if (this.done) return;
     if (now !== this.timeMs) {
@@ -136,6 +141,7 @@ export class AccessLog implements SessionObserver {
         duration_ms: ms,
         reason,
         detail: detail === "" ? null : detail,
+        ...(certificate === null ? {} : { client_subject: certificate.subject, client_fingerprint: certificate.fingerprint }),
       });
     } else {
       line =
@@ -143,6 +149,7 @@ export class AccessLog implements SessionObserver {
         `time=${time} listener=${this.quoted(name)} client=${client} sni=${sni === "" ? "-" : value(sni)} backend=${this.quoted(backend)} ` +
         `target=${this.quoted(target)} bytes_up=${up} bytes_down=${down} duration_ms=${ms} reason=${reason}`;
       if (detail !== "") line += ` detail=${JSON.stringify(detail)}`;
+      if (certificate !== null) line += ` client_subject=${value(certificate.subject)} client_fingerprint=${certificate.fingerprint}`;
     }
     this.pending += line + "\n";
     this.lines++;

@@ -308,8 +308,9 @@ const ADDRESS_LENGTH = [0, 12, 36, 216];
 function decodeV2(header: Uint8Array): ProxyHeaderResult {
   const result = decodeV2Addresses(header);
   if (result.state !== "done") return result;
-  const extra = (header[12]! & 0xf) === 1 ? 16 + (ADDRESS_LENGTH[header[13]! >> 4] ?? 0) : 16;
-  if (header.length > extra) result.tlvs = decodeTlvs(header);
+  // LOCAL (the proxy's own connection, a health check): addresses and TLVs are ignored, as the spec says.
+  if ((header[12]! & 0xf) !== 1) return result;
+  if (header.length > 16 + (ADDRESS_LENGTH[header[13]! >> 4] ?? 0)) result.tlvs = decodeTlvs(header);
   return result;
 }
 

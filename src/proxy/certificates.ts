@@ -12,17 +12,48 @@
 import { readFileSync } from "node:fs";
 import tls from "node:tls";
 import type { TCPSocketListener } from "bun";
-import type { ListenerCertificate, ListenerTlsConfig } from "../config/types.ts";
+import type { ListenerCertificate, ListenerTlsConfig, TlsPolicy, TlsVersion } from "../config/types.ts";
+import type { ProxySsl } from "../protocol/proxy-protocol.ts";
+import type { ClientSocket } from "./context.ts";
+import type { ClientCertificate } from "./route.ts";
 
 interface Bindings {
   addContext(this: { _handle: unknown }, hostname: string, context: Pem): void;
   setSecureContext(this: { _handle: unknown }, context: Pem): void;
 }
 
+/**
+ * One certificate's context, as node:tls `createSecureContext` takes it (what `addContext` and
+ * `setSecureContext` install): the policy's ciphers and curves go in every context (an SNI
+ * context's own cipher list is the one used for its clients), and so does the client CA (an SNI
+ * context verifies client certificates against its own store).
+ */
 interface Pem {
   cert: string;
   key: string;
+  ciphers?: string;
+  ecdhCurve?: string;
+  ca?: string;
+  minVersion?: TlsVersion;
+  maxVersion?: TlsVersion;
 }
+
+/**
+ * What Bun.listen's `tls` takes beyond the first certificate. Checked on Bun 1.4.5
+ * (test/proxy/tls-policy.test.ts): `minVersion`/`maxVersion` as OpenSSL numbers (0x0303,
+ * 0x0304; a string throws), `ciphers` (TLS 1.2 only), `ecdhCurve`, and `requestCert`, `ca`,
+ * `rejectUnauthorized` (a missing certificate is refused with alert 116 in TLS 1.3, 40 in
+ * 1.2; a certificate that does not verify is NOT refused: the handshake succeeds with
+ * `authorized === false`, and the listener closes such a client itself).
+ */
+export interface ListenTls extends Omit<Pem, "minVersion" | "maxVersion"> {
+  minVersion?: number;
+  maxVersion?: number;
+  requestCert?: boolean;
+  rejectUnauthorized?: boolean;
+}
+
+const VERSION_NUMBER: Record<TlsVersion, number> = { "TLSv1.2": 0x0303, "TLSv1.3": 0x0304 };
 
 let bindings: Bindings | null = null;
 
@@ -32,16 +63,30 @@ export interface LoadedCertificates {
   fallback: Pem;
   /** Server-name pattern → certificate; the first certificate listing a name wins. */
   byName: Map<string, Pem>;
+  /** `verify_client`: "off" (default), "optional" or "required". */
+  verify: TlsPolicy["verifyClient"];
+  /** The policy as installed, to tell a reload that changes it (see `Listener.canTake`). */
+  policy: string;
 }
 
 /**
- * Reads every certificate and key file and checks that OpenSSL takes each pair, so that
- * `install` cannot fail halfway. Throws an Error with a one-line message.
+ * Reads every certificate and key file (and the client CA) and checks that OpenSSL takes each
+ * pair with the policy, so that `install` cannot fail halfway. Throws an Error with a one-line
+ * message.
  */
 export function loadCertificates(config: ListenerTlsConfig): LoadedCertificates {
   bindings ??= borrowBindings();
+  const policy = config.policy;
+  const verify = policy?.verifyClient ?? "off";
+  const ca = verify !== "off" && policy?.clientCa ? readText(policy.clientCa) : undefined;
   const read = (certificate: ListenerCertificate): Pem => {
-    const pem = { cert: readText(certificate.cert), key: readText(certificate.key) };
+    const pem: Pem = { cert: readText(certificate.cert), key: readText(certificate.key) };
+    const ciphers = certificate.ciphers ?? policy?.ciphers;
+    if (ciphers) pem.ciphers = ciphers;
+    if (policy?.curves) pem.ecdhCurve = policy.curves;
+    if (policy?.minVersion) pem.minVersion = policy.minVersion;
+    if (policy?.maxVersion) pem.maxVersion = policy.maxVersion;
+    if (ca !== undefined) pem.ca = ca;
     try {
       tls.createSecureContext(pem); // what the bindings would do later, to fail before any change
     } catch (error) {
@@ -55,7 +100,21 @@ export function loadCertificates(config: ListenerTlsConfig): LoadedCertificates 
   config.certificates.forEach((certificate, i) => {
     for (const name of certificate.names) if (!byName.has(name)) byName.set(name, pems[i]!);
   });
-  return { fallback: pems[0]!, byName };
+  const text = JSON.stringify([policy?.minVersion, policy?.maxVersion, policy?.ciphers, policy?.curves, verify, ca]);
+  return { fallback: pems[0]!, byName, verify, policy: text };
+}
+
+/** The first context for Bun.listen: the default certificate, the policy, and client verification. */
+export function listenTls(loaded: LoadedCertificates): ListenTls {
+  const { minVersion, maxVersion, ...pem } = loaded.fallback;
+  const options: ListenTls = { ...pem };
+  if (minVersion) options.minVersion = VERSION_NUMBER[minVersion];
+  if (maxVersion) options.maxVersion = VERSION_NUMBER[maxVersion];
+  if (loaded.verify !== "off") {
+    options.requestCert = true;
+    options.rejectUnauthorized = loaded.verify === "required";
+  }
+  return options;
 }
 
 /**
@@ -92,4 +151,15 @@ function readText(path: string): string {
     const code = (error as NodeJS.ErrnoException).code;
     throw new Error(`cannot read ${path}: ${code === "ENOENT" ? "no such file" : code === "EACCES" ? "permission denied" : (error as Error).message}`);
   }
+}
+
+/** What a PROXY v2 header says of a terminated client's TLS (PP2_TYPE_SSL); a certificate here has verified. */
+export function proxySsl(socket: ClientSocket, certificate: ClientCertificate | null | undefined): ProxySsl {
+  return {
+    version: socket.getTLSVersion() ?? "",
+    cipher: socket.getCipher()?.name ?? "",
+    cn: certificate?.cn ?? null,
+    certificate: certificate != null,
+    verified: true,
+  };
 }

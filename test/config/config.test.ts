@@ -193,7 +193,7 @@ const BAD: [name: string, text: string, errors: string[]][] = [
   [
     "dns_servers under [defaults] (it is a top-level key)",
     '[defaults]\ndns_servers = ["127.0.0.1"]\n' + VALID,
-    ["defaults.dns_servers: unknown key (expected one of: connect_timeout, idle_timeout, drain_timeout, queue_timeout, resolve_interval)"],
+    ["defaults.dns_servers: unknown key (expected one of: connect_timeout, idle_timeout, write_timeout, half_closed_timeout, max_session_duration, hello_timeout, drain_timeout, queue_timeout, resolve_interval)"],
   ],
   [
     "an unknown balance",
@@ -237,7 +237,7 @@ const BAD: [name: string, text: string, errors: string[]][] = [
     '[defaults]\nconnect-timeout = "1s"\n[[listeners]]\nlisten = "127.0.0.1:11000"\nbackend = "redis"\nport = 11000\n[backends.redis]\ntargets = [{ address = "127.0.0.1:6379", Weight = 2 }]\n[backends.redis.health]\nexpected = "+PONG"\n',
     [
       'defaults.connect-timeout: unknown key (did you mean "connect_timeout"?)',
-      "listeners[0].port: unknown key (expected one of: name, listen, mode, backend, routes, hello_timeout, accept_proxy, trusted, allow, deny, max_connections_per_ip, connection_rate_per_ip, tls, max_connections, connect_timeout, idle_timeout)",
+      "listeners[0].port: unknown key (expected one of: name, listen, mode, backend, routes, hello_timeout, accept_proxy, trusted, allow, deny, max_connections_per_ip, connection_rate_per_ip, tls, tls_policy, max_connections, connect_timeout, idle_timeout, write_timeout, half_closed_timeout, max_session_duration)",
       'backends.redis.targets[0].Weight: unknown key (did you mean "weight"?)',
       'backends.redis.health.expected: unknown key (did you mean "expect"?)',
     ],
@@ -309,7 +309,11 @@ const BAD: [name: string, text: string, errors: string[]][] = [
   [
     "routes and hello_timeout on a tcp listener",
     LISTENER + 'hello_timeout = "1s"\n[[listeners.routes]]\nserver_names = ["a.example.com"]\nbackend = "redis"\n' + BACKEND,
-    ['listeners[0].routes: only for mode = "sni"', 'listeners[0].hello_timeout: only for mode = "sni" or accept_proxy = true'],
+    [
+      'listeners[0].routes: only for mode = "sni", or routes by client certificate on a listener with tls and tls_policy.verify_client',
+      'listeners[0].hello_timeout: only for mode = "sni", tls or accept_proxy = true (a plain listener reads nothing before it dials)',
+      'listeners[0].routes[0]: server_names and alpn are for mode = "sni"; a terminating listener routes by client_subject, client_cn or client_fingerprint',
+    ],
   ],
   [
     "an sni listener with neither routes nor a backend",
@@ -419,7 +423,7 @@ const BAD: [name: string, text: string, errors: string[]][] = [
       "listeners[3].tls.key: missing (the private key file, PEM)",
       `listeners[4].tls: expected a table such as { cert = "cert.pem", key = "key.pem" }, or a list of them, got "${CERTS}/db.pem"`,
       'listeners[5].tls.key: expected a file path, got ""',
-      "listeners[5].tls.pass: unknown key (expected one of: cert, key, names)",
+      "listeners[5].tls.pass: unknown key (expected one of: cert, key, names, ciphers, ciphersuites, min_version, max_version, curves)",
       `listeners[0].tls.cert: cannot read ${CERTS}/missing.pem: no such file`,
       `listeners[1].tls.cert: ${CERTS}/db.key is not a PEM certificate`,
       `listeners[1].tls.key: ${CERTS}/db.pem is not a PEM private key`,
@@ -455,7 +459,7 @@ const BAD: [name: string, text: string, errors: string[]][] = [
       'backends.redis.tls.servername: "*.example.com": a wildcard cannot be sent as a server name',
       'backends.redis.tls.verify: expected true or false, got "yes"',
       'backends.b.send_proxy: expected "v1", "v2" or "off", got 2',
-      "backends.b.tls.sni: unknown key (expected one of: servername, ca, verify)",
+      "backends.b.tls.sni: unknown key (expected one of: servername, ca, verify, cert, key, min_version, max_version, ciphers, ciphersuites)",
       'backends.c.tls: expected a table such as { servername = "db.example.com", ca = "ca.pem" }, got true',
       `backends.redis.tls.ca: cannot read ${CERTS}/missing-ca.pem: no such file`,
       `backends.b.tls.ca: ${CERTS}/db.key is not a PEM certificate`,
@@ -495,13 +499,18 @@ const TCP_LISTENER = {
   maxConnectionsPerIp: 0,
   connectionRatePerIp: 0,
   tls: null,
+  writeTimeout: 120_000,
+  halfClosedTimeout: 600_000,
+  maxSessionDuration: 0,
 } as const satisfies Partial<ListenerConfig>;
+/** The session timers' defaults ([defaults] and each listener). */
+const TIMER_DEFAULTS = { writeTimeout: 120_000, halfClosedTimeout: 600_000, maxSessionDuration: 0, helloTimeout: 10_000 } as const;
 const PLAIN_BACKEND = { sendProxy: null, tls: null, sentinel: null, maxFails: 0, failTimeout: 10_000, slowStart: 0 } as const satisfies Partial<BackendConfig>;
 /** What a [health] table resolves to beyond timing and send/expect when it says nothing more. */
 const HEALTH_DEFAULTS: Partial<HealthConfig> = { steps: [], auth: null, port: null, address: null, init: "up", onDown: "none", onUp: "none", http: null };
 
 const EXAMPLE: Config = {
-  defaults: { connectTimeout: 5000, idleTimeout: 600_000, drainTimeout: 10_000, queueTimeout: 5000 },
+  defaults: { connectTimeout: 5000, idleTimeout: 600_000, ...TIMER_DEFAULTS, drainTimeout: 10_000, queueTimeout: 5000 },
   listeners: [
     {
       name: "redis",
@@ -569,7 +578,7 @@ describe("a valid config resolves to a typed Config", () => {
   test("a minimal config gets every default", () => {
     const config = parseConfig(VALID + "[backends.redis.health]\n", "toml");
     expect(config).toEqual({
-      defaults: { connectTimeout: 10_000, idleTimeout: 0, drainTimeout: 10_000, queueTimeout: 5000 },
+      defaults: { connectTimeout: 10_000, idleTimeout: 0, ...TIMER_DEFAULTS, drainTimeout: 10_000, queueTimeout: 5000 },
       listeners: [
         {
           name: "127.0.0.1:11000",
@@ -790,6 +799,7 @@ describe("loading a file", () => {
 });
 
 const PLAN = `defaults: connect_timeout 5s, idle_timeout 10m, drain_timeout 10s, queue_timeout 5s
+session timers: hello_timeout 10s, write_timeout 2m, half_closed_timeout 10m, max_session_duration off
 listener redis 127.0.0.1:11000 (max_connections 10000) → backend redis (least-conn, retries 2, health: send/expect every 2s)
   127.0.0.1:6379 weight 1
   127.0.0.1:6380 weight 2 max_connections 500
@@ -802,8 +812,8 @@ listener unix:/tmp/tcprouter-web.sock (idle_timeout 1m) → backend web (round-r
 test("the plan lists each listener with its backend and targets", () => {
   expect(renderPlan(EXAMPLE)).toBe(PLAN);
   const banner = parseConfig(VALID + '[backends.redis.health]\nexpect = "SSH-"\ninterval = "10s"\n', "toml");
-  expect(renderPlan(banner).split("\n")[1]).toBe("listener 127.0.0.1:11000 → backend redis (round-robin, retries 2, health: expect every 10s)");
-  expect(renderPlan(parseConfig(VALID, "toml")).split("\n")[1]).toBe("listener 127.0.0.1:11000 → backend redis (round-robin, retries 2, no health checks)");
+  expect(renderPlan(banner).split("\n")[2]).toBe("listener 127.0.0.1:11000 → backend redis (round-robin, retries 2, health: expect every 10s)");
+  expect(renderPlan(parseConfig(VALID, "toml")).split("\n")[2]).toBe("listener 127.0.0.1:11000 → backend redis (round-robin, retries 2, no health checks)");
   expect(
     renderPlan(parseConfig(`${VALID}[admin]\nlisten = "127.0.0.1:9901"\n`, "toml"))
       .split("\n")
@@ -824,6 +834,7 @@ test("the plan lists each listener with its backend and targets", () => {
 });
 
 const TLS_PLAN = `defaults: connect_timeout 10s, idle_timeout off, drain_timeout 10s, queue_timeout 5s
+session timers: hello_timeout 10s, write_timeout 2m, half_closed_timeout 10m, max_session_duration off
 listener tls-in 127.0.0.1:8443 (sni, hello_timeout 5s, accept_proxy from 127.0.0.1/32 ::1/128, allow 10.0.0.0/8 127.0.0.0/8 ::1/128, deny 10.0.0.66/32, max_connections_per_ip 100, connection_rate_per_ip 20/s)
   route db.example.com *.db.example.com → backend db (round-robin, retries 2, no health checks, send_proxy v2)
     127.0.0.1:5432 weight 1
@@ -843,7 +854,7 @@ test("the plan of an sni listener has a line per route and one for the default, 
     SNI + '[[listeners.routes]]\nalpn = ["h2"]\nbackend = "redis"\n[backends.redis]\ntargets = ["127.0.0.1:6379"]\ntls = { verify = false }\n',
     "toml",
   );
-  expect(renderPlan(noDefault).split("\n").slice(1)).toEqual([
+  expect(renderPlan(noDefault).split("\n").slice(2)).toEqual([
     "listener 127.0.0.1:8443 (sni)",
     "  route alpn h2 → backend redis (round-robin, retries 2, no health checks, tls to the target's host without verification)",
     "    127.0.0.1:6379 weight 1",
@@ -919,7 +930,7 @@ test("several listener certificates: names come from each certificate's subjectA
     "toml",
   );
   expect(config.listeners[0]!.tls!.certificates.map((c) => c.names)).toEqual([["localhost", "upstream.test"], ["*.apps.example.com"], ["www.example.com"]]);
-  expect(renderPlan(config).split("\n")[1]).toBe(
+  expect(renderPlan(config).split("\n")[2]).toBe(
     `listener 127.0.0.1:8443 (tls ${CERTS}/localhost.pem (default; localhost upstream.test), ${CERTS}/apps.pem (*.apps.example.com), ${CERTS}/web.pem (www.example.com)) → backend app (round-robin, retries 2, no health checks)`,
   );
 });

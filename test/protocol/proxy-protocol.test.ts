@@ -153,9 +153,15 @@ describe("ProxyHeaderReader accepts", () => {
       done(2, { family: "tcp4", source: endpoint("172.19.0.1", 42578), destination: endpoint("172.19.0.3", 80), headerLength: 28 }),
     ],
     [
-      "v2 with TLVs (ALPN, AUTHORITY, NOOP), skipped",
+      "v2 with TLVs (ALPN, AUTHORITY, NOOP): their types listed, no SSL",
       hex(`${SIGNATURE}21110024 7f000001 7f000002 1388 18eb  010002 6832  02000b 6578616d706c652e636f6d  040002 0000`),
-      done(2, { family: "tcp4", source: endpoint("127.0.0.1", 5000), destination: endpoint("127.0.0.2", 6379), headerLength: 16 + 36 }),
+      done(2, {
+        family: "tcp4",
+        source: endpoint("127.0.0.1", 5000),
+        destination: endpoint("127.0.0.2", 6379),
+        headerLength: 16 + 36,
+        tlvs: { types: [1, 2, 4], ssl: null },
+      }),
     ],
     [
       "v2 IPv4-mapped IPv6",
@@ -169,7 +175,13 @@ describe("ProxyHeaderReader accepts", () => {
     [
       `v2 at the length cap (${MAX_PROXY_V2_LENGTH} bytes)`,
       Uint8Array.from([...hex(`${SIGNATURE}21111000 7f000001 7f000002 1388 18eb 04 0ff1`), ...new Uint8Array(4081)]),
-      done(2, { family: "tcp4", source: endpoint("127.0.0.1", 5000), destination: endpoint("127.0.0.2", 6379), headerLength: 16 + 4096 }),
+      done(2, {
+        family: "tcp4",
+        source: endpoint("127.0.0.1", 5000),
+        destination: endpoint("127.0.0.2", 6379),
+        headerLength: 16 + 4096,
+        tlvs: { types: [4], ssl: null },
+      }),
     ],
   ])("%s", (_, bytes, expected) => {
     expect(read(bytes)).toEqual(expected);

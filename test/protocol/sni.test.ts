@@ -8,7 +8,6 @@ import {
   ClientHelloReader,
   MAX_CLIENT_HELLO_LENGTH,
   MAX_CLIENT_HELLO_WIRE_BYTES,
-  ServerNameError,
   parseServerNamePattern,
   readClientHello,
   tlsAlert,
