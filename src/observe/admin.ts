@@ -24,13 +24,15 @@ import { formatAddress, parseAddress, type Address } from "../util/address.ts";
 import { defaultLogger, type Logger } from "../util/log.ts";
 import { Metrics } from "./metrics.ts";
 import { CONTENT_TYPE } from "./prometheus.ts";
-import { listenErrorText } from "../proxy/listener.ts";
-import { ListenError, type Router } from "../proxy/router.ts";
+import { listenErrorText } from "../util/errors.ts";
+import { ListenError } from "../proxy/router.ts";
+import type { RouterView } from "../proxy/handle.ts";
 import type { Stats } from "../proxy/handle.ts";
 import { STATUS_PAGE } from "./status-page.ts";
 import { authorize, control, OPEN_READS, type AdminAuth } from "./control.ts";
 import type { AdminState } from "../backend/backend.ts";
-import type { SentinelStatus } from "../backend/sentinel.ts";
+import { sourceEntries, type SourceEntries } from "../backend/sources/all.ts";
+import { statusOf } from "../backend/sources/source.ts";
 import { chmodSync } from "node:fs";
 
 /** Set by a supervisor relaying a request to a worker's internal socket: who sent it (for the audit line). */
@@ -39,7 +41,7 @@ export const CLIENT_HEADER = "x-tcprouter-client";
 export interface AdminOptions {
   /** Where to serve: `host:port`, `[v6]:port`, `unix:/path`. Port 0 picks a free port. Required. */
   listen: string | Address;
-  router: Router;
+  router: RouterView;
   /** Default: a new Metrics, attached to the router now and detached on stop(). */
   metrics?: Metrics;
   /** Default: warnings and errors to stderr. Audit lines are info, tagged `admin`. */
@@ -48,6 +50,8 @@ export interface AdminOptions {
   auth?: AdminAuth;
   /** Take the audit line's client from CLIENT_HEADER: only for a worker's internal socket, which only its supervisor reaches. Default false. */
   trustClientHeader?: boolean;
+  /** What POST /api/upgrade starts; absent: it answers 409. */
+  upgrade?: () => void;
 }
 
 export interface AdminServer {
@@ -106,12 +110,11 @@ export interface ListenerStatus {
   bytesDown: number;
 }
 
-export interface BackendStatus {
+/** A backend, and the fields of each target source that serves it, under the source's kind (absent for listed targets). */
+export type BackendStatus = {
   name: string;
   targets: TargetStatus[];
-  /** A sentinel backend's source: master name, primary now, switches, open subscriptions (absent for listed targets). */
-  sentinel?: SentinelStatus;
-}
+} & SourceEntries;
 
 export interface TargetStatus {
   target: string;
@@ -133,11 +136,11 @@ export interface TargetStatus {
 const STARTED_AT = new Date(performance.timeOrigin);
 
 /** Listeners bound and not draining. */
-export function isReady(router: Router): boolean {
+export function isReady(router: RouterView): boolean {
   return router.listeners.length > 0 && !router.draining;
 }
 
-export function status(router: Router, metrics: Metrics): Status {
+export function status(router: RouterView, metrics: Metrics): Status {
   const bytes = metrics.bytesByListener();
   const cpu = process.cpuUsage();
   const now = Date.now();
@@ -148,19 +151,19 @@ export function status(router: Router, metrics: Metrics): Status {
     uptimeSeconds: Math.round((now - STARTED_AT.getTime()) / 100) / 10,
     ready: isReady(router),
     draining: router.draining,
-    totals: router.snapshot(),
+    totals: router.stats(),
     listeners: router.listeners.map((listener) => ({
-      name: listener.options.name,
+      name: listener.name,
       address: formatAddress(listener.address),
       backend: listener.backend?.name ?? "-",
       active: listener.active,
       accepted: listener.accepted,
       refused: listener.refused,
-      bytesUp: bytes.get(listener.options.name)?.up ?? 0,
-      bytesDown: bytes.get(listener.options.name)?.down ?? 0,
+      bytesUp: bytes.get(listener.name)?.up ?? 0,
+      bytesDown: bytes.get(listener.name)?.down ?? 0,
     })),
     backends: [...router.backends.values()].map((backend) => ({
-      ...sentinelOf(router, backend.name),
+      ...sourceEntries(statusOf(router.sources, backend.name)),
       name: backend.name,
       targets: backend.targets.map((target) => ({
         target: target.key,
@@ -180,11 +183,6 @@ export function status(router: Router, metrics: Metrics): Status {
   };
 }
 
-function sentinelOf(router: Router, backend: string): { sentinel?: SentinelStatus } {
-  const sentinel = router.sentinels.status().get(backend);
-  return sentinel === undefined ? {} : { sentinel };
-}
-
 const NO_STORE = { "cache-control": "no-store" };
 
 /** Serves the admin endpoints. Throws ListenError (one line) when the address cannot be bound. */
@@ -202,7 +200,14 @@ export function startAdmin(options: AdminOptions): AdminServer {
     const path = new URL(request.url).pathname;
     if (path.startsWith("/api/")) {
       const who = (options.trustClientHeader ? request.headers.get(CLIENT_HEADER) : null) ?? clientOf(server, request);
-      return control(request, { router, auth, log: audit, who, holdOpen: () => server.timeout(request, 0) });
+      return control(request, {
+        router,
+        auth,
+        log: audit,
+        who,
+        holdOpen: () => server.timeout(request, 0),
+        ...(options.upgrade ? { upgrade: options.upgrade } : {}),
+      });
     }
     if (request.method !== "GET" && request.method !== "HEAD") {
       return new Response("method not allowed\n", { status: 405, headers: { allow: "GET, HEAD" } });
@@ -256,8 +261,8 @@ export function startAdmin(options: AdminOptions): AdminServer {
   };
 }
 
-function sample(router: Router, history: HistorySample[]): void {
-  const { activeSessions, totalSessions, bytesUp, bytesDown } = router.snapshot();
+function sample(router: RouterView, history: HistorySample[]): void {
+  const { activeSessions, totalSessions, bytesUp, bytesDown } = router.stats();
   history.push({ t: Date.now(), activeSessions, totalSessions, bytesUp, bytesDown });
   if (history.length > HISTORY_LENGTH) history.shift();
 }

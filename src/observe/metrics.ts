@@ -13,10 +13,9 @@
  */
 import pkg from "../../package.json" with { type: "json" };
 import { ADMIN_STATES, type Backend, type TargetState } from "../backend/backend.ts";
-import type { Router } from "../proxy/router.ts";
-import type { CloseReason, SessionObserver } from "../proxy/handle.ts";
-import type { Session } from "../proxy/session.ts";
+import type { CloseReason, RouterView, SessionObserver, SessionView } from "../proxy/handle.ts";
 import { escapeLabel, Histogram, Output, writeProcessMetrics } from "./prometheus.ts";
+import type { SourceMetric, SourceView } from "../backend/sources/source.ts";
 
 /** Upper bounds (seconds) of the connect-duration buckets: loopback to a slow remote dial. */
 export const CONNECT_BUCKETS = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10] as const;
@@ -34,6 +33,9 @@ export const CLOSE_REASONS: readonly string[] = [
   "upstream_reset",
   "write_error",
   "idle_timeout",
+  "write_timeout",
+  "half_closed_timeout",
+  "max_duration",
   "connect_failed",
   "connect_timeout",
   "no_target",
@@ -91,42 +93,44 @@ export class Metrics implements SessionObserver {
   private readonly listeners = new Map<string, ListenerCell>();
   private readonly targets = new Map<string, Map<string, TargetCell>>();
   /** Connected sessions and the cell their bytes go to. */
-  private readonly live = new Map<Session, RouteCell>();
+  private readonly live = new Map<SessionView, RouteCell>();
   /** The session layer calls `connectFailed` (else failures are derived from the targets' counts). */
   private failuresHooked = false;
 
-  constructor(readonly router: Router) {}
+  constructor(readonly router: RouterView) {}
 
-  /** Counts itself in `router.observers` (once). */
+  private unobserve: (() => void) | null = null;
+
+  /** Observes the router's sessions (once). */
   attach(): this {
-    if (!this.router.observers.includes(this)) this.router.observers.push(this);
+    this.unobserve ??= this.router.observe(this);
     return this;
   }
 
   detach(): void {
-    const at = this.router.observers.indexOf(this);
-    if (at >= 0) this.router.observers.splice(at, 1);
+    this.unobserve?.();
+    this.unobserve = null;
   }
 
-  connected(session: Session, connectMs: number): void {
+  connected(session: SessionView, connectMs: number): void {
     const target = session.target;
     if (target === null) return;
     const backend = session.backend.name;
-    const route = this.route(this.listenerCell(session.listener.options.name), backend, target.key);
+    const route = this.route(this.listenerCell(session.listener.name), backend, target.key);
     route.sessions++;
     this.live.set(session, route);
     this.targetCell(backend, target.key).connect.observe(connectMs / 1000);
   }
 
-  connectFailed(session: Session, target: TargetState, reason: "connect_failed" | "connect_timeout"): void {
+  connectFailed(session: SessionView, target: TargetState, reason: "connect_failed" | "connect_timeout"): void {
     this.failuresHooked = true;
     const cell = this.targetCell(session.backend.name, target.key);
     if (reason === "connect_timeout") cell.timedOut++;
     else cell.failed++;
   }
 
-  closed(session: Session): void {
-    const cell = this.listenerCell(session.listener.options.name);
+  closed(session: SessionView): void {
+    const cell = this.listenerCell(session.listener.name);
     const reason = session.reason ?? "client_fin";
     cell.closed[reason] = (cell.closed[reason] ?? 0) + 1;
     cell.duration.observe((Date.now() - session.openedAt) / 1000);
@@ -152,7 +156,7 @@ export class Metrics implements SessionObserver {
       out.set(listener, bytes);
     }
     for (const session of this.live.keys()) {
-      const bytes = out.get(session.listener.options.name);
+      const bytes = out.get(session.listener.name);
       if (bytes === undefined) continue;
       bytes.up += session.up.bytes;
       bytes.down += session.down.bytes;
@@ -164,7 +168,7 @@ export class Metrics implements SessionObserver {
   render(): string {
     const router = this.router;
     for (const listener of router.listeners) {
-      const cell = this.listenerCell(listener.options.name);
+      const cell = this.listenerCell(listener.name);
       if (listener.backend !== null) for (const target of listener.backend.targets) this.route(cell, listener.backend.name, target.key);
     }
     for (const backend of router.backends.values()) for (const target of backend.targets) this.targetCell(backend.name, target.key);
@@ -174,15 +178,14 @@ export class Metrics implements SessionObserver {
     out.sample("tcprouter_build_info", `version="${escapeLabel(pkg.version)}"`, 1);
 
     out.family("tcprouter_sessions_active", "gauge", "Sessions open now, by listener (connecting ones included).");
-    for (const listener of router.listeners) out.sample("tcprouter_sessions_active", this.listenerCell(listener.options.name).labels, listener.active);
+    for (const listener of router.listeners) out.sample("tcprouter_sessions_active", this.listenerCell(listener.name).labels, listener.active);
 
     out.family(
       "tcprouter_connections_refused_total",
       "counter",
       "Connections closed at accept (max_connections reached, the open file limit, or draining), by listener.",
     );
-    for (const listener of router.listeners)
-      out.sample("tcprouter_connections_refused_total", this.listenerCell(listener.options.name).labels, listener.refused);
+    for (const listener of router.listeners) out.sample("tcprouter_connections_refused_total", this.listenerCell(listener.name).labels, listener.refused);
 
     const routes = [...this.listeners.values()].flatMap((cell) => [...cell.routes.values()].flatMap((byKey) => [...byKey.values()]));
     const live = new Map<RouteCell, ListenerBytes>();
@@ -255,17 +258,9 @@ export class Metrics implements SessionObserver {
     eachTarget(router, (_backend, target, labels) => out.sample("tcprouter_target_ejected", labels, (target.ejectedUntil ?? 0) > 0 ? 1 : 0));
     out.family("tcprouter_target_slow_start", "gauge", "1 while the target's weight ramps up after it came up (slow_start).");
     eachTarget(router, (_backend, target, labels) => out.sample("tcprouter_target_slow_start", labels, (target.slowStartUntil ?? 0) > 0 ? 1 : 0));
-    const sentinels = router.sentinels.status();
-    if (sentinels.size > 0) {
-      out.family("tcprouter_sentinel_switches_total", "counter", "Times a sentinel backend's primary moved (a +switch-master event or a poll), by backend.");
-      for (const [name, s] of sentinels) out.sample("tcprouter_sentinel_switches_total", `backend="${escapeLabel(name)}"`, s.switches);
-      out.family("tcprouter_sentinel_subscriptions", "gauge", "Sentinels whose +switch-master subscription is open now, by backend.");
-      for (const [name, s] of sentinels) out.sample("tcprouter_sentinel_subscriptions", `backend="${escapeLabel(name)}"`, s.subscribed);
-      out.family("tcprouter_sentinel_primary_known", "gauge", "1 when a majority of the sentinels named a primary (the backend has a target), by backend.");
-      for (const [name, s] of sentinels) out.sample("tcprouter_sentinel_primary_known", `backend="${escapeLabel(name)}"`, s.primary === "-" ? 0 : 1);
-    }
+    writeSourceMetrics(out, router.sources);
 
-    const snapshot = router.snapshot();
+    const snapshot = router.stats();
     out.family("tcprouter_queued_bytes", "gauge", "Bytes queued in pipes now, waiting for a slow reader.");
     out.sample("tcprouter_queued_bytes", "", snapshot.queuedBytes);
     out.family("tcprouter_dropped_bytes_total", "counter", "Bytes that could not be delivered because their destination was gone.");
@@ -273,7 +268,7 @@ export class Metrics implements SessionObserver {
     out.family("tcprouter_draining", "gauge", "1 once stop() began: listeners are closed and open sessions are draining.");
     out.sample("tcprouter_draining", "", router.draining ? 1 : 0);
     out.family("tcprouter_reloads_total", "counter", "Config reloads since start.");
-    out.sample("tcprouter_reloads_total", "", router.stats.reloads);
+    out.sample("tcprouter_reloads_total", "", router.reloads);
 
     writeProcessMetrics(out);
     return out.text();
@@ -317,6 +312,24 @@ function targetLabels(backend: string, key: string): string {
   return `backend="${escapeLabel(backend)}",target="${escapeLabel(key)}"`;
 }
 
-function eachTarget(router: Router, visit: (backend: Backend, target: TargetState, labels: string) => void): void {
+function eachTarget(router: RouterView, visit: (backend: Backend, target: TargetState, labels: string) => void): void {
   for (const backend of router.backends.values()) for (const target of backend.targets) visit(backend, target, targetLabels(backend.name, target.key));
+}
+
+/** The metrics target sources report (backend/sources/), one family per name, a sample per backend. */
+function writeSourceMetrics(out: Output, sources: readonly SourceView[]): void {
+  const families = new Map<string, { type: SourceMetric["type"]; help: string; samples: [string, number][] }>();
+  for (const source of sources) {
+    for (const [backend, status] of source.status()) {
+      for (const metric of status.metrics) {
+        let family = families.get(metric.name);
+        if (family === undefined) families.set(metric.name, (family = { type: metric.type, help: metric.help, samples: [] }));
+        family.samples.push([`backend="${escapeLabel(backend)}"`, metric.value]);
+      }
+    }
+  }
+  for (const [name, family] of families) {
+    out.family(name, family.type, family.help);
+    for (const [labels, value] of family.samples) out.sample(name, labels, value);
+  }
 }

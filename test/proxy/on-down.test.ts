@@ -4,6 +4,7 @@ import { parseConfig } from "../../src/config/load.ts";
 import { echo, freePort, listen, waitFor, type Server } from "../helpers/net.ts";
 import { fakeSentinel, type FakeState } from "../helpers/replication.ts";
 import { startRouter } from "../helpers/router.ts";
+import { statusOf } from "../../src/backend/sources/source.ts";
 
 const servers: Server[] = [];
 const fakes: { stop(closeActive: boolean): void }[] = [];
@@ -110,5 +111,5 @@ sentinel = { master = "mymaster", sentinels = [${ports.map((p) => `"127.0.0.1:${
   expect(states.map((s) => s.asked)).toEqual(before);
   router.reload(parseConfig(`[[listeners]]\nlisten = "127.0.0.1:0"\nbackend = "redis"\n[backends.redis]\ntargets = ["${b.address}"]\n`, "toml"));
   await waitFor(() => states.every((s) => s.subscribers.length === 0), 3000, "the subscriptions to be closed");
-  expect(router.view.sentinels.status().size).toBe(0);
+  expect(statusOf(router.view.sources, "redis").length).toBe(0);
 });

@@ -12,6 +12,7 @@ import { waitFor } from "../helpers/net.ts";
 import { once, RedisClient } from "../helpers/redis.ts";
 import { hasSentinel, roleOf, startReplication, startSentinels, type Replication, type Sentinels } from "../helpers/replication.ts";
 import { startRouter, type RouterUnderTest } from "../helpers/router.ts";
+import { statusOf } from "../../src/backend/sources/source.ts";
 
 if (!hasSentinel) console.warn("sentinel-failover.test.ts: redis-server, redis-cli or redis-sentinel not found, skipped");
 
@@ -126,7 +127,7 @@ describe.skipIf(!hasSentinel)("following the primary under Redis Sentinel", () =
         .map((t) => t.key),
     ).toEqual([`127.0.0.1:${old}`]);
     await waitFor(() => byChecks.target(old).healthy, 3000, "the check router to find the primary");
-    await waitFor(() => bySentinel.view.sentinels.status().get("redis")!.subscribed === 3, 3000, "three subscriptions");
+    await waitFor(() => statusOf(bySentinel.view.sources, "redis").find((s) => s.kind === "sentinel")?.fields.subscribed === 3, 3000, "three subscriptions");
     for (const router of [bySentinel, byChecks]) {
       await using client = await RedisClient.connect(router.port);
       expect(await client.serverPort()).toBe(old);
@@ -177,7 +178,7 @@ describe.skipIf(!hasSentinel)("following the primary under Redis Sentinel", () =
     const old = replication.nodes.find((node) => node.port === oldPort)!;
     await using bySentinel = await startRouter(sentinelRouter(sentinels));
     await using byChecks = await startRouter(checkRouter(replication));
-    await waitFor(() => bySentinel.view.sentinels.status().get("redis")!.subscribed === 3, 3000, "three subscriptions");
+    await waitFor(() => statusOf(bySentinel.view.sources, "redis").find((s) => s.kind === "sentinel")?.fields.subscribed === 3, 3000, "three subscriptions");
     await waitFor(() => byChecks.target(oldPort).healthy, 3000, "the check router to find the primary");
     const loop = writeLoop(bySentinel.port);
     const checksLoop = writeLoop(byChecks.port);
