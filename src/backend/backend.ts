@@ -53,7 +53,16 @@ export interface BackendOptions {
   /** Send a PROXY protocol header to targets. Default null (none). */
   sendProxy?: "v1" | "v2" | null;
   /** Dial targets over TLS. Default null (plain TCP). */
-  tls?: { serverName: string | null; ca: string | null; verify: boolean } | null;
+  tls?: {
+    serverName: string | null;
+    ca: string | null;
+    verify: boolean;
+    cert?: string | null;
+    key?: string | null;
+    minVersion?: "TLSv1.2" | "TLSv1.3" | null;
+    maxVersion?: "TLSv1.2" | "TLSv1.3" | null;
+    ciphers?: string | null;
+  } | null;
   /** Without active checks: this many failed connects within `failTimeout` mark a target down for `failTimeout` (health/recovery.ts); 0 = off. Default DEFAULTS.maxFails. */
   maxFails?: number;
   /** ms. Default DEFAULTS.failTimeout. */
@@ -67,6 +76,13 @@ export interface UpstreamTls {
   serverName?: string;
   ca?: string;
   rejectUnauthorized: boolean;
+  /** A client certificate (PEM chain) and its key, for targets that ask (mTLS). */
+  cert?: string;
+  key?: string;
+  /** OpenSSL version numbers (0x0303 TLS 1.2, 0x0304 TLS 1.3): Bun.connect takes no names. */
+  minVersion?: number;
+  maxVersion?: number;
+  ciphers?: string;
 }
 
 /**
@@ -93,6 +109,24 @@ export interface TargetState extends Target {
   /** Sessions connected to this target since start (failed attempts are in connectFailures). */
   sessions: number;
   connectFailures: number;
+}
+
+const TLS_VERSION_NUMBER = { "TLSv1.2": 0x0303, "TLSv1.3": 0x0304 } as const;
+
+/** A target as an older process hands it to the new one in an upgrade (see Backend.restore). */
+export interface SavedTarget {
+  state: AdminState;
+  weight: number;
+  configuredWeight: number;
+  healthy: boolean;
+  sessions: number;
+  connectFailures: number;
+}
+
+/** What an upgrade carries over of a target (see Backend.restore). */
+export function saveTarget(target: TargetState): SavedTarget {
+  const { state, weight, configuredWeight, healthy, sessions, connectFailures } = target;
+  return { state, weight, configuredWeight, healthy, sessions, connectFailures };
 }
 
 /** A session waiting in a backend's queue for a free place (the proxy's Session). */
@@ -140,6 +174,10 @@ export class Backend {
             ...(tls.serverName ? { serverName: tls.serverName } : {}),
             ...(tls.ca ? { ca: readFileSync(tls.ca, "utf8") } : {}),
             rejectUnauthorized: tls.verify,
+            ...(tls.cert && tls.key ? { cert: readFileSync(tls.cert, "utf8"), key: readFileSync(tls.key, "utf8") } : {}),
+            ...(tls.minVersion ? { minVersion: TLS_VERSION_NUMBER[tls.minVersion] } : {}),
+            ...(tls.maxVersion ? { maxVersion: TLS_VERSION_NUMBER[tls.maxVersion] } : {}),
+            ...(tls.ciphers ? { ciphers: tls.ciphers } : {}),
           };
     this.balance = options.balance ?? DEFAULTS.balance;
     this.balancer = previous !== undefined && previous.balance === this.balance ? previous.balancer : createBalancer(this.balance);
@@ -256,6 +294,28 @@ export class Backend {
     enable(target);
     this.wake();
     return was;
+  }
+
+  /**
+   * A session handed over by an older process (an upgrade), connected to the target with this
+   * key: counted on it as `acquire` counts a new one. Null when this config has no such target.
+   */
+  adopt(key: string): TargetState | null {
+    const target = this.targets.find((t) => t.key === key) ?? null;
+    if (target !== null) target.active++;
+    return target;
+  }
+
+  /** What an older process knew of the target with this key (an upgrade): admin state, runtime weight, health, counters. */
+  restore(key: string, saved: SavedTarget): void {
+    const target = this.targets.find((t) => t.key === key);
+    if (target === undefined) return;
+    target.state = saved.state;
+    if (target.configuredWeight === saved.configuredWeight) target.weight = saved.weight; // as a reload keeps a runtime weight
+    target.healthy = saved.healthy;
+    target.sessions += saved.sessions;
+    target.connectFailures += saved.connectFailures;
+    enable(target);
   }
 
   /** The targets whose key (`10.0.0.5:6379`) or configured name (`redis.svc:6379`, maybe several addresses) is `id`. */

@@ -45,7 +45,12 @@ export const observeArgs = {
 } as const satisfies ArgsDef;
 
 export const processArgs = {
-  workers: { type: "string", default: "1", description: "Worker processes sharing the listeners (SO_REUSEPORT); auto = one per core" },
+  workers: { type: "string", default: "1", description: "Worker processes sharing the listeners (bound once, passed to each); auto = one per core" },
+  "upgrade-timeout": {
+    type: "string",
+    default: formatDuration(DEFAULTS.upgradeTimeout),
+    description: "SIGUSR2 / ctl upgrade: how long the new process may take to be ready before it is killed and this one serves on",
+  },
 } as const satisfies ArgsDef;
 
 export class UsageError extends Error {}

@@ -6,6 +6,7 @@
  *   tcprouter ctl maint BACKEND TARGET [--close]
  *   tcprouter ctl ready BACKEND TARGET
  *   tcprouter ctl weight BACKEND TARGET N
+ *   tcprouter ctl upgrade
  *
  * It prints a table (or the admin's JSON answer with --json) and exits 0; any failure is one
  * line on stderr and exit 1: the admin cannot be reached, it refused the token, the backend or
@@ -20,7 +21,7 @@ import type { BackendView, StateResult, WeightResult } from "../observe/control.
 import type { MergedBackends, WorkerResult } from "../workers/control.ts";
 import { UsageError } from "./args.ts";
 
-const ACTIONS = ["targets", "drain", "maint", "ready", "weight"] as const;
+const ACTIONS = ["targets", "drain", "maint", "ready", "weight", "upgrade"] as const;
 type Action = (typeof ACTIONS)[number];
 
 export const ctlArgs = {
@@ -36,13 +37,19 @@ export const ctlArgs = {
 } as const satisfies ArgsDef;
 
 export default defineCommand({
-  meta: { name: "ctl", description: "Drain, disable (maint), enable and weight targets through the admin listener, without a reload" },
+  meta: { name: "ctl", description: "Drain, disable (maint), enable and weight targets, or upgrade in place, through the admin listener" },
   args: ctlArgs,
   async run({ args }) {
     const action = args.action as Action;
     if (!ACTIONS.includes(action)) throw new UsageError(`unknown action "${args.action}" (use ${ACTIONS.join(", ")})`);
     const admin = adminAddress(args.admin);
     const token = tokenOf(args["token-file"]);
+    if (action === "upgrade") {
+      const answer = await call(admin, "/api/upgrade", {}, token, 0);
+      if (args.json) process.stdout.write(`${JSON.stringify(answer, null, 2)}\n`);
+      else process.stdout.write(`upgrade started by pid ${answer.pid}: the new process takes over (see its log)\n`);
+      return;
+    }
     if (action !== "targets" && (!args.backend || !args.target)) {
       throw new UsageError(`${action} needs a backend and a target, e.g. tcprouter ctl ${action} redis 127.0.0.1:6380${action === "weight" ? " 3" : ""}`);
     }

@@ -11,6 +11,9 @@ import { createRouter, OptionsError } from "../proxy/router.ts";
 import type { RouterHandle } from "../proxy/handle.ts";
 import { workerAdminAddress } from "../workers/admin.ts";
 import { isWorker, parseWorkers, reportReady, supervise } from "../workers/supervisor.ts";
+import { isUpgrade, takeOver, upgrade, UpgradeError, type Takeover } from "../workers/upgrade.ts";
+import * as systemd from "../util/systemd.ts";
+import { activatedListeners } from "../workers/activation.ts";
 import { flagDuration, forwardArgs, logArgs, observeArgs, parseCount, processArgs, UsageError } from "./args.ts";
 import { configArgs } from "./check.ts";
 
@@ -77,11 +80,34 @@ export default defineCommand({
     // Opened before listening: a path that cannot be opened stops the start.
     const accessLog =
       observe.accessLog === null ? null : new AccessLog({ to: observe.accessLog, format: flags["log-format"] === "json" ? "json" : "text", logger: log });
-    const handle = await createRouter(config, { logger: log, reusePort: workers > 1, observers: accessLog === null ? [] : [accessLog] });
+    // An upgrade's new process takes the old one's listening sockets; systemd may pass them too.
+    let takeover: Takeover | null = null;
+    if (isUpgrade()) {
+      try {
+        takeover = await takeOver();
+      } catch (error) {
+        if (error instanceof UpgradeError) throw new UsageError(`upgrade: ${error.message}`);
+        throw error;
+      }
+    }
+    const inherited = takeover?.listeners ?? activatedListeners(config, log);
+    const handle = await createRouter(config, { logger: log, reusePort: workers > 1, observers: accessLog === null ? [] : [accessLog], inherited });
+    if (takeover !== null) {
+      handle.handover.restore(takeover.targets);
+      const moved = await takeover.ready(handle.handover, log);
+      log.info(event(`upgrade: took over the listeners and ${moved} sessions`, { moved }));
+    }
     let admin: AdminServer | null = null;
     if (observe.admin !== null) {
       try {
-        admin = startAdmin({ listen: observe.admin, router: handle.view, logger: log, auth, trustClientHeader: isWorker() });
+        admin = startAdmin({
+          listen: observe.admin,
+          router: handle.view,
+          logger: log,
+          auth,
+          trustClientHeader: isWorker(),
+          ...(isWorker() ? {} : { upgrade: () => process.kill(process.pid, "SIGUSR2") }),
+        });
       } catch (error) {
         await handle.stop({ drainTimeout: 0 });
         accessLog?.close();
@@ -105,9 +131,20 @@ export default defineCommand({
       const changes = auth.token === null ? "read-only: no token" : "changes with the token";
       log.info(event(`admin on ${admin.url} (/metrics, /healthz, /readyz, /status, /api: ${changes})`, { admin: admin.address, control: auth.token !== null }));
     }
-    stopOnSignals(handle, log, () => accessLog?.close());
+    if (takeover !== null) systemd.mainPid(process.pid);
+    systemd.ready();
+    const drainAndExit = stopOnSignals(handle, log, () => accessLog?.close());
     reopenOnUser1(accessLog, log);
     reloadOnHangup(handle, log, flags.config);
+    upgradeOnUser2(log, rawArgs, {
+      handover: handle.handover,
+      activeSessions: () => handle.stats().activeSessions,
+      stopAccepting: () => handle.handover.stopAccepting(),
+      closeAdmin: () => admin?.stop(),
+      finish: () => drainAndExit("upgrade"),
+      log,
+      readyTimeout: flagDuration("upgrade-timeout", flags["upgrade-timeout"]),
+    });
     await new Promise(() => {}); // serve until a signal
   },
 });
@@ -121,6 +158,7 @@ function reloadOnHangup(handle: RouterHandle, log: Logger, path: string | undefi
   let reloading = Promise.resolve();
   process.on("SIGHUP", () => {
     if (path === undefined) return void log.warn("SIGHUP: nothing to reload without --config");
+    systemd.reloading();
     reloading = reloading.then(async () => {
       try {
         const config = await loadConfig(path);
@@ -144,6 +182,7 @@ function reloadOnHangup(handle: RouterHandle, log: Logger, path: string | undefi
         for (const line of lines) log.error(event(`SIGHUP: ${line}`, { signal: "SIGHUP", config: path }));
         log.error(event("SIGHUP: reload failed; the current config keeps serving", { signal: "SIGHUP", config: path, errors: lines.length }));
       }
+      systemd.ready();
     });
   });
 }
@@ -187,7 +226,7 @@ function reopenOnUser1(accessLog: AccessLog | null, log: Logger): void {
  * `closing` runs just before either exit (it writes the access log's last lines); the admin
  * listener stays up meanwhile, so /readyz answers 503 while draining.
  */
-function stopOnSignals(handle: RouterHandle, log: Logger, closing: () => void): void {
+function stopOnSignals(handle: RouterHandle, log: Logger, closing: () => void): (signal: string) => void {
   let stopping = false;
   const stop = (signal: string) => {
     if (stopping) {
@@ -196,6 +235,7 @@ function stopOnSignals(handle: RouterHandle, log: Logger, closing: () => void): 
       process.exit(1);
     }
     stopping = true;
+    if (signal !== "upgrade") systemd.stopping();
     const open = handle.stats().activeSessions;
     log.info(event(`${signal}: stopped accepting, draining ${open} open session${open === 1 ? "" : "s"}`, { signal, open }));
     handle.stop().then((summary) => {
@@ -211,6 +251,18 @@ function stopOnSignals(handle: RouterHandle, log: Logger, closing: () => void): 
   };
   process.on("SIGINT", () => stop("SIGINT"));
   process.on("SIGTERM", () => stop("SIGTERM"));
+  return stop;
+}
+
+/**
+ * SIGUSR2: upgrade in place (workers/upgrade.ts). A new process that fails to start or to get
+ * ready leaves this one serving, with one error line.
+ */
+function upgradeOnUser2(log: Logger, args: string[], old: Parameters<typeof upgrade>[0]): void {
+  process.on("SIGUSR2", () => {
+    log.info("SIGUSR2: upgrading: starting the new process");
+    upgrade(old, args).catch((error: Error) => log.error(event(`upgrade failed: ${error.message}; this process keeps serving`, { signal: "SIGUSR2" })));
+  });
 }
 
 /** A worker whose supervisor is gone (killed with SIGKILL) drains and exits rather than live on alone. */

@@ -161,6 +161,8 @@ export interface ControlContext {
   who: string;
   /** Lifts the server's idle timeout for this request (a drain that waits). */
   holdOpen: () => void;
+  /** Starts an upgrade in place (workers/upgrade.ts); absent where none can run (a worker, the library). */
+  upgrade?: () => void;
 }
 
 /** Answers a request under /api/. Never throws. */
@@ -186,6 +188,7 @@ async function route(request: Request, context: ControlContext): Promise<Respons
     return failure(400, "the path is not valid percent-encoding");
   }
   const [api, backends, backendName, targets, targetId, action, ...rest] = names;
+  if (api === "api" && backends === "upgrade" && names.length === 2) return startUpgrade(request, context);
   if (api !== "api" || backends !== "backends" || rest.length > 0 || (targets !== undefined && targets !== "targets")) {
     return failure(404, "not found: try GET /api/backends, POST /api/backends/{backend}/targets/{target}/state or …/weight");
   }
@@ -214,6 +217,20 @@ async function route(request: Request, context: ControlContext): Promise<Respons
   }
   if (action === "weight") return setWeight(backend, found, body, context);
   return await setState(backend, found, body, context, request.signal);
+}
+
+/**
+ * POST /api/upgrade: starts an upgrade in place and answers 202 at once. The outcome is in the
+ * log: this admin listener closes during the handover, and the new process's opens.
+ */
+function startUpgrade(request: Request, context: ControlContext): Response {
+  if (request.method !== "POST") return failure(405, `${request.method} not allowed here (POST)`, WRITE_ALLOW);
+  const denied = authorize(request, context.auth, true);
+  if (denied !== null) return denied;
+  if (context.upgrade === undefined) return failure(409, "this process cannot upgrade itself (a worker: signal its supervisor)");
+  context.log.info(`upgrade requested by ${context.who}`);
+  context.upgrade();
+  return Response.json({ upgrade: "started", pid: process.pid }, { status: 202, headers: NO_STORE });
 }
 
 function findBackend(router: RouterView, name: string): Backend | Response {

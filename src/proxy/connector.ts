@@ -43,7 +43,8 @@ export class Attempt {
   constructor(
     readonly connector: Connector,
     readonly session: UpstreamOwner,
-    readonly target: TargetState,
+    /** The target dialled; null for an adopted socket whose target this config no longer has. */
+    readonly target: TargetState | null,
   ) {}
 }
 
@@ -134,7 +135,7 @@ export class Connector implements Waiter {
       return void socket.terminate();
     }
     clearTimeout(this.timer);
-    this.attempt.target.sessions++;
+    target(this.attempt).sessions++;
     const observers = session.router.observers;
     if (observers.length > 0) {
       const connectMs = performance.now() - this.dialedAt;
@@ -206,6 +207,29 @@ export class Connector implements Waiter {
   }
 
   /**
+   * In a new process after an upgrade: the upstream socket of a session handed over, adopted
+   * from its descriptor (already connected; nothing is dialled). `target` is counted already
+   * (Backend.adopt); null when this config no longer has it (`key` is kept for the logs).
+   */
+  static adopted(session: UpstreamOwner, backend: Backend, target: TargetState | null, key: string, fd: number): Connector {
+    const connector = new Connector(session, backend);
+    connector.target = target;
+    connector.targetKey = key;
+    connector.attempt = new Attempt(connector, session, target);
+    const options = { fd, socket: adoptedUpstreamHandlers, data: connector.attempt, allowHalfOpen: true };
+    (Bun.connect as unknown as (options: unknown) => Promise<unknown>)(options).catch(ignore);
+    return connector;
+  }
+
+  /** An adopted upstream socket is open: the pipes run, the queued bytes go first. */
+  adoptedOpen(socket: Socket<Attempt>): void {
+    const session = this.session;
+    if (session.closed || socket.data !== this.attempt) return void socket.close();
+    session.connected(socket);
+    session.up.flush();
+  }
+
+  /**
    * PROXY to a TLS target: the plain connection is open; write the header in clear, then start
    * TLS on the same connection. The TLS socket's `open` (after the handshake) continues as usual.
    */
@@ -215,7 +239,7 @@ export class Connector implements Waiter {
     if (session.closed || attempt !== this.attempt || this.backend.tls === null) return void raw.terminate();
     const header = session.proxyHeader(this.backend.sendProxy!);
     if (raw.write(header) !== header.length) return void raw.terminate(); // a fresh socket takes ~100 bytes
-    raw.upgradeTLS({ data: attempt, tls: upstreamTls(this.backend.tls, attempt.target), socket: upstreamHandlers });
+    raw.upgradeTLS({ data: attempt, tls: upstreamTls(this.backend.tls, target(attempt)), socket: upstreamHandlers });
   }
 }
 
@@ -227,6 +251,11 @@ export function upstreamTls(tls: UpstreamTls, target: TargetState): UpstreamTls 
 }
 
 function ignore(): void {}
+
+/** The target of an attempt that dialled one (every attempt but an adopted socket's). */
+function target(attempt: Attempt): TargetState {
+  return attempt.target!;
+}
 
 function connectTimedOut(connector: Connector, timeout: number): void {
   connector.failed("connect_timeout", `connect timed out after ${timeout} ms`);
@@ -283,5 +312,13 @@ const upstreamHandlers = {
   },
   error(socket: Socket<Attempt>, error: Error) {
     socket.data?.session.router.log.debug(`upstream socket error: ${connectErrorText(error)}`);
+  },
+};
+
+/** Handlers of an upstream socket adopted from an older process: already connected. */
+const adoptedUpstreamHandlers = {
+  ...upstreamHandlers,
+  open(socket: Socket<Attempt>) {
+    socket.data.connector.adoptedOpen(socket);
   },
 };

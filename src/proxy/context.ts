@@ -16,6 +16,7 @@ import type { Limits } from "./pipe.ts";
 import type { PrefaceStep } from "./preface/preface.ts";
 import type { Route } from "./route.ts";
 import type { Ticks } from "./timers.ts";
+import type { InheritedListener } from "./handover-record.ts";
 
 export interface ListenerOptions extends AdmissionRules {
   /** Unique in a router; used in logs and metrics. */
@@ -71,6 +72,8 @@ export interface RouterContext {
   readonly sessionCount: number;
   /** Sessions in their TLS handshake or preface now (their listener waits for the client). */
   prefacing: number;
+  /** Listening sockets to adopt instead of binding, by formatted listen address. */
+  readonly inherited: ReadonlyMap<string, InheritedListener>;
   sessionOpened(session: SessionView): void;
   sessionClosed(session: SessionView): void;
 }

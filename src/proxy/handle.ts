@@ -9,6 +9,7 @@ import type { SourceView } from "../backend/sources/source.ts";
 import type { Config } from "../config/types.ts";
 import type { Address } from "../util/address.ts";
 import type { Logger } from "../util/log.ts";
+import type { HandoverApi, InheritedListener } from "./handover-record.ts";
 import type { Limits } from "./pipe.ts";
 
 export type { Limits };
@@ -23,6 +24,8 @@ export interface RouterOptions {
   reusePort?: boolean;
   /** Watch every session from the start (metrics, an access log); more can be added with `view.observe`. */
   observers?: SessionObserver[];
+  /** Listening sockets bound elsewhere (an older process, the supervisor, systemd) to adopt instead of binding. */
+  inherited?: InheritedListener[];
 }
 
 /**
@@ -159,6 +162,8 @@ export interface RouterHandle {
   readonly listeners: BoundListener[];
   /** The running router, read-only (metrics, admin endpoints); `observe` adds an observer. */
   readonly view: RouterView;
+  /** Hands this router to a new process, or takes one over (an upgrade in place: proxy/handover.ts). */
+  readonly handover: HandoverApi;
   stats(): Stats;
   /** Target states by backend name (health, open sessions, counters). */
   backends(): Map<string, readonly TargetState[]>;
@@ -215,4 +220,5 @@ export type CloseReason =
   | "hello_timeout" // no complete TLS handshake, PROXY header or ClientHello within hello_timeout
   | "target_maint" // its target was set to maint with close (admin API, `tcprouter ctl maint --close`)
   | "target_down" // its target was marked down (health check on_down = "close-sessions"), lost the primary role (Sentinel), or is a backup while a primary came back (on_up)
+  | "handed_over" // moved to a new process by an upgrade (the old process logs it; the session goes on there)
   | "drained"; // still open when the drain deadline passed

@@ -8,9 +8,11 @@
  * the socket's own session (or `undefined` for a connection it refuses).
  */
 import type { TCPSocketListener, UnixSocketListener } from "bun";
-import type { Backend } from "../backend/backend.ts";
+import type { Backend, TargetState } from "../backend/backend.ts";
+import type { SessionRecord } from "./handover-record.ts";
 import { formatAddress, type Address } from "../util/address.ts";
-import { install, loadCertificates, type LoadedCertificates } from "./certificates.ts";
+import { install, listenTls, loadCertificates, type LoadedCertificates } from "./certificates.ts";
+import { readClientCertificate } from "./client-cert-route.ts";
 import { event, heldBack, LogLimiter } from "../util/log.ts";
 import { listenErrorText } from "../util/errors.ts";
 import { Admission } from "./admission.ts";
@@ -35,6 +37,8 @@ export class Listener implements ListenerContext, ListenerView {
   refused = 0;
   /** The session timers in sweeps of the router's clock (set by the router). */
   ticks: Ticks = NO_TICKS;
+  /** The port of a socket adopted from its descriptor (Bun's listener does not know it); 0 = ask Bun. */
+  private inheritedPort = 0;
   /** Turned away by allow/deny, per-IP limits, or a bad preface. */
   denied = 0;
   /** The source checks and their per-address counts (kept across reloads). */
@@ -94,7 +98,7 @@ export class Listener implements ListenerContext, ListenerView {
       throw new ListenError(`cannot listen on ${formatAddress(address)}: ${(error as Error).message}`);
     }
     // reusePort is missing from Bun's types for listen; it works on Linux (see workers/supervisor.ts).
-    const tls = certificates === null ? {} : { tls: certificates.fallback };
+    const tls = certificates === null ? {} : { tls: listenTls(certificates) };
     const common = {
       socket: certificates ? tlsClientHandlers : clientHandlers,
       data: this as unknown,
@@ -102,9 +106,15 @@ export class Listener implements ListenerContext, ListenerView {
       ...tls,
       ...(this.router.reusePort ? { reusePort: true } : {}),
     };
+    const inherited = this.router.inherited.get(formatAddress(address));
     try {
-      this.server =
-        address.kind === "unix" ? Bun.listen({ ...common, unix: address.path }) : Bun.listen({ ...common, hostname: address.host, port: address.port });
+      if (inherited !== undefined) {
+        // A socket an older process (upgrade), the supervisor (workers) or systemd bound: adopted, not bound again.
+        this.server = (Bun.listen as unknown as (options: unknown) => TCPSocketListener<unknown>)({ ...common, fd: inherited.fd });
+        this.inheritedPort = inherited.port;
+      } else
+        this.server =
+          address.kind === "unix" ? Bun.listen({ ...common, unix: address.path }) : Bun.listen({ ...common, hostname: address.host, port: address.port });
     } catch (error) {
       throw new ListenError(`cannot listen on ${formatAddress(address)}: ${listenErrorText(error)}`);
     }
@@ -119,17 +129,58 @@ export class Listener implements ListenerContext, ListenerView {
   useCertificates(certificates: LoadedCertificates): boolean {
     const server = this.server as TCPSocketListener<unknown> | null;
     if (server === null || sameCertificates(this.certificates, certificates)) return false;
-    const replaceDefault = this.certificates !== null && !samePem(this.certificates.fallback, certificates.fallback);
+    // A changed policy is a new default context (it carries the versions, ciphers and curves).
+    const old = this.certificates;
+    const replaceDefault = old !== null && (!samePem(old.fallback, certificates.fallback) || old.policy !== certificates.policy);
     this.sniNames = install(server, certificates, this.sniNames, replaceDefault);
     this.certificates = certificates;
     return true;
+  }
+
+  /**
+   * Why a reload cannot give this listener these certificates, or null. Replacing the default
+   * context drops client verification on Bun 1.4.5 (setSecureContext keeps no requestCert), and
+   * the first context's verification cannot be turned on later: a listener that verifies
+   * clients, before or after, keeps its default certificate and tls_policy until a restart.
+   */
+  cannotTake(certificates: LoadedCertificates): string | null {
+    const old = this.certificates;
+    if (old === null || (old.verify === "off" && certificates.verify === "off")) return null;
+    if (old.policy === certificates.policy && samePem(old.fallback, certificates.fallback)) return null;
+    return "the default certificate and tls_policy of a listener that verifies client certificates cannot change on a live listener (this Bun drops client verification with a new default context); use a new address, or restart";
   }
 
   /** The bound address, with the real port where port 0 was asked for. */
   get address(): Address {
     const address = this.options.address;
     if (address.kind === "unix" || this.server === null) return address;
-    return { kind: "tcp", host: address.host, port: (this.server as TCPSocketListener<unknown>).port };
+    return { kind: "tcp", host: address.host, port: this.inheritedPort || (this.server as TCPSocketListener<unknown>).port };
+  }
+
+  /** The listening socket's descriptor (to hand it to a new process); -1 when closed. */
+  get fd(): number {
+    return (this.server as unknown as { fd?: number } | null)?.fd ?? -1;
+  }
+
+  /**
+   * In a new process after an upgrade: takes over a session's client socket from its
+   * descriptor; the session is made once Bun has opened it (adoptedClientHandlers).
+   */
+  adopt(record: SessionRecord, backend: Backend, target: TargetState | null): void {
+    const adoption: Adoption = { listener: this, record, backend, target };
+    const options = { fd: record.clientFd, socket: adoptedClientHandlers, data: adoption, allowHalfOpen: true };
+    (Bun.connect as unknown as (options: unknown) => Promise<unknown>)(options).catch(() => {
+      if (target !== null) backend.release(target);
+    });
+  }
+
+  /** A handed-over client socket is open: its session goes on here. */
+  adopted(socket: ClientSocket, adoption: Adoption): void {
+    const session = Session.adopted(this, socket, adoption.record, adoption.backend, adoption.target);
+    socket.data = session;
+    this.active++;
+    this.accepted++;
+    this.router.sessionOpened(session);
   }
 
   /** Stops accepting; open sessions are not touched. */
@@ -195,6 +246,14 @@ export class Listener implements ListenerContext, ListenerView {
 
 const NO_STEPS: PrefaceStep[] = [];
 
+/** A client socket being adopted from an older process, and what its session needs. */
+interface Adoption {
+  listener: Listener;
+  record: SessionRecord;
+  backend: Backend;
+  target: TargetState | null;
+}
+
 /** Handlers of client sockets (Bun.listen). */
 const clientHandlers = {
   binaryType: "buffer" as const,
@@ -219,12 +278,20 @@ const clientHandlers = {
   },
 };
 
-function samePem(a: { cert: string; key: string }, b: { cert: string; key: string }): boolean {
-  return a.cert === b.cert && a.key === b.key;
+function samePem(a: LoadedCertificates["fallback"], b: LoadedCertificates["fallback"]): boolean {
+  return (
+    a.cert === b.cert &&
+    a.key === b.key &&
+    a.ciphers === b.ciphers &&
+    a.ecdhCurve === b.ecdhCurve &&
+    a.ca === b.ca &&
+    a.minVersion === b.minVersion &&
+    a.maxVersion === b.maxVersion
+  );
 }
 
 function sameCertificates(a: LoadedCertificates | null, b: LoadedCertificates): boolean {
-  if (a === null || !samePem(a.fallback, b.fallback) || a.byName.size !== b.byName.size) return false;
+  if (a === null || a.policy !== b.policy || !samePem(a.fallback, b.fallback) || a.byName.size !== b.byName.size) return false;
   for (const [name, pem] of b.byName) {
     const old = a.byName.get(name);
     if (old === undefined || !samePem(old, pem)) return false;
@@ -232,13 +299,34 @@ function sameCertificates(a: LoadedCertificates | null, b: LoadedCertificates): 
   return true;
 }
 
-/** A TLS listener's handlers: the session starts (dials) only once the client's handshake succeeded. */
+/**
+ * A TLS listener's handlers: the session starts (dials) only once the client's handshake
+ * succeeded. Where client certificates are asked for, Bun refuses a missing one when required
+ * (alert 116 / 40) but completes the handshake with one that does not verify
+ * (`authorized === false`): such a client is closed here, before anything is dialled.
+ */
 const tlsClientHandlers = {
   ...clientHandlers,
   handshake(socket: ClientSocket, success: boolean, error: Error | null) {
     const session = socket.data as Session | undefined;
     if (session === undefined || session.closed) return;
-    if (success) session.handshakeDone(socket.getServername()?.toLowerCase() || null);
-    else session.fail("tls_error", `TLS handshake failed: ${error?.message ?? "unknown error"}`);
+    if (!success) return session.fail("tls_error", `TLS handshake failed: ${error?.message ?? "unknown error"}`);
+    const serverName = socket.getServername()?.toLowerCase() || null;
+    const verify = session.listener.options.tls?.policy?.verifyClient ?? "off";
+    if (verify === "off") return session.handshakeDone(serverName);
+    const certificate = readClientCertificate(socket);
+    if (certificate !== null && !socket.authorized)
+      return session.fail("tls_error", `client certificate ${certificate.subject} not verified: ${error?.message ?? "unknown error"}`);
+    if (certificate === null && verify === "required") return session.fail("tls_error", "no client certificate");
+    session.handshakeDone(serverName, certificate);
+  },
+};
+
+/** Handlers of a client socket adopted from an older process: its session starts in `open`. */
+const adoptedClientHandlers = {
+  ...clientHandlers,
+  open(socket: ClientSocket) {
+    const adoption = socket.data as Adoption;
+    adoption.listener.adopted(socket, adoption);
   },
 };

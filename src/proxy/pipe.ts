@@ -57,6 +57,8 @@ export class Pipe {
   private queue: Uint8Array[] = [];
   private head = 0;
   private paused = false;
+  /** Handed to another process: nothing is written or resumed here (see freeze). */
+  private frozen = false;
 
   constructor(
     private readonly owner: PipeOwner,
@@ -96,7 +98,7 @@ export class Pipe {
   /** `to` can take more (drain), or has just connected: write what is queued. */
   flush(): void {
     const to = this.to;
-    if (to === null || this.done) return;
+    if (to === null || this.done || this.frozen) return;
     const queue = this.queue;
     while (this.head < queue.length) {
       let chunk = queue[this.head]!;
@@ -137,6 +139,30 @@ export class Pipe {
     if (this.ended) return;
     this.ended = true;
     if (this.queued === 0 && this.to !== null) this.finish();
+  }
+
+  /**
+   * Takes every queued byte out and stops writing (a session handed to another process takes
+   * them along). Its sockets are paused by the session; `drain` may still fire here and must
+   * neither write what the new process now owns nor resume a paused reader.
+   */
+  freeze(): Uint8Array {
+    const bytes = Buffer.concat(this.queue.slice(this.head), this.queued);
+    this.queue = [];
+    this.head = 0;
+    this.queued = 0;
+    this.frozen = true;
+    return bytes;
+  }
+
+  /** The handover did not happen: the bytes are queued again, in front, and written. */
+  thaw(bytes: Uint8Array): void {
+    this.frozen = false;
+    if (bytes.length > 0) {
+      this.queue.unshift(bytes);
+      this.queued += bytes.length;
+    }
+    this.flush();
   }
 
   /** `to` is gone: nothing more can be written; queued bytes are dropped. Returns how many. */

@@ -16,7 +16,10 @@ import { parseDuration } from "../util/duration.ts";
 import { sessionCapacity } from "../util/fd-limit.ts";
 import { Listener, ListenError } from "./listener.ts";
 import type { Counters, ListenerOptions, RouterContext } from "./context.ts";
+import type { InheritedListener } from "./handover-record.ts";
+import { Handover } from "./handover.ts";
 import { DefaultRoute, ServerNameRoute, ServerNameRoutes } from "./route.ts";
+import { ClientCertRoute } from "./client-cert-route.ts";
 import { NO_TICKS, ticksOf, tickFor } from "./timers.ts";
 import { defaultLogger, event, type Logger } from "../util/log.ts";
 import type { CloseReason, Limits, ReloadSummary, RouterHandle, RouterOptions, RouterView, SessionObserver, Stats, StopSummary } from "./handle.ts";
@@ -46,6 +49,8 @@ export class Router implements RouterContext, RouterView {
   draining = false;
   /** Sessions in their TLS handshake or preface now. */
   prefacing = 0;
+  /** Listening sockets to adopt instead of binding (RouterOptions.inherited), by formatted address. */
+  inherited = new Map<string, InheritedListener>();
   reusePort = false;
   private sweepTimer: ReturnType<typeof setInterval> | undefined;
   private onEmpty: (() => void) | null = null;
@@ -270,11 +275,15 @@ function keptCertificates(config: Config, current: Map<string, Listener>): Map<L
       );
     }
     if (options.tls === null) continue;
+    let certificates: LoadedCertificates;
     try {
-      loaded.set(listener, loadCertificates(options.tls));
+      certificates = loadCertificates(options.tls);
     } catch (error) {
       throw new ListenError(`${address}: ${(error as Error).message}`);
     }
+    const refusal = listener.cannotTake(certificates);
+    if (refusal !== null) throw new ListenError(`${address}: ${refusal}`);
+    loaded.set(listener, certificates);
   }
   return loaded;
 }
@@ -296,7 +305,12 @@ function listenerOptions(config: ListenerConfig, backends: Map<string, Backend>)
           backend,
           UNRECOGNIZED_NAME,
         )
-      : new DefaultRoute(backend);
+      : config.routes.length > 0
+        ? new ClientCertRoute(
+            config.routes.map((route) => ({ ...route.client!, backend: backends.get(route.backend)! })),
+            backend,
+          )
+        : new DefaultRoute(backend);
   return {
     name: config.name,
     address: config.listen,
@@ -335,9 +349,11 @@ export async function createRouter(config: Config, options: RouterOptions = {}):
   const router = new Router(config.defaults.drainTimeout, limits, log);
   router.reusePort = options.reusePort ?? false;
   router.observers = [...(options.observers ?? [])];
+  router.inherited = new Map((options.inherited ?? []).map((listener) => [listener.address, listener]));
   await router.start(config);
   return {
     view: router,
+    handover: new Handover(router),
     get listeners() {
       return router.listeners.map((listener) => {
         const bound = listener.address;

@@ -23,15 +23,15 @@ import type { ClientSocket, ListenerContext, RouterContext } from "./context.ts"
 import type { CloseReason, SessionObserver, SessionState } from "./handle.ts";
 import { type AnySocket, Pipe, type PipeOwner } from "./pipe.ts";
 import { Preface, type PrefaceContext } from "./preface/preface.ts";
-import type { RouteInfo } from "./route.ts";
+import type { ClientCertificate, RouteInfo } from "./route.ts";
+import { proxySsl } from "./certificates.ts";
+import type { SessionRecord } from "./handover-record.ts";
 
 export class Session implements PipeOwner, UpstreamOwner, PrefaceContext {
   state: SessionState;
   readonly up: Pipe;
   readonly down: Pipe;
   readonly router: RouterContext;
-  /** Date.now() at accept. */
-  readonly openedAt = Date.now();
   /** Sweeps of the session clock since bytes last moved (pipes zero it). */
   idleTicks = 0;
   /** Sweeps with bytes queued and none of them taken (see tick). */
@@ -40,6 +40,8 @@ export class Session implements PipeOwner, UpstreamOwner, PrefaceContext {
   private delivered = 0;
   /** Counted in the router's sessions in handshake or preface. */
   private prefacing = false;
+  /** The queues taken out by freeze (up, down), given back by thaw. */
+  private frozen: [Uint8Array, Uint8Array] | null = null;
   /** What the preface learned, for the route. */
   readonly info: RouteInfo = { serverName: null, alpn: [] };
   private upstreamSocket: Socket<Attempt> | null = null;
@@ -62,6 +64,8 @@ export class Session implements PipeOwner, UpstreamOwner, PrefaceContext {
   constructor(
     readonly listener: ListenerContext,
     readonly client: ClientSocket,
+    /** Date.now() at accept (an older process's, for a session handed over). */
+    readonly openedAt = Date.now(),
   ) {
     this.router = listener.router;
     this.state = listener.options.tls ? "handshake" : "preface";
@@ -136,10 +140,11 @@ export class Session implements PipeOwner, UpstreamOwner, PrefaceContext {
 
   // ── the accept path ───────────────────────────────────────────────────────────────────────
 
-  /** A TLS listener's client finished its handshake (`serverName` from its SNI). */
-  handshakeDone(serverName: string | null): void {
+  /** A TLS listener's client finished its handshake (`serverName` from its SNI; its verified certificate where asked for). */
+  handshakeDone(serverName: string | null, clientCertificate: ClientCertificate | null = null): void {
     if (this.state !== "handshake") return;
     this.info.serverName = serverName; // for the logs, as in SNI mode
+    this.info.clientCertificate = clientCertificate;
     this.state = "preface";
     this.start();
   }
@@ -258,6 +263,104 @@ export class Session implements PipeOwner, UpstreamOwner, PrefaceContext {
     this.connector.dial();
   }
 
+  // ── a session handed to a new process (handover.ts) ───────────────────────────────────────
+
+  /**
+   * True when this session can move to another process: both sockets open and plain (a TLS
+   * socket's state stays in this process), no FIN seen yet, no preface pending.
+   */
+  get movable(): boolean {
+    return (
+      this.state === "open" &&
+      this.upstreamSocket !== null &&
+      this.listener.options.tls === null &&
+      this.routedTo.tls === null &&
+      !this.up.ended &&
+      !this.down.ended &&
+      fdOf(this.client) >= 0 &&
+      fdOf(this.upstreamSocket) >= 0
+    );
+  }
+
+  /** Stops reading both sockets (nothing more reaches the pipes) and says what the new process needs. */
+  freeze(): SessionRecord {
+    this.client.pause();
+    this.upstreamSocket!.pause();
+    const up = this.up.freeze();
+    const down = this.down.freeze();
+    this.frozen = [up, down];
+    return {
+      listener: this.listener.name,
+      backend: this.routedTo.name,
+      target: this.targetKey,
+      client: fdOf(this.client),
+      upstream: fdOf(this.upstreamSocket!),
+      clientHost: this.clientHost,
+      clientPort: this.clientPort,
+      sni: this.sni,
+      openedAt: this.openedAt,
+      bytesUp: this.up.bytes,
+      bytesDown: this.down.bytes,
+      up: Buffer.from(up).toString("base64"),
+      down: Buffer.from(down).toString("base64"),
+    };
+  }
+
+  /** The new process did not take it: read on here. */
+  thaw(): void {
+    const [up, down] = this.frozen ?? [new Uint8Array(0), new Uint8Array(0)];
+    this.frozen = null;
+    if (this.closed) return;
+    this.up.thaw(up);
+    this.down.thaw(down);
+    this.client.resume();
+    this.upstreamSocket?.resume();
+  }
+
+  /**
+   * The new process has both sockets: close this process's copies without a FIN or reset
+   * (close(2) of one of two descriptors; never end(), shutdown() or terminate(), which would
+   * reach the peer or the shared socket) and forget the session (reason handed_over).
+   */
+  handOff(): void {
+    if (this.closed) return;
+    const client = this.client;
+    const upstream = this.upstreamSocket;
+    client.data = undefined; // the close handlers below see no session
+    this.upstreamSocket = null;
+    this.state = "closed";
+    this.closeReason = "handed_over";
+    this.connector?.release();
+    this.up.abandon();
+    this.down.abandon();
+    upstream?.close();
+    client.close();
+    if (this.countedIp) this.listener.admission.release(this.clientHost);
+    this.listener.sessionEnded();
+    this.router.sessionClosed(this);
+  }
+
+  /**
+   * In the new process: a session handed over with its client socket adopted. The upstream
+   * socket is adopted next (Connector.adopt); the queues are what the old process held.
+   */
+  static adopted(listener: ListenerContext, client: ClientSocket, record: SessionRecord, backend: Backend, target: TargetState | null): Session {
+    const session = new Session(listener, client, record.openedAt);
+    session.host = record.clientHost;
+    session.port = record.clientPort;
+    session.info.serverName = record.sni === "" ? null : record.sni;
+    session.routedTo = backend;
+    session.state = "connecting";
+    const down = Buffer.from(record.down, "base64");
+    const up = Buffer.from(record.up, "base64");
+    if (down.length > 0) session.down.push(down);
+    if (up.length > 0) session.up.push(up);
+    session.down.bytes = record.bytesDown;
+    session.up.bytes = record.bytesUp;
+    session.connector = Connector.adopted(session, backend, target, record.target, record.upstreamFd!);
+    return session;
+  }
+
   // ── the connector's calls (UpstreamOwner) ─────────────────────────────────────────────────
 
   connectTimeout(): number {
@@ -284,7 +387,8 @@ export class Session implements PipeOwner, UpstreamOwner, PrefaceContext {
     const source = this.clientHost === "" ? null : { host: this.clientHost, port: this.clientPort };
     const local = this.client.localAddress;
     const destination = this.destination ?? (local ? { host: local, port: this.client.localPort } : null);
-    return version === "v1" ? encodeProxyV1(source, destination) : encodeProxyV2(source, destination);
+    if (version === "v1") return encodeProxyV1(source, destination);
+    return encodeProxyV2(source, destination, this.listener.options.tls ? proxySsl(this.client, this.info.clientCertificate) : undefined);
   }
 
   // ── the pipes' calls (PipeOwner) and the socket events ────────────────────────────────────
@@ -382,6 +486,11 @@ export class Session implements PipeOwner, UpstreamOwner, PrefaceContext {
 function defaultBackend(listener: ListenerContext): Backend {
   const route = listener.options.route;
   return route.readsClientHello ? NO_BACKEND : (route.fallback ?? NO_BACKEND);
+}
+
+/** A socket's descriptor (Bun has it, its types do not); -1 for a TLS socket or a closed one. */
+function fdOf(socket: AnySocket): number {
+  return (socket as unknown as { fd?: number }).fd ?? -1;
 }
 
 function readsClientAddress(observer: SessionObserver): boolean {

@@ -7,7 +7,17 @@
  * The tick is a tenth of the shortest timeout in use, between 10 ms and 1 s: a timeout fires
  * up to one tick late, never early.
  */
-import type { ListenerOptions } from "./context.ts";
+
+/** The listener options the clock reads (context.ts's ListenerOptions has them). */
+export interface TimerOptions {
+  idleTimeout: number;
+  halfClosedTimeout: number;
+  writeTimeout: number;
+  maxSessionDuration: number;
+  helloTimeout: number;
+  /** A terminating listener (the clock bounds its handshakes); null = none. */
+  tls: unknown;
+}
 
 /** A listener's session timers: counts of sweeps, or ms where a clock is read; 0 = off. */
 export interface Ticks {
@@ -29,7 +39,7 @@ const MIN_TICK = 10;
 const MAX_TICK = 1000;
 
 /** The sweep interval for these listeners, or 0 when none has a timer the sweep runs. */
-export function tickFor(listeners: readonly { options: ListenerOptions }[]): number {
+export function tickFor(listeners: readonly { options: TimerOptions }[]): number {
   let shortest = Number.POSITIVE_INFINITY;
   for (const { options } of listeners) {
     for (const ms of [options.idleTimeout, options.halfClosedTimeout, options.writeTimeout, options.maxSessionDuration])
@@ -41,7 +51,7 @@ export function tickFor(listeners: readonly { options: ListenerOptions }[]): num
 }
 
 /** A listener's timeouts in sweeps of `tick` ms. */
-export function ticksOf(options: ListenerOptions, tick: number): Ticks {
+export function ticksOf(options: TimerOptions, tick: number): Ticks {
   const sweeps = (ms: number) => (ms > 0 ? Math.ceil(ms / tick) : 0);
   return {
     idle: sweeps(options.idleTimeout),

@@ -44,8 +44,8 @@ export function parseWorkers(value: string): number {
   return Number(value);
 }
 
-/** The command line that starts a worker: this program with the same arguments. */
-function workerCommand(args: string[]): string[] {
+/** The command line that starts this program again (a worker, or the new version in an upgrade) with `args`. */
+export function programCommand(args: string[]): string[] {
   const standalone = (Bun as unknown as { isStandaloneExecutable?: boolean }).isStandaloneExecutable === true || !process.argv[1]?.endsWith(".ts");
   return standalone ? [process.execPath, ...args] : [process.execPath, "run", process.argv[1]!, ...args];
 }
@@ -59,7 +59,7 @@ const RESTART_DELAY_MS = 1000;
  * `auth` for the control API.
  */
 export async function supervise(count: number, args: string[], log: Logger, admin: Address | null = null, auth?: AdminAuth): Promise<never> {
-  const command = workerCommand(args);
+  const command = programCommand(args);
   const workers = new Map<number, { proc: Bun.Subprocess; started: number }>();
   /** Indexes whose worker has been ready once: a later start that fails is retried, not fatal. */
   const everReady = new Set<number>();

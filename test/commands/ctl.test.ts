@@ -158,7 +158,7 @@ describe("errors are one line and exit 1", () => {
     ["an unknown backend", ["drain", "cache", "x"], { TCPROUTER_ADMIN_TOKEN: TOKEN }, 'unknown backend "cache" (backends: redis)'],
     ["an unknown target", ["maint", "redis", "10.0.0.9:1"], { TCPROUTER_ADMIN_TOKEN: TOKEN }, 'unknown target "10.0.0.9:1" in backend "redis" (targets: A, B)'],
     ["a weight out of range", ["weight", "redis", "A", "300"], { TCPROUTER_ADMIN_TOKEN: TOKEN }, "weight: expected a whole number from 0 to 256, got 300"],
-    ["an unknown action", ["disable", "redis", "A"], {}, 'unknown action "disable" (use targets, drain, maint, ready, weight)'],
+    ["an unknown action", ["disable", "redis", "A"], {}, 'unknown action "disable" (use targets, drain, maint, ready, weight, upgrade)'],
     ["a change without a target", ["drain", "redis"], {}, "drain needs a backend and a target, e.g. tcprouter ctl drain redis 127.0.0.1:6380"],
     ["--close without maint", ["drain", "redis", "A", "--close"], {}, "--close: only with maint"],
     ["an unknown flag", ["targets", "--bogus"], {}, "unknown flag --bogus (see --help)"],
