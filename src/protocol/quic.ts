@@ -18,8 +18,10 @@
  * datagrams, trailing bytes) are skipped, so a spoofed datagram cannot spoil a real client's
  * hello. Anything wrong inside a packet that decrypted (a bad frame, CRYPTO data that changes,
  * a bad hello) is an error. Bounds: CRYPTO data is kept only up to the end of the largest
- * ClientHello (`MAX_CRYPTO_BYTES`), and after `MAX_INITIAL_PACKETS` packets without a whole
- * hello the result is an error. Never throws.
+ * ClientHello (`MAX_CRYPTO_BYTES`, 16,388 bytes, plus a byte map of the same size), and after
+ * `MAX_INITIAL_PACKETS` packets without a whole hello the result is an error. Never throws.
+ * Not read: QUIC drafts and other versions, Retry and Version Negotiation (the listener does
+ * not answer before it routes), and Initials whose keys come from a server's Retry.
  */
 import { type InitialKeys, QUIC_V1, QUIC_V2, clientInitialKeys, headerProtectionMask, initialPacketType, openPayload } from "./quic-crypto.ts";
 import { ClientHelloReader, MAX_CLIENT_HELLO_LENGTH } from "./sni.ts";
@@ -112,7 +114,7 @@ export class QuicInitialReader {
   #datagram(d: Uint8Array): void {
     const strict = this.#keys === null;
     if (d.length < this.#minDatagramSize || d.length === 0) {
-      if (strict) return this.#fail(`datagram of ${d.length} bytes, an Initial's takes at least ${Math.max(1, this.#minDatagramSize)}`);
+      if (strict) return this.#fail(`datagram of ${d.length} bytes, too short for a client Initial (at least ${Math.max(1, this.#minDatagramSize)})`);
       if (++this.#packets > MAX_INITIAL_PACKETS) this.#fail(`no whole ClientHello in ${MAX_INITIAL_PACKETS} packets`);
       return;
     }

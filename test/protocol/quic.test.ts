@@ -247,6 +247,11 @@ describe("QuicInitialReader", () => {
     expect(read(datagram, retransmit, datagram, second)).toEqual(expected);
   });
 
+  test("reads an Initial with a token and a Source Connection ID", () => {
+    const packet = sealInitial({ dcid: DCID, scid: hex("a1a2a3a4a5"), token: new Uint8Array(300).fill(7), payload: cryptoFrame(0, hello), padTo: 1200 });
+    expect(read(packet)).toEqual(expected);
+  });
+
   test("decodes 1- and 2-byte packet numbers against the largest one seen", () => {
     const [a, b] = cryptoFrames(hello, 2);
     const first = sealInitial({ dcid: DCID, packetNumber: 300, pnLength: 2, payload: a!, padTo: 1200 });
