@@ -7,7 +7,8 @@ import { loadAdminAuth, OPEN_READS, type AdminAuth } from "../observe/control.ts
 import { ConfigError, configWarnings, loadConfig, type Config } from "../config/load.ts";
 import { createLogger, event, type LogFormat, type LogLevel, type Logger } from "../util/log.ts";
 import { forwardConfig } from "../proxy/forward.ts";
-import { createRouter, OptionsError } from "../proxy/router.ts";
+import { createRouter, ListenError, OptionsError } from "../proxy/router.ts";
+import { holdListeners } from "../workers/bind.ts";
 import type { RouterHandle } from "../proxy/handle.ts";
 import { workerAdminAddress } from "../workers/admin.ts";
 import { isWorker, parseWorkers, reportReady, supervise } from "../workers/supervisor.ts";
@@ -72,15 +73,7 @@ export default defineCommand({
     if (isWorker()) observe.admin = workerAdminAddress();
     if (workers > 1 && observe.accessLog === "stdout")
       throw new UsageError("--workers: --access-log stdout cannot be used with more than one worker; give a file");
-    if (workers > 1 && !isWorker()) {
-      const anyPort = config.listeners.find((listener) => listener.listen.kind === "tcp" && listener.listen.port === 0);
-      if (anyPort) throw new UsageError(`--workers: listener ${anyPort.name} asks for port 0; workers must share a fixed port`);
-      await supervise(workers, rawArgs, log, observe.admin, auth);
-    }
-    // Opened before listening: a path that cannot be opened stops the start.
-    const accessLog =
-      observe.accessLog === null ? null : new AccessLog({ to: observe.accessLog, format: flags["log-format"] === "json" ? "json" : "text", logger: log });
-    // An upgrade's new process takes the old one's listening sockets; systemd may pass them too.
+    // An upgrade's new process (or new supervisor) takes the old one's listening sockets.
     let takeover: Takeover | null = null;
     if (isUpgrade()) {
       try {
@@ -90,6 +83,22 @@ export default defineCommand({
         throw error;
       }
     }
+    if (workers > 1 && !isWorker()) {
+      const anyPort = config.listeners.find((listener) => listener.listen.kind === "tcp" && listener.listen.port === 0);
+      if (anyPort) throw new UsageError(`--workers: listener ${anyPort.name} asks for port 0; workers must share a fixed port`);
+      let held: ReturnType<typeof holdListeners>;
+      try {
+        held = holdListeners(config, takeover?.listeners ?? activatedListeners(config, log));
+      } catch (error) {
+        if (error instanceof ListenError) throw new UsageError(error.message);
+        throw error;
+      }
+      await supervise(workers, rawArgs, log, observe.admin, auth, held, takeover, flagDuration("upgrade-timeout", flags["upgrade-timeout"]));
+    }
+    // Opened before listening: a path that cannot be opened stops the start.
+    const accessLog =
+      observe.accessLog === null ? null : new AccessLog({ to: observe.accessLog, format: flags["log-format"] === "json" ? "json" : "text", logger: log });
+    // Listening sockets an older process, the supervisor or systemd bound are adopted, not bound.
     const inherited = takeover?.listeners ?? activatedListeners(config, log);
     const handle = await createRouter(config, { logger: log, reusePort: workers > 1, observers: accessLog === null ? [] : [accessLog], inherited });
     if (takeover !== null) {

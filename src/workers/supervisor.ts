@@ -1,8 +1,10 @@
 /**
- * Workers: N copies of `serve` on the same listeners, spread over the cores by the kernel
- * (SO_REUSEPORT: every worker binds the same address; Linux hashes new connections across
- * them). The supervisor binds nothing itself: it starts the workers, restarts one that dies,
- * and passes SIGINT/SIGTERM (and SIGHUP, SIGUSR1) on; it exits once every worker has exited.
+ * Workers: N copies of `serve` on the same listeners. The supervisor binds each listener once
+ * (bind.ts) and passes the sockets to every worker at stdio 3, 4, …; the workers accept from the
+ * same sockets, so a worker that dies loses nothing from the accept queue. It starts the
+ * workers, restarts one that dies (with the same sockets), and passes SIGINT/SIGTERM (and
+ * SIGHUP, SIGUSR1) on; it exits once every worker has exited. A listener a reload adds is bound
+ * by each worker with SO_REUSEPORT.
  *
  * A worker says it is ready (over the IPC channel) once its listeners are bound. A worker that
  * exits before it was ever ready (a port taken by another program, a certificate it cannot
@@ -18,6 +20,11 @@ import type { Address } from "../util/address.ts";
 import { event, type Logger } from "../util/log.ts";
 import type { AdminAuth } from "../observe/control.ts";
 import { startSupervisorAdmin, WORKER_ADMIN_ENV, workerAdminPath, type SupervisorAdmin } from "./admin.ts";
+import type { HandoverApi, InheritedListener } from "../proxy/handover-record.ts";
+import * as systemd from "../util/systemd.ts";
+import { type Takeover, upgrade } from "./upgrade.ts";
+import { programCommand } from "./program.ts";
+import { LISTENERS_ENV } from "./activation.ts";
 
 export const WORKER_ENV = "TCPROUTER_WORKER";
 
@@ -44,12 +51,6 @@ export function parseWorkers(value: string): number {
   return Number(value);
 }
 
-/** The command line that starts this program again (a worker, or the new version in an upgrade) with `args`. */
-export function programCommand(args: string[]): string[] {
-  const standalone = (Bun as unknown as { isStandaloneExecutable?: boolean }).isStandaloneExecutable === true || !process.argv[1]?.endsWith(".ts");
-  return standalone ? [process.execPath, ...args] : [process.execPath, "run", process.argv[1]!, ...args];
-}
-
 /** Restarts within this long of a start count as a crash loop and are delayed. */
 const CRASH_WINDOW_MS = 1000;
 const RESTART_DELAY_MS = 1000;
@@ -58,8 +59,20 @@ const RESTART_DELAY_MS = 1000;
  * `admin`: serve the admin endpoints there, merged from every worker's (workers/admin.ts), with
  * `auth` for the control API.
  */
-export async function supervise(count: number, args: string[], log: Logger, admin: Address | null = null, auth?: AdminAuth): Promise<never> {
+export async function supervise(
+  count: number,
+  args: string[],
+  log: Logger,
+  admin: Address | null = null,
+  auth?: AdminAuth,
+  listeners: InheritedListener[] = [],
+  takeover: Takeover | null = null,
+  upgradeTimeout?: number,
+): Promise<never> {
   const command = programCommand(args);
+  // Each worker finds the sockets at stdio 3, 4, … and their addresses in LISTENERS_ENV.
+  const stdio = ["ignore", "inherit", "inherit", ...listeners.map((l) => l.fd)] as const;
+  const shared = JSON.stringify(listeners.map((listener, n) => ({ ...listener, fd: 3 + n })));
   const workers = new Map<number, { proc: Bun.Subprocess; started: number }>();
   /** Indexes whose worker has been ready once: a later start that fails is retried, not fatal. */
   const everReady = new Set<number>();
@@ -67,7 +80,8 @@ export async function supervise(count: number, args: string[], log: Logger, admi
   let restarts = 0;
   const socket = (index: number) => workerAdminPath(process.pid, index);
   let server: SupervisorAdmin | null = null;
-  if (admin !== null) {
+  const openAdmin = () => {
+    if (admin === null) return;
     server = startSupervisorAdmin({
       listen: admin,
       count,
@@ -79,21 +93,41 @@ export async function supervise(count: number, args: string[], log: Logger, admi
     });
     const changes = auth?.token ? "changes with the token" : "read-only: no token";
     log.info(`admin on ${server.url} (/metrics, /healthz, /readyz, /status, /api: ${changes}), merged from the workers`);
-  }
+  };
+  // An upgrade's new supervisor opens its admin once the old one has closed its own.
+  if (takeover === null) openAdmin();
 
   const start = (index: number) => {
     if (admin !== null) rmSync(socket(index), { force: true });
     const proc = Bun.spawn(command, {
-      env: { ...process.env, [WORKER_ENV]: String(index), ...(admin !== null ? { [WORKER_ADMIN_ENV]: socket(index) } : {}) },
-      stdin: "ignore",
-      stdout: "inherit",
-      stderr: "inherit",
+      env: {
+        ...process.env,
+        [WORKER_ENV]: String(index),
+        ...(admin !== null ? { [WORKER_ADMIN_ENV]: socket(index) } : {}),
+        ...(listeners.length > 0 ? { [LISTENERS_ENV]: shared } : {}),
+      },
+      stdio: stdio as unknown as ["ignore", "inherit", "inherit"],
       onExit: (_proc, code, signal) => exited(index, code, signal),
       ipc: (message) => {
         if (message !== READY) return;
         // A (re)started worker starts from the file: it gets the admin changes made so far.
         void server?.replay(index);
         everReady.add(index);
+        // An upgrade's new supervisor is ready once all its workers are: the old one then drains.
+        if (takeover !== null && everReady.size === count) {
+          const handing = takeover;
+          takeover = null;
+          void handing.ready(NO_SESSIONS, log).then(() => {
+            try {
+              openAdmin();
+            } catch (error) {
+              log.error(`upgrade: ${(error as Error).message}`);
+            }
+            systemd.mainPid(process.pid);
+            systemd.ready();
+            log.info(event(`upgrade: took over the listeners with ${count} new workers`, { workers: count }));
+          });
+        }
       },
     });
     workers.set(index, { proc, started: Date.now() });
@@ -148,6 +182,23 @@ export async function supervise(count: number, args: string[], log: Logger, admi
   };
   process.on("SIGINT", () => stop("SIGINT"));
   process.on("SIGTERM", () => stop("SIGTERM"));
+  // SIGUSR2: a new supervisor (the program at its path) takes the listeners and starts its own
+  // workers; once they are ready, these workers stop accepting and drain (sessions of workers
+  // do not move; they end within the drain timeout).
+  process.on("SIGUSR2", () => {
+    if (stopping !== null) return;
+    log.info("SIGUSR2: upgrading: starting the new supervisor");
+    const old = {
+      handover: listenersOnly(listeners),
+      activeSessions: () => 0,
+      stopAccepting() {},
+      closeAdmin: () => server?.stop(),
+      finish: () => stop("SIGTERM"),
+      log,
+      ...(upgradeTimeout !== undefined ? { readyTimeout: upgradeTimeout } : {}),
+    };
+    upgrade(old, args).catch((error: Error) => log.error(event(`upgrade failed: ${error.message}; this supervisor keeps serving`, { signal: "SIGUSR2" })));
+  });
   for (const signal of ["SIGHUP", "SIGUSR1"] as const) {
     process.on(signal, () => {
       for (const { proc } of workers.values()) proc.kill(signal);
@@ -159,3 +210,19 @@ export async function supervise(count: number, args: string[], log: Logger, admi
   log.info(event(`started ${count} workers (pids ${pids.join(", ")})`, { workers: count, pids }));
   return await new Promise<never>(() => {});
 }
+
+/** A supervisor hands over its listening sockets only: its workers' sessions drain. */
+function listenersOnly(listeners: InheritedListener[]): HandoverApi {
+  return {
+    listeners: () => listeners,
+    stopAccepting() {},
+    targets: () => ({}),
+    restore() {},
+    freeze: () => [],
+    handedOff: () => 0,
+    adopt() {},
+  };
+}
+
+/** What a new supervisor answers with: it takes no session itself. */
+const NO_SESSIONS = listenersOnly([]);

@@ -26,7 +26,7 @@
 import type { HandoverApi, InheritedListener, SavedTargets, SessionRecord } from "../proxy/handover-record.ts";
 import { allowPtraceBy, closeFd, pidfdGetfd, pidfdOpen } from "../util/fds.ts";
 import { event, type Logger } from "../util/log.ts";
-import { programCommand } from "./supervisor.ts";
+import { programCommand } from "./program.ts";
 import { DEFAULTS } from "../config/defaults.ts";
 
 /** Set in the new process's environment: the old process's pid. */
