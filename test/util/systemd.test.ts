@@ -4,7 +4,6 @@
  * read with non-blocking recv; socket activation runs under systemd-socket-activate.
  */
 import { afterEach, expect, test } from "bun:test";
-import { dlopen, FFIType, ptr } from "bun:ffi";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -23,38 +22,7 @@ import {
   watchdogInterval,
 } from "../../src/util/systemd.ts";
 import { dial, freePort, hasCommand, HOST, spawn, waitFor, within } from "../helpers/net.ts";
-
-const libc = dlopen("libc.so.6", {
-  socket: { args: [FFIType.i32, FFIType.i32, FFIType.i32], returns: FFIType.i32 },
-  bind: { args: [FFIType.i32, FFIType.ptr, FFIType.u32], returns: FFIType.i32 },
-  recv: { args: [FFIType.i32, FFIType.ptr, FFIType.u64, FFIType.i32], returns: FFIType.i64 },
-  close: { args: [FFIType.i32], returns: FFIType.i32 },
-}).symbols;
-
-const SOCK_DGRAM_NONBLOCK_CLOEXEC = 2 | 0o4000 | 0o2000000;
-
-/** A NOTIFY_SOCKET as systemd binds one: AF_UNIX, SOCK_DGRAM, at `name` (a path, or "@abstract"). */
-class NotifyReader {
-  readonly fd: number;
-  constructor(readonly name: string) {
-    const target = notifyAddress(name)!;
-    this.fd = libc.socket(1, SOCK_DGRAM_NONBLOCK_CLOEXEC, 0);
-    if (this.fd < 0 || libc.bind(this.fd, ptr(target.address), target.length) !== 0) throw new Error(`cannot bind ${name}`);
-  }
-
-  /** The next datagram's bytes, waiting up to `ms`. */
-  async next(ms = 2000): Promise<string> {
-    const buffer = new Uint8Array(4096);
-    let got = -1;
-    await waitFor(() => (got = Number(libc.recv(this.fd, ptr(buffer), buffer.length, 0))) >= 0, ms, `a datagram on ${this.name}`);
-    return Buffer.from(buffer.subarray(0, got)).toString();
-  }
-
-  close(): void {
-    libc.close(this.fd);
-    if (!this.name.startsWith("@")) rmSync(this.name, { force: true });
-  }
-}
+import { NotifyReader } from "../helpers/systemd.ts";
 
 const cleanup: (() => void)[] = [];
 afterEach(() => {

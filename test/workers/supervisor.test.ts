@@ -1,6 +1,6 @@
 /** --workers: processes sharing one listener with SO_REUSEPORT, restarted by a supervisor. */
 import { expect, test } from "bun:test";
-import { dial, echo, freePort, HOST, listen, spawnCli, waitFor } from "../helpers/net.ts";
+import { dial, echo, freePort, HOST, listen, type Peer, spawnCli, waitFor } from "../helpers/net.ts";
 
 function childPids(parent: number): number[] {
   const out = Bun.spawnSync(["pgrep", "-P", String(parent)])
@@ -112,7 +112,7 @@ test("connections queued while a worker is killed with SIGKILL are served by the
   const [victim, survivor] = childPids(supervisor.proc.pid);
   process.kill(victim!, "SIGSTOP");
   process.kill(survivor!, "SIGSTOP");
-  const peers = [];
+  const peers: Peer[] = [];
   try {
     // Both workers are stopped: the kernel completes these handshakes into the accept queue.
     for (let i = 0; i < 20; i++) {
