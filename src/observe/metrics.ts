@@ -43,6 +43,7 @@ export const CLOSE_REASONS: readonly string[] = [
   "denied",
   "target_maint",
   "target_down",
+  "handed_over",
   "drained",
 ] satisfies CloseReason[];
 
