@@ -20,6 +20,7 @@ import { parseDuration } from "../util/duration.ts";
 import type { BackendView, StateResult, WeightResult } from "../observe/control.ts";
 import type { MergedBackends, WorkerResult } from "../workers/control.ts";
 import { UsageError } from "./args.ts";
+import { errorText } from "../util/errors.ts";
 
 const ACTIONS = ["targets", "drain", "maint", "ready", "weight", "upgrade"] as const;
 type Action = (typeof ACTIONS)[number];
@@ -159,7 +160,7 @@ function reachError(error: Error & { code?: string }): string {
   switch (error.code) {
     case "ConnectionRefused":
     case "ECONNREFUSED":
-      return "connection refused";
+      return errorText(error);
     case "ENOENT":
       return "no such socket";
     case "FailedToOpenSocket":

@@ -24,6 +24,7 @@ import { formatHostPort } from "../util/address.ts";
 import type { ListenerView, SessionObserver, SessionView } from "../proxy/handle.ts";
 import type { ClientCertificate, RouteInfo } from "../proxy/route.ts";
 import { defaultLogger, type Logger } from "../util/log.ts";
+import { errorText } from "../util/errors.ts";
 
 export type AccessLogFormat = "text" | "json";
 
@@ -187,7 +188,7 @@ export class AccessLog implements SessionObserver {
       const now = Date.now();
       if (now - this.lastWarning > 10_000) {
         this.lastWarning = now;
-        this.log.warn(`access log ${this.to}: ${errorText(error)}; ${lost} line${lost === 1 ? "" : "s"} lost`);
+        this.log.warn(`access log ${this.to}: ${fileErrorText(error)}; ${lost} line${lost === 1 ? "" : "s"} lost`);
       }
     }
   }
@@ -236,7 +237,7 @@ function openFile(path: string): number {
   try {
     return openSync(path, "a", 0o644);
   } catch (error) {
-    throw new AccessLogError(`access log: cannot open ${path}: ${errorText(error)}`);
+    throw new AccessLogError(`access log: cannot open ${path}: ${fileErrorText(error)}`);
   }
 }
 
@@ -265,11 +266,7 @@ function value(text: string): string {
   return text === "" ? '""' : /[\s"=\\\p{C}]/u.test(text) ? JSON.stringify(text) : text;
 }
 
-function errorText(error: unknown): string {
-  const code = (error as { code?: string } | null)?.code;
-  if (code === "ENOENT") return "no such directory";
-  if (code === "EACCES" || code === "EPERM") return "permission denied";
-  if (code === "EISDIR") return "is a directory";
-  if (code === "ENOSPC") return "no space left on device";
-  return code ?? (error instanceof Error ? error.message : String(error));
+/** A file error in words (ENOENT: the directory is missing, since the file is created). */
+function fileErrorText(error: unknown): string {
+  return errorText(error, { ENOENT: "no such directory" });
 }

@@ -27,6 +27,7 @@ import type { HealthConfig, HealthStep } from "../../config/types.ts";
 import { DEBUG, event, type Logger } from "../../util/log.ts";
 import { checkSteps, describeStep, MAX_REPLY, matchStep, replyEnd } from "./check-steps.ts";
 import { httpProbe } from "./http-check.ts";
+import { errorCode, errorText, firstLine } from "../../util/errors.ts";
 
 export type { HealthConfig, HealthStep };
 
@@ -296,14 +297,8 @@ function advance(probe: Probe, socket: Socket<Probe>): void {
 
 function connectFailure(error: unknown): string {
   const code = errorCode(error);
-  if (code === "ECONNREFUSED") return "connection refused";
-  if (code === "ETIMEDOUT") return "timeout";
-  return `connect failed (${code})`;
-}
-
-function errorCode(error: unknown): string {
-  const code = (error as { code?: unknown } | null)?.code;
-  return typeof code === "string" ? code : error instanceof Error ? error.message : String(error);
+  if (code === "ECONNREFUSED" || code === "ETIMEDOUT") return errorText(error);
+  return `connect failed (${code ?? firstLine(error)})`;
 }
 
 /** Handlers of probe sockets. Each checks `done` first: a probe may end before its socket does. */

@@ -7,6 +7,7 @@
 import { formatHostPort, type Address } from "../../util/address.ts";
 import type { HttpCheck } from "../../config/types.ts";
 import type { CheckTls, Probe } from "./checker.ts";
+import { errorCode, errorText, firstLine } from "../../util/errors.ts";
 
 type Finish = (probe: Probe, passed: boolean, reason: string) => void;
 
@@ -53,7 +54,7 @@ async function judge(probe: Probe, response: Response, http: HttpCheck, finish: 
 function requestFailure(error: unknown): string {
   const name = (error as { name?: string } | null)?.name;
   if (name === "AbortError") return "timeout";
-  const code = (error as { code?: string } | null)?.code;
-  if (code === "ConnectionRefused" || code === "ECONNREFUSED") return "connection refused";
-  return `HTTP request failed (${code ?? (error instanceof Error ? error.message : String(error))})`;
+  const code = errorCode(error);
+  if (code === "ConnectionRefused" || code === "ECONNREFUSED") return errorText(error);
+  return `HTTP request failed (${code ?? firstLine(error)})`;
 }
