@@ -1,5 +1,5 @@
 /** `tcprouter serve` (the default command): listen and forward until SIGINT/SIGTERM. */
-import { defineCommand } from "citty";
+import { defineCommand, type ParsedArgs } from "citty";
 import { AccessLog } from "../observe/access-log.ts";
 import { AddressError, parseAddress, type Address } from "../util/address.ts";
 import { startAdmin, type AdminServer } from "../observe/admin.ts";
@@ -32,35 +32,7 @@ export default defineCommand({
     } catch (error) {
       throw new UsageError((error as Error).message);
     }
-    let config: Config;
-    if (flags.config) {
-      const routeFlags = ["--to", "--listen", "--max-connections", "--connect-timeout", "--idle-timeout", "--drain-timeout"];
-      const clash = rawArgs.find((arg) => routeFlags.includes(arg.split("=")[0]!));
-      if (clash) throw new UsageError(`${clash.split("=")[0]} cannot be used with --config: set it in the config file`);
-      try {
-        config = await loadConfig(flags.config);
-      } catch (error) {
-        if (!(error instanceof ConfigError)) throw error;
-        for (const line of error.errors) log.error(`${error.source}: ${line}`);
-        process.exit(1);
-      }
-      for (const warning of configWarnings(config)) log.warn(`${flags.config}: ${warning}`);
-    } else {
-      if (!flags.to) throw new UsageError("--to is required (or --config FILE): the target address, e.g. --to 127.0.0.1:6379");
-      try {
-        config = forwardConfig({
-          listen: flags.listen,
-          to: flags.to,
-          connectTimeout: flagDuration("connect-timeout", flags["connect-timeout"]),
-          idleTimeout: flagDuration("idle-timeout", flags["idle-timeout"]),
-          maxConnections: parseCount("max-connections", flags["max-connections"]),
-          drainTimeout: flagDuration("drain-timeout", flags["drain-timeout"]),
-        });
-      } catch (error) {
-        if (error instanceof OptionsError) throw new UsageError(`--${error.message}`);
-        throw error;
-      }
-    }
+    const config = await serveConfig(flags, rawArgs, log);
     const observe = observeOptions(flags, config);
     let auth: AdminAuth = OPEN_READS; // no admin listener (--admin off): no token to read
     try {
@@ -73,16 +45,7 @@ export default defineCommand({
     if (isWorker()) observe.admin = workerAdminAddress();
     if (workers > 1 && observe.accessLog === "stdout")
       throw new UsageError("--workers: --access-log stdout cannot be used with more than one worker; give a file");
-    // An upgrade's new process (or new supervisor) takes the old one's listening sockets.
-    let takeover: Takeover | null = null;
-    if (isUpgrade()) {
-      try {
-        takeover = await takeOver();
-      } catch (error) {
-        if (error instanceof UpgradeError) throw new UsageError(`upgrade: ${error.message}`);
-        throw error;
-      }
-    }
+    const takeover = await takeOverIfUpgrade();
     if (workers > 1 && !isWorker()) {
       const anyPort = config.listeners.find((listener) => listener.listen.kind === "tcp" && listener.listen.port === 0);
       if (anyPort) throw new UsageError(`--workers: listener ${anyPort.name} asks for port 0; workers must share a fixed port`);
@@ -127,15 +90,7 @@ export default defineCommand({
       exitWithSupervisor(log);
       reportReady();
     }
-    for (const [index, bound] of handle.listeners.entries()) {
-      const listener = config.listeners[index]!;
-      const backend = listener.backend === null ? null : config.backends.get(listener.backend)!;
-      const targets = backend === null ? "" : `backend ${backend.name} (${backend.targets.length} target${backend.targets.length === 1 ? "" : "s"})`;
-      const routes = listener.routes.length === 0 ? "" : `${listener.routes.length} route${listener.routes.length === 1 ? "" : "s"}`;
-      const to = !flags.config ? flags.to : listener.mode === "tcp" ? targets : `${routes}${routes && targets ? ", default " : ""}${targets}`;
-      const fields = { listener: bound.name, address: bound.address, mode: listener.mode, backend: listener.backend, routes: listener.routes.length };
-      log.info(event(`listening on ${bound.address}${listener.mode === "sni" ? " (sni)" : ""} → ${to}`, fields));
-    }
+    logListening(handle, config, flags.config ? null : flags.to!, log);
     if (admin !== null && !isWorker()) {
       const changes = auth.token === null ? "read-only: no token" : "changes with the token";
       log.info(event(`admin on ${admin.url} (/metrics, /healthz, /readyz, /status, /api: ${changes})`, { admin: admin.address, control: auth.token !== null }));
@@ -157,6 +112,63 @@ export default defineCommand({
     await new Promise(() => {}); // serve until a signal
   },
 });
+
+/** The config file, or the one route of --listen/--to. A bad file: its errors, one line each, and exit 1. */
+async function serveConfig(flags: ParsedArgs<typeof args>, rawArgs: string[], log: Logger): Promise<Config> {
+  const path = flags.config;
+  if (path) {
+    const routeFlags = ["--to", "--listen", "--max-connections", "--connect-timeout", "--idle-timeout", "--drain-timeout"];
+    const clash = rawArgs.find((arg) => routeFlags.includes(arg.split("=")[0]!));
+    if (clash) throw new UsageError(`${clash.split("=")[0]} cannot be used with --config: set it in the config file`);
+    try {
+      const config = await loadConfig(path);
+      for (const warning of configWarnings(config)) log.warn(`${path}: ${warning}`);
+      return config;
+    } catch (error) {
+      if (!(error instanceof ConfigError)) throw error;
+      for (const line of error.errors) log.error(`${error.source}: ${line}`);
+      process.exit(1);
+    }
+  }
+  if (!flags.to) throw new UsageError("--to is required (or --config FILE): the target address, e.g. --to 127.0.0.1:6379");
+  try {
+    return forwardConfig({
+      listen: flags.listen,
+      to: flags.to,
+      connectTimeout: flagDuration("connect-timeout", flags["connect-timeout"]),
+      idleTimeout: flagDuration("idle-timeout", flags["idle-timeout"]),
+      maxConnections: parseCount("max-connections", flags["max-connections"]),
+      drainTimeout: flagDuration("drain-timeout", flags["drain-timeout"]),
+    });
+  } catch (error) {
+    if (error instanceof OptionsError) throw new UsageError(`--${error.message}`);
+    throw error;
+  }
+}
+
+/** In an upgrade's new process (or new supervisor): the old one's listening sockets and target states. */
+async function takeOverIfUpgrade(): Promise<Takeover | null> {
+  if (!isUpgrade()) return null;
+  try {
+    return await takeOver();
+  } catch (error) {
+    if (error instanceof UpgradeError) throw new UsageError(`upgrade: ${error.message}`);
+    throw error;
+  }
+}
+
+/** One `listening on …` line per listener, with where it forwards (`to`: the --to address, or null with a config). */
+function logListening(handle: RouterHandle, config: Config, to: string | null, log: Logger): void {
+  for (const [index, bound] of handle.listeners.entries()) {
+    const listener = config.listeners[index]!;
+    const backend = listener.backend === null ? null : config.backends.get(listener.backend)!;
+    const targets = backend === null ? "" : `backend ${backend.name} (${backend.targets.length} target${backend.targets.length === 1 ? "" : "s"})`;
+    const routes = listener.routes.length === 0 ? "" : `${listener.routes.length} route${listener.routes.length === 1 ? "" : "s"}`;
+    const where = to !== null ? to : listener.mode === "tcp" ? targets : `${routes}${routes && targets ? ", default " : ""}${targets}`;
+    const fields = { listener: bound.name, address: bound.address, mode: listener.mode, backend: listener.backend, routes: listener.routes.length };
+    log.info(event(`listening on ${bound.address}${listener.mode === "sni" ? " (sni)" : ""} → ${where}`, fields));
+  }
+}
 
 /**
  * SIGHUP re-reads the config file. A valid file replaces listeners, backends and targets at
