@@ -22,10 +22,12 @@ import {
   sha256,
   source,
   spawn,
+  startRedis,
   waitFor,
   waitForListening,
   within,
 } from "../helpers/net.ts";
+import { hasRedis, RedisClient } from "../helpers/redis.ts";
 import { CA, CERTS } from "../helpers/tls.ts";
 
 let dir: string;
@@ -103,6 +105,33 @@ describe("upgrade in place", () => {
       kill(next);
     }
   }, 60_000);
+
+  test.skipIf(!hasRedis)(
+    "Redis clients keep their connections through an upgrade: the same CLIENT ID answers before and after",
+    async () => {
+      await using redis = await startRedis();
+      const port = freePort();
+      await using old = await serve(plain(port, redis.port), port);
+      let next: number | undefined;
+      try {
+        const clients = await Promise.all(Array.from({ length: 5 }, () => RedisClient.connect(port)));
+        const ids = await Promise.all(clients.map((client) => client.call("CLIENT", "ID")));
+        for (const [n, client] of clients.entries()) expect(await client.call("SET", `key:${n}`, `before ${n}`)).toBe("OK");
+        next = await upgrade(old);
+        await within(old.proc.exited, 10_000, "the old process to exit");
+        expect(old.stderrText).toContain("took over the listeners and 5 of 5 movable sessions");
+        for (const [n, client] of clients.entries()) {
+          expect(await client.call("CLIENT", "ID")).toBe(ids[n]!); // the same server-side connection
+          expect(await client.call("GET", `key:${n}`)).toBe(`before ${n}`);
+          expect(await client.call("PING")).toBe("PONG");
+        }
+        for (const client of clients) await client[Symbol.asyncDispose]();
+      } finally {
+        kill(next);
+      }
+    },
+    60_000,
+  );
 
   test("bytes queued toward a client that stopped reading move with the session", async () => {
     await using upstream = listen(source(8 * MiB));
