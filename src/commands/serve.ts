@@ -56,7 +56,15 @@ export default defineCommand({
         if (error instanceof ListenError) throw new UsageError(error.message);
         throw error;
       }
-      await supervise(workers, rawArgs, log, observe.admin, auth, held, takeover, flagDuration("upgrade-timeout", flags["upgrade-timeout"]));
+      await supervise(workers, {
+        args: rawArgs,
+        log,
+        admin: observe.admin,
+        auth,
+        listeners: held,
+        takeover,
+        upgradeTimeout: flagDuration("upgrade-timeout", flags["upgrade-timeout"]),
+      });
     }
     // Opened before listening: a path that cannot be opened stops the start.
     const accessLog =

@@ -55,106 +55,149 @@ export function parseWorkers(value: string): number {
 const CRASH_WINDOW_MS = 1000;
 const RESTART_DELAY_MS = 1000;
 
-/**
- * `admin`: serve the admin endpoints there, merged from every worker's (workers/admin.ts), with
- * `auth` for the control API.
- */
-export async function supervise(
-  count: number,
-  args: string[],
-  log: Logger,
-  admin: Address | null = null,
-  auth?: AdminAuth,
-  listeners: InheritedListener[] = [],
-  takeover: Takeover | null = null,
-  upgradeTimeout?: number,
-): Promise<never> {
-  const command = programCommand(args);
-  // Each worker finds the sockets at stdio 3, 4, … and their addresses in LISTENERS_ENV.
-  const stdio = ["ignore", "inherit", "inherit", ...listeners.map((l) => l.fd)] as const;
-  const shared = JSON.stringify(listeners.map((listener, n) => ({ ...listener, fd: 3 + n })));
-  const workers = new Map<number, { proc: Bun.Subprocess; started: number }>();
+/** What a supervisor runs with, besides its worker count. */
+export interface SupervisorOptions {
+  /** The program's own arguments, given to every worker (and to the new version in an upgrade). */
+  args: string[];
+  log: Logger;
+  /** Serve the admin endpoints there, merged from every worker's (workers/admin.ts); null = none. */
+  admin?: Address | null;
+  /** The control API's token. */
+  auth?: AdminAuth;
+  /** The listening sockets it holds for its workers (bind.ts). */
+  listeners?: InheritedListener[];
+  /** In an upgrade's new supervisor: the old one's handover, answered once every worker is ready. */
+  takeover?: Takeover | null;
+  /** SIGUSR2: how long a new supervisor may take to be ready. */
+  upgradeTimeout?: number;
+}
+
+/** Starts `count` workers and supervises them until they have all exited; never returns. */
+export async function supervise(count: number, options: SupervisorOptions): Promise<never> {
+  new Supervisor(count, options).run();
+  return await new Promise<never>(() => {});
+}
+
+class Supervisor {
+  private readonly command: string[];
+  private readonly log: Logger;
+  private readonly admin: Address | null;
+  private readonly listeners: InheritedListener[];
+  private readonly workers = new Map<number, { proc: Bun.Subprocess; started: number }>();
   /** Indexes whose worker has been ready once: a later start that fails is retried, not fatal. */
-  const everReady = new Set<number>();
-  let stopping: NodeJS.Signals | "failed" | null = null;
-  let restarts = 0;
-  const socket = (index: number) => workerAdminPath(process.pid, index);
-  let server: SupervisorAdmin | null = null;
-  const openAdmin = () => {
-    if (admin === null) return;
-    server = startSupervisorAdmin({
-      listen: admin,
-      count,
-      workers: () => [...workers.entries()].map(([index, { proc }]) => ({ index, pid: proc.pid, socket: socket(index) })),
-      restarts: () => restarts,
-      stopping: () => stopping !== null,
-      logger: log,
+  private readonly everReady = new Set<number>();
+  private stopping: NodeJS.Signals | "failed" | null = null;
+  private restarts = 0;
+  private server: SupervisorAdmin | null = null;
+  private takeover: Takeover | null;
+
+  constructor(
+    private readonly count: number,
+    private readonly options: SupervisorOptions,
+  ) {
+    this.command = programCommand(options.args);
+    this.log = options.log;
+    this.admin = options.admin ?? null;
+    this.listeners = options.listeners ?? [];
+    this.takeover = options.takeover ?? null;
+  }
+
+  run(): void {
+    // An upgrade's new supervisor opens its admin once the old one has closed its own.
+    if (this.takeover === null) this.openAdmin();
+    process.on("SIGINT", () => this.stop("SIGINT"));
+    process.on("SIGTERM", () => this.stop("SIGTERM"));
+    process.on("SIGUSR2", () => this.upgrade());
+    for (const signal of ["SIGHUP", "SIGUSR1"] as const) process.on(signal, () => this.signalWorkers(signal));
+    for (let index = 1; index <= this.count; index++) this.start(index);
+    const pids = [...this.workers.values()].map((w) => w.proc.pid);
+    this.log.info(event(`started ${this.count} workers (pids ${pids.join(", ")})`, { workers: this.count, pids }));
+  }
+
+  private socket(index: number): string {
+    return workerAdminPath(process.pid, index);
+  }
+
+  private openAdmin(): void {
+    if (this.admin === null) return;
+    const auth = this.options.auth;
+    this.server = startSupervisorAdmin({
+      listen: this.admin,
+      count: this.count,
+      workers: () => [...this.workers.entries()].map(([index, { proc }]) => ({ index, pid: proc.pid, socket: this.socket(index) })),
+      restarts: () => this.restarts,
+      stopping: () => this.stopping !== null,
+      logger: this.log,
       ...(auth !== undefined ? { auth } : {}),
     });
     const changes = auth?.token ? "changes with the token" : "read-only: no token";
-    log.info(`admin on ${server.url} (/metrics, /healthz, /readyz, /status, /api: ${changes}), merged from the workers`);
-  };
-  // An upgrade's new supervisor opens its admin once the old one has closed its own.
-  if (takeover === null) openAdmin();
+    this.log.info(`admin on ${this.server.url} (/metrics, /healthz, /readyz, /status, /api: ${changes}), merged from the workers`);
+  }
 
-  const start = (index: number) => {
-    if (admin !== null) rmSync(socket(index), { force: true });
-    const proc = Bun.spawn(command, {
+  /** Starts worker `index`: this program with the same arguments, the listening sockets at stdio 3, 4, …, their addresses in LISTENERS_ENV. */
+  private start(index: number): void {
+    if (this.admin !== null) rmSync(this.socket(index), { force: true });
+    const stdio = ["ignore", "inherit", "inherit", ...this.listeners.map((l) => l.fd)];
+    const shared = JSON.stringify(this.listeners.map((listener, n) => ({ ...listener, fd: 3 + n })));
+    const proc = Bun.spawn(this.command, {
       env: {
         ...process.env,
         [WORKER_ENV]: String(index),
-        ...(admin !== null ? { [WORKER_ADMIN_ENV]: socket(index) } : {}),
-        ...(listeners.length > 0 ? { [LISTENERS_ENV]: shared } : {}),
+        ...(this.admin !== null ? { [WORKER_ADMIN_ENV]: this.socket(index) } : {}),
+        ...(this.listeners.length > 0 ? { [LISTENERS_ENV]: shared } : {}),
       },
       stdio: stdio as unknown as ["ignore", "inherit", "inherit"],
-      onExit: (_proc, code, signal) => exited(index, code, signal),
+      onExit: (_proc, code, signal) => this.exited(index, code, signal),
       ipc: (message) => {
-        if (message !== READY) return;
-        // A (re)started worker starts from the file: it gets the admin changes made so far.
-        void server?.replay(index);
-        everReady.add(index);
-        // An upgrade's new supervisor is ready once all its workers are: the old one then drains.
-        if (takeover !== null && everReady.size === count) {
-          const handing = takeover;
-          takeover = null;
-          void handing.ready(NO_SESSIONS, log).then(() => {
-            try {
-              openAdmin();
-            } catch (error) {
-              log.error(`upgrade: ${(error as Error).message}`);
-            }
-            systemd.mainPid(process.pid);
-            systemd.ready();
-            log.info(event(`upgrade: took over the listeners with ${count} new workers`, { workers: count }));
-          });
-        }
+        if (message === READY) this.ready(index);
       },
     });
-    workers.set(index, { proc, started: Date.now() });
-  };
+    this.workers.set(index, { proc, started: Date.now() });
+  }
 
-  const exited = (index: number, code: number | null, signal: number | NodeJS.Signals | null) => {
-    const worker = workers.get(index);
-    workers.delete(index);
-    if (admin !== null) rmSync(socket(index), { force: true }); // a worker killed with SIGKILL leaves it
-    if (stopping !== null) {
-      if (workers.size === 0) {
-        if (stopping === "failed") process.exit(1);
-        log.info(event(`all ${count} workers stopped`, { workers: count }));
+  private ready(index: number): void {
+    // A (re)started worker starts from the file: it gets the admin changes made so far.
+    void this.server?.replay(index);
+    this.everReady.add(index);
+    // An upgrade's new supervisor is ready once all its workers are: the old one then drains.
+    if (this.takeover !== null && this.everReady.size === this.count) {
+      const handing = this.takeover;
+      this.takeover = null;
+      void handing.ready(NO_SESSIONS, this.log).then(() => {
+        try {
+          this.openAdmin();
+        } catch (error) {
+          this.log.error(`upgrade: ${(error as Error).message}`);
+        }
+        systemd.mainPid(process.pid);
+        systemd.ready();
+        this.log.info(event(`upgrade: took over the listeners with ${this.count} new workers`, { workers: this.count }));
+      });
+    }
+  }
+
+  private exited(index: number, code: number | null, signal: number | NodeJS.Signals | null): void {
+    const worker = this.workers.get(index);
+    this.workers.delete(index);
+    if (this.admin !== null) rmSync(this.socket(index), { force: true }); // a worker killed with SIGKILL leaves it
+    if (this.stopping !== null) {
+      if (this.workers.size === 0) {
+        if (this.stopping === "failed") process.exit(1);
+        this.log.info(event(`all ${this.count} workers stopped`, { workers: this.count }));
         process.exit(0);
       }
       return;
     }
     const how = signal !== null ? `signal ${signal}` : `exit code ${code}`;
-    if (!everReady.has(index)) {
-      log.error(event(`worker ${index} could not start (${how}): stopping`, { worker: index, exitCode: code, signal }));
-      stopping = "failed";
-      for (const { proc } of workers.values()) proc.kill("SIGTERM");
-      if (workers.size === 0) process.exit(1);
+    if (!this.everReady.has(index)) {
+      this.log.error(event(`worker ${index} could not start (${how}): stopping`, { worker: index, exitCode: code, signal }));
+      this.stopping = "failed";
+      this.signalWorkers("SIGTERM");
+      if (this.workers.size === 0) process.exit(1);
       return;
     }
     const crashLoop = worker !== undefined && Date.now() - worker.started < CRASH_WINDOW_MS;
-    log.warn(
+    this.log.warn(
       event(`worker ${index} (pid ${worker?.proc.pid}) died (${how}); restarting${crashLoop ? ` in ${RESTART_DELAY_MS} ms` : ""}`, {
         worker: index,
         pid: worker?.proc.pid ?? null,
@@ -163,52 +206,50 @@ export async function supervise(
         restartDelayMs: crashLoop ? RESTART_DELAY_MS : 0,
       }),
     );
-    restarts++;
-    if (crashLoop) setTimeout(() => stopping === null && start(index), RESTART_DELAY_MS);
-    else start(index);
-  };
-
-  const stop = (signal: NodeJS.Signals) => {
-    if (stopping === "failed") return;
-    if (stopping !== null) {
-      log.warn(`${signal} again: killing the workers`);
-      for (const { proc } of workers.values()) proc.kill("SIGKILL");
-      process.exit(1);
-    }
-    stopping = signal;
-    log.info(event(`${signal}: stopping ${workers.size} workers`, { signal, workers: workers.size }));
-    for (const { proc } of workers.values()) proc.kill(signal);
-    if (workers.size === 0) process.exit(0);
-  };
-  process.on("SIGINT", () => stop("SIGINT"));
-  process.on("SIGTERM", () => stop("SIGTERM"));
-  // SIGUSR2: a new supervisor (the program at its path) takes the listeners and starts its own
-  // workers; once they are ready, these workers stop accepting and drain (sessions of workers
-  // do not move; they end within the drain timeout).
-  process.on("SIGUSR2", () => {
-    if (stopping !== null) return;
-    log.info("SIGUSR2: upgrading: starting the new supervisor");
-    const old = {
-      handover: listenersOnly(listeners),
-      activeSessions: () => 0,
-      stopAccepting() {},
-      closeAdmin: () => server?.stop(),
-      finish: () => stop("SIGTERM"),
-      log,
-      ...(upgradeTimeout !== undefined ? { readyTimeout: upgradeTimeout } : {}),
-    };
-    upgrade(old, args).catch((error: Error) => log.error(event(`upgrade failed: ${error.message}; this supervisor keeps serving`, { signal: "SIGUSR2" })));
-  });
-  for (const signal of ["SIGHUP", "SIGUSR1"] as const) {
-    process.on(signal, () => {
-      for (const { proc } of workers.values()) proc.kill(signal);
-    });
+    this.restarts++;
+    if (crashLoop) setTimeout(() => this.stopping === null && this.start(index), RESTART_DELAY_MS);
+    else this.start(index);
   }
 
-  for (let index = 1; index <= count; index++) start(index);
-  const pids = [...workers.values()].map((w) => w.proc.pid);
-  log.info(event(`started ${count} workers (pids ${pids.join(", ")})`, { workers: count, pids }));
-  return await new Promise<never>(() => {});
+  private signalWorkers(signal: NodeJS.Signals): void {
+    for (const { proc } of this.workers.values()) proc.kill(signal);
+  }
+
+  private stop(signal: NodeJS.Signals): void {
+    if (this.stopping === "failed") return;
+    if (this.stopping !== null) {
+      this.log.warn(`${signal} again: killing the workers`);
+      this.signalWorkers("SIGKILL");
+      process.exit(1);
+    }
+    this.stopping = signal;
+    this.log.info(event(`${signal}: stopping ${this.workers.size} workers`, { signal, workers: this.workers.size }));
+    this.signalWorkers(signal);
+    if (this.workers.size === 0) process.exit(0);
+  }
+
+  /**
+   * SIGUSR2: a new supervisor (the program at its path) takes the listening sockets and starts
+   * its own workers; once they are ready, these workers stop accepting and drain (sessions of
+   * workers do not move; they end within the drain timeout).
+   */
+  private upgrade(): void {
+    if (this.stopping !== null) return;
+    this.log.info("SIGUSR2: upgrading: starting the new supervisor");
+    const timeout = this.options.upgradeTimeout;
+    const old = {
+      handover: listenersOnly(this.listeners),
+      activeSessions: () => 0,
+      stopAccepting() {},
+      closeAdmin: () => void this.server?.stop(),
+      finish: () => this.stop("SIGTERM"),
+      log: this.log,
+      ...(timeout !== undefined ? { readyTimeout: timeout } : {}),
+    };
+    upgrade(old, this.options.args).catch((error: Error) =>
+      this.log.error(event(`upgrade failed: ${error.message}; this supervisor keeps serving`, { signal: "SIGUSR2" })),
+    );
+  }
 }
 
 /** A supervisor hands over its listening sockets only: its workers' sessions drain. */
