@@ -8,6 +8,7 @@
  */
 import { readFileSync } from "node:fs";
 import { DEFAULTS } from "../config/defaults.ts";
+import type { SessionControls } from "../config/types.ts";
 import { formatAddress, type Address } from "../util/address.ts";
 import { createBalancer, isAvailable, type Balance, type Balancer, type Target } from "./balancer.ts";
 import { HealthChecker, sameChecks, type HealthConfig } from "./health/checker.ts";
@@ -37,6 +38,8 @@ export interface TargetOptions {
   backup?: boolean;
   /** The configured address when this target is one address of a hostname (`redis.svc:6379`). Default: the address. */
   name?: string;
+  /** The local address its upstream connections are made from. Default: the backend's `source`. */
+  source?: string;
 }
 
 export interface BackendOptions {
@@ -69,6 +72,10 @@ export interface BackendOptions {
   failTimeout?: number;
   /** ms over which a target's weight ramps up after it comes up; 0 = off. Default DEFAULTS.slowStart. */
   slowStart?: number;
+  /** Bandwidth limits and TCP options of upstream sockets (proxy/rate.ts, the connector). Default null (none). */
+  controls?: SessionControls | null;
+  /** The local address upstream connections are made from. Default null (the system's choice). */
+  source?: string | null;
 }
 
 /** TLS options for Bun.connect, built once per backend. */
@@ -102,6 +109,8 @@ export interface TargetState extends Target {
   enabled: boolean;
   maxConnections: number;
   backup: boolean;
+  /** Its own source address (TargetOptions.source); absent = the backend's. */
+  source?: string;
   /** ms since the epoch until which passive ejection (max_fails) keeps it down; 0 or absent = not ejected. */
   ejectedUntil?: number;
   /** ms since the epoch at which its slow start ends (`weight` is ramping until then); 0 or absent = none. */
@@ -141,6 +150,10 @@ export class Backend {
   readonly queueTimeout: number;
   readonly sendProxy: "v1" | "v2" | null;
   readonly tls: UpstreamTls | null;
+  /** Bandwidth limits and TCP options of upstream sockets; null = none. */
+  readonly controls: SessionControls | null;
+  /** The local address upstream connections are made from; null = the system's choice. */
+  readonly source: string | null;
   targets: TargetState[];
   /** Connect failures and "no target" lines of this backend: one per second, with a count. */
   readonly failureLog = new LogLimiter();
@@ -166,6 +179,8 @@ export class Backend {
     this.retries = options.retries ?? DEFAULTS.retries;
     this.queueTimeout = options.queueTimeout ?? DEFAULTS.queueTimeout;
     this.sendProxy = options.sendProxy ?? null;
+    this.controls = options.controls ?? null;
+    this.source = options.source ?? null;
     const tls = options.tls ?? null;
     this.tls =
       tls === null
@@ -384,6 +399,8 @@ function targetStates(targets: readonly TargetOptions[], previous: readonly Targ
     if (state.configuredWeight !== configured) state.weight = state.configuredWeight = configured;
     state.maxConnections = target.maxConnections ?? DEFAULTS.maxConnections;
     state.backup = target.backup ?? false;
+    if (target.source !== undefined) state.source = target.source;
+    else delete state.source;
     enable(state);
     return state;
   });

@@ -44,6 +44,16 @@ export const DEFAULTS = {
   maxConnectionsPerIp: 0,
   /** New connections per second from one client IP on a listener; 0 = no limit. */
   connectionRatePerIp: 0,
+  /** Bandwidth limits (upload_rate, download_rate and their _per_ip forms), bytes per second; 0 = no limit. */
+  rate: 0,
+  /**
+   * `tcp_keepalive = { … }` keys left out: the first probe after 60 s without traffic, then every
+   * 10 s, 5 unanswered ones close the connection (about 2 minutes for a dead peer). Without the key
+   * the system's (Linux: no probes; 2 h, 75 s, 9 once a program turns them on).
+   */
+  tcpKeepalive: { idle: 60_000, interval: 10_000, count: 5 },
+  /** TCP_USER_TIMEOUT: how long sent bytes may stay unacknowledged before the connection is closed; 0 = the system's. */
+  tcpUserTimeout: 0,
   /** Bytes a pipe may queue for a slow reader before it pauses the other side. */
   highWaterMark: 1024 * 1024,
   /** A paused side resumes once its queue is down to this many bytes. */

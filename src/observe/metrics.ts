@@ -16,6 +16,7 @@ import { ADMIN_STATES, type Backend, type TargetState } from "../backend/backend
 import type { CloseReason, RouterView, SessionObserver, SessionView } from "../proxy/handle.ts";
 import { escapeLabel, Histogram, Output, writeProcessMetrics } from "./prometheus.ts";
 import type { SourceMetric, SourceView } from "../backend/sources/source.ts";
+import { rateStats } from "../proxy/rate.ts";
 
 /** Upper bounds (seconds) of the connect-duration buckets: loopback to a slow remote dial. */
 export const CONNECT_BUCKETS = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10] as const;
@@ -266,6 +267,20 @@ export class Metrics implements SessionObserver {
     out.sample("tcprouter_queued_bytes", "", snapshot.queuedBytes);
     out.family("tcprouter_dropped_bytes_total", "counter", "Bytes that could not be delivered because their destination was gone.");
     out.sample("tcprouter_dropped_bytes_total", "", snapshot.droppedBytes);
+    out.family(
+      "tcprouter_rate_limited_pauses_total",
+      "counter",
+      'Times a pipe paused its reading socket for a bandwidth limit (upload_rate, download_rate, _per_ip), by direction ("up": client → upstream); in this process.',
+    );
+    out.family(
+      "tcprouter_rate_limited_seconds_total",
+      "counter",
+      "Seconds pipes spent paused for bandwidth limits, summed over sessions, by direction; in this process.",
+    );
+    for (const direction of ["up", "down"] as const) {
+      out.sample("tcprouter_rate_limited_pauses_total", `direction="${direction}"`, rateStats[direction].pauses);
+      out.sample("tcprouter_rate_limited_seconds_total", `direction="${direction}"`, rateStats[direction].waitedMs / 1000);
+    }
     out.family("tcprouter_draining", "gauge", "1 once stop() began: listeners are closed and open sessions are draining.");
     out.sample("tcprouter_draining", "", router.draining ? 1 : 0);
     out.family("tcprouter_reloads_total", "counter", "Config reloads since start.");

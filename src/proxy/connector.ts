@@ -7,10 +7,17 @@
  * One `Attempt` per connect is the upstream socket's data, so a late socket of an abandoned
  * attempt is told apart and terminated. The upstream socket handlers are defined once here and
  * forward to the attempt's session through `UpstreamOwner`.
+ *
+ * A backend's (or a target's) `source` binds the local address of its connections; its
+ * `tcp_keepalive` and `tcp_user_timeout` are set on each upstream socket once connected
+ * (`setTcpOptions`, which the listener uses for client sockets too).
  */
 import type { Socket } from "bun";
 import type { Backend, TargetState, UpstreamTls, Waiter } from "../backend/backend.ts";
-import { connectErrorText } from "../util/errors.ts";
+import type { SessionControls } from "../config/types.ts";
+import { connectErrorText, errorCode } from "../util/errors.ts";
+import { IPPROTO_TCP, setIntOption, TCP_KEEPCNT, TCP_KEEPINTVL, TCP_USER_TIMEOUT } from "../util/fds.ts";
+import type { Logger } from "../util/log.ts";
 import { event, heldBack } from "../util/log.ts";
 import type { RouterContext } from "./context.ts";
 import type { SessionView } from "./handle.ts";
@@ -111,8 +118,12 @@ export class Connector implements Waiter {
     const clearFirst = backend.tls !== null && backend.sendProxy !== null;
     const tls = backend.tls === null || clearFirst ? {} : { tls: upstreamTls(backend.tls, target) };
     const options = { socket: clearFirst ? proxyFirstHandlers : upstreamHandlers, data: this.attempt, allowHalfOpen: true, ...tls };
+    // localAddress binds the source address (Bun has it, its types do not).
+    const source = target.source ?? backend.source;
     const pending =
-      address.kind === "unix" ? Bun.connect({ ...options, unix: address.path }) : Bun.connect({ ...options, hostname: address.host, port: address.port });
+      address.kind === "unix"
+        ? Bun.connect({ ...options, unix: address.path })
+        : Bun.connect({ ...options, hostname: address.host, port: address.port, ...(source === null ? {} : { localAddress: source }) });
     pending.catch(ignore); // connectError reports the failure
     const timeout = session.connectTimeout();
     if (timeout > 0) this.timer = setTimeout(connectTimedOut, timeout, this, timeout);
@@ -135,6 +146,8 @@ export class Connector implements Waiter {
       return void socket.terminate();
     }
     clearTimeout(this.timer);
+    const controls = this.backend.controls;
+    if (controls !== null && hasTcpOptions(controls)) setTcpOptions(socket, controls, session.router.log);
     target(this.attempt).sessions++;
     const observers = session.router.observers;
     if (observers.length > 0) {
@@ -241,6 +254,49 @@ export class Connector implements Waiter {
     if (raw.write(header) !== header.length) return void raw.terminate(); // a fresh socket takes ~100 bytes
     raw.upgradeTLS({ data: attempt, tls: upstreamTls(this.backend.tls, target(attempt)), socket: upstreamHandlers });
   }
+
+  /** Why a connect failed, in a log line's words: the bare code (ECONNREFUSED), and what a source address has to do with it. */
+  errorText(error: Error): string {
+    const text = connectErrorText(error);
+    const source = this.target?.source ?? this.backend.source;
+    if (source === null) return text;
+    const code = errorCode(error);
+    if (code === "EADDRNOTAVAIL") return `${text} (source ${source} is not an address of this machine)`;
+    if (code === "EINVAL" || code === "EAFNOSUPPORT") return `${text} (source ${source} cannot reach this target's address family)`;
+    return text;
+  }
+}
+
+/** True when `controls` sets a TCP option (a listener or backend with only bandwidth limits sets none). */
+export function hasTcpOptions(controls: SessionControls | null | undefined): boolean {
+  return controls != null && (controls.tcpKeepalive !== null || controls.tcpUserTimeout > 0);
+}
+
+let tcpOptionsFailed = false;
+
+/**
+ * Sets `tcp_keepalive` and `tcp_user_timeout` on a plain socket (a client at accept, an
+ * upstream once connected). Bun's setKeepAlive sets SO_KEEPALIVE and TCP_KEEPIDLE (and an
+ * interval of 1 s and 10 probes of its own); the interval, the count and the user timeout are
+ * set through setsockopt on the descriptor. A TLS socket has no descriptor (-1): the config
+ * refuses these keys with tls. A failure is one warn line per process, then silent.
+ */
+export function setTcpOptions(socket: { setKeepAlive(enable?: boolean, initialDelay?: number): boolean }, controls: SessionControls, log: Logger): void {
+  const fd = (socket as unknown as { fd?: number }).fd ?? -1;
+  if (fd < 0) return;
+  try {
+    const keepalive = controls.tcpKeepalive;
+    if (keepalive !== null) {
+      socket.setKeepAlive(true, keepalive.idle);
+      setIntOption(fd, IPPROTO_TCP, TCP_KEEPINTVL, Math.ceil(keepalive.interval / 1000), "TCP_KEEPINTVL");
+      setIntOption(fd, IPPROTO_TCP, TCP_KEEPCNT, keepalive.count, "TCP_KEEPCNT");
+    }
+    if (controls.tcpUserTimeout > 0) setIntOption(fd, IPPROTO_TCP, TCP_USER_TIMEOUT, controls.tcpUserTimeout, "TCP_USER_TIMEOUT");
+  } catch (error) {
+    if (tcpOptionsFailed) return;
+    tcpOptionsFailed = true;
+    log.warn(`cannot set TCP options (tcp_keepalive, tcp_user_timeout): ${(error as Error).message}; sockets keep the system's`);
+  }
 }
 
 /** Without a configured server name, a target found by DNS is verified (and asked) by its hostname, not its IP. */
@@ -275,7 +331,7 @@ const proxyFirstHandlers = {
   close() {},
   connectError(socket: Socket<Attempt>, error: Error) {
     const attempt = socket.data;
-    if (attempt !== undefined && attempt === attempt.connector.attempt) attempt.connector.failed("connect_failed", connectErrorText(error));
+    if (attempt !== undefined && attempt === attempt.connector.attempt) attempt.connector.failed("connect_failed", attempt.connector.errorText(error));
   },
   error() {},
 };
@@ -308,7 +364,7 @@ const upstreamHandlers = {
   },
   connectError(socket: Socket<Attempt>, error: Error) {
     const attempt = socket.data;
-    if (attempt !== undefined && attempt === attempt.connector.attempt) attempt.connector.failed("connect_failed", connectErrorText(error));
+    if (attempt !== undefined && attempt === attempt.connector.attempt) attempt.connector.failed("connect_failed", attempt.connector.errorText(error));
   },
   error(socket: Socket<Attempt>, error: Error) {
     socket.data?.session.router.log.debug(`upstream socket error: ${connectErrorText(error)}`);

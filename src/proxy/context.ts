@@ -8,12 +8,13 @@ import type { Socket } from "bun";
 import type { Address } from "../util/address.ts";
 import type { Logger, LogLimiter } from "../util/log.ts";
 import type { Backend } from "../backend/backend.ts";
-import type { ListenerTlsConfig } from "../config/types.ts";
+import type { ListenerTlsConfig, SessionControls } from "../config/types.ts";
 import type { CidrSet } from "../util/cidr.ts";
 import type { Admission, AdmissionRules } from "./admission.ts";
 import type { ListenerView, SessionObserver, SessionView } from "./handle.ts";
 import type { Limits } from "./pipe.ts";
 import type { PrefaceStep } from "./preface/preface.ts";
+import type { RateLimits } from "./rate.ts";
 import type { Route } from "./route.ts";
 import type { Ticks } from "./timers.ts";
 import type { InheritedListener } from "./handover-record.ts";
@@ -42,6 +43,10 @@ export interface ListenerOptions extends AdmissionRules {
   acceptProxy: CidrSet | null;
   /** Terminate TLS with these certificates, chosen by SNI (certificates.ts); null = plain TCP. */
   tls: ListenerTlsConfig | null;
+  /** Bandwidth limits of its sessions, with their per-address buckets (rate.ts); null = none. */
+  rates: RateLimits | null;
+  /** TCP options of its client sockets, set at accept (tcp_keepalive, tcp_user_timeout); null = none. */
+  tcp: SessionControls | null;
 }
 
 /** The router's counters (`stats()` adds what open sessions hold). */

@@ -7,11 +7,16 @@
  * `to`'s drain), which keeps the stream in order. Above the high-water mark the reading socket
  * is paused; it is resumed when the queue is at or below the low-water mark.
  *
+ * A pipe with bandwidth limits (`limiter`, rate.ts) also pauses its reading socket while a
+ * token bucket is in debt. The socket is paused for either reason and resumed only when
+ * neither holds: the queue is at or below the low-water mark and the buckets are out of debt.
+ *
  * A FIN from `from` (`end()`) is passed on with `to.shutdown()` once the queue is empty, except
  * by the session's last pipe when `to` has sent its own FIN: the session then closes `to`, and
  * close(2) sends the FIN after the queued bytes (one system call fewer per session).
  */
 import type { Socket } from "bun";
+import { type Limiter, type WaitsForTokens, waitForTokens } from "./rate.ts";
 
 /** Queued chunks smaller than this are joined into one write: each write is a syscall. */
 const COALESCE_BYTES = 64 * 1024;
@@ -41,7 +46,7 @@ export interface PipeOwner {
   pipeDone(): void;
 }
 
-export class Pipe {
+export class Pipe implements WaitsForTokens {
   /** The socket this pipe reads; null until the upstream is connected (for the upstream → client pipe). */
   from: AnySocket | null;
   /** The socket this pipe writes; null until the upstream is connected (for the client → upstream pipe). */
@@ -56,7 +61,12 @@ export class Pipe {
   done = false;
   private queue: Uint8Array[] = [];
   private head = 0;
+  /** Bandwidth limits of this direction; null = none (the only cost: a null check per chunk). Set by the session. */
+  limiter: Limiter | null = null;
+  /** `from` is paused: the queue passed the high-water mark. */
   private paused = false;
+  /** `from` is paused: the limiter is in debt (resumed by the rate clock, tokensBack). */
+  private held = false;
   /** Handed to another process: nothing is written or resumed here (see freeze). */
   private frozen = false;
 
@@ -73,6 +83,7 @@ export class Pipe {
   push(chunk: Uint8Array): void {
     this.bytes += chunk.length;
     this.owner.idleTicks = 0;
+    if (this.limiter !== null && this.limiter.take(chunk.length) && !this.held) this.hold();
     if (this.done) return; // `to` is gone; the session closes once the other pipe finishes
     const to = this.to;
     if (this.queued === 0 && to !== null) {
@@ -85,8 +96,23 @@ export class Pipe {
     this.queued += chunk.length;
     if (!this.paused && this.queued >= this.owner.limits.highWaterMark && this.from !== null) {
       this.paused = true;
-      this.from.pause();
+      if (!this.held) this.from.pause();
     }
+  }
+
+  /** The limiter ran into debt: pause `from` until the rate clock gives tokens back. */
+  private hold(): void {
+    this.held = true;
+    this.limiter!.paused();
+    if (!this.paused) this.from?.pause();
+    waitForTokens(this);
+  }
+
+  /** The limiter is out of debt (the rate clock): resume `from` unless the queue still holds it. */
+  tokensBack(now: number): void {
+    this.held = false;
+    this.limiter?.resumed(now);
+    if (!this.paused && !this.frozen) this.from?.resume();
   }
 
   /** Puts bytes in front of everything queued (a PROXY header for a new upstream connection). */
@@ -129,7 +155,7 @@ export class Pipe {
     }
     if (this.paused && this.queued <= this.owner.limits.lowWaterMark) {
       this.paused = false;
-      this.from?.resume();
+      if (!this.held) this.from?.resume();
     }
     if (this.queued === 0 && this.ended) this.finish();
   }
@@ -168,6 +194,7 @@ export class Pipe {
   /** `to` is gone: nothing more can be written; queued bytes are dropped. Returns how many. */
   abandon(): number {
     const dropped = this.queued;
+    this.limiter?.release();
     this.done = true;
     this.queue.length = 0;
     this.head = 0;

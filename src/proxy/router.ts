@@ -21,6 +21,8 @@ import { Handover } from "./handover.ts";
 import { DefaultRoute, ServerNameRoute, ServerNameRoutes } from "./route.ts";
 import { ClientCertRoute } from "./client-cert-route.ts";
 import { NO_TICKS, ticksOf, tickFor } from "./timers.ts";
+import { rateLimits } from "./rate.ts";
+import { hasTcpOptions } from "./connector.ts";
 import { defaultLogger, event, type Logger } from "../util/log.ts";
 import type { CloseReason, Limits, ReloadSummary, RouterHandle, RouterOptions, RouterView, SessionObserver, Stats, StopSummary } from "./handle.ts";
 import type { Session } from "./session.ts";
@@ -328,6 +330,8 @@ function listenerOptions(config: ListenerConfig, backends: Map<string, Backend>)
     maxConnectionsPerIp: config.maxConnectionsPerIp,
     connectionRatePerIp: config.connectionRatePerIp,
     tls: config.tls,
+    rates: rateLimits(config.controls),
+    tcp: hasTcpOptions(config.controls) ? config.controls! : null,
   };
 }
 

@@ -22,6 +22,7 @@ import { type Attempt, Connector, type UpstreamOwner } from "./connector.ts";
 import type { ClientSocket, ListenerContext, RouterContext } from "./context.ts";
 import type { CloseReason, SessionObserver, SessionState } from "./handle.ts";
 import { type AnySocket, Pipe, type PipeOwner } from "./pipe.ts";
+import { backendLimits, limiters, type RateLimits } from "./rate.ts";
 import { Preface, type PrefaceContext } from "./preface/preface.ts";
 import type { ClientCertificate, RouteInfo } from "./route.ts";
 import { proxySsl } from "./certificates.ts";
@@ -258,9 +259,19 @@ export class Session implements PipeOwner, UpstreamOwner, PrefaceContext {
       return this.fail("no_route", `no route for server name ${name === null ? "(none)" : JSON.stringify(name)}`);
     }
     this.routedTo = backend;
+    const rates = this.listener.options.rates;
+    const backendRates = backendLimits(backend);
+    if (rates !== null || backendRates !== null) this.limit(rates, backendRates);
     this.state = "connecting";
     this.connector = new Connector(this, backend);
     this.connector.dial();
+  }
+
+  /** Bandwidth limits of the listener and the backend, on both pipes (rate.ts); given back in Pipe.abandon. */
+  private limit(listener: RateLimits | null, backend: RateLimits | null): void {
+    const [up, down] = limiters(listener, backend, () => this.clientHost);
+    this.up.limiter = up;
+    this.down.limiter = down;
   }
 
   // ── a session handed to a new process (handover.ts) ───────────────────────────────────────
