@@ -14,6 +14,7 @@ import * as v from "valibot";
 import { checkFiles, withFiles } from "./checks.ts";
 import { at, tomlErrorLine } from "./messages.ts";
 import { ConfigSchema } from "./schema.ts";
+import { interpolate } from "./interpolate.ts";
 import type { Config, ConfigFormat } from "./types.ts";
 
 export type * from "./types.ts";
@@ -56,15 +57,28 @@ export function formatOf(path: string): ConfigFormat {
  * (relative paths are taken from the directory of `source`). Throws ConfigError with every
  * error found.
  */
-export function parseConfig(text: string, format: ConfigFormat, source = `config.${format}`): Config {
-  let data: unknown;
+export function parseConfig(
+  text: string,
+  format: ConfigFormat,
+  source = `config.${format}`,
+  env: Readonly<Record<string, string | undefined>> = process.env,
+): Config {
+  let parsed: unknown;
   try {
-    data = format === "toml" ? Bun.TOML.parse(text) : JSON.parse(text);
+    parsed = format === "toml" ? Bun.TOML.parse(text) : JSON.parse(text);
   } catch (error) {
     const message = (error as Error).message.replace(/^\w+ Parse error: /, "");
     const line = format === "toml" ? tomlErrorLine(text, (error as Error).message) : null;
     throw new ConfigError(source, [`${line === null ? "" : `line ${line}: `}not valid ${format.toUpperCase()}: ${message}`]);
   }
+  // ${NAME} and ${NAME:-default} in string values (interpolate.ts), before anything reads them.
+  const { data, errors: unset } = interpolate(parsed, env);
+  const envErrors = unset.map(({ path, message }) =>
+    at(
+      path.map((key) => ({ key })),
+      message,
+    ),
+  );
   const result = v.safeParse(ConfigSchema, data);
   const base = dirname(resolve(source));
   const fileErrors = checkFiles(data, base).map(({ path, message }) =>
@@ -73,9 +87,9 @@ export function parseConfig(text: string, format: ConfigFormat, source = `config
       message,
     ),
   );
-  if (result.success && fileErrors.length === 0) return withFiles(result.output, base);
+  if (result.success && fileErrors.length === 0 && envErrors.length === 0) return withFiles(result.output, base);
   const errors = result.success ? [] : result.issues.map((issue) => at(issue.path, issue.message));
-  throw new ConfigError(source, [...errors, ...fileErrors]);
+  throw new ConfigError(source, [...envErrors, ...errors, ...fileErrors]);
 }
 
 /** Things that are allowed but probably a mistake: a backend no listener or route uses. */

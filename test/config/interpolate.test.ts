@@ -1,0 +1,74 @@
+/** Environment variables in config values (config/interpolate.ts), and through parseConfig with every error at its path. */
+import { describe, expect, test } from "bun:test";
+import { ConfigError, parseConfig } from "../../src/config/load.ts";
+import { interpolate } from "../../src/config/interpolate.ts";
+
+const ENV = { HOST: "127.0.0.1", PORT: "7000", EMPTY: "", DOLLAR: "a$b" };
+
+describe("interpolate", () => {
+  test.each([
+    ["${HOST}:${PORT}", "127.0.0.1:7000"],
+    ["${MISSING:-10.0.0.1}:6379", "10.0.0.1:6379"],
+    ["${EMPTY:-fallback}", "fallback"],
+    ["${EMPTY-fallback}", ""],
+    ["${MISSING-fallback}", "fallback"],
+    ["${MISSING:-}", ""],
+    ["price: $$5", "price: $5"],
+    ["$$${HOST}", "$127.0.0.1"],
+    ["${DOLLAR}", "a$b"],
+    ["a $ alone and $HOST stay", "a $ alone and $HOST stay"],
+    ["no placeholders", "no placeholders"],
+  ])("%p → %p", (text, expected) => {
+    const result = interpolate({ value: text }, ENV);
+    expect(result.errors).toEqual([]);
+    expect(result.data).toEqual({ value: expected });
+  });
+
+  test("walks tables and arrays, leaves keys, numbers and booleans alone", () => {
+    const data = { "${HOST}": 1, list: ["${PORT}", 2, true, { deep: "${HOST}" }] };
+    expect(interpolate(data, ENV)).toEqual({ data: { "${HOST}": 1, list: ["7000", 2, true, { deep: "127.0.0.1" }] }, errors: [] });
+  });
+
+  test("an unset variable without default, and a malformed reference, are errors at their paths", () => {
+    const result = interpolate({ listeners: [{ listen: "${NOPE}:1" }], backends: { b: { targets: ["${1bad}"] } } }, ENV);
+    expect(result.errors).toEqual([
+      { path: ["listeners", 0, "listen"], message: "environment variable NOPE is not set (give it a value, or a default: ${NOPE:-value})" },
+      { path: ["backends", "b", "targets", 0], message: '"${1bad}" is not a variable reference: use ${NAME}, ${NAME:-default} or $$ for a literal $' },
+    ]);
+  });
+});
+
+describe("parseConfig with the environment", () => {
+  const toml = `
+[[listeners]]
+listen = "\${HOST}:\${PORT}"
+backend = "app"
+idle_timeout = "\${IDLE:-5m}"
+
+[backends.app]
+targets = ["\${TARGET_HOST:-127.0.0.1}:6379"]
+`;
+
+  test("values come from the environment, defaults where unset", () => {
+    const config = parseConfig(toml, "toml", "env.toml", ENV);
+    expect(config.listeners[0]!.listen).toEqual({ kind: "tcp", host: "127.0.0.1", port: 7000 });
+    expect(config.listeners[0]!.idleTimeout).toBe(300_000);
+    expect(config.backends.get("app")!.targets[0]!.address).toEqual({ kind: "tcp", host: "127.0.0.1", port: 6379 });
+  });
+
+  test("an unset variable is one line with its path, with the file's other errors", () => {
+    let error: ConfigError | null = null;
+    try {
+      parseConfig(`${toml}\n[backends.other]\ntargets = []\nbalance = "fastest"\n`, "toml", "env.toml", { PORT: "7000" });
+    } catch (caught) {
+      error = caught as ConfigError;
+    }
+    expect(error).toBeInstanceOf(ConfigError);
+    expect(error!.errors[0]).toBe("listeners[0].listen: environment variable HOST is not set (give it a value, or a default: ${HOST:-value})");
+    expect(error!.errors.some((line) => line.startsWith("backends.other.balance:"))).toBe(true);
+  });
+
+  test("an interpolated value is validated like a written one", () => {
+    expect(() => parseConfig(toml, "toml", "env.toml", { ...ENV, IDLE: "soon" })).toThrow("listeners[0].idle_timeout:");
+  });
+});
