@@ -1,3 +1,4 @@
+// biome-ignore-all lint/suspicious/noTemplateCurlyInString: these strings are config text holding ${NAME} references
 /** Environment variables in config values (config/interpolate.ts), and through parseConfig with every error at its path. */
 import { describe, expect, test } from "bun:test";
 import { ConfigError, parseConfig } from "../../src/config/load.ts";
