@@ -12,6 +12,7 @@
  * line on stderr and exit 1: the admin cannot be reached, it refused the token, the backend or
  * target is unknown, or a drain with --wait ran out with sessions still open.
  */
+import { readFileSync } from "node:fs";
 import { defineCommand, type ArgsDef } from "citty";
 import { readToken } from "../config/checks.ts";
 import { DEFAULTS } from "../config/defaults.ts";
@@ -30,7 +31,14 @@ export const ctlArgs = {
   backend: { type: "positional", required: false, description: "The backend's name (targets: optional, all backends without it)" },
   target: { type: "positional", required: false, description: "The target's address (127.0.0.1:6380, unix:/path) or its configured name" },
   weight: { type: "positional", required: false, description: "weight: the new weight, 0 to 256 (0 = no new sessions)" },
-  admin: { type: "string", default: DEFAULTS.admin.ctlAddress, description: "The admin listener: host:port or unix:/path" },
+  admin: {
+    type: "string",
+    default: DEFAULTS.admin.ctlAddress,
+    description: "The admin listener: host:port, https://host:port (an admin with [admin] tls) or unix:/path",
+  },
+  ca: { type: "string", description: "https: the CA bundle (PEM) the admin's certificate is verified against (else the system's)" },
+  cert: { type: "string", description: "https: a client certificate (PEM) for an admin that asks for one (mTLS); with --key" },
+  key: { type: "string", description: "https: the client certificate's key (PEM)" },
   "token-file": { type: "string", description: `File with the admin token (else $${DEFAULTS.admin.tokenEnv})` },
   wait: { type: "string", description: 'drain: answer once the target has no session left, or after this long ("30s"; exit 1 if some are left)' },
   close: { type: "boolean", default: false, description: "maint: also close the target's open sessions" },
@@ -43,7 +51,7 @@ export default defineCommand({
   async run({ args }) {
     const action = args.action as Action;
     if (!ACTIONS.includes(action)) throw new UsageError(`unknown action "${args.action}" (use ${ACTIONS.join(", ")})`);
-    const admin = adminAddress(args.admin);
+    const admin = adminAddress(args.admin, args);
     const token = tokenOf(args["token-file"]);
     if (action === "upgrade") {
       const answer = await call(admin, "/api/upgrade", {}, token, 0);
@@ -91,13 +99,37 @@ export default defineCommand({
   },
 });
 
-function adminAddress(text: string): Address {
+/** Where the admin is, and the TLS options of fetch for an `https://` one (its files read now). */
+interface Admin {
+  address: Address;
+  tls: { ca?: string; cert?: string; key?: string } | null;
+}
+
+function adminAddress(text: string, flags: { ca?: string; cert?: string; key?: string }): Admin {
+  const https = /^https:\/\//i.test(text);
+  let address: Address;
   try {
-    return parseAddress(text.replace(/^https?:\/\//, "").replace(/\/$/, ""));
+    address = parseAddress(text.replace(/^https?:\/\//i, "").replace(/\/$/, ""));
   } catch (error) {
     if (error instanceof AddressError) throw new UsageError(`--admin: ${error.message}`);
     throw error;
   }
+  const given = (["ca", "cert", "key"] as const).filter((flag) => flags[flag] !== undefined);
+  if (!https) {
+    if (given.length > 0) throw new UsageError(`--${given[0]}: only with an https:// admin (--admin https://host:port)`);
+    return { address, tls: null };
+  }
+  if (address.kind === "unix") throw new UsageError("--admin: https:// is for a host:port admin; a unix socket admin is plain HTTP");
+  if ((flags.cert === undefined) !== (flags.key === undefined)) throw new UsageError("--cert and --key go together (a client certificate and its key)");
+  const tls: NonNullable<Admin["tls"]> = {};
+  for (const flag of given) {
+    try {
+      tls[flag] = readFileSync(flags[flag]!, "utf8");
+    } catch (error) {
+      throw new UsageError(`--${flag}: cannot read ${flags[flag]}: ${errorText(error, { ENOENT: "no such file" }, "message")}`);
+    }
+  }
+  return { address, tls };
 }
 
 /** The token from --token-file, else the environment; null = send none. */
@@ -114,17 +146,19 @@ function tokenOf(file: string | undefined): string | null {
 }
 
 /** One request to the admin; its JSON answer, or an Error with a one-line message. */
-async function call(admin: Address, path: string, body: Record<string, unknown> | null, token: string | null, wait: number): Promise<Record<string, unknown>> {
-  const where = formatAddress(admin);
+async function call(to: Admin, path: string, body: Record<string, unknown> | null, token: string | null, wait: number): Promise<Record<string, unknown>> {
+  const admin = to.address;
+  const where = `${to.tls === null ? "" : "https://"}${formatAddress(admin)}`;
   const headers: Record<string, string> = body === null ? {} : { "content-type": "application/json" };
   if (token !== null) headers.authorization = `Bearer ${token}`;
   let response: Response;
   try {
-    response = await fetch(admin.kind === "unix" ? `http://localhost${path}` : `http://${where}${path}`, {
+    response = await fetch(admin.kind === "unix" ? `http://localhost${path}` : `${to.tls === null ? "http://" : ""}${where}${path}`, {
       method: body === null ? "GET" : "POST",
       headers,
       ...(body === null ? {} : { body: JSON.stringify(body) }),
       ...(admin.kind === "unix" ? { unix: admin.path } : {}),
+      ...(to.tls === null ? {} : { tls: to.tls }),
       signal: AbortSignal.timeout(10_000 + wait),
     });
   } catch (error) {
