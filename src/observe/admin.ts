@@ -29,11 +29,24 @@ import { ListenError } from "../proxy/router.ts";
 import type { RouterView } from "../proxy/handle.ts";
 import type { Stats } from "../proxy/handle.ts";
 import { STATUS_PAGE } from "./status-page.ts";
-import { authorize, control, OPEN_READS, type AdminAuth } from "./control.ts";
+import { authorize, control, failure, OPEN_READS, type AdminAuth } from "./control.ts";
 import type { AdminState } from "../backend/backend.ts";
 import { sourceEntries, type SourceEntries } from "../backend/sources/all.ts";
 import { statusOf } from "../backend/sources/source.ts";
-import { chmodSync } from "node:fs";
+import { chmodSync, readFileSync } from "node:fs";
+import { isIP } from "node:net";
+import { removeStaleSocket } from "../util/unix-socket.ts";
+
+/**
+ * HTTPS for the admin: file paths (PEM), read when it starts. With `clientCa`, only clients
+ * showing a certificate that CA signed get an answer (mTLS). The config's `[admin] tls`
+ * (AdminTlsConfig in config/types.ts) has this shape.
+ */
+export interface AdminTlsConfig {
+  cert: string;
+  key: string;
+  clientCa: string | null;
+}
 
 /** Set by a supervisor relaying a request to a worker's internal socket: who sent it (for the audit line). */
 export const CLIENT_HEADER = "x-tcprouter-client";
@@ -52,6 +65,8 @@ export interface AdminOptions {
   trustClientHeader?: boolean;
   /** What POST /api/upgrade starts; absent: it answers 409. */
   upgrade?: () => void;
+  /** HTTPS with this certificate, and with `clientCa` only clients whose certificate it signed (files read at start). Default: plain HTTP. */
+  tls?: AdminTlsConfig | null;
 }
 
 export interface AdminServer {
@@ -59,7 +74,7 @@ export interface AdminServer {
   readonly address: string;
   /** The bound port (0 for a unix socket). */
   readonly port: number;
-  /** `http://127.0.0.1:9901/` (for a unix socket, `unix:///path`). */
+  /** `http://127.0.0.1:9901/`, `https://…` with TLS (for a unix socket, `unix:///path`). */
   readonly url: string;
   readonly metrics: Metrics;
   stop(): Promise<void>;
@@ -209,9 +224,7 @@ export function startAdmin(options: AdminOptions): AdminServer {
         ...(options.upgrade ? { upgrade: options.upgrade } : {}),
       });
     }
-    if (request.method !== "GET" && request.method !== "HEAD") {
-      return new Response("method not allowed\n", { status: 405, headers: { allow: "GET, HEAD" } });
-    }
+    if (request.method !== "GET" && request.method !== "HEAD") return failure(405, `${request.method} not allowed here (GET, HEAD)`, { allow: "GET, HEAD" });
     if (path !== "/healthz" && path !== "/readyz") {
       const denied = authorize(request, auth, false);
       if (denied !== null) return denied;
@@ -234,12 +247,13 @@ export function startAdmin(options: AdminOptions): AdminServer {
       case "/":
         return new Response(STATUS_PAGE, { headers: { "content-type": "text/html; charset=utf-8", ...NO_STORE } });
       default:
-        return new Response("not found: try /metrics, /healthz, /readyz, /status, /api/backends or /\n", { status: 404 });
+        // Also `//api/…` and `/%61pi/…`: paths are matched as sent (not decoded, slashes not merged), so they are not /api/.
+        return failure(404, "not found: try /metrics, /healthz, /readyz, /status, /api/backends or /");
     }
   };
   let served: { server: ReturnType<typeof Bun.serve>; bound: Address };
   try {
-    served = serveAdmin(address, fetch, log);
+    served = serveAdmin(address, fetch, log, options.tls ?? null);
   } catch (error) {
     if (owned) metrics.detach();
     throw error;
@@ -251,7 +265,7 @@ export function startAdmin(options: AdminOptions): AdminServer {
   return {
     address: text,
     port: bound.kind === "tcp" ? bound.port : 0,
-    url: bound.kind === "tcp" ? `http://${text}/` : `unix://${bound.path}`,
+    url: bound.kind === "tcp" ? `${options.tls ? "https" : "http"}://${text}/` : `unix://${bound.path}`,
     metrics,
     async stop() {
       clearInterval(sampler);
@@ -278,25 +292,36 @@ export function clientOf(server: AdminHttpServer, request: Request): string {
 
 /**
  * Bun.serve on an admin address; a bind error becomes a one-line ListenError. A unix socket is
- * created mode 0600: only its owner (and root) can connect.
+ * created mode 0600: only its owner (and root) can connect; a stale one a dead process left is
+ * removed first (util/unix-socket.ts). With `tls`, HTTPS; with its `clientCa`, a client without
+ * a certificate that CA signed fails the handshake (Bun.serve's requestCert and
+ * rejectUnauthorized, checked on Bun 1.4.5 in test/observe/admin-hardening.test.ts).
  */
 export function serveAdmin(
   address: Address,
   fetch: (request: Request, server: AdminHttpServer) => Response | Promise<Response>,
   log: Logger,
+  tls: AdminTlsConfig | null = null,
 ): { server: AdminHttpServer; bound: Address } {
   const error = (cause: Error): Response => {
     log.warn(`admin: ${cause.message}`);
-    return new Response("internal error\n", { status: 500 });
+    return failure(500, "internal error");
   };
   let server: AdminHttpServer;
+  let tlsOptions: Record<string, unknown> = {};
+  try {
+    if (tls !== null) tlsOptions = { tls: adminTlsOptions(tls) };
+  } catch (cause) {
+    throw new ListenError(`admin: cannot listen on ${formatAddress(address)}: ${(cause as Error).message}`);
+  }
   // The umask makes the socket 0600 from the start (no moment when others could connect).
   const umask = address.kind === "unix" ? process.umask(0o177) : null;
   try {
+    if (address.kind === "unix") removeStaleSocket(address.path);
     server =
       address.kind === "unix"
-        ? Bun.serve({ unix: address.path, fetch, error, development: false })
-        : Bun.serve({ hostname: address.host, port: address.port, fetch, error, development: false });
+        ? Bun.serve({ unix: address.path, fetch, error, development: false, ...tlsOptions })
+        : Bun.serve({ hostname: address.host, port: address.port, fetch, error, development: false, ...tlsOptions });
     if (address.kind === "unix") chmodSync(address.path, 0o600);
   } catch (cause) {
     throw new ListenError(`admin: cannot listen on ${formatAddress(address)}: ${listenErrorText(cause)}`);
@@ -304,4 +329,41 @@ export function serveAdmin(
     if (umask !== null) process.umask(umask);
   }
   return { server, bound: address.kind === "unix" ? address : { ...address, port: server.port ?? address.port } };
+}
+
+/** Bun.serve's `tls` for the admin: the files read now; a client CA makes a certificate it signed required. */
+function adminTlsOptions(tls: AdminTlsConfig): Record<string, unknown> {
+  const read = (path: string) => {
+    try {
+      return readFileSync(path, "utf8");
+    } catch (error) {
+      throw new Error(`cannot read ${path}: ${listenErrorText(error)}`);
+    }
+  };
+  const options: Record<string, unknown> = { cert: read(tls.cert), key: read(tls.key) };
+  if (tls.clientCa !== null) Object.assign(options, { ca: read(tls.clientCa), requestCert: true, rejectUnauthorized: true });
+  return options;
+}
+
+/** Addresses that only this machine reaches: 127.0.0.0/8, ::1, localhost, a unix socket. */
+function isLoopback(address: Address): boolean {
+  if (address.kind === "unix") return true;
+  const host = address.host.toLowerCase().replace(/\.$/, "");
+  if (isIP(host) === 4) return host.startsWith("127.");
+  if (isIP(host) === 6) return host === "::1";
+  return host === "localhost" || host.endsWith(".localhost");
+}
+
+/**
+ * The start-up warning for an admin reachable beyond this machine (not loopback, not a unix
+ * socket) whose reads are open (`/status` and `/metrics` show every listener, backend and
+ * target) or that speaks plain HTTP (the token crosses the network in clear); null when neither.
+ */
+export function adminExposure(address: Address, auth: AdminAuth, tls: AdminTlsConfig | null): string | null {
+  if (isLoopback(address)) return null;
+  const problems: string[] = [];
+  if (!auth.protectReads) problems.push("its reads are open (/status and /metrics show every listener, backend and target: set [admin] protect_reads = true)");
+  if (tls === null) problems.push("it speaks plain HTTP (the token travels in clear: set [admin] tls)");
+  if (problems.length === 0) return null;
+  return `admin on ${formatAddress(address)} is reachable beyond this machine and ${problems.join(", and ")}`;
 }
