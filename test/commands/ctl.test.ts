@@ -36,7 +36,7 @@ let tokenFile: string;
 beforeAll(async () => {
   dir = mkdtempSync(join(tmpdir(), "tcprouter-ctl-"));
   tokenFile = join(dir, "admin.token");
-  writeFileSync(tokenFile, `${TOKEN}\n`);
+  writeFileSync(tokenFile, `${TOKEN}\n`, { mode: 0o600 });
   a = listen(echo);
   b = listen(echo);
   port = freePort();

@@ -425,7 +425,7 @@ describe("auth", () => {
     const dir = mkdtempSync(join(tmpdir(), "tcprouter-control-"));
     try {
       const file = join(dir, "token");
-      writeFileSync(file, `  ${TOKEN}\n`);
+      writeFileSync(file, `  ${TOKEN}\n`, { mode: 0o600 });
       const env = { TCPROUTER_ADMIN_TOKEN: "from-env" };
       expect(loadAdminAuth({ tokenFile: file, protectReads: false, source: "--admin-token-file" }, env)).toEqual(WITH_TOKEN);
       expect(loadAdminAuth({ tokenFile: null, protectReads: true, source: "x" }, env)).toEqual({ token: "from-env", protectReads: true });

@@ -14,7 +14,7 @@ test("a change reaches both workers, each reports; the states survive a worker r
   try {
     await using a = listen(echo);
     const tokenFile = join(dir, "token");
-    writeFileSync(tokenFile, TOKEN);
+    writeFileSync(tokenFile, TOKEN, { mode: 0o600 });
     const port = freePort();
     const adminPort = freePort();
     const admin = `http://${HOST}:${adminPort}`;
@@ -126,7 +126,7 @@ test("protect_reads with workers: /status and /metrics need the token at the sup
   const dir = mkdtempSync(join(tmpdir(), "tcprouter-workers-control-"));
   try {
     await using a = listen(echo);
-    writeFileSync(join(dir, "token"), TOKEN);
+    writeFileSync(join(dir, "token"), TOKEN, { mode: 0o600 });
     const port = freePort();
     const adminPort = freePort();
     const config = join(dir, "router.toml");
