@@ -75,3 +75,46 @@ export function parseDnsServer(input: string): string {
   if (isIP(address.host) === 0) throw new Error(`"${input}": a DNS server must be an IP address, not a name`);
   return formatAddress(address);
 }
+
+/** The most ports one listen range may span (`127.0.0.1:7000-8023`): each port is its own listener. */
+export const MAX_PORT_RANGE = 1024;
+
+/** A listen address over consecutive ports, `host:first-last` (config/ranges.ts makes one listener per port). */
+export interface PortRange {
+  kind: "range";
+  host: string;
+  first: number;
+  last: number;
+}
+
+/**
+ * A listen address: an Address (port 0 allowed), or a port range `host:first-last` /
+ * `[v6]:first-last` of at most MAX_PORT_RANGE ports, first ≤ last, no port 0. A unix path is
+ * taken as written (it has no port, so no range). Throws AddressError quoting the input.
+ */
+export function parseListenAddress(input: string): Address | PortRange {
+  const text = input.trim();
+  const range = /^(.*):(\d{1,5})-(\d{1,5})$/.exec(text);
+  if (range === null || text.startsWith("unix:")) return parseAddress(input, true);
+  const [, hostText, firstText, lastText] = range as unknown as [string, string, string, string];
+  const first = Number(firstText);
+  const last = Number(lastText);
+  let host: string;
+  try {
+    host = (parseAddress(`${hostText}:1`) as { host: string }).host;
+  } catch (error) {
+    throw new AddressError((error as Error).message.replace(`"${hostText}:1"`, `"${input}"`));
+  }
+  for (const port of [first, last]) {
+    if (port === 0 || port > 65535) throw new AddressError(`"${input}": port ${port} is out of range (a range takes 1-65535)`);
+  }
+  if (first > last) throw new AddressError(`"${input}": the range starts after it ends (${first} > ${last})`);
+  const ports = last - first + 1;
+  if (ports > MAX_PORT_RANGE) throw new AddressError(`"${input}": ${ports} ports; a range spans at most ${MAX_PORT_RANGE}`);
+  return { kind: "range", host, first, last };
+}
+
+/** `127.0.0.1:7000-7010`, `[::1]:7000-7010`. */
+export function formatPortRange(range: PortRange): string {
+  return `${formatHostPort(range.host, range.first)}-${range.last}`;
+}
