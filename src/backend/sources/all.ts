@@ -1,15 +1,17 @@
 /**
  * Every kind of target source (source.ts), in the order the router runs them: DNS expands
- * hostnames first; Sentinel then gives its backends their one target. A new source (SRV) is a
- * new file with its `SourceKind`, added here; nothing outside backend/ changes.
+ * hostnames first; SRV adds the targets of SRV names (to backends without hostname targets);
+ * Sentinel then gives its backends their one target. A new source is a new file with its
+ * `SourceKind`, added here; nothing outside backend/ changes.
  */
 import type { BackendConfig } from "../../config/types.ts";
 import type { Logger } from "../../util/log.ts";
 import { DNS } from "./discovery.ts";
 import { SENTINEL } from "./sentinel.ts";
+import { SRV } from "./srv.ts";
 import type { SourceFields, TargetSource } from "./source.ts";
 
-export const SOURCE_KINDS = [DNS, SENTINEL] as const;
+export const SOURCE_KINDS = [DNS, SRV, SENTINEL] as const;
 
 export type SourceKindName = (typeof SOURCE_KINDS)[number]["kind"];
 
