@@ -288,6 +288,8 @@ const accessLog = v.pipe(v.string(expected('"stdout", "off" or a file path')), v
 export const ConfigSchema = v.pipe(
   table(
     {
+      /** A JSON config's pointer to its JSON Schema (editors read it); ignored. */
+      $schema: v.optional(v.string(expected("the JSON Schema's path or URL"))),
       access_log: v.optional(accessLog),
       admin: v.optional(Admin),
       defaults: v.optional(Defaults),

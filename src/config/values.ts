@@ -78,7 +78,7 @@ function parsedBy<T>(parse: (text: string) => T) {
 /** A table with these keys. Unknown keys are errors; `required` explains each required key. */
 export function table<const E extends v.ObjectEntries>(entries: E, required: { [K in keyof E]?: string } = {}, what = "a table") {
   const known = Object.keys(entries);
-  return v.pipe(
+  const schema = v.pipe(
     // looseObject (and record) alone would take an array or a TOML date for a table.
     v.custom<Record<string, unknown>>(isRecord, expected(what)),
     v.looseObject(entries, (issue) => `missing (${required[String(issue.path?.[0]?.key)] ?? "required"})`),
@@ -92,7 +92,12 @@ export function table<const E extends v.ObjectEntries>(entries: E, required: { [
       }
     }),
   );
+  TABLES.set(schema, { entries, what });
+  return schema;
 }
+
+/** Every `table()` schema and its keys, for the JSON Schema of the config (json-schema.ts). */
+export const TABLES = new WeakMap<object, { entries: v.ObjectEntries; what: string }>();
 
 /** At least 1s: no name is looked up more often than that, whatever its TTL. */
 export const resolveInterval = v.pipe(
