@@ -27,7 +27,8 @@ export function interpolate(data: unknown, env: Env = process.env): { data: unkn
   const walk = (value: unknown, path: (string | number)[]): unknown => {
     if (typeof value === "string") return value.includes("$") ? substitute(value, path, env, errors) : value;
     if (Array.isArray(value)) return value.map((item, index) => walk(item, [...path, index]));
-    if (value !== null && typeof value === "object") {
+    // Plain tables only: a TOML date stays a date (and is refused where a table belongs).
+    if (value !== null && typeof value === "object" && [Object.prototype, null].includes(Object.getPrototypeOf(value))) {
       const out: Record<string, unknown> = {};
       for (const [key, item] of Object.entries(value)) out[key] = walk(item, [...path, key]);
       return out;

@@ -30,6 +30,12 @@ describe("interpolate", () => {
     expect(interpolate(data, ENV)).toEqual({ data: { "${HOST}": 1, list: ["7000", 2, true, { deep: "127.0.0.1" }] }, errors: [] });
   });
 
+  // Regression: a TOML date (a Date object) came out of interpolation as an empty table.
+  test("a TOML date is left as it is", () => {
+    const date = new Date("1979-05-27T00:00:00Z");
+    expect((interpolate({ when: date }, ENV).data as { when: unknown }).when).toBe(date);
+  });
+
   test("an unset variable without default, and a malformed reference, are errors at their paths", () => {
     const result = interpolate({ listeners: [{ listen: "${NOPE}:1" }], backends: { b: { targets: ["${1bad}"] } } }, ENV);
     expect(result.errors).toEqual([
