@@ -17,6 +17,7 @@ import type { InheritedListener } from "../proxy/handover-record.ts";
 import { formatAddress } from "../util/address.ts";
 import { listenErrorText } from "../util/errors.ts";
 import { closeFd, dup } from "../util/fds.ts";
+import { removeStaleSocket } from "../util/unix-socket.ts";
 
 const NO_HANDLERS = { data() {}, open() {} };
 
@@ -37,6 +38,7 @@ export function holdListeners(config: Config, given: readonly InheritedListener[
         continue;
       }
       if (address.kind === "unix") {
+        bind(name, () => removeStaleSocket(address.path)); // a socket file a dead process left behind
         if (existsSync(address.path)) throw new ListenError(`cannot listen on ${name}: address already in use`);
         const temporary = `${address.path}.${process.pid}.tmp`;
         const server = bind(name, () => Bun.listen({ unix: temporary, socket: NO_HANDLERS }));

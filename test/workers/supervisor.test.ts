@@ -135,11 +135,17 @@ test("connections queued while a worker is killed with SIGKILL are served by the
   }
 }, 30_000);
 
-test("a unix listener works with --workers 2: both workers accept on the one socket", async () => {
-  const { mkdtempSync, rmSync } = await import("node:fs");
+test("a unix listener works with --workers 2, over the socket file a killed process left: both workers accept on the one socket", async () => {
+  const { existsSync, mkdtempSync, rmSync } = await import("node:fs");
   const dir = mkdtempSync("/tmp/tcprouter-unix-workers-");
   await using upstream = listen(echo);
   try {
+    // A process killed with SIGKILL leaves its socket file: the supervisor removes it (nobody listens).
+    const holder = Bun.spawn([process.execPath, "-e", `Bun.listen({ unix: "${dir}/router.sock", socket: { data() {} } }); await Bun.sleep(60_000);`]);
+    await waitFor(() => existsSync(`${dir}/router.sock`), 5000, "the other process's socket file");
+    holder.kill("SIGKILL");
+    await holder.exited;
+    expect(existsSync(`${dir}/router.sock`)).toBe(true);
     await using supervisor = spawnCli(["--listen", `unix:${dir}/router.sock`, "--to", `${HOST}:${upstream.port}`, "--workers", "2"]);
     await supervisor.stderrMatch(/\[worker 1\] listening/, 15_000);
     await supervisor.stderrMatch(/\[worker 2\] listening/, 15_000);
