@@ -23,13 +23,12 @@ import pkg from "../../package.json" with { type: "json" };
 import { formatAddress, parseAddress, type Address } from "../util/address.ts";
 import { defaultLogger, type Logger } from "../util/log.ts";
 import { Metrics } from "./metrics.ts";
-import { CONTENT_TYPE } from "./prometheus.ts";
 import { listenErrorText } from "../util/errors.ts";
 import { ListenError } from "../proxy/router.ts";
 import type { RouterView } from "../proxy/handle.ts";
 import type { Stats } from "../proxy/handle.ts";
-import { STATUS_PAGE } from "./status-page.ts";
-import { authorize, control, failure, OPEN_READS, type AdminAuth } from "./control.ts";
+import { control, failure, OPEN_READS, type AdminAuth } from "./control.ts";
+import { answer } from "./endpoints.ts";
 import type { AdminState } from "../backend/backend.ts";
 import { sourceEntries, type SourceEntries } from "../backend/sources/all.ts";
 import { statusOf } from "../backend/sources/source.ts";
@@ -198,7 +197,6 @@ export function status(router: RouterView, metrics: Metrics): Status {
   };
 }
 
-const NO_STORE = { "cache-control": "no-store" };
 
 /** Serves the admin endpoints. Throws ListenError (one line) when the address cannot be bound. */
 export function startAdmin(options: AdminOptions): AdminServer {
@@ -211,46 +209,31 @@ export function startAdmin(options: AdminOptions): AdminServer {
   const auth = options.auth ?? OPEN_READS;
   const audit = log.withTag("admin");
 
-  const fetch = (request: Request, server: AdminHttpServer): Response | Promise<Response> => {
-    const path = new URL(request.url).pathname;
-    if (path.startsWith("/api/")) {
-      const who = (options.trustClientHeader ? request.headers.get(CLIENT_HEADER) : null) ?? clientOf(server, request);
-      return control(request, {
-        router,
-        auth,
-        log: audit,
-        who,
-        holdOpen: () => server.timeout(request, 0),
-        ...(options.upgrade ? { upgrade: options.upgrade } : {}),
-      });
-    }
-    if (request.method !== "GET" && request.method !== "HEAD") return failure(405, `${request.method} not allowed here (GET, HEAD)`, { allow: "GET, HEAD" });
-    if (path !== "/healthz" && path !== "/readyz") {
-      const denied = authorize(request, auth, false);
-      if (denied !== null) return denied;
-    }
-    switch (path) {
-      case "/metrics":
-        return new Response(metrics.render(), { headers: { "content-type": CONTENT_TYPE, ...NO_STORE } });
-      case "/healthz":
-        return new Response("ok\n", { headers: { "content-type": "text/plain; charset=utf-8", ...NO_STORE } });
-      case "/readyz": {
-        const ready = isReady(router);
-        const body = ready ? "ready\n" : router.draining ? "draining\n" : "no listeners\n";
-        return new Response(body, { status: ready ? 200 : 503, headers: { "content-type": "text/plain; charset=utf-8", ...NO_STORE } });
-      }
-      case "/status": {
-        const body = status(router, metrics);
-        if (new URL(request.url).searchParams.has("history")) body.history = history;
-        return Response.json(body, { headers: NO_STORE });
-      }
-      case "/":
-        return new Response(STATUS_PAGE, { headers: { "content-type": "text/html; charset=utf-8", ...NO_STORE } });
-      default:
-        // Also `//api/…` and `/%61pi/…`: paths are matched as sent (not decoded, slashes not merged), so they are not /api/.
-        return failure(404, "not found: try /metrics, /healthz, /readyz, /status, /api/backends or /");
-    }
-  };
+  const fetch = (request: Request, server: AdminHttpServer): Promise<Response> =>
+    answer(
+      request,
+      {
+        metrics: () => metrics.render(),
+        readiness: () => ({ ready: isReady(router), reason: router.draining ? "draining" : "no listeners" }),
+        status: (withHistory) => {
+          const body = status(router, metrics);
+          if (withHistory) body.history = history;
+          return body;
+        },
+        api: (apiRequest) => {
+          const who = (options.trustClientHeader ? apiRequest.headers.get(CLIENT_HEADER) : null) ?? clientOf(server, apiRequest);
+          return control(apiRequest, {
+            router,
+            auth,
+            log: audit,
+            who,
+            holdOpen: () => server.timeout(apiRequest, 0),
+            ...(options.upgrade ? { upgrade: options.upgrade } : {}),
+          });
+        },
+      },
+      auth,
+    );
   let served: { server: ReturnType<typeof Bun.serve>; bound: Address };
   try {
     served = serveAdmin(address, fetch, log, options.tls ?? null);

@@ -29,13 +29,12 @@ import {
   type Status,
   type TargetStatus,
 } from "../observe/admin.ts";
-import { authorize, OPEN_READS, type AdminAuth } from "../observe/control.ts";
+import { OPEN_READS, type AdminAuth } from "../observe/control.ts";
+import { answer } from "../observe/endpoints.ts";
 import { controlRelay } from "./control.ts";
 import type { Logger } from "../util/log.ts";
-import { CONTENT_TYPE } from "../observe/prometheus.ts";
 import type { Stats } from "../proxy/handle.ts";
 import { mergeSources, type SourceEntries } from "../backend/sources/all.ts";
-import { STATUS_PAGE } from "../observe/status-page.ts";
 
 export const WORKER_ADMIN_ENV = "TCPROUTER_WORKER_ADMIN";
 
@@ -89,8 +88,6 @@ export interface MergedStatus extends Status {
   workers: { worker: number; pid: number; status: Status }[];
 }
 
-const NO_STORE = { "cache-control": "no-store" };
-const TEXT = { "content-type": "text/plain; charset=utf-8", ...NO_STORE };
 const STARTED_AT = new Date(performance.timeOrigin);
 
 /** Serves the public admin address in the supervisor. Throws ListenError when it cannot be bound. */
@@ -124,67 +121,45 @@ export function startSupervisorAdmin(options: SupervisorAdminOptions): Superviso
     return { live: live.length, answered, unreachable: live.length - answered.length };
   };
 
-  const fetchHandler = async (request: Request, server: AdminHttpServer): Promise<Response> => {
-    const url = new URL(request.url);
-    if (url.pathname.startsWith("/api/")) {
-      return relay.handle(request, clientOf(server, request), url.pathname + url.search, () => server.timeout(request, 0));
-    }
-    if (request.method !== "GET" && request.method !== "HEAD") {
-      return new Response("method not allowed\n", { status: 405, headers: { allow: "GET, HEAD" } });
-    }
-    if (url.pathname !== "/healthz" && url.pathname !== "/readyz") {
-      const denied = authorize(request, auth, false);
-      if (denied !== null) return denied;
-    }
-    switch (url.pathname) {
-      case "/metrics": {
-        const { live, answered, unreachable } = await ask("/metrics", async (response) => {
-          if (!response.ok) throw new Error(`status ${response.status}`);
-          return await response.text();
-        });
-        const text = mergeMetrics(answered.map(({ worker, value }) => ({ worker: worker.index, text: value })));
-        const own = [
-          "# HELP tcprouter_workers Worker processes by state.",
-          "# TYPE tcprouter_workers gauge",
-          `tcprouter_workers{state="running"} ${live}`,
-          "# HELP tcprouter_worker_restarts_total Workers restarted after they died.",
-          "# TYPE tcprouter_worker_restarts_total counter",
-          `tcprouter_worker_restarts_total ${options.restarts()}`,
-          "# HELP tcprouter_workers_unreachable Running workers that did not answer this scrape.",
-          "# TYPE tcprouter_workers_unreachable gauge",
-          `tcprouter_workers_unreachable ${unreachable}`,
-        ].join("\n");
-        return new Response(`${text}${own}\n`, { headers: { "content-type": CONTENT_TYPE, ...NO_STORE } });
-      }
-      case "/healthz":
-        return new Response("ok\n", { headers: TEXT });
-      case "/readyz": {
-        if (options.stopping()) return new Response("draining\n", { status: 503, headers: TEXT });
-        const { answered } = await ask("/readyz", async (response) => response.status === 200);
-        const ready = answered.filter((answer) => answer.value).length;
-        const ok = ready === options.count;
-        return new Response(ok ? "ready\n" : `${ready}/${options.count} workers ready\n`, { status: ok ? 200 : 503, headers: TEXT });
-      }
-      case "/status": {
-        const history = url.searchParams.has("history");
-        const { live, answered, unreachable } = await ask(history ? "/status?history" : "/status", async (response) => {
-          if (!response.ok) throw new Error(`status ${response.status}`);
-          return (await response.json()) as Status;
-        });
-        const merged = mergeStatus(
-          answered.map(({ worker, value }) => ({ worker: worker.index, pid: worker.pid, status: value })),
-          { count: options.count, stopping: options.stopping(), history },
-        );
-        merged.workersRunning = live;
-        merged.workersUnreachable = unreachable;
-        return Response.json(merged, { headers: NO_STORE });
-      }
-      case "/":
-        return new Response(STATUS_PAGE, { headers: { "content-type": "text/html; charset=utf-8", ...NO_STORE } });
-      default:
-        return new Response("not found: try /metrics, /healthz, /readyz, /status or /\n", { status: 404 });
-    }
+  /** The workers' /metrics, merged, with the supervisor's own worker series. */
+  const metrics = async (): Promise<string> => {
+    const { live, answered, unreachable } = await ask("/metrics", async (response) => {
+      if (!response.ok) throw new Error(`status ${response.status}`);
+      return await response.text();
+    });
+    const text = mergeMetrics(answered.map(({ worker, value }) => ({ worker: worker.index, text: value })));
+    return `${text}${supervisorSeries(live, options.restarts(), unreachable)}\n`;
   };
+
+  /** Ready when every worker is. */
+  const readiness = async () => {
+    if (options.stopping()) return { ready: false, reason: "draining" };
+    const { answered } = await ask("/readyz", async (response) => response.status === 200);
+    const ready = answered.filter((answer) => answer.value).length;
+    return { ready: ready === options.count, reason: `${ready}/${options.count} workers ready` };
+  };
+
+  /** The workers' /status, merged. */
+  const status = async (history: boolean) => {
+    const { live, answered, unreachable } = await ask(history ? "/status?history" : "/status", async (response) => {
+      if (!response.ok) throw new Error(`status ${response.status}`);
+      return (await response.json()) as Status;
+    });
+    const merged = mergeStatus(
+      answered.map(({ worker, value }) => ({ worker: worker.index, pid: worker.pid, status: value })),
+      { count: options.count, stopping: options.stopping(), history },
+    );
+    merged.workersRunning = live;
+    merged.workersUnreachable = unreachable;
+    return merged;
+  };
+
+  const fetchHandler = (request: Request, server: AdminHttpServer): Promise<Response> =>
+    answer(
+      request,
+      { metrics, readiness, status, api: (apiRequest, path) => relay.handle(apiRequest, clientOf(server, apiRequest), path, () => server.timeout(apiRequest, 0)) },
+      auth,
+    );
   const { server, bound } = serveAdmin(address, fetchHandler, log);
   return {
     url: bound.kind === "tcp" ? `http://${formatAddress(bound)}/` : `unix://${bound.path}`,
@@ -193,6 +168,21 @@ export function startSupervisorAdmin(options: SupervisorAdminOptions): Superviso
       await server.stop(true);
     },
   };
+}
+
+/** The supervisor's own series: workers running, restarted, and not answering this scrape. */
+function supervisorSeries(live: number, restarts: number, unreachable: number): string {
+  return [
+    "# HELP tcprouter_workers Worker processes by state.",
+    "# TYPE tcprouter_workers gauge",
+    `tcprouter_workers{state="running"} ${live}`,
+    "# HELP tcprouter_worker_restarts_total Workers restarted after they died.",
+    "# TYPE tcprouter_worker_restarts_total counter",
+    `tcprouter_worker_restarts_total ${restarts}`,
+    "# HELP tcprouter_workers_unreachable Running workers that did not answer this scrape.",
+    "# TYPE tcprouter_workers_unreachable gauge",
+    `tcprouter_workers_unreachable ${unreachable}`,
+  ].join("\n");
 }
 
 /**

@@ -250,7 +250,7 @@ tls = { cert = "${CERTS}/localhost.pem", key = "${CERTS}/localhost.key" }
     await using client = await dial(port);
     writeFileSync(wrapper, "process.exit(3);\n");
     old.proc.kill("SIGUSR2");
-    await waitFor(() => old.stderrText.includes("upgrade failed"), 10_000, "the failure line");
+    await waitFor(() => old.stderrText.includes("upgrade failed"), 25_000, "the failure line");
     expect(old.stderrText).toContain("upgrade failed: the new process exited (exit code 3) before it was ready; this process keeps serving");
     client.write("still here");
     await waitFor(() => client.text() === "still here", 5000, "the session to go on");
@@ -266,7 +266,7 @@ tls = { cert = "${CERTS}/localhost.pem", key = "${CERTS}/localhost.key" }
     await using old = await serve(plain(port, upstream.port), port, ["--upgrade-timeout", "1s"]);
     writeFileSync(wrapper, "await Bun.sleep(60_000);\n");
     old.proc.kill("SIGUSR2");
-    await waitFor(() => old.stderrText.includes("upgrade failed"), 10_000, "the failure line");
+    await waitFor(() => old.stderrText.includes("upgrade failed"), 25_000, "the failure line");
     expect(old.stderrText).toContain("upgrade failed: the new process was not ready within 1000 ms; this process keeps serving");
     await using fresh = await dial(port);
     fresh.write("new");
