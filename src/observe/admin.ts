@@ -197,7 +197,6 @@ export function status(router: RouterView, metrics: Metrics): Status {
   };
 }
 
-
 /** Serves the admin endpoints. Throws ListenError (one line) when the address cannot be bound. */
 export function startAdmin(options: AdminOptions): AdminServer {
   const address = typeof options.listen === "string" ? parseAddress(options.listen, true) : options.listen;

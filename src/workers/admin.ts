@@ -157,7 +157,12 @@ export function startSupervisorAdmin(options: SupervisorAdminOptions): Superviso
   const fetchHandler = (request: Request, server: AdminHttpServer): Promise<Response> =>
     answer(
       request,
-      { metrics, readiness, status, api: (apiRequest, path) => relay.handle(apiRequest, clientOf(server, apiRequest), path, () => server.timeout(apiRequest, 0)) },
+      {
+        metrics,
+        readiness,
+        status,
+        api: (apiRequest, path) => relay.handle(apiRequest, clientOf(server, apiRequest), path, () => server.timeout(apiRequest, 0)),
+      },
       auth,
     );
   const { server, bound } = serveAdmin(address, fetchHandler, log);
