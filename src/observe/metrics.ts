@@ -168,27 +168,52 @@ export class Metrics implements SessionObserver {
 
   /** The whole exposition, every known series included (zero where nothing happened yet). */
   render(): string {
+    this.knowEveryCell();
+    const out = new Output();
+    out.family("tcprouter_build_info", "gauge", "Always 1; the version is a label.");
+    out.sample("tcprouter_build_info", `version="${escapeLabel(pkg.version)}"`, 1);
+    this.writeListeners(out);
+    this.writeRoutes(out);
+    this.writeConnects(out);
+    writeTargets(out, this.router);
+    writeSourceMetrics(out, this.router.sources);
+    writeTotals(out, this.router);
+    writeProcessMetrics(out);
+    return out.text();
+  }
+
+  /** Every listener × target and every target has a cell, so a fresh router exposes them at zero. */
+  private knowEveryCell(): void {
     const router = this.router;
     for (const listener of router.listeners) {
       const cell = this.listenerCell(listener.name);
       if (listener.backend !== null) for (const target of listener.backend.targets) this.route(cell, listener.backend.name, target.key);
     }
     for (const backend of router.backends.values()) for (const target of backend.targets) this.targetCell(backend.name, target.key);
+  }
 
-    const out = new Output();
-    out.family("tcprouter_build_info", "gauge", "Always 1; the version is a label.");
-    out.sample("tcprouter_build_info", `version="${escapeLabel(pkg.version)}"`, 1);
-
+  /** By listener: sessions open, refused, closed by reason, their durations. */
+  private writeListeners(out: Output): void {
+    const router = this.router;
     out.family("tcprouter_sessions_active", "gauge", "Sessions open now, by listener (connecting ones included).");
     for (const listener of router.listeners) out.sample("tcprouter_sessions_active", this.listenerCell(listener.name).labels, listener.active);
-
     out.family(
       "tcprouter_connections_refused_total",
       "counter",
       "Connections closed at accept (max_connections reached, the open file limit, or draining), by listener.",
     );
     for (const listener of router.listeners) out.sample("tcprouter_connections_refused_total", this.listenerCell(listener.name).labels, listener.refused);
+    out.family("tcprouter_sessions_closed_total", "counter", "Sessions ended, by listener and close reason.");
+    for (const cell of this.listeners.values()) {
+      for (const [reason, count] of Object.entries(cell.closed))
+        out.sample("tcprouter_sessions_closed_total", `${cell.labels},reason="${escapeLabel(reason)}"`, count);
+    }
+    out.family("tcprouter_session_duration_seconds", "histogram", "How long sessions lasted, from accept to close, by listener.");
+    for (const cell of this.listeners.values()) out.histogram("tcprouter_session_duration_seconds", cell.labels, cell.duration);
+  }
 
+  /** By listener × backend × target: sessions connected, and bytes each way (open sessions' included). */
+  private writeRoutes(out: Output): void {
     const routes = [...this.listeners.values()].flatMap((cell) => [...cell.routes.values()].flatMap((byKey) => [...byKey.values()]));
     const live = new Map<RouteCell, ListenerBytes>();
     for (const [session, route] of this.live) {
@@ -199,7 +224,6 @@ export class Metrics implements SessionObserver {
     }
     out.family("tcprouter_sessions_total", "counter", "Sessions whose upstream connection opened, by listener, backend and target.");
     for (const route of routes) if (route.key !== "-") out.sample("tcprouter_sessions_total", route.labels, route.sessions);
-
     out.family(
       "tcprouter_bytes_total",
       "counter",
@@ -210,23 +234,17 @@ export class Metrics implements SessionObserver {
       out.sample("tcprouter_bytes_total", `${route.labels},direction="up"`, route.bytesUp + (extra?.up ?? 0));
       out.sample("tcprouter_bytes_total", `${route.labels},direction="down"`, route.bytesDown + (extra?.down ?? 0));
     }
+  }
 
-    out.family("tcprouter_sessions_closed_total", "counter", "Sessions ended, by listener and close reason.");
-    for (const cell of this.listeners.values()) {
-      for (const [reason, count] of Object.entries(cell.closed))
-        out.sample("tcprouter_sessions_closed_total", `${cell.labels},reason="${escapeLabel(reason)}"`, count);
-    }
-
-    out.family("tcprouter_session_duration_seconds", "histogram", "How long sessions lasted, from accept to close, by listener.");
-    for (const cell of this.listeners.values()) out.histogram("tcprouter_session_duration_seconds", cell.labels, cell.duration);
-
+  /** By backend × target: connect attempts that failed or timed out, and how long connects took. */
+  private writeConnects(out: Output): void {
     out.family(
       "tcprouter_connect_failures_total",
       "counter",
       "Upstream connect attempts that failed (refused, unreachable) or timed out, by backend and target.",
     );
     for (const [name, cells] of this.targets) {
-      const backend = router.backends.get(name);
+      const backend = this.router.backends.get(name);
       for (const [key, cell] of cells) {
         let failed = cell.failed;
         let timedOut = cell.timedOut;
@@ -241,53 +259,9 @@ export class Metrics implements SessionObserver {
         out.sample("tcprouter_connect_failures_total", `${cell.labels},reason="connect_timeout"`, timedOut);
       }
     }
-
     out.family("tcprouter_connect_duration_seconds", "histogram", "Time from picking a target to the upstream connection being open, by backend and target.");
     for (const cells of this.targets.values())
       for (const cell of cells.values()) out.histogram("tcprouter_connect_duration_seconds", cell.labels, cell.connect);
-
-    out.family("tcprouter_target_up", "gauge", "1 when the target is healthy (takes new sessions), 0 when health checks or failed connects marked it down.");
-    eachTarget(router, (_backend, target, labels) => out.sample("tcprouter_target_up", labels, target.healthy ? 1 : 0));
-    out.family("tcprouter_target_sessions_active", "gauge", "Sessions counted on the target now (connecting ones included), by backend and target.");
-    eachTarget(router, (_backend, target, labels) => out.sample("tcprouter_target_sessions_active", labels, target.active));
-    out.family("tcprouter_target_admin_state", "gauge", "1 for the target's admin state (ready, drain, maint: set with the admin API), 0 for the others.");
-    eachTarget(router, (_backend, target, labels) => {
-      for (const state of ADMIN_STATES) out.sample("tcprouter_target_admin_state", `${labels},state="${state}"`, target.state === state ? 1 : 0);
-    });
-    out.family("tcprouter_target_weight", "gauge", "The weight the balancer uses now: the file's, or one set with the admin API (0 = no new sessions).");
-    eachTarget(router, (_backend, target, labels) => out.sample("tcprouter_target_weight", labels, target.weight));
-    out.family("tcprouter_target_ejected", "gauge", "1 while passive ejection (max_fails within fail_timeout) keeps the target down.");
-    eachTarget(router, (_backend, target, labels) => out.sample("tcprouter_target_ejected", labels, (target.ejectedUntil ?? 0) > 0 ? 1 : 0));
-    out.family("tcprouter_target_slow_start", "gauge", "1 while the target's weight ramps up after it came up (slow_start).");
-    eachTarget(router, (_backend, target, labels) => out.sample("tcprouter_target_slow_start", labels, (target.slowStartUntil ?? 0) > 0 ? 1 : 0));
-    writeSourceMetrics(out, router.sources);
-
-    const snapshot = router.stats();
-    out.family("tcprouter_queued_bytes", "gauge", "Bytes queued in pipes now, waiting for a slow reader.");
-    out.sample("tcprouter_queued_bytes", "", snapshot.queuedBytes);
-    out.family("tcprouter_dropped_bytes_total", "counter", "Bytes that could not be delivered because their destination was gone.");
-    out.sample("tcprouter_dropped_bytes_total", "", snapshot.droppedBytes);
-    out.family(
-      "tcprouter_rate_limited_pauses_total",
-      "counter",
-      'Times a pipe paused its reading socket for a bandwidth limit (upload_rate, download_rate, _per_ip), by direction ("up": client → upstream); in this process.',
-    );
-    out.family(
-      "tcprouter_rate_limited_seconds_total",
-      "counter",
-      "Seconds pipes spent paused for bandwidth limits, summed over sessions, by direction; in this process.",
-    );
-    for (const direction of ["up", "down"] as const) {
-      out.sample("tcprouter_rate_limited_pauses_total", `direction="${direction}"`, rateStats[direction].pauses);
-      out.sample("tcprouter_rate_limited_seconds_total", `direction="${direction}"`, rateStats[direction].waitedMs / 1000);
-    }
-    out.family("tcprouter_draining", "gauge", "1 once stop() began: listeners are closed and open sessions are draining.");
-    out.sample("tcprouter_draining", "", router.draining ? 1 : 0);
-    out.family("tcprouter_reloads_total", "counter", "Config reloads since start.");
-    out.sample("tcprouter_reloads_total", "", router.reloads);
-
-    writeProcessMetrics(out);
-    return out.text();
   }
 
   private listenerCell(name: string): ListenerCell {
@@ -348,4 +322,49 @@ function writeSourceMetrics(out: Output, sources: readonly SourceView[]): void {
     out.family(name, family.type, family.help);
     for (const [labels, value] of family.samples) out.sample(name, labels, value);
   }
+}
+
+/** By backend × target: health, sessions counted, admin state, weight, ejection, slow start. */
+function writeTargets(out: Output, router: RouterView): void {
+  out.family("tcprouter_target_up", "gauge", "1 when the target is healthy (takes new sessions), 0 when health checks or failed connects marked it down.");
+  eachTarget(router, (_backend, target, labels) => out.sample("tcprouter_target_up", labels, target.healthy ? 1 : 0));
+  out.family("tcprouter_target_sessions_active", "gauge", "Sessions counted on the target now (connecting ones included), by backend and target.");
+  eachTarget(router, (_backend, target, labels) => out.sample("tcprouter_target_sessions_active", labels, target.active));
+  out.family("tcprouter_target_admin_state", "gauge", "1 for the target's admin state (ready, drain, maint: set with the admin API), 0 for the others.");
+  eachTarget(router, (_backend, target, labels) => {
+    for (const state of ADMIN_STATES) out.sample("tcprouter_target_admin_state", `${labels},state="${state}"`, target.state === state ? 1 : 0);
+  });
+  out.family("tcprouter_target_weight", "gauge", "The weight the balancer uses now: the file's, or one set with the admin API (0 = no new sessions).");
+  eachTarget(router, (_backend, target, labels) => out.sample("tcprouter_target_weight", labels, target.weight));
+  out.family("tcprouter_target_ejected", "gauge", "1 while passive ejection (max_fails within fail_timeout) keeps the target down.");
+  eachTarget(router, (_backend, target, labels) => out.sample("tcprouter_target_ejected", labels, (target.ejectedUntil ?? 0) > 0 ? 1 : 0));
+  out.family("tcprouter_target_slow_start", "gauge", "1 while the target's weight ramps up after it came up (slow_start).");
+  eachTarget(router, (_backend, target, labels) => out.sample("tcprouter_target_slow_start", labels, (target.slowStartUntil ?? 0) > 0 ? 1 : 0));
+}
+
+/** The router's totals: queued and dropped bytes, bandwidth-limit pauses, draining, reloads. */
+function writeTotals(out: Output, router: RouterView): void {
+  const snapshot = router.stats();
+  out.family("tcprouter_queued_bytes", "gauge", "Bytes queued in pipes now, waiting for a slow reader.");
+  out.sample("tcprouter_queued_bytes", "", snapshot.queuedBytes);
+  out.family("tcprouter_dropped_bytes_total", "counter", "Bytes that could not be delivered because their destination was gone.");
+  out.sample("tcprouter_dropped_bytes_total", "", snapshot.droppedBytes);
+  out.family(
+    "tcprouter_rate_limited_pauses_total",
+    "counter",
+    'Times a pipe paused its reading socket for a bandwidth limit (upload_rate, download_rate, _per_ip), by direction ("up": client → upstream); in this process.',
+  );
+  out.family(
+    "tcprouter_rate_limited_seconds_total",
+    "counter",
+    "Seconds pipes spent paused for bandwidth limits, summed over sessions, by direction; in this process.",
+  );
+  for (const direction of ["up", "down"] as const) {
+    out.sample("tcprouter_rate_limited_pauses_total", `direction="${direction}"`, rateStats[direction].pauses);
+    out.sample("tcprouter_rate_limited_seconds_total", `direction="${direction}"`, rateStats[direction].waitedMs / 1000);
+  }
+  out.family("tcprouter_draining", "gauge", "1 once stop() began: listeners are closed and open sessions are draining.");
+  out.sample("tcprouter_draining", "", router.draining ? 1 : 0);
+  out.family("tcprouter_reloads_total", "counter", "Config reloads since start.");
+  out.sample("tcprouter_reloads_total", "", router.reloads);
 }
