@@ -239,38 +239,12 @@ export function mergeStatus(
   context: { count: number; stopping: boolean; history: boolean },
 ): MergedStatus {
   const now = Date.now();
+  const statuses = answers.map(({ status }) => status);
   const totals = {} as Stats;
-  const listeners = new Map<string, ListenerStatus>();
-  const backends = new Map<string, { name: string; targets: Map<string, TargetStatus>; sources: SourceEntries }>();
-  let rssBytes = process.memoryUsage.rss();
+  for (const status of statuses) sumInto(totals as unknown as Record<string, unknown>, status.totals as unknown as Record<string, unknown>);
   const cpu = process.cpuUsage();
-  let cpuSeconds = (cpu.user + cpu.system) / 1e6;
-  for (const { status } of answers) {
-    sumInto(totals as unknown as Record<string, unknown>, status.totals as unknown as Record<string, unknown>);
-    for (const listener of status.listeners) {
-      const known = listeners.get(listener.name);
-      if (known === undefined) listeners.set(listener.name, { ...listener });
-      else sumInto(known as unknown as Record<string, unknown>, listener as unknown as Record<string, unknown>);
-    }
-    for (const backend of status.backends) {
-      let known = backends.get(backend.name);
-      if (known === undefined) backends.set(backend.name, (known = { name: backend.name, targets: new Map(), sources: {} }));
-      mergeSources(known.sources, backend); // each target source merges its own fields (backend/sources/)
-      for (const target of backend.targets) {
-        const seen = known.targets.get(target.target);
-        if (seen === undefined) known.targets.set(target.target, { ...target });
-        else {
-          seen.active += target.active;
-          seen.sessions += target.sessions;
-          seen.connectFailures += target.connectFailures;
-          seen.healthy &&= target.healthy; // down as soon as one worker's checks say so
-          if (seen.state !== target.state) seen.state = "mixed";
-        }
-      }
-    }
-    rssBytes += status.process.rssBytes;
-    cpuSeconds += status.process.cpuSeconds;
-  }
+  const rssBytes = statuses.reduce((sum, status) => sum + status.process.rssBytes, process.memoryUsage.rss());
+  const cpuSeconds = statuses.reduce((sum, status) => sum + status.process.cpuSeconds, (cpu.user + cpu.system) / 1e6);
   const ready = !context.stopping && answers.length === context.count && answers.every(({ status }) => status.ready);
   const merged: MergedStatus = {
     version: pkg.version,
@@ -280,8 +254,8 @@ export function mergeStatus(
     ready,
     draining: context.stopping || answers.some(({ status }) => status.draining),
     totals,
-    listeners: [...listeners.values()],
-    backends: [...backends.values()].map(({ name, targets, sources }): BackendStatus => ({ name, targets: [...targets.values()], ...sources })),
+    listeners: mergeListeners(statuses),
+    backends: mergeBackendStatus(statuses),
     process: { rssBytes, cpuSeconds },
     workersRunning: 0,
     workersUnreachable: 0,
@@ -295,6 +269,42 @@ export function mergeStatus(
 }
 
 /** Numbers of `from` added to those of `into` (missing ones start at 0); other fields are left as they are. */
+/** Listeners by name, their counters summed over the workers. */
+function mergeListeners(statuses: readonly Status[]): ListenerStatus[] {
+  const listeners = new Map<string, ListenerStatus>();
+  for (const listener of statuses.flatMap((status) => status.listeners)) {
+    const known = listeners.get(listener.name);
+    if (known === undefined) listeners.set(listener.name, { ...listener });
+    else sumInto(known as unknown as Record<string, unknown>, listener as unknown as Record<string, unknown>);
+  }
+  return [...listeners.values()];
+}
+
+/**
+ * Backends by name: each target's counts summed, down as soon as one worker's checks say so,
+ * its admin state "mixed" when the workers disagree; each target source merges its own fields.
+ */
+function mergeBackendStatus(statuses: readonly Status[]): BackendStatus[] {
+  const backends = new Map<string, { name: string; targets: Map<string, TargetStatus>; sources: SourceEntries }>();
+  for (const backend of statuses.flatMap((status) => status.backends)) {
+    let known = backends.get(backend.name);
+    if (known === undefined) backends.set(backend.name, (known = { name: backend.name, targets: new Map(), sources: {} }));
+    mergeSources(known.sources, backend);
+    for (const target of backend.targets) {
+      const seen = known.targets.get(target.target);
+      if (seen === undefined) known.targets.set(target.target, { ...target });
+      else {
+        seen.active += target.active;
+        seen.sessions += target.sessions;
+        seen.connectFailures += target.connectFailures;
+        seen.healthy &&= target.healthy;
+        if (seen.state !== target.state) seen.state = "mixed";
+      }
+    }
+  }
+  return [...backends.values()].map(({ name, targets, sources }): BackendStatus => ({ name, targets: [...targets.values()], ...sources }));
+}
+
 function sumInto(into: Record<string, unknown>, from: Record<string, unknown>): void {
   for (const [key, value] of Object.entries(from)) {
     if (typeof value === "number") into[key] = (typeof into[key] === "number" ? (into[key] as number) : 0) + value;

@@ -57,6 +57,32 @@ export interface ControlRelay {
 
 const NO_STORE = { "cache-control": "no-store" };
 
+/** The workers' one status when they agree, else 502. */
+function commonStatus(results: readonly WorkerResult[]): number {
+  const statuses = new Set(results.map((result) => result.status));
+  return statuses.size === 1 && !statuses.has(0) ? results[0]!.status : 502;
+}
+
+/** A change: every worker's result, and the first failure as the error. */
+function writeAnswer(results: WorkerResult[]): Response {
+  const status = commonStatus(results);
+  const failed = results.find((result) => !result.ok);
+  const error = failed === undefined ? {} : { error: status === 502 ? `worker ${failed.worker}: ${failed.error}` : failed.error };
+  return Response.json({ ...error, workers: results }, { status, headers: NO_STORE });
+}
+
+/** A read: the workers' backends merged (one backend's object for /api/backends/{name}), or the first failure. */
+function readAnswer(path: string, results: WorkerResult[]): Response {
+  const failed = results.find((result) => !result.ok);
+  if (failed !== undefined) {
+    const status = commonStatus(results);
+    return Response.json({ error: `worker ${failed.worker}: ${failed.error}`, workers: results }, { status: status === 200 ? 502 : status, headers: NO_STORE });
+  }
+  const merged = mergeBackends(results);
+  const one = !/^\/api\/backends\/?(\?|$)/.test(path); // /api/backends/{name}: that backend's object, as a worker answers
+  return Response.json(one ? { ...merged.backends[0], workers: merged.workers } : merged, { headers: NO_STORE });
+}
+
 export function controlRelay(options: ControlRelayOptions): ControlRelay {
   const { auth, logger: log } = options;
   /** The changes made, by path (the last one of each target's state and weight), to replay on a restarted worker. */
@@ -107,26 +133,13 @@ export function controlRelay(options: ControlRelayOptions): ControlRelay {
     if (authorization !== null) headers.authorization = authorization;
     const results = await relay(path, write ? request.method : "GET", body, headers, timeout);
     if (results.length === 0) return failure(503, "no worker is running");
-    const statuses = new Set(results.map((result) => result.status));
-    const status = statuses.size === 1 && !statuses.has(0) ? results[0]!.status : 502;
-    const failed = results.find((result) => !result.ok);
-    if (write && results.some((result) => result.ok)) {
+    if (!write) return readAnswer(path, results);
+    if (results.some((result) => result.ok)) {
       applied.delete(path); // re-inserted last: the replay keeps the order the changes were made in
       applied.set(path, replayBody(body!));
     }
-    if (write) {
-      for (const result of results) if (!result.ok) log.warn(`admin: ${request.method} ${path}: worker ${result.worker}: ${result.error}`);
-      const error = failed === undefined ? {} : { error: status === 502 ? `worker ${failed.worker}: ${failed.error}` : failed.error };
-      return Response.json({ ...error, workers: results }, { status, headers: NO_STORE });
-    }
-    if (failed !== undefined)
-      return Response.json(
-        { error: `worker ${failed.worker}: ${failed.error}`, workers: results },
-        { status: status === 200 ? 502 : status, headers: NO_STORE },
-      );
-    const merged = mergeBackends(results);
-    const one = !/^\/api\/backends\/?(\?|$)/.test(path); // /api/backends/{name}: that backend's object, as a worker answers
-    return Response.json(one ? { ...merged.backends[0], workers: merged.workers } : merged, { headers: NO_STORE });
+    for (const result of results) if (!result.ok) log.warn(`admin: ${request.method} ${path}: worker ${result.worker}: ${result.error}`);
+    return writeAnswer(results);
   };
 
   const replay = async (index: number) => {
