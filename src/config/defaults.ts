@@ -127,6 +127,30 @@ export const DEFAULTS = {
     /** ...for at most this long (then +promoted-slave, +switch-master and polls still switch). */
     promotionWatch: 5_000,
   },
+  /** UDP listeners (docs/udp.md). */
+  udp: {
+    /**
+     * A flow that moved no datagram either way for this long ends (its socket and descriptor
+     * freed). nginx's proxy_timeout is 10 min, but every flow holds a descriptor: a DNS client
+     * that uses a new source port per query would keep 600 sockets per query/s open for 10 min.
+     * 60 s is longer than the idle timeout HTTP/3 browsers use (30 s), so a QUIC connection
+     * ends by its own timeout first, and sits between Linux conntrack's UDP timeouts (30 s
+     * unreplied, 120 s once both sides spoke).
+     */
+    idleTimeout: 60_000,
+    /** Flows per listener and per client IP at once, and replies that end a flow: 0 = no limit. */
+    maxFlows: 0,
+    maxFlowsPerIp: 0,
+    responses: 0,
+    /**
+     * Datagrams a flow keeps while it cannot send yet (its upstream socket is not ready, or a
+     * QUIC Initial is still incomplete); more are dropped and counted. A QUIC ClientHello fits
+     * in 1 to 3 Initials; 16 covers a large one with post-quantum key shares.
+     */
+    pendingDatagrams: 16,
+    /** ...and at most this many bytes of them. */
+    pendingBytes: 64 * 1024,
+  },
   /** DNS discovery of hostname targets. */
   discovery: {
     /** Time between two lookups of a name, unless its TTL is shorter. */

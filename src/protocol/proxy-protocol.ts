@@ -85,9 +85,15 @@ export const PP2_CLIENT_CERT_SESS = 0x04;
  * A v2 PROXY header for TCP over IPv4/IPv6, or LOCAL with no addresses. With `ssl`, a PROXY
  * (not LOCAL) header carries one PP2_TYPE_SSL TLV: client flags, the verify result (0 =
  * verified, or no certificate), and the SSL_VERSION, SSL_CN (when a certificate was sent) and
- * SSL_CIPHER sub-TLVs, as HAProxy's `send-proxy-v2-ssl-cn` writes them.
+ * SSL_CIPHER sub-TLVs, as HAProxy's `send-proxy-v2-ssl-cn` writes them. `transport = "dgram"`
+ * marks UDP (0x12 / 0x22): a UDP listener puts the header in front of every datagram.
  */
-export function encodeProxyV2(source: ProxyEndpoint | null, destination: ProxyEndpoint | null, ssl?: ProxySsl): Uint8Array {
+export function encodeProxyV2(
+  source: ProxyEndpoint | null,
+  destination: ProxyEndpoint | null,
+  ssl?: ProxySsl,
+  transport: "stream" | "dgram" = "stream",
+): Uint8Array {
   const pair = ipPair(source, destination);
   if (pair === null) {
     const local = new Uint8Array(16);
@@ -102,7 +108,7 @@ export function encodeProxyV2(source: ProxyEndpoint | null, destination: ProxyEn
   const view = new DataView(out.buffer);
   out.set(V2_SIGNATURE);
   out[12] = 0x21; // version 2, PROXY
-  out[13] = size === 4 ? 0x11 : 0x21; // TCP over IPv4 / IPv6
+  out[13] = (size === 4 ? 0x10 : 0x20) | (transport === "dgram" ? 0x02 : 0x01); // INET / INET6, STREAM / DGRAM
   view.setUint16(14, out.length - 16);
   out.set(from, 16);
   out.set(to, 16 + size);

@@ -84,6 +84,48 @@ export interface SessionView {
   clientAddress(): string;
 }
 
+/** One direction of a UDP flow: bytes and datagrams read from the sending side (`queued`: datagrams held, bytes). */
+export interface FlowDirectionView extends PipeView {
+  readonly datagrams: number;
+}
+
+/**
+ * A UDP flow (src/proxy/udp/): one client address:port and its upstream socket. Observers see
+ * it with a session's fields: `state` is "preface" while a QUIC Initial is read, then "open",
+ * then "closed"; `up`/`down` count datagrams too; `sni` is the QUIC ClientHello's name.
+ */
+export interface FlowView extends SessionView {
+  readonly protocol: "udp";
+  readonly up: FlowDirectionView;
+  readonly down: FlowDirectionView;
+}
+
+/** Why a UDP listener dropped a datagram: the `reason` label of tcprouter_udp_dropped_total. */
+export type DropReason =
+  | "denied" // allow/deny
+  | "max_flows" // the listener's max_flows, or the open file limit
+  | "max_flows_per_ip"
+  | "draining" // a new client while stopping
+  | "no_target" // no target available for a new flow
+  | "no_route" // sni mode: no route for the QUIC server name and no default
+  | "quic_error" // sni mode: not a QUIC Initial that decrypts, or a bad ClientHello
+  | "pending_full" // the flow already holds its few datagrams while it cannot send
+  | "send_failed"; // the kernel took no more (send buffer full) or the socket failed
+
+/** A UDP listener as observers and the admin endpoints see it: `active` counts flows, `accepted` flows started, `refused` and `denied` dropped datagrams. */
+export interface UdpListenerView extends ListenerView {
+  readonly protocol: "udp";
+  /** Datagrams and bytes read from clients (up) and from upstreams (down), since start. */
+  readonly datagramsUp: number;
+  readonly datagramsDown: number;
+  readonly bytesUp: number;
+  readonly bytesDown: number;
+  /** Datagrams dropped, by reason. */
+  readonly dropped: Readonly<Record<DropReason, number>>;
+  /** The flows open now. */
+  readonly flows: Iterable<FlowView>;
+}
+
 /** The router as metrics, the admin endpoints, the control API and the supervisor see it. */
 export interface RouterView {
   readonly listeners: readonly ListenerView[];
@@ -100,6 +142,8 @@ export interface RouterView {
   readonly observers: readonly SessionObserver[];
   /** Adds an observer; returns the function that removes it. */
   observe(observer: SessionObserver): () => void;
+  /** The UDP listeners (docs/udp.md); absent or empty: none. */
+  readonly udpListeners?: readonly UdpListenerView[];
   /** Closes the sessions counted on `target` with `reason`, logs one line; returns how many. */
   closeSessions(target: TargetState, reason: "target_down" | "target_maint", why: string): number;
 }
@@ -194,6 +238,8 @@ export interface SessionObserver {
   closed?(session: SessionView): void;
   /** A connect attempt to `target` failed; the session may retry another target next. */
   connectFailed?(session: SessionView, target: TargetState, reason: "connect_failed" | "connect_timeout"): void;
+  /** A UDP flow ended; `flow.reason` says why. */
+  flowClosed?(flow: FlowView): void;
   /** A connection was closed at accept, before it became a session (max_connections, the open file limit, draining). */
   refused?(listener: ListenerView, clientHost: string, clientPort: number, why: string): void;
 }
@@ -221,4 +267,7 @@ export type CloseReason =
   | "target_maint" // its target was set to maint with close (admin API, `tcprouter ctl maint --close`)
   | "target_down" // its target was marked down (health check on_down = "close-sessions"), lost the primary role (Sentinel), or is a backup while a primary came back (on_up)
   | "handed_over" // moved to a new process by an upgrade (the old process logs it; the session goes on there)
+  | "responses" // a UDP flow got its listener's `responses` datagrams from upstream
+  | "port_unreachable" // a UDP flow's target answered ICMP port unreachable (ECONNREFUSED)
+  | "listener_closed" // a UDP flow whose listener a reload removed (replies could no longer reach the client)
   | "drained"; // still open when the drain deadline passed

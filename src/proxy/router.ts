@@ -26,6 +26,7 @@ import { hasTcpOptions } from "./connector.ts";
 import { defaultLogger, event, type Logger } from "../util/log.ts";
 import type { CloseReason, Limits, ReloadSummary, RouterHandle, RouterOptions, RouterView, SessionObserver, Stats, StopSummary } from "./handle.ts";
 import type { Session } from "./session.ts";
+import { UdpListeners, type UdpPlan } from "./udp/udp-listeners.ts";
 
 export class OptionsError extends Error {}
 
@@ -58,6 +59,8 @@ export class Router implements RouterContext, RouterView {
   private onEmpty: (() => void) | null = null;
   /** Where the live config's targets come from besides their lists (backend/sources/all.ts). */
   readonly sources: readonly TargetSource[];
+  /** The `protocol = "udp"` listeners and their flows (udp/udp-listeners.ts). */
+  readonly udp: UdpListeners = new UdpListeners(this);
 
   constructor(
     public drainTimeout: number,
@@ -86,6 +89,9 @@ export class Router implements RouterContext, RouterView {
    * changes. Backends are matched by name: targets that stay keep their state.
    */
   reload(config: Config): ReloadSummary {
+    // UDP listeners are bound first and committed with the TCP ones (udp/udp-listeners.ts).
+    const udp: UdpPlan = this.udp.prepare(config);
+    config = { ...config, listeners: config.listeners.filter((listener) => listener.protocol !== "udp") };
     const current = new Map(this.listeners.map((listener) => [formatAddress(listener.options.address), listener]));
     const wanted = new Set(config.listeners.map((listener) => formatAddress(listener.listen)));
     const opened: Listener[] = [];
@@ -108,6 +114,7 @@ export class Router implements RouterContext, RouterView {
       }
     } catch (error) {
       for (const listener of opened) listener.close();
+      this.udp.abort(udp);
       throw error;
     }
     const backends = new Map<string, Backend>();
@@ -131,10 +138,11 @@ export class Router implements RouterContext, RouterView {
     for (const source of this.sources) source.update(config, backends);
     this.drainTimeout = config.defaults.drainTimeout;
     this.startSweep();
+    const flows = this.udp.commit(udp, backends);
     return {
-      opened: opened.map((l) => formatAddress(l.address)),
-      closed: closed.map(([key]) => key),
-      kept: kept.map((l) => formatAddress(l.address)),
+      opened: [...opened.map((l) => formatAddress(l.address)), ...flows.opened],
+      closed: [...closed.map(([key]) => key), ...flows.closed],
+      kept: [...kept.map((l) => formatAddress(l.address)), ...flows.kept],
       certificates: renewed,
     };
   }
@@ -175,6 +183,16 @@ export class Router implements RouterContext, RouterView {
     this.counters.bytesUp += session.up.bytes;
     this.counters.bytesDown += session.down.bytes;
     for (const observer of this.observers) observer.closed?.(session);
+    if (this.sessions.size === 0 && this.udp.flowCount === 0) this.onEmpty?.();
+  }
+
+  /** The UDP listeners, as observers see them. */
+  get udpListeners() {
+    return this.udp.listeners;
+  }
+
+  /** The last UDP flow of a draining router ended. */
+  flowsEnded(): void {
     if (this.sessions.size === 0) this.onEmpty?.();
   }
 
@@ -187,11 +205,13 @@ export class Router implements RouterContext, RouterView {
     for (const session of this.sessions) if (session.target === target) on.push(session);
     for (const session of on) session.close("target_down", why);
     this.counters.targetDown += on.length;
-    if (on.length > 0) {
-      const message = `backend ${backend.name}: closed ${on.length} ${on.length === 1 ? "session" : "sessions"} on ${target.key}: ${why}`;
-      this.log.info(event(message, { backend: backend.name, target: target.key, reason: "target_down", detail: why, sessions: on.length }));
+    const flows = this.udp.closeOn(target, "target_down", why);
+    if (on.length > 0 || flows > 0) {
+      const what = flows === 0 ? `${on.length} ${on.length === 1 ? "session" : "sessions"}` : `${on.length} sessions and ${flows} UDP flows`;
+      const message = `backend ${backend.name}: closed ${what} on ${target.key}: ${why}`;
+      this.log.info(event(message, { backend: backend.name, target: target.key, reason: "target_down", detail: why, sessions: on.length, flows }));
     }
-    return on.length;
+    return on.length + flows;
   }
 
   /** The control API's maint with close (reason target_maint), or a target source's switch (target_down). */
@@ -202,7 +222,7 @@ export class Router implements RouterContext, RouterView {
     }
     const on = [...this.sessions].filter((session) => session.target === target);
     for (const session of on) session.close(reason, why);
-    return on.length;
+    return on.length + this.udp.closeOn(target, reason, why);
   }
 
   /** One tick of the session clock: each session checks its timers (Session.tick). */
@@ -240,7 +260,8 @@ export class Router implements RouterContext, RouterView {
     const started = Date.now();
     this.draining = true;
     for (const listener of this.listeners) listener.close();
-    const before = this.sessions.size;
+    this.udp.drain(); // UDP sockets stay open while flows drain: replies go out through them
+    const before = this.sessions.size + this.udp.flowCount;
     if (before > 0 && drainTimeout > 0) {
       await new Promise<void>((resolve) => {
         const timer = setTimeout(resolve, drainTimeout);
@@ -251,8 +272,9 @@ export class Router implements RouterContext, RouterView {
       });
       this.onEmpty = null;
     }
-    const closed = this.sessions.size;
+    const closed = this.sessions.size + this.udp.flowCount;
     for (const session of this.sessions) session.close("drained");
+    this.udp.stop();
     clearInterval(this.sweepTimer);
     for (const backend of this.backends.values()) backend.stop();
     for (const source of this.sources) source.stop();
@@ -359,7 +381,7 @@ export async function createRouter(config: Config, options: RouterOptions = {}):
     view: router,
     handover: new Handover(router),
     get listeners() {
-      return router.listeners.map((listener) => {
+      return [...router.listeners, ...router.udp.listeners].map((listener) => {
         const bound = listener.address;
         return { name: listener.options.name, address: formatAddress(bound), port: bound.kind === "tcp" ? bound.port : 0 };
       });

@@ -1,0 +1,213 @@
+/**
+ * UDP listeners end to end with Bun UDP sockets on 127.0.0.1: exact datagram bytes both ways,
+ * boundaries kept, one flow (and one upstream socket) per client address:port, flows ended by
+ * `responses` and by the idle timeout, limits and ACLs that drop and count, a reload that keeps
+ * flows on their targets, drain on stop, and bad datagrams that never take the router down.
+ * Flows and descriptors go back to where they started after each test.
+ */
+import { afterEach, beforeEach, describe, expect, test } from "bun:test";
+import { fdCount, waitFor } from "../../helpers/net.ts";
+import { startRouter } from "../../helpers/router.ts";
+import { udpClient, udpTarget } from "../../helpers/udp.ts";
+import { createRouter, parseConfig } from "../../../src/index.ts";
+import type { FlowView, UdpListenerView } from "../../../src/proxy/handle.ts";
+
+let fdsBefore = 0;
+beforeEach(() => {
+  fdsBefore = fdCount();
+});
+afterEach(async () => {
+  // every socket of the test (router, targets, clients, flows) is closed again
+  await waitFor(() => fdCount() <= fdsBefore, 2000, `descriptors back to ${fdsBefore} (now ${fdCount()})`);
+});
+
+function config(targets: string[], extra = "", backendExtra = ""): string {
+  return `
+[[listeners]]
+name = "dns"
+listen = "127.0.0.1:0"
+protocol = "udp"
+backend = "dns"
+${extra}
+[backends.dns]
+targets = [${targets.map((t) => `"${t}"`).join(", ")}]
+${backendExtra}
+`;
+}
+
+function udpListener(router: { view: { udpListeners?: readonly UdpListenerView[] } }): UdpListenerView {
+  return router.view.udpListeners![0]!;
+}
+
+describe("UDP forwarding", () => {
+  test("forwards datagrams unchanged both ways, one datagram in, one out", async () => {
+    await using target = await udpTarget("A:");
+    await using router = await startRouter(config([target.address]));
+    await using client = await udpClient(router.port);
+    const payloads = [Buffer.from([0, 1, 2, 255]), Buffer.alloc(0), Buffer.from("x".repeat(1400)), crypto.getRandomValues(Buffer.alloc(8000))];
+    for (const payload of payloads) client.send(payload);
+    const replies = [];
+    for (let i = 0; i < payloads.length; i++) replies.push(await client.next());
+    expect(target.received.map((r) => r.data.toString("hex"))).toEqual(payloads.map((p) => p.toString("hex")));
+    expect(replies.map((r) => r.toString("hex"))).toEqual(payloads.map((p) => Buffer.concat([Buffer.from("A:"), p]).toString("hex")));
+    const listener = udpListener(router);
+    expect(listener.active).toBe(1);
+    expect(listener.datagramsUp).toBe(4);
+    expect(listener.datagramsDown).toBe(4);
+    const [flow] = [...listener.flows] as FlowView[];
+    expect(flow!.up.datagrams).toBe(4);
+    expect(flow!.down.bytes).toBe(payloads.reduce((n, p) => n + p.length + 2, 0));
+  });
+
+  test("gives each client address:port its own flow and upstream socket, and answers each client", async () => {
+    await using target = await udpTarget("T:");
+    await using router = await startRouter(config([target.address]));
+    await using one = await udpClient(router.port);
+    await using two = await udpClient(router.port);
+    one.send("from one");
+    two.send("from two");
+    one.send("again one");
+    expect((await one.next()).toString()).toBe("T:from one");
+    expect((await two.next()).toString()).toBe("T:from two");
+    expect((await one.next()).toString()).toBe("T:again one");
+    expect(udpListener(router).active).toBe(2);
+    // two upstream sockets: the target saw two source ports, one per flow
+    const ports = new Set(target.received.map((r) => r.port));
+    expect(ports.size).toBe(2);
+    expect(target.received.filter((r) => r.data.toString().includes("one")).map((r) => r.port)).toHaveLength(2);
+  });
+
+  test("round-robins new flows over the targets and keeps a flow on its target", async () => {
+    await using a = await udpTarget("A:");
+    await using b = await udpTarget("B:");
+    await using router = await startRouter(config([a.address, b.address]));
+    const seen: string[] = [];
+    for (let i = 0; i < 4; i++) {
+      await using client = await udpClient(router.port);
+      client.send("q");
+      client.send("q2");
+      const first = (await client.next()).toString();
+      const second = (await client.next()).toString();
+      expect(second.slice(0, 2)).toBe(first.slice(0, 2));
+      seen.push(first.slice(0, 1));
+    }
+    expect(seen.sort()).toEqual(["A", "A", "B", "B"]);
+  });
+
+  test("ends a flow after `responses` replies, with one access-log-shaped observer call", async () => {
+    await using target = await udpTarget("", (data) => [data, data]); // answers twice
+    const closed: FlowView[] = [];
+    await using router = await startRouter(config([target.address], "responses = 1"));
+    router.view.observe({ flowClosed: (flow) => void closed.push(flow) });
+    await using client = await udpClient(router.port);
+    client.send("ping");
+    expect((await client.next()).toString()).toBe("ping");
+    await waitFor(() => closed.length === 1, 2000, "the flow to end");
+    expect(closed[0]!.reason).toBe("responses");
+    expect(closed[0]!.down.datagrams).toBe(1);
+    expect(udpListener(router).active).toBe(0);
+    // the second answer reached a closed upstream socket: never the client
+    expect(await client.silent(100)).toBe(true);
+    expect(router.target(target.port, "dns").active).toBe(0);
+  });
+
+  test("ends an idle flow after idle_timeout and frees its place on the target", async () => {
+    await using target = await udpTarget("");
+    await using router = await startRouter(config([target.address], 'idle_timeout = "200ms"'));
+    await using client = await udpClient(router.port);
+    client.send("x");
+    await client.next();
+    expect(router.target(target.port, "dns").active).toBe(1);
+    const reasons: string[] = [];
+    router.view.observe({ flowClosed: (flow) => void reasons.push(flow.reason!) });
+    await waitFor(() => udpListener(router).active === 0, 2000, "the idle flow to end");
+    expect(reasons).toEqual(["idle_timeout"]);
+    expect(router.target(target.port, "dns").active).toBe(0);
+    // the next datagram of the same client starts a new flow
+    client.send("y");
+    expect((await client.next()).toString()).toBe("y");
+    expect(udpListener(router).accepted).toBe(2);
+  });
+
+  test("drops and counts datagrams of new clients over max_flows and max_flows_per_ip", async () => {
+    await using target = await udpTarget("");
+    await using router = await startRouter(config([target.address], "max_flows = 2\nmax_flows_per_ip = 1"));
+    await using one = await udpClient(router.port);
+    await using two = await udpClient(router.port);
+    one.send("1");
+    await one.next();
+    two.send("2"); // same IP, second flow: over max_flows_per_ip
+    expect(await two.silent(100)).toBe(true);
+    const listener = udpListener(router);
+    expect(listener.dropped.max_flows_per_ip).toBe(1);
+    expect(listener.active).toBe(1);
+    one.send("3"); // its own flow goes on
+    expect((await one.next()).toString()).toBe("3");
+    expect(router.matching("max_flows_per_ip 1")).toHaveLength(1);
+  });
+
+  test("drops datagrams of denied clients before any flow or upstream socket", async () => {
+    await using target = await udpTarget("");
+    await using router = await startRouter(config([target.address], 'deny = ["127.0.0.0/8"]'));
+    await using client = await udpClient(router.port);
+    client.send("no");
+    expect(await client.silent(150)).toBe(true);
+    expect(target.received).toHaveLength(0);
+    expect(udpListener(router).dropped.denied).toBe(1);
+    expect(udpListener(router).denied).toBe(1);
+    expect(udpListener(router).accepted).toBe(0);
+  });
+
+  test("a reload keeps the listener's socket and its flows on their targets", async () => {
+    await using a = await udpTarget("A:");
+    await using b = await udpTarget("B:");
+    await using router = await startRouter(config([a.address]));
+    await using client = await udpClient(router.port);
+    client.send("1");
+    expect((await client.next()).toString()).toBe("A:1");
+    const summary = router.reload(parseConfig(config([b.address]).replace("127.0.0.1:0", `127.0.0.1:0`), "toml"));
+    expect(summary.kept).toHaveLength(1);
+    client.send("2");
+    expect((await client.next()).toString()).toBe("A:2"); // the open flow stays on a
+    await using other = await udpClient(router.port);
+    other.send("3");
+    expect((await other.next()).toString()).toBe("B:3"); // a new flow goes to b
+  });
+
+  test("stop drains: open flows go on, new clients are dropped, the rest closed at the deadline", async () => {
+    await using target = await udpTarget("");
+    const router = await createRouter(parseConfig(config([target.address]), "toml"));
+    try {
+      await using client = await udpClient(router.listeners[0]!.port);
+      client.send("a");
+      await client.next();
+      const stopping = router.stop({ drainTimeout: 300 });
+      client.send("b");
+      expect((await client.next()).toString()).toBe("b"); // still forwarded while draining
+      await using late = await udpClient(router.listeners[0]!.port);
+      late.send("late");
+      expect(await late.silent(100)).toBe(true);
+      const summary = await stopping;
+      expect(summary.closed).toBe(1);
+      expect(router.view.udpListeners).toHaveLength(0);
+    } finally {
+      await router.stop({ drainTimeout: 0 });
+    }
+  });
+
+  test("garbage and odd datagrams never take the router down", async () => {
+    await using target = await udpTarget("");
+    await using router = await startRouter(config([target.address]));
+    const clients = [];
+    for (let i = 0; i < 20; i++) clients.push(await udpClient(router.port));
+    for (const [i, client] of clients.entries()) {
+      client.send(crypto.getRandomValues(Buffer.alloc((i * 997) % 9000)));
+      client.send(Buffer.alloc(0));
+    }
+    await waitFor(() => target.received.length === 40, 2000, "every datagram at the target");
+    for (const client of clients) client.close();
+    await using check = await udpClient(router.port);
+    check.send("still here");
+    expect((await check.next()).toString()).toBe("still here");
+  });
+});
