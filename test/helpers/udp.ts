@@ -1,11 +1,12 @@
 /**
  * UDP peers on loopback for the UDP listener tests: a target that answers each datagram (by
  * default with a tag in front, so a test sees which target answered; it can also stay silent
- * or answer several times), and a client socket connected to the router with a queue of what
- * it received. Both close with `await using`.
+ * or answer several times), a client socket connected to the router with a queue of what it
+ * received, a real dnsmasq that answers one name with a fixed address, and `dig`. All close
+ * with `await using`; processes are stopped by their PID.
  */
 import type { udp } from "bun";
-import { HOST, waitFor } from "./net.ts";
+import { type Child, HOST, run, spawn, waitFor, within } from "./net.ts";
 
 export interface UdpTarget extends AsyncDisposable {
   port: number;
@@ -88,4 +89,69 @@ export async function udpClient(port: number): Promise<UdpClient> {
       socket.close();
     },
   };
+}
+
+export function hasDnsTools(): boolean {
+  return dnsmasqBinary() !== null && Bun.which("dig") !== null;
+}
+
+function dnsmasqBinary(): string | null {
+  return Bun.which("dnsmasq") ?? Bun.which("dnsmasq", { PATH: "/usr/sbin:/sbin" });
+}
+
+export interface DnsTarget extends AsyncDisposable {
+  port: number;
+  address: string;
+  /** SIGTERM, and wait until it is gone: its port answers ICMP port unreachable from then on. */
+  stop(): Promise<void>;
+}
+
+/** dnsmasq on 127.0.0.1 answering `name` (and names under it) with `ip`, nothing else; no upstream, no daemon. */
+export async function dnsTarget(name: string, ip: string): Promise<DnsTarget> {
+  let child: Child | null = null;
+  let port = 0;
+  for (let attempt = 0; child === null; attempt++) {
+    const probe = await Bun.udpSocket({ hostname: HOST, port: 0 });
+    port = probe.port;
+    probe.close();
+    const started = spawn([
+      dnsmasqBinary() ?? "dnsmasq",
+      "--no-daemon",
+      "--no-resolv",
+      "--no-hosts",
+      `--port=${port}`,
+      `--listen-address=${HOST}`,
+      "--bind-interfaces",
+      "--conf-file=/dev/null",
+      "--pid-file=",
+      "--log-facility=-",
+      `--address=/${name}/${ip}`,
+    ]);
+    await started.stderrMatch(/started, version|failed|FAILED|illegal|bad /i, 5000);
+    if (/started, version/.test(started.stderrText)) child = started;
+    else {
+      await started[Symbol.asyncDispose]();
+      if (attempt >= 4) throw new Error(`dnsmasq did not start: ${started.stderrText}`);
+    }
+  }
+  const stop = async () => {
+    const running = child;
+    child = null;
+    if (running === null) return;
+    running.proc.kill("SIGTERM");
+    await within(running.proc.exited, 5000, `dnsmasq ${running.proc.pid} to exit`);
+  };
+  return { port, address: `${HOST}:${port}`, stop, [Symbol.asyncDispose]: stop };
+}
+
+/** `dig @127.0.0.1 -p PORT NAME +short +tries=1 +time=2`: the answer lines ("" when none came). */
+export async function dig(port: number, name: string): Promise<string> {
+  const result = await run(["dig", `@${HOST}`, "-p", String(port), name, "+short", "+tries=1", "+time=2"], 10_000);
+  return result.code === 0 ? result.stdout.trim() : "";
+}
+
+/** A DNS query for `name` (type A) with this ID, as bytes; its hex is what a UDP health check sends. */
+export function dnsQuery(name: string, id = 0x4a4a): Buffer {
+  const labels = name.split(".").flatMap((label) => [label.length, ...Buffer.from(label)]);
+  return Buffer.from([id >> 8, id & 0xff, 0x01, 0x00, 0, 1, 0, 0, 0, 0, 0, 0, ...labels, 0, 0, 1, 0, 1]);
 }

@@ -27,6 +27,7 @@ import type { HealthConfig, HealthStep } from "../../config/types.ts";
 import { DEBUG, event, type Logger } from "../../util/log.ts";
 import { checkSteps, describeStep, MAX_REPLY, matchStep, replyEnd } from "./check-steps.ts";
 import { httpProbe } from "./http-check.ts";
+import { udpProbe } from "./udp-check.ts";
 import { errorCode, errorText, firstLine } from "../../util/errors.ts";
 
 export type { HealthConfig, HealthStep };
@@ -205,6 +206,7 @@ function tick(state: TargetState): void {
   const checker = state.checker;
   const address = checkAddress(checker.config, state.target.address);
   if (checker.config.http != null) return httpProbe(probe, address, checker.config.http, checker.tls, finish);
+  if (checker.config.udp === true) return udpProbe(probe, address, checker.steps, finish);
   const tls = checker.tls === null ? undefined : checker.tls;
   try {
     const pending =
@@ -364,5 +366,6 @@ function checkIdentity(config: HealthConfig): string {
     onUp,
     http ?? null,
     tls,
+    config.udp ?? false,
   ]);
 }
