@@ -155,3 +155,58 @@ export function dnsQuery(name: string, id = 0x4a4a): Buffer {
   const labels = name.split(".").flatMap((label) => [label.length, ...Buffer.from(label)]);
   return Buffer.from([id >> 8, id & 0xff, 0x01, 0x00, 0, 1, 0, 0, 0, 0, 0, 0, ...labels, 0, 0, 1, 0, 1]);
 }
+
+export function hasQuicTools(): boolean {
+  return Bun.which("gtlsserver", { PATH: `${process.env.PATH}:/usr/sbin` }) !== null && Bun.which("gtlsclient") !== null;
+}
+
+export interface QuicServer extends AsyncDisposable {
+  port: number;
+  address: string;
+}
+
+/** ngtcp2's gtlsserver (HTTP/3) on 127.0.0.1 serving `htdocs` with this key and certificate. */
+export async function quicServer(htdocs: string, key: string, cert: string): Promise<QuicServer> {
+  const binary = Bun.which("gtlsserver", { PATH: `${process.env.PATH}:/usr/sbin` }) ?? "gtlsserver";
+  for (let attempt = 0; ; attempt++) {
+    const probe = await Bun.udpSocket({ hostname: HOST, port: 0 });
+    const port = probe.port;
+    probe.close();
+    const child = spawn([binary, "-q", "-d", htdocs, HOST, String(port), key, cert]);
+    await waitFor(() => /document root/.test(child.stdoutText + child.stderrText) || child.proc.exitCode !== null, 5000, "gtlsserver to start");
+    if (child.proc.exitCode === null) return { port, address: `${HOST}:${port}`, [Symbol.asyncDispose]: () => child[Symbol.asyncDispose]() };
+    if (attempt >= 4) throw new Error(`gtlsserver did not start: ${child.stderrText}`);
+  }
+}
+
+/**
+ * gtlsclient asking `https://NAME/PATH` through 127.0.0.1:`port`; the body is saved in
+ * `download`. Returns its exit code. ngtcp2 0.12's client sends "localhost" as SNI for an IP
+ * host and ignores --sni, so it is given NAME as its host, and NAME resolves to 127.0.0.1
+ * through an /etc/hosts bind-mounted in a mount namespace of its own (`unshare -m`: nothing
+ * changes outside that process). `hostsDir` holds that file.
+ */
+export async function quicFetch(port: number, name: string, path: string, download: string, hostsDir: string, timeout = "3s"): Promise<number> {
+  const hosts = `${hostsDir}/hosts-${name}`;
+  await Bun.write(hosts, `127.0.0.1 ${name}\n`);
+  const client = [
+    "gtlsclient",
+    "-q",
+    "--exit-on-all-streams-close",
+    `--timeout=${timeout}`,
+    `--download=${download}`,
+    name,
+    String(port),
+    `https://${name}${path}`,
+  ];
+  const script = `mount --bind "$0" /etc/hosts && exec "$@"`;
+  const result = await run(["unshare", "-m", "sh", "-c", script, hosts, ...client], 15_000);
+  return result.code;
+}
+
+/** Whether this process may make a mount namespace and bind-mount in it (quicFetch needs it). */
+export async function canUnshareMounts(): Promise<boolean> {
+  if (Bun.which("unshare") === null) return false;
+  const result = await run(["unshare", "-m", "sh", "-c", "mount --bind /etc/hosts /etc/hosts"], 5000).catch(() => ({ code: 1 }));
+  return result.code === 0;
+}
