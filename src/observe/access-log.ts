@@ -10,6 +10,8 @@
  * address a PROXY header gave where the listener accepts them, else the socket's peer.
  * A client that showed a verified certificate (a listener with `tls_policy.verify_client`)
  * adds `client_subject` and `client_fingerprint` (SHA-256) at the end, in both formats.
+ * A UDP flow (one line when it ends) adds `protocol=udp packets_up=N packets_down=N`: the
+ * datagrams each way; its bytes are the datagrams' bytes and `sni` a QUIC client's name.
  *
  * Lines are kept in memory and written at most every `flushInterval` ms (and once 64 KiB are
  * waiting): one write per second instead of one per session. `close()` writes the rest. A file
@@ -21,7 +23,7 @@
  */
 import { closeSync, openSync, writeSync } from "node:fs";
 import { formatHostPort } from "../util/address.ts";
-import type { ListenerView, SessionObserver, SessionView } from "../proxy/handle.ts";
+import type { FlowView, ListenerView, SessionObserver, SessionView } from "../proxy/handle.ts";
 import type { ClientCertificate, RouteInfo } from "../proxy/route.ts";
 import { defaultLogger, type Logger } from "../util/log.ts";
 import { errorText } from "../util/errors.ts";
@@ -95,6 +97,18 @@ export class AccessLog implements SessionObserver {
     );
   }
 
+  /** Observer hook: a UDP flow ended. */
+  flowClosed(flow: FlowView): void {
+    const now = Date.now();
+    const { listener, up, down } = flow;
+    const reason = flow.reason ?? "idle_timeout";
+    const ms = now - flow.openedAt;
+    this.add(now, listener, flow.clientAddress(), flow.sni, flow.backend.name, flow.targetKey, up.bytes, down.bytes, ms, reason, flow.detail, null, [
+      up.datagrams,
+      down.datagrams,
+    ]);
+  }
+
   /**
    * Observer hook: a connection was closed at accept, before it became a session
    * (max_connections reached, the open file limit, or draining). Logged with reason `refused`
@@ -119,6 +133,8 @@ export class AccessLog implements SessionObserver {
     reason: string,
     detail: string,
     certificate: ClientCertificate | null = null,
+    /** A UDP flow's datagrams up and down; null for a session. */
+    datagrams: readonly [number, number] | null = null,
   ): void {
     if (this.done) return;
     if (now !== this.timeMs) {
@@ -143,6 +159,7 @@ export class AccessLog implements SessionObserver {
         reason,
         detail: detail === "" ? null : detail,
         ...(certificate === null ? {} : { client_subject: certificate.subject, client_fingerprint: certificate.fingerprint }),
+        ...(datagrams === null ? {} : { protocol: "udp", packets_up: datagrams[0], packets_down: datagrams[1] }),
       });
     } else {
       line =
@@ -151,6 +168,7 @@ export class AccessLog implements SessionObserver {
         `target=${this.quoted(target)} bytes_up=${up} bytes_down=${down} duration_ms=${ms} reason=${reason}`;
       if (detail !== "") line += ` detail=${JSON.stringify(detail)}`;
       if (certificate !== null) line += ` client_subject=${value(certificate.subject)} client_fingerprint=${certificate.fingerprint}`;
+      if (datagrams !== null) line += ` protocol=udp packets_up=${datagrams[0]} packets_down=${datagrams[1]}`;
     }
     this.pending += line + "\n";
     this.lines++;

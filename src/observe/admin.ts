@@ -122,6 +122,16 @@ export interface ListenerStatus {
   refused: number;
   bytesUp: number;
   bytesDown: number;
+  /** A UDP listener (docs/udp.md): `active` and `accepted` count its flows, `refused` datagrams dropped at a limit. Absent for TCP. */
+  protocol?: "udp";
+  udp?: UdpListenerStatus;
+}
+
+/** A UDP listener's datagrams, by direction, and those it dropped, by reason. */
+export interface UdpListenerStatus {
+  datagramsUp: number;
+  datagramsDown: number;
+  dropped: Record<string, number>;
 }
 
 /** A backend, and the fields of each target source that serves it, under the source's kind (absent for listed targets). */
@@ -149,6 +159,22 @@ export interface TargetStatus {
 
 const STARTED_AT = new Date(performance.timeOrigin);
 
+/** The UDP listeners' lines of /status: flows in `active` and `accepted`, their datagrams and drops under `udp`. */
+function udpListenerStatus(router: RouterView): ListenerStatus[] {
+  return (router.udpListeners ?? []).map((listener) => ({
+    name: listener.name,
+    address: formatAddress(listener.address),
+    backend: listener.backend?.name ?? "-",
+    active: listener.active,
+    accepted: listener.accepted,
+    refused: listener.refused,
+    bytesUp: listener.bytesUp,
+    bytesDown: listener.bytesDown,
+    protocol: "udp",
+    udp: { datagramsUp: listener.datagramsUp, datagramsDown: listener.datagramsDown, dropped: { ...listener.dropped } },
+  }));
+}
+
 /** Listeners bound and not draining. */
 export function isReady(router: RouterView): boolean {
   return router.listeners.length > 0 && !router.draining;
@@ -166,16 +192,18 @@ export function status(router: RouterView, metrics: Metrics): Status {
     ready: isReady(router),
     draining: router.draining,
     totals: router.stats(),
-    listeners: router.listeners.map((listener) => ({
-      name: listener.name,
-      address: formatAddress(listener.address),
-      backend: listener.backend?.name ?? "-",
-      active: listener.active,
-      accepted: listener.accepted,
-      refused: listener.refused,
-      bytesUp: bytes.get(listener.name)?.up ?? 0,
-      bytesDown: bytes.get(listener.name)?.down ?? 0,
-    })),
+    listeners: router.listeners
+      .map((listener) => ({
+        name: listener.name,
+        address: formatAddress(listener.address),
+        backend: listener.backend?.name ?? "-",
+        active: listener.active,
+        accepted: listener.accepted,
+        refused: listener.refused,
+        bytesUp: bytes.get(listener.name)?.up ?? 0,
+        bytesDown: bytes.get(listener.name)?.down ?? 0,
+      }))
+      .concat(udpListenerStatus(router)),
     backends: [...router.backends.values()].map((backend) => ({
       ...sourceEntries(statusOf(router.sources, backend.name)),
       name: backend.name,

@@ -13,7 +13,7 @@
  */
 import pkg from "../../package.json" with { type: "json" };
 import { ADMIN_STATES, type Backend, type TargetState } from "../backend/backend.ts";
-import type { CloseReason, RouterView, SessionObserver, SessionView } from "../proxy/handle.ts";
+import type { CloseReason, FlowView, RouterView, SessionObserver, SessionView } from "../proxy/handle.ts";
 import { escapeLabel, Histogram, Output, writeProcessMetrics } from "./prometheus.ts";
 import type { SourceMetric, SourceView } from "../backend/sources/source.ts";
 import { rateStats } from "../proxy/rate.ts";
@@ -81,6 +81,26 @@ interface TargetCell {
   timeouts: number;
 }
 
+/** UDP close reasons exported at zero from the start (others from their first flow). */
+export const FLOW_CLOSE_REASONS: readonly string[] = [
+  "idle_timeout",
+  "responses",
+  "port_unreachable",
+  "no_target",
+  "no_route",
+  "hello_timeout",
+  "target_down",
+  "drained",
+] satisfies CloseReason[];
+
+/** One UDP listener's flows that ended: by close reason, and how long they lasted. */
+interface FlowCell {
+  /** `listener="…"` */
+  readonly labels: string;
+  readonly closed: Record<string, number>;
+  readonly duration: Histogram;
+}
+
 /** Bytes of one listener, for the status page. */
 export interface ListenerBytes {
   up: number;
@@ -98,6 +118,8 @@ export class Metrics implements SessionObserver {
   private readonly live = new Map<SessionView, RouteCell>();
   /** The session layer calls `connectFailed` (else failures are derived from the targets' counts). */
   private failuresHooked = false;
+  /** UDP listeners by name. */
+  private readonly flows = new Map<string, FlowCell>();
 
   constructor(readonly router: RouterView) {}
 
@@ -144,6 +166,13 @@ export class Metrics implements SessionObserver {
     if (reason === "connect_timeout") this.targetCell(session.backend.name, session.targetKey).timeouts++;
   }
 
+  flowClosed(flow: FlowView): void {
+    const cell = this.flowCell(flow.listener.name);
+    const reason = flow.reason ?? "idle_timeout";
+    cell.closed[reason] = (cell.closed[reason] ?? 0) + 1;
+    cell.duration.observe((Date.now() - flow.openedAt) / 1000);
+  }
+
   /** Bytes through each listener (by name) since start, open sessions included. */
   bytesByListener(): Map<string, ListenerBytes> {
     const out = new Map<string, ListenerBytes>();
@@ -163,6 +192,7 @@ export class Metrics implements SessionObserver {
       bytes.up += session.up.bytes;
       bytes.down += session.down.bytes;
     }
+    for (const listener of this.router.udpListeners ?? []) out.set(listener.name, { up: listener.bytesUp, down: listener.bytesDown });
     return out;
   }
 
@@ -238,6 +268,8 @@ export class Metrics implements SessionObserver {
 
   /** By backend × target: connect attempts that failed or timed out, and how long connects took. */
   private writeConnects(out: Output): void {
+    this.renderUdp(out);
+
     out.family(
       "tcprouter_connect_failures_total",
       "counter",
@@ -262,6 +294,61 @@ export class Metrics implements SessionObserver {
     out.family("tcprouter_connect_duration_seconds", "histogram", "Time from picking a target to the upstream connection being open, by backend and target.");
     for (const cells of this.targets.values())
       for (const cell of cells.values()) out.histogram("tcprouter_connect_duration_seconds", cell.labels, cell.connect);
+  }
+
+  /** The UDP families (docs/udp.md), when the router has UDP listeners or had some. */
+  private renderUdp(out: Output): void {
+    const listeners = this.router.udpListeners ?? [];
+    for (const listener of listeners) this.flowCell(listener.name);
+    if (this.flows.size === 0) return;
+    const labels = (name: string) => this.flowCell(name).labels;
+    out.family("tcprouter_udp_flows_active", "gauge", "UDP flows open now (one per client address:port), by listener.");
+    for (const listener of listeners) out.sample("tcprouter_udp_flows_active", labels(listener.name), listener.active);
+    out.family("tcprouter_udp_flows_total", "counter", "UDP flows started, by listener.");
+    for (const listener of listeners) out.sample("tcprouter_udp_flows_total", labels(listener.name), listener.accepted);
+    out.family("tcprouter_udp_flows_closed_total", "counter", "UDP flows ended, by listener and close reason.");
+    for (const cell of this.flows.values())
+      for (const [reason, count] of Object.entries(cell.closed))
+        out.sample("tcprouter_udp_flows_closed_total", `${cell.labels},reason="${escapeLabel(reason)}"`, count);
+    out.family("tcprouter_udp_flow_duration_seconds", "histogram", "How long UDP flows lasted, from their first datagram to their end, by listener.");
+    for (const cell of this.flows.values()) out.histogram("tcprouter_udp_flow_duration_seconds", cell.labels, cell.duration);
+    out.family(
+      "tcprouter_udp_datagrams_total",
+      "counter",
+      'Datagrams read from clients (direction="up", dropped ones included) and from upstreams (direction="down"), by listener.',
+    );
+    for (const listener of listeners)
+      for (const [direction, count] of [
+        ["up", listener.datagramsUp],
+        ["down", listener.datagramsDown],
+      ] as const)
+        out.sample("tcprouter_udp_datagrams_total", `${labels(listener.name)},direction="${direction}"`, count);
+    out.family("tcprouter_udp_bytes_total", "counter", "Bytes of those datagrams (PROXY headers not counted), by listener and direction.");
+    for (const listener of listeners)
+      for (const [direction, count] of [
+        ["up", listener.bytesUp],
+        ["down", listener.bytesDown],
+      ] as const)
+        out.sample("tcprouter_udp_bytes_total", `${labels(listener.name)},direction="${direction}"`, count);
+    out.family(
+      "tcprouter_udp_dropped_total",
+      "counter",
+      "Datagrams not forwarded, by listener and reason (limits, ACLs, no target or route, bad QUIC Initials, full buffers).",
+    );
+    for (const listener of listeners)
+      for (const [reason, count] of Object.entries(listener.dropped))
+        out.sample("tcprouter_udp_dropped_total", `${labels(listener.name)},reason="${reason}"`, count);
+  }
+
+  private flowCell(name: string): FlowCell {
+    let cell = this.flows.get(name);
+    if (cell === undefined) {
+      const closed: Record<string, number> = {};
+      for (const reason of FLOW_CLOSE_REASONS) closed[reason] = 0;
+      cell = { labels: `listener="${escapeLabel(name)}"`, closed, duration: new Histogram(SESSION_BUCKETS) };
+      this.flows.set(name, cell);
+    }
+    return cell;
   }
 
   private listenerCell(name: string): ListenerCell {

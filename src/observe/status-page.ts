@@ -134,12 +134,19 @@ function renderListeners(s, t) {
     const up = last && dt > 0 ? (l.bytesUp - last.up) / dt : 0;
     const down = last && dt > 0 ? (l.bytesDown - last.down) / dt : 0;
     perListener.set(l.name, { t, up: l.bytesUp, down: l.bytesDown });
-    return row({ listener: l.name }, [
-      cell(l.name, "name"), cell(l.address, "address", "text"), cell(l.backend, "backend", "text"),
+    // A UDP listener: its flows in open/accepted, datagrams dropped at a limit in refused, the rest in a tooltip.
+    const udp = l.protocol === "udp" ? l.udp : null;
+    const tr = row({ listener: l.name }, [
+      cell(l.name, "name"), cell((udp ? "udp " : "") + l.address, "address", "text"), cell(l.backend, "backend", "text"),
       cell(count(l.active), "active"), cell(count(l.accepted), "accepted"), cell(count(l.refused), "refused"),
       cell(bytes(l.bytesUp), "bytesUp"), cell(bytes(l.bytesDown), "bytesDown"),
       cell(bytes(Math.max(0, up)) + "/s", "upPerSec"), cell(bytes(Math.max(0, down)) + "/s", "downPerSec"),
     ]);
+    if (udp) {
+      const dropped = Object.entries(udp.dropped).filter(([, n]) => n > 0).map(([reason, n]) => reason + " " + count(n));
+      tr.title = "UDP flows; datagrams up " + count(udp.datagramsUp) + ", down " + count(udp.datagramsDown) + (dropped.length ? "; dropped: " + dropped.join(", ") : "");
+    }
+    return tr;
   });
   body.replaceChildren(...rows);
 }
