@@ -2,9 +2,10 @@
 import { defineCommand, type ParsedArgs } from "citty";
 import { AccessLog } from "../observe/access-log.ts";
 import { AddressError, parseAddress, type Address } from "../util/address.ts";
-import { startAdmin, type AdminServer } from "../observe/admin.ts";
+import { adminExposure, startAdmin, type AdminServer } from "../observe/admin.ts";
 import { loadAdminAuth, OPEN_READS, type AdminAuth } from "../observe/control.ts";
 import { ConfigError, configWarnings, loadConfig, type Config } from "../config/load.ts";
+import { checkAddressClashes } from "../config/checks.ts";
 import { createLogger, event, type LogFormat, type LogLevel, type Logger } from "../util/log.ts";
 import { forwardConfig } from "../proxy/forward.ts";
 import { createRouter, ListenError, OptionsError } from "../proxy/router.ts";
@@ -42,9 +43,16 @@ export default defineCommand({
     }
     // Workers append whole batches of lines to one file (O_APPEND); on a pipe, batches over
     // PIPE_BUF could interleave. A worker serves its admin on the socket its supervisor named.
+    const adminTls = observe.admin === null ? null : (config.admin?.tls ?? null);
     if (isWorker()) observe.admin = workerAdminAddress();
     if (workers > 1 && observe.accessLog === "stdout")
       throw new UsageError("--workers: --access-log stdout cannot be used with more than one worker; give a file");
+    if (workers > 1 && adminTls !== null)
+      throw new UsageError(
+        "--workers: [admin] tls works with one process only (the supervisor's merged admin is plain HTTP); drop --workers or the admin's tls",
+      );
+    const exposure = observe.admin === null || isWorker() ? null : adminExposure(observe.admin, auth, adminTls);
+    if (exposure !== null) log.warn(exposure);
     const takeover = await takeOverIfUpgrade();
     if (workers > 1 && !isWorker()) {
       const anyPort = config.listeners.find((listener) => listener.listen.kind === "tcp" && listener.listen.port === 0);
@@ -86,7 +94,7 @@ export default defineCommand({
           logger: log,
           auth,
           trustClientHeader: isWorker(),
-          ...(isWorker() ? {} : { upgrade: () => process.kill(process.pid, "SIGUSR2") }),
+          ...(isWorker() ? {} : { upgrade: () => process.kill(process.pid, "SIGUSR2"), tls: adminTls }),
         });
       } catch (error) {
         await handle.stop({ drainTimeout: 0 });
@@ -130,6 +138,8 @@ async function serveConfig(flags: ParsedArgs<typeof args>, rawArgs: string[], lo
     if (clash) throw new UsageError(`${clash.split("=")[0]} cannot be used with --config: set it in the config file`);
     try {
       const config = await loadConfig(path);
+      const clashes = await checkAddressClashes(config);
+      if (clashes.length > 0) throw new ConfigError(path, clashes);
       for (const warning of configWarnings(config)) log.warn(`${path}: ${warning}`);
       return config;
     } catch (error) {
@@ -191,6 +201,8 @@ function reloadOnHangup(handle: RouterHandle, log: Logger, path: string | undefi
     reloading = reloading.then(async () => {
       try {
         const config = await loadConfig(path);
+        const clashes = await checkAddressClashes(config);
+        if (clashes.length > 0) throw new ConfigError(path, clashes);
         await handle.resolve(config);
         const summary = handle.reload(config);
         const parts = [`${config.listeners.length} listeners`, `${config.backends.size} backends`];

@@ -3,10 +3,13 @@
  * duplicates) and the files it names (TLS certificates, keys and CAs, read at load).
  */
 import { createPrivateKey, X509Certificate, type KeyObject } from "node:crypto";
-import { readFileSync } from "node:fs";
+import { readFileSync, statSync } from "node:fs";
 import { resolve } from "node:path";
 import type * as v from "valibot";
-import { formatAddress, type Address } from "../util/address.ts";
+import { lookup } from "node:dns/promises";
+import { isIP } from "node:net";
+import { formatAddress, formatHostPort, type Address } from "../util/address.ts";
+import { DEFAULTS } from "./defaults.ts";
 import { isAddress, isRecord, pathText } from "./messages.ts";
 import { parseServerNamePattern } from "../protocol/sni.ts";
 import type { Config, RouteConfig, TlsPolicy } from "./types.ts";
@@ -40,7 +43,8 @@ export function checkReferences(file: unknown, issues: readonly v.BaseIssue<unkn
     let duplicateListen = false;
     if (listenOk) {
       const address = listener.listen as Address;
-      const key = identity(address);
+      // a UDP and a TCP listener may share an address (DNS serves both on port 53)
+      const key = (listener.protocol === "udp" ? "udp " : "") + identity(address);
       const first = addresses.get(key);
       if (first !== undefined && !(address.kind === "tcp" && address.port === 0)) {
         errors.push({ path: ["listeners", i, "listen"], message: `${formatAddress(address)} is already used by listeners[${first}]` });
@@ -84,6 +88,7 @@ export function checkReferences(file: unknown, issues: readonly v.BaseIssue<unkn
       errors.push({ path: ["backends", name, "max_fails"], message: "not with health (with active checks a failed connect counts toward fall)" });
     if (isRecord(backend) && backend.targets !== undefined && backend.sentinel !== undefined)
       errors.push({ path: ["backends", name, "targets"], message: "not with sentinel (the sentinels name the target)" });
+    if (isRecord(backend)) for (const message of tcpOptionsOnTls(backend)) errors.push({ path: ["backends", name, message.key], message: message.text });
     if (!isRecord(backend) || !Array.isArray(backend.targets)) continue;
     const seen = new Map<string, number>();
     backend.targets.forEach((target: unknown, j) => {
@@ -136,6 +141,7 @@ export function checkListener(
       errors.push({ path: ["trusted"], message: "only used with accept_proxy = true" });
     }
   }
+  for (const message of tcpOptionsOnTls(listener)) errors.push({ path: [message.key], message: message.text });
   if (has("tls_policy") && !has("tls") && valid("tls_policy"))
     errors.push({ path: ["tls_policy"], message: "only with tls (the policy of a listener that terminates TLS)" });
   const policy = isRecord(listener.tls_policy) ? (listener.tls_policy as unknown as TlsPolicy) : null;
@@ -181,6 +187,14 @@ export function checkListener(
     });
   });
   return errors;
+}
+
+/** tcp_keepalive and tcp_user_timeout need a plain socket: Bun gives no descriptor for a TLS socket (fd -1) to set them on. */
+function tcpOptionsOnTls(section: Record<string, unknown>): { key: string; text: string }[] {
+  if (section.tls === undefined) return [];
+  return ["tcp_keepalive", "tcp_user_timeout"]
+    .filter((key) => section[key] !== undefined && section[key] !== null && section[key] !== 0) // "off" is fine
+    .map((key) => ({ key, text: "not with tls (TCP options apply to plain sockets: Bun gives no descriptor for a TLS socket)" }));
 }
 
 /** A tcp listener with tls and a tls_policy that asks for client certificates (as parsed, or still raw). */
@@ -237,6 +251,17 @@ export function checkFiles(file: unknown, base: string): { path: Key[]; message:
       errors.push({ path: ["admin", "token_file"], message: (error as Error).message });
     }
   }
+  const adminTls = isRecord(file.admin) && isRecord(file.admin.tls) ? file.admin.tls : null;
+  if (adminTls !== null) {
+    const certPath = path(adminTls.cert);
+    const keyPath = path(adminTls.key);
+    const cert = certPath === null ? null : readPem(certPath, "certificate", ["admin", "tls", "cert"], errors);
+    const key = keyPath === null ? null : readPem(keyPath, "private key", ["admin", "tls", "key"], errors);
+    if (cert instanceof X509Certificate && key !== null && !(key instanceof X509Certificate) && !cert.checkPrivateKey(key))
+      errors.push({ path: ["admin", "tls", "key"], message: `${keyPath} is not the key of the certificate in ${certPath}` });
+    const caPath = path(adminTls.client_ca);
+    if (caPath !== null) readPem(caPath, "certificate", ["admin", "tls", "client_ca"], errors);
+  }
   for (const [name, backend] of Object.entries(isRecord(file.backends) ? file.backends : {})) {
     const auth = isRecord(backend) && isRecord(backend.health) && isRecord(backend.health.auth) ? backend.health.auth : null;
     const sentinelAuth = isRecord(backend) && isRecord(backend.sentinel) && isRecord(backend.sentinel.auth) ? backend.sentinel.auth : null;
@@ -276,6 +301,9 @@ export function readToken(path: string): string {
   } catch (error) {
     throw new Error(`cannot read ${path}: ${readErrorText(error)}`);
   }
+  // As ssh does with keys: a secret others can read is refused rather than used.
+  const mode = statSync(path).mode & 0o777;
+  if ((mode & 0o077) !== 0) throw new Error(`${path} is readable by others (mode ${mode.toString(8).padStart(4, "0")}): chmod 600 it`);
   const token = text.trim();
   if (token === "") throw new Error(`${path} is empty (expected the admin token)`);
   if (/\s/.test(token)) throw new Error(`${path} holds more than one word (expected the admin token alone)`);
@@ -359,6 +387,13 @@ export function withFiles(config: Config, base: string): Config {
     }
   }
   if (config.admin?.tokenFile != null) config.admin.tokenFile = resolve(base, config.admin.tokenFile);
+  const adminTls = config.admin?.tls;
+  if (adminTls != null)
+    config.admin!.tls = {
+      cert: resolve(base, adminTls.cert),
+      key: resolve(base, adminTls.key),
+      clientCa: adminTls.clientCa === null ? null : resolve(base, adminTls.clientCa),
+    };
   return config;
 }
 
@@ -383,4 +418,214 @@ function certificateNames(pem: string): string[] {
     }
   }
   return patterns;
+}
+
+// ── Addresses once resolved ────────────────────────────────────────────────────────────────
+
+/** Looks a host name up as a bind does (the first address); null when it does not resolve. */
+export type HostLookup = (host: string) => Promise<string | null>;
+
+const systemLookup: HostLookup = async (host) => {
+  const timeout = new Promise<null>((resolve) => setTimeout(resolve, DEFAULTS.discovery.lookupTimeout, null).unref());
+  const found = lookup(host).then(
+    (answer) => answer.address,
+    () => null,
+  );
+  return await Promise.race([found, timeout]);
+};
+
+/**
+ * Listen addresses (listeners and `[admin] listen`) that name the same socket once host names
+ * are resolved, or that overlap a wildcard on the same port (`0.0.0.0:P` takes every IPv4
+ * address, `[::]:P` every address): `listeners[1].listen: localhost:7000 is 127.0.0.1:7000,
+ * which listeners[0] already listens on`. The bind would fail with "address already in use",
+ * which reads as if another program held the port. Async (it resolves names), so it runs after
+ * the synchronous validation: in `check` and in `serve` before anything is bound. Addresses
+ * that are the same as written are reported by `checkReferences`; names that do not resolve
+ * are left to the bind.
+ */
+export async function checkAddressClashes(config: Config, resolveHost: HostLookup = systemLookup): Promise<string[]> {
+  const entries: { at: string; owner: string; address: Address }[] = config.listeners.map((listener, i) => ({
+    at: `listeners[${i}].listen`,
+    owner: `listeners[${i}]`,
+    address: listener.listen,
+  }));
+  if (config.admin !== undefined) entries.push({ at: "admin.listen", owner: "the admin", address: config.admin.listen });
+  const resolved = await Promise.all(
+    entries.map(async (entry) => {
+      const { address } = entry;
+      if (address.kind !== "tcp" || address.port === 0) return null;
+      const ip = isIP(address.host) !== 0 ? address.host : await resolveHost(address.host);
+      return ip === null ? null : { ...entry, ip: ip.toLowerCase(), port: address.port };
+    }),
+  );
+  const errors: string[] = [];
+  const seen: { owner: string; ip: string; port: number; text: string }[] = [];
+  for (const entry of resolved) {
+    if (entry === null) continue;
+    const text = formatAddress(entry.address);
+    const same = seen.find((other) => other.port === entry.port && other.ip === entry.ip);
+    const overlap = seen.find((other) => other.port === entry.port && overlaps(other.ip, entry.ip));
+    if (same !== undefined && same.text.toLowerCase() !== text.toLowerCase()) {
+      const resolvedText = formatHostPort(entry.ip, entry.port);
+      const what = resolvedText === text ? `${text} is ${same.text}` : `${text} is ${resolvedText}`;
+      errors.push(`${entry.at}: ${what}, which ${same.owner} already listens on`);
+    } else if (same === undefined && overlap !== undefined) {
+      errors.push(`${entry.at}: ${text} overlaps ${overlap.text}, which ${overlap.owner} already listens on (${wildcardWords(overlap.ip, entry.ip)})`);
+    }
+    if (same === undefined) seen.push({ owner: entry.owner, ip: entry.ip, port: entry.port, text });
+  }
+  return errors;
+}
+
+const IPV4_ANY = "0.0.0.0";
+const IPV6_ANY = "::";
+
+/** Two different IPs whose binds on one port collide: one is a wildcard that covers the other (`::` is dual-stack). */
+function overlaps(a: string, b: string): boolean {
+  const covers = (wildcard: string, ip: string) => (wildcard === IPV6_ANY ? true : wildcard === IPV4_ANY && isIP(ip) === 4);
+  return a !== b && (covers(a, b) || covers(b, a));
+}
+
+function wildcardWords(a: string, b: string): string {
+  const wildcard = a === IPV6_ANY || (a === IPV4_ANY && b !== IPV6_ANY) ? a : b;
+  return wildcard === IPV6_ANY ? ":: listens on every address of this machine, IPv4 too" : "0.0.0.0 listens on every IPv4 address of this machine";
+}
+
+/**
+ * SRV targets (`{ srv = "…" }`): each name once per backend, and no hostname target next to
+ * them (each name's source replaces the backend's targets when its answer changes, so a backend
+ * follows one kind of name). Runs on the partly validated file.
+ */
+export function checkSrvTargets(file: unknown, issues: readonly v.BaseIssue<unknown>[]): { path: Key[]; message: string }[] {
+  const errors: { path: Key[]; message: string }[] = [];
+  const invalid = new Set(issues.map((issue) => pathText(issue.path)));
+  const backends = isRecord(file) && isRecord(file.backends) ? file.backends : {};
+  for (const [name, backend] of Object.entries(backends)) {
+    if (!isRecord(backend) || !Array.isArray(backend.targets)) continue;
+    const targets = backend.targets as unknown[];
+    const valid = (j: number) => !invalid.has(pathText([{ key: "backends" }, { key: name }, { key: "targets" }, { key: j }]));
+    const srv = new Map<string, number>();
+    targets.forEach((target, j) => {
+      if (!isRecord(target) || typeof target.srv !== "string" || !valid(j)) return;
+      const first = srv.get(target.srv);
+      if (first === undefined) srv.set(target.srv, j);
+      else errors.push({ path: ["backends", name, "targets", j], message: `srv "${target.srv}" is already listed as targets[${first}]` });
+    });
+    if (srv.size === 0) continue;
+    const [first] = srv.values();
+    targets.forEach((target, j) => {
+      if (!isRecord(target) || !isAddress(target.address) || target.address.kind !== "tcp" || isIP(target.address.host) !== 0) return;
+      errors.push({
+        path: ["backends", name, "targets", j],
+        message: `a hostname target cannot share a backend with srv targets (targets[${first}]): list its addresses, or give it a backend of its own`,
+      });
+    });
+  }
+  return errors;
+}
+
+// ── UDP listeners ──────────────────────────────────────────────────────────────────────────
+
+/** Keys of a TCP listener a UDP listener refuses, and why (one error each, at the key's path). */
+const TCP_ONLY_KEYS: Record<string, string> = {
+  tls: 'TLS runs over TCP; QUIC is routed by its server name with mode = "sni"',
+  tls_policy: "TLS runs over TCP",
+  accept_proxy: "a UDP listener reads no PROXY header",
+  trusted: "a UDP listener reads no PROXY header",
+  max_connections: "use max_flows",
+  max_connections_per_ip: "use max_flows_per_ip",
+  connection_rate_per_ip: "use max_flows_per_ip",
+  connect_timeout: "a UDP flow does not connect",
+  write_timeout: "datagrams are never queued for a slow reader",
+  half_closed_timeout: "a flow has no half-close; it ends after idle_timeout or responses",
+  max_session_duration: "a flow ends after idle_timeout or responses",
+  upload_rate: "bandwidth limits pause a TCP socket",
+  download_rate: "bandwidth limits pause a TCP socket",
+  upload_rate_per_ip: "bandwidth limits pause a TCP socket",
+  download_rate_per_ip: "bandwidth limits pause a TCP socket",
+  tcp_keepalive: "a TCP socket option",
+  tcp_user_timeout: "a TCP socket option",
+};
+const UDP_ONLY_KEYS = ["max_flows", "max_flows_per_ip", "responses"];
+/** Backend keys that have no meaning for datagrams. */
+const TCP_BACKEND_KEYS: Record<string, string> = {
+  tls: "datagrams are forwarded as they are (no DTLS)",
+  upload_rate: "bandwidth limits pause a TCP socket",
+  download_rate: "bandwidth limits pause a TCP socket",
+  upload_rate_per_ip: "bandwidth limits pause a TCP socket",
+  download_rate_per_ip: "bandwidth limits pause a TCP socket",
+  tcp_keepalive: "a TCP socket option",
+  tcp_user_timeout: "a TCP socket option",
+};
+
+/**
+ * `protocol = "udp"` listeners: no TCP-only key, a host:port address, an idle timeout; the UDP
+ * keys only on them; their backends serve no TCP listener, dial no TLS, send no PROXY v1, and
+ * check over UDP with a reply to expect. Runs on the partly validated file.
+ */
+export function checkUdp(file: unknown, issues: readonly v.BaseIssue<unknown>[]): { path: Key[]; message: string }[] {
+  const errors: { path: Key[]; message: string }[] = [];
+  if (!isRecord(file) || !Array.isArray(file.listeners)) return errors;
+  const invalid = issues.map((issue) => pathText(issue.path));
+  const valid = (...path: Key[]) => {
+    const prefix = pathText(path.map((key) => ({ key })));
+    return !invalid.some((bad) => bad === prefix || bad.startsWith(prefix + ".") || bad.startsWith(prefix + "["));
+  };
+  const backends = isRecord(file.backends) ? file.backends : {};
+  /** Backend name → the first listener using it, by protocol. */
+  const users = new Map<string, { tcp?: number; udp?: number }>();
+  (file.listeners as unknown[]).forEach((listener, i) => {
+    if (!isRecord(listener)) return;
+    const udp = listener.protocol === "udp";
+    const names = [listener.backend, ...(Array.isArray(listener.routes) ? listener.routes.map((route) => (isRecord(route) ? route.backend : undefined)) : [])];
+    for (const name of names) {
+      if (typeof name !== "string") continue;
+      const use = users.get(name) ?? {};
+      if (udp) use.udp ??= i;
+      else use.tcp ??= i;
+      users.set(name, use);
+    }
+    if (!udp) {
+      for (const key of UDP_ONLY_KEYS) if (listener[key] !== undefined) errors.push({ path: ["listeners", i, key], message: 'only with protocol = "udp"' });
+      return;
+    }
+    for (const [key, why] of Object.entries(TCP_ONLY_KEYS))
+      if (listener[key] !== undefined) errors.push({ path: ["listeners", i, key], message: `not with protocol = "udp" (${why})` });
+    if (isAddress(listener.listen) && listener.listen.kind === "unix")
+      errors.push({ path: ["listeners", i, "listen"], message: 'a UDP listener needs host:port (protocol = "udp")' });
+    if (listener.idle_timeout === 0 && valid("listeners", i, "idle_timeout"))
+      errors.push({
+        path: ["listeners", i, "idle_timeout"],
+        message: `cannot be off on a UDP listener (a UDP peer never says it is done; default ${DEFAULTS.udp.idleTimeout / 1000}s)`,
+      });
+  });
+  for (const [name, use] of users) {
+    if (use.udp === undefined) continue;
+    const where = `listeners[${use.udp}]`;
+    if (use.tcp !== undefined)
+      errors.push({
+        path: ["listeners", use.udp, "backend"],
+        message: `backend "${name}" also serves listeners[${use.tcp}] (tcp): a backend serves TCP or UDP listeners, not both (checks and PROXY headers differ); give each its own`,
+      });
+    const backend = backends[name];
+    if (!isRecord(backend)) continue;
+    for (const [key, why] of Object.entries(TCP_BACKEND_KEYS))
+      if (backend[key] !== undefined) errors.push({ path: ["backends", name, key], message: `not for a backend of UDP listeners (${where}): ${why}` });
+    if (backend.send_proxy === "v1")
+      errors.push({ path: ["backends", name, "send_proxy"], message: `PROXY v1 has no UDP; use "v2" (a backend of UDP listeners: ${where})` });
+    const health = backend.health;
+    if (!isRecord(health) || !valid("backends", name, "health")) continue;
+    const at = (key: string) => ["backends", name, "health", key];
+    if (health.http != null) errors.push({ path: at("type"), message: `not "http" for a backend of UDP listeners (${where}): checks there send datagrams` });
+    if (health.tls !== undefined) errors.push({ path: at("tls"), message: `not for a backend of UDP listeners (${where})` });
+    if (health.auth != null) errors.push({ path: at("auth"), message: `not for a backend of UDP listeners (${where}): AUTH is a Redis command over TCP` });
+    const steps = Array.isArray(health.steps) ? (health.steps as unknown[]) : [];
+    if (health.http == null && health.expect == null && !steps.some((step) => isRecord(step) && "expect" in step))
+      errors.push({
+        path: ["backends", name, "health"],
+        message: `a check over UDP needs a reply to expect (a UDP target says nothing until asked): give steps such as [{ send_hex = "…" }, { expect_hex = "…" }] (${where})`,
+      });
+  }
+  return errors;
 }

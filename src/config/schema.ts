@@ -3,7 +3,6 @@
  * the defaults and gives the resolved `Config`.
  */
 import * as v from "valibot";
-import { formatAddress } from "../util/address.ts";
 import { checkReferences } from "./checks.ts";
 import { describe, isRecord } from "./messages.ts";
 import {
@@ -30,9 +29,13 @@ import {
   listenerOnly,
   tlsVersion,
   verifyClient,
+  SESSION_CONTROL_KEYS,
+  sessionControls,
+  sourceAddress,
 } from "./values.ts";
 import {
   BALANCES,
+  type AdminTlsConfig,
   type BackendConfig,
   type BackendTlsConfig,
   type Config,
@@ -47,6 +50,10 @@ import {
 import { DEFAULTS } from "./defaults.ts";
 import { Health } from "./health-schema.ts";
 import { Sentinel } from "./sentinel-schema.ts";
+import { fromSrvRecords, listenAddress, srvName, targetAddress } from "./values.ts";
+import { checkPorts, expandPorts, listenPorts } from "./ranges.ts";
+import { checkSrvTargets, checkUdp } from "./checks.ts";
+import type { SrvTargetConfig } from "./types.ts";
 
 const Defaults = table({
   connect_timeout: v.optional(duration()),
@@ -171,11 +178,16 @@ const TlsPolicySchema = v.pipe(
   ),
 );
 
+/** `protocol = "udp"`: a UDP listener (docs/udp.md); which keys go with it is in `checkUdp`. */
+const protocol = v.picklist(["tcp", "udp"], (issue) =>
+  typeof issue.input === "string" ? `unknown protocol ${describe(issue.input)} (use "tcp" or "udp")` : expected('"tcp" or "udp"')(issue),
+);
+
 /** Which keys go with which mode, and `backend` being required in tcp mode, are in `checkListener`. */
 const Listener = table(
   {
     name: v.optional(name),
-    listen: address(true),
+    listen: listenAddress,
     mode: v.optional(mode),
     backend: v.optional(name),
     routes: v.optional(v.array(Route, expected("an array of tables ([[listeners.routes]])"))),
@@ -194,33 +206,75 @@ const Listener = table(
     write_timeout: v.optional(duration()),
     half_closed_timeout: v.optional(duration()),
     max_session_duration: v.optional(duration()),
+    ...SESSION_CONTROL_KEYS,
+    protocol: v.optional(protocol),
+    max_flows: v.optional(count(0)),
+    max_flows_per_ip: v.optional(count(0)),
+    responses: v.optional(count(0)),
   },
   { listen: 'the address to listen on, e.g. "127.0.0.1:11000"' },
 );
 
 const TargetTable = v.pipe(
   table(
-    { address: address(false), weight: v.optional(count(1)), max_connections: v.optional(count(0)), backup: v.optional(boolean) },
+    {
+      address: targetAddress,
+      weight: v.optional(count(1)),
+      max_connections: v.optional(count(0)),
+      backup: v.optional(boolean),
+      source: v.optional(sourceAddress),
+    },
     { address: 'the target\'s address, e.g. "127.0.0.1:6379"' },
     'an address or a table such as { address = "127.0.0.1:6379", weight = 2 }',
   ),
   v.transform(
     (t): TargetConfig => ({
-      address: t.address,
+      address: t.address.address,
+      ...(t.address.dialledPort ? { dialledPort: true } : {}),
       weight: t.weight ?? DEFAULTS.weight,
       maxConnections: t.max_connections ?? DEFAULTS.maxConnections,
       backup: t.backup ?? false,
+      ...(t.source !== undefined ? { source: t.source } : {}),
     }),
   ),
 );
 
 const TargetAddress = v.pipe(
-  address(false),
-  v.transform((address): TargetConfig => ({ address, weight: DEFAULTS.weight, maxConnections: DEFAULTS.maxConnections, backup: false })),
+  targetAddress,
+  v.transform(
+    ({ address, dialledPort }): TargetConfig => ({
+      address,
+      weight: DEFAULTS.weight,
+      maxConnections: DEFAULTS.maxConnections,
+      backup: false,
+      ...(dialledPort ? { dialledPort: true } : {}),
+    }),
+  ),
 );
 
-/** `"host:port"` or `{ address = "host:port", weight, max_connections, backup }`. */
-const Target = v.lazy((input) => (typeof input === "string" ? TargetAddress : TargetTable));
+/** `{ srv = "_redis._tcp.example.internal", max_connections }`: targets from SRV records (backend/sources/srv.ts). */
+const SrvTarget = v.pipe(
+  table(
+    {
+      srv: srvName,
+      max_connections: v.optional(count(0)),
+      address: v.optional(fromSrvRecords("the address is each SRV record's host and port")),
+      weight: v.optional(fromSrvRecords("the weight is each SRV record's")),
+      backup: v.optional(fromSrvRecords("records above the lowest priority are the backups")),
+    },
+    { srv: 'the SRV name, e.g. "_redis._tcp.example.internal"' },
+  ),
+  v.transform((t): SrvTargetConfig => ({ srv: t.srv, maxConnections: t.max_connections ?? DEFAULTS.maxConnections })),
+);
+
+/** A backend's `srv` from the SRV entries of its targets list: `{ srv }`, or nothing without any. */
+function srvTargets(targets: readonly (TargetConfig | SrvTargetConfig)[] | undefined): { srv?: SrvTargetConfig[] } {
+  const srv = (targets ?? []).filter((target): target is SrvTargetConfig => "srv" in target);
+  return srv.length > 0 ? { srv } : {};
+}
+
+/** `"host:port"`, `{ address = "host:port", weight, max_connections, backup }` or `{ srv = "_service._proto.domain" }`. */
+const Target = v.lazy((input) => (typeof input === "string" ? TargetAddress : isRecord(input) && "srv" in input ? SrvTarget : TargetTable));
 
 const BALANCE_LIST = `${BALANCES.slice(0, -1).join(", ")} or ${BALANCES.at(-1)}`;
 const balance = v.picklist(BALANCES, (issue) =>
@@ -273,12 +327,45 @@ const Backend = table(
     resolve_interval: v.optional(resolveInterval),
     send_proxy: v.optional(sendProxy),
     tls: v.optional(BackendTls),
+    source: v.optional(sourceAddress),
+    ...SESSION_CONTROL_KEYS,
   },
   {},
 );
 
+/**
+ * `[admin] tls = { cert, key, client_ca, verify_client }`: HTTPS, and with `client_ca` only
+ * clients with a certificate it signed (mTLS). `verify_client = "optional"` is refused: Bun.serve
+ * lets a client whose certificate failed verification through as one that showed none, and the
+ * admin cannot tell them apart.
+ */
+const AdminTls = v.pipe(
+  table(
+    { cert: filePath, key: filePath, client_ca: v.optional(filePath), verify_client: v.optional(verifyClient) },
+    { cert: "the certificate chain file, PEM", key: "the private key file, PEM" },
+    'a table such as { cert = "admin.pem", key = "admin.key" }',
+  ),
+  v.forward(
+    v.partialCheck(
+      [["verify_client"]],
+      (t) => t.verify_client !== "optional",
+      '"optional" is not available for the admin (it could not tell a certificate that failed verification from none): use "required" or "off"',
+    ),
+    ["verify_client"],
+  ),
+  v.forward(
+    v.partialCheck(
+      [["verify_client"], ["client_ca"]],
+      (t) => t.verify_client !== "required" || t.client_ca !== undefined,
+      'missing (verify_client = "required" needs the CA file client certificates are checked against)',
+    ),
+    ["client_ca"],
+  ),
+  v.transform((t): AdminTlsConfig => ({ cert: t.cert, key: t.key, clientCa: t.verify_client === "off" ? null : (t.client_ca ?? null) })),
+);
+
 const Admin = table(
-  { listen: address(true), token_file: v.optional(filePath), protect_reads: v.optional(boolean) },
+  { listen: address(true), token_file: v.optional(filePath), protect_reads: v.optional(boolean), tls: v.optional(AdminTls) },
   { listen: 'the address to serve metrics and status on, e.g. "127.0.0.1:9901"' },
 );
 
@@ -300,7 +387,12 @@ export const ConfigSchema = v.pipe(
     { listeners: "at least one [[listeners]] table" },
   ),
   v.rawCheck(({ dataset, addIssue }) => {
-    for (const { path, message } of checkReferences(dataset.value, dataset.issues ?? [])) {
+    for (const { path, message } of [
+      ...checkReferences(dataset.value, dataset.issues ?? []),
+      ...checkPorts(dataset.value, dataset.issues ?? []),
+      ...checkSrvTargets(dataset.value, dataset.issues ?? []),
+      ...checkUdp(dataset.value, dataset.issues ?? []),
+    ]) {
       const items = path.map((key): v.IssuePathItem => ({ type: "unknown", origin: "value", input: undefined, key, value: undefined }));
       addIssue({ message, path: items as [v.IssuePathItem, ...v.IssuePathItem[]] });
     }
@@ -317,28 +409,43 @@ export const ConfigSchema = v.pipe(
       drainTimeout: d?.drain_timeout ?? DEFAULTS.drainTimeout,
       queueTimeout: d?.queue_timeout ?? DEFAULTS.queueTimeout,
     };
-    const listeners = file.listeners.map(
-      (l): ListenerConfig => ({
-        name: l.name ?? formatAddress(l.listen),
-        listen: l.listen,
-        mode: l.mode ?? "tcp",
-        backend: l.backend ?? null,
-        routes: l.routes ?? [],
-        helloTimeout: l.hello_timeout ?? defaults.helloTimeout,
-        acceptProxy: l.accept_proxy ?? false,
-        trusted: l.trusted ?? [],
-        allow: l.allow ?? [],
-        deny: l.deny ?? [],
-        maxConnectionsPerIp: l.max_connections_per_ip ?? DEFAULTS.maxConnectionsPerIp,
-        connectionRatePerIp: l.connection_rate_per_ip ?? DEFAULTS.connectionRatePerIp,
-        tls: l.tls === undefined ? null : l.tls_policy === undefined ? l.tls : { ...l.tls, policy: l.tls_policy },
-        maxConnections: l.max_connections ?? DEFAULTS.maxConnections,
-        connectTimeout: l.connect_timeout ?? defaults.connectTimeout,
-        idleTimeout: l.idle_timeout ?? defaults.idleTimeout,
-        writeTimeout: l.write_timeout ?? defaults.writeTimeout,
-        halfClosedTimeout: l.half_closed_timeout ?? defaults.halfClosedTimeout,
-        maxSessionDuration: l.max_session_duration ?? defaults.maxSessionDuration,
-      }),
+    const listeners = file.listeners.flatMap((l) =>
+      listenPorts(l.listen, l.name).map(
+        (one): ListenerConfig => ({
+          name: one.name,
+          listen: one.listen,
+          ...(one.range !== undefined ? { range: one.range } : {}),
+          mode: l.mode ?? "tcp",
+          backend: l.backend ?? null,
+          routes: l.routes ?? [],
+          helloTimeout: l.hello_timeout ?? defaults.helloTimeout,
+          acceptProxy: l.accept_proxy ?? false,
+          trusted: l.trusted ?? [],
+          allow: l.allow ?? [],
+          deny: l.deny ?? [],
+          maxConnectionsPerIp: l.max_connections_per_ip ?? DEFAULTS.maxConnectionsPerIp,
+          connectionRatePerIp: l.connection_rate_per_ip ?? DEFAULTS.connectionRatePerIp,
+          tls: l.tls === undefined ? null : l.tls_policy === undefined ? l.tls : { ...l.tls, policy: l.tls_policy },
+          maxConnections: l.max_connections ?? DEFAULTS.maxConnections,
+          connectTimeout: l.connect_timeout ?? defaults.connectTimeout,
+          // a UDP flow always has an idle timeout of its own (the defaults' is for TCP sessions)
+          idleTimeout: l.idle_timeout ?? (l.protocol === "udp" ? DEFAULTS.udp.idleTimeout : defaults.idleTimeout),
+          writeTimeout: l.write_timeout ?? defaults.writeTimeout,
+          halfClosedTimeout: l.half_closed_timeout ?? defaults.halfClosedTimeout,
+          maxSessionDuration: l.max_session_duration ?? defaults.maxSessionDuration,
+          ...sessionControls(l),
+          ...(l.protocol === "udp"
+            ? {
+                protocol: "udp" as const,
+                udp: {
+                  maxFlows: l.max_flows ?? DEFAULTS.udp.maxFlows,
+                  maxFlowsPerIp: l.max_flows_per_ip ?? DEFAULTS.udp.maxFlowsPerIp,
+                  responses: l.responses ?? DEFAULTS.udp.responses,
+                },
+              }
+            : {}),
+        }),
+      ),
     );
     const backends = new Map<string, BackendConfig>();
     for (const [name, b] of Object.entries(file.backends ?? {})) {
@@ -346,7 +453,8 @@ export const ConfigSchema = v.pipe(
         name,
         balance: b.balance ?? DEFAULTS.balance,
         retries: b.retries ?? DEFAULTS.retries,
-        targets: b.targets ?? [],
+        targets: (b.targets ?? []).filter((target): target is TargetConfig => !("srv" in target)),
+        ...srvTargets(b.targets),
         sentinel: b.sentinel ?? null,
         maxFails: b.max_fails ?? DEFAULTS.maxFails,
         failTimeout: b.fail_timeout ?? DEFAULTS.failTimeout,
@@ -355,17 +463,32 @@ export const ConfigSchema = v.pipe(
         resolveInterval: b.resolve_interval ?? d?.resolve_interval ?? DEFAULTS.discovery.resolveInterval,
         sendProxy: b.send_proxy === undefined || b.send_proxy === "off" ? null : b.send_proxy,
         tls: b.tls ?? null,
+        ...sessionControls(b),
+        ...(b.source !== undefined ? { source: b.source } : {}),
       });
     }
-    const config: Config = { defaults, listeners, backends };
+    const config: Config = expandPorts({ defaults, listeners, backends });
+    udpChecks(config);
     if (file.admin !== undefined)
       config.admin = {
         listen: file.admin.listen,
         tokenFile: file.admin.token_file ?? null,
         protectReads: file.admin.protect_reads ?? DEFAULTS.admin.protectReads,
+        ...(file.admin.tls !== undefined ? { tls: file.admin.tls } : {}),
       };
     if (file.access_log !== undefined && file.access_log !== "off") config.accessLog = file.access_log;
     if (file.dns_servers !== undefined) config.dnsServers = file.dns_servers;
     return config;
   }),
 );
+
+/** The health checks of the backends UDP listeners use run over UDP (checkUdp refuses a backend shared with TCP listeners). */
+function udpChecks(config: Config): void {
+  for (const listener of config.listeners) {
+    if (listener.protocol !== "udp") continue;
+    for (const name of [listener.backend, ...listener.routes.map((route) => route.backend)]) {
+      const backend = name === null ? undefined : config.backends.get(name);
+      if (backend?.health != null && backend.health.udp !== true) backend.health = { ...backend.health, udp: true };
+    }
+  }
+}

@@ -56,6 +56,8 @@ export interface HealthConfig {
   http?: HttpCheck | null;
   /** Checks over TLS (default: as the backend dials its targets). */
   tls?: boolean;
+  /** Checks over UDP (a backend of UDP listeners): each send step is one datagram, each expect step reads one (backend/health/udp-check.ts). */
+  udp?: boolean;
 }
 
 /**
@@ -113,6 +115,18 @@ export interface AdminConfig {
   tokenFile: string | null;
   /** Reads need the token too (not /healthz, /readyz). Default false. */
   protectReads: boolean;
+  /** Serve HTTPS with this certificate (and verify clients against `clientCa`); absent or null = plain HTTP. */
+  tls?: AdminTlsConfig | null;
+}
+
+/** `[admin] tls = { cert, key, client_ca, verify_client }`: file paths, absolute once loaded. */
+export interface AdminTlsConfig {
+  /** PEM certificate chain, leaf first. */
+  cert: string;
+  /** Its unencrypted PEM key. */
+  key: string;
+  /** PEM bundle client certificates must chain to; null = no client certificate asked for. */
+  clientCa: string | null;
 }
 
 /** Durations in ms, 0 = off. */
@@ -170,12 +184,38 @@ export interface ListenerConfig {
   tls: ListenerTlsConfig | null;
   /** Sessions open at once on this listener; 0 = no limit. */
   maxConnections: number;
+  /** Bandwidth limits and TCP options of its client sockets; absent = none. */
+  controls?: SessionControls;
   /** The defaults' values unless overridden on the listener. */
   connectTimeout: number;
   idleTimeout: number;
   writeTimeout: number;
   halfClosedTimeout: number;
   maxSessionDuration: number;
+  /** "udp": datagrams, forwarded per flow (src/proxy/udp/, docs/udp.md); absent = "tcp". */
+  protocol?: "tcp" | "udp";
+  /** A UDP listener's flow settings; set iff `protocol` is "udp". */
+  udp?: UdpListenerConfig;
+  /**
+   * Set on each listener a port range expands into (config/ranges.ts): the range as written
+   * (`127.0.0.1:7000-7010`), its number of ports, and the name the file gave (the listener is
+   * then `NAME:PORT`; null: named after its address). Absent for a single address.
+   */
+  range?: { listen: string; ports: number; name: string | null };
+}
+
+/**
+ * A UDP listener's flows (a flow: one client address:port and its upstream socket). Its
+ * `idleTimeout` (ListenerConfig) ends a flow that moved no datagram either way; never 0 for UDP.
+ * In sni mode the route table is read from each flow's QUIC Initial (`helloTimeout` bounds it).
+ */
+export interface UdpListenerConfig {
+  /** Flows open at once on this listener; 0 = no limit (the open file limit still applies). */
+  maxFlows: number;
+  /** Flows open at once from one client IP; 0 = no limit. */
+  maxFlowsPerIp: number;
+  /** A flow ends after this many datagrams from its upstream (DNS: 1); 0 = off. */
+  responses: number;
 }
 
 /**
@@ -291,6 +331,56 @@ export interface BackendConfig {
   slowStart?: number;
   /** The target is the primary Redis Sentinel names (backend/sources/sentinel.ts); `targets` is then empty. Absent or null = the targets as listed. */
   sentinel?: SentinelConfig | null;
+  /** `{ srv = "…" }` entries of the file's `targets`: targets from SRV records (backend/sources/srv.ts), next to `targets`. Absent or empty = none. */
+  srv?: SrvTargetConfig[];
+  /**
+   * Set on each backend a backend with `$port` targets expands into, one per listener port
+   * (config/ranges.ts): the name in the file and the port. The backend is then named
+   * `NAME:PORT` and its `$port` targets have that port. Absent otherwise.
+   */
+  portOf?: { backend: string; port: number };
+  /** Bandwidth limits and TCP options of its upstream sockets; absent = none. */
+  controls?: SessionControls;
+  /** The local address upstream connections are made from (an IP of this machine); absent or null = the system's choice. */
+  source?: string | null;
+}
+
+/**
+ * Session controls of a listener (its client sockets) or a backend (its upstream sockets). A
+ * session through a listener and a backend that both have limits is held to each of them.
+ */
+export interface SessionControls {
+  /** Bytes per second client → upstream, per session; 0 = no limit. */
+  uploadRate: number;
+  /** Bytes per second upstream → client, per session; 0 = no limit. */
+  downloadRate: number;
+  /** Bytes per second client → upstream, shared by every session of one client address; 0 = no limit. */
+  uploadRatePerIp: number;
+  /** Bytes per second upstream → client, shared by every session of one client address; 0 = no limit. */
+  downloadRatePerIp: number;
+  /** SO_KEEPALIVE with these TCP_KEEPIDLE, TCP_KEEPINTVL and TCP_KEEPCNT; null = the system's (no keepalive). Plain sockets only. */
+  tcpKeepalive: TcpKeepalive | null;
+  /** TCP_USER_TIMEOUT in ms; 0 = the system's. Plain sockets only. */
+  tcpUserTimeout: number;
+}
+
+/** Keepalive probes: the first after `idle` ms without traffic, then every `interval` ms, `count` unanswered ones close the connection. Whole seconds. */
+export interface TcpKeepalive {
+  idle: number;
+  interval: number;
+  count: number;
+}
+
+/**
+ * `{ srv = "_redis._tcp.example.internal" }` in a backend's targets: one target per address of
+ * each SRV record's host, with the record's port; the lowest priority gives the primary
+ * targets, the others backups; the record's weight is the target's (0 counts as 1).
+ */
+export interface SrvTargetConfig {
+  /** The SRV name asked, lower case, without a trailing dot: `_service._proto.domain`. */
+  srv: string;
+  /** Sessions open at once on each target it gives; 0 = no limit. */
+  maxConnections: number;
 }
 
 /** `sentinel = { master = "mymaster", sentinels = ["127.0.0.1:26379", …] }`. */
@@ -314,6 +404,10 @@ export interface TargetConfig {
   /** 0 = no limit. */
   maxConnections: number;
   backup: boolean;
+  /** Written `host:$port`: the port is the one the client dialled, filled in per listener port (config/ranges.ts). Absent = as written. */
+  dialledPort?: boolean;
+  /** This target's own source address (overrides the backend's); absent = the backend's. */
+  source?: string;
 }
 
 export type ConfigFormat = "toml" | "json";

@@ -4,14 +4,16 @@
  * Each explains a bad value in one line: `expected a duration such as "10s", got 10 (add a unit)`.
  */
 import * as v from "valibot";
-import { parseAddress, parseDnsServer } from "../util/address.ts";
+import { AddressError, parseAddress, parseDnsServer, parseListenAddress } from "../util/address.ts";
 import { formatCidr, parseCidr } from "../util/cidr.ts";
 import { closest, describe, isRecord } from "./messages.ts";
 import { DEFAULTS } from "./defaults.ts";
 import { formatDuration, parseDuration } from "../util/duration.ts";
 import { parseServerNamePattern } from "../protocol/sni.ts";
 import { createSecureContext } from "node:tls";
-import { TLS_VERSIONS } from "./types.ts";
+import { isIP } from "node:net";
+import { parseSize } from "../util/size.ts";
+import { type SessionControls, type TcpKeepalive, TLS_VERSIONS } from "./types.ts";
 
 type Message = (issue: v.BaseIssue<unknown>) => string;
 
@@ -251,4 +253,137 @@ export function splitSubject(text: string): [string, string][] | null {
     ]);
   }
   return parts;
+}
+
+/** A listener's `listen`: an address (port 0 allowed) or a port range `host:7000-7010` (config/ranges.ts). */
+export const listenAddress = v.pipe(v.string(expected('an address such as "127.0.0.1:6379"')), parsedBy(parseListenAddress));
+
+/**
+ * A target's address; `host:$port` takes the port the client dialled (config/ranges.ts), and
+ * is kept as port 0 with `dialledPort` until then.
+ */
+export const targetAddress = v.pipe(
+  v.string(expected('an address such as "127.0.0.1:6379"')),
+  parsedBy((text) => {
+    const dialled = /^(.+):\$port$/.exec(text.trim());
+    if (dialled === null || text.trim().startsWith("unix:")) return { address: parseAddress(text, false), dialledPort: false };
+    try {
+      return { address: { ...(parseAddress(`${dialled[1]}:1`) as { kind: "tcp"; host: string }), port: 0 }, dialledPort: true };
+    } catch (error) {
+      throw new AddressError((error as Error).message.replace(`"${dialled[1]}:1"`, `"${text}"`));
+    }
+  }),
+);
+
+/** An SRV name, `_service._proto.domain` (RFC 2782), kept in lower case without a trailing dot. */
+export const srvName = v.pipe(
+  v.string(expected('an SRV name such as "_redis._tcp.example.internal"')),
+  parsedBy((text) => {
+    const name = text.trim().toLowerCase().replace(/\.$/, "");
+    const labels = name.split(".");
+    const valid = name.length <= 253 && labels.every((label) => /^[a-z0-9_]([a-z0-9_-]{0,62})$/.test(label));
+    if (!valid || labels.length < 3 || !labels[0]!.startsWith("_") || !labels[1]!.startsWith("_"))
+      throw new Error(`"${text}" is not an SRV name (expected _service._proto.domain, such as "_redis._tcp.example.internal")`);
+    return name;
+  }),
+);
+
+/** A target key an SRV target takes from its records (weight, backup, address): refused next to `srv`, saying why. */
+export function fromSrvRecords(why: string) {
+  return v.custom<never>(() => false, `not with srv (${why})`);
+}
+
+// ── Session controls: bandwidth limits, TCP options, source address ─────────────────────────
+
+/** A bandwidth limit in bytes per second (util/size.ts's words): `"4MB"` (10^6), `"64MiB"` (2^20), a whole number of bytes, or `"off"` (0). */
+export const rate = v.pipe(
+  v.union([v.string(), v.number()], (issue) => `expected a rate such as "4MB" or "64MiB" (bytes per second) or "off", got ${describe(issue.input)}`),
+  v.rawTransform<string | number, number>(({ dataset, addIssue, NEVER }) => {
+    if (dataset.value === "off") return 0;
+    try {
+      return parseSize(dataset.value);
+    } catch (error) {
+      addIssue({ message: `${(error as Error).message}; or "off"` });
+      return NEVER;
+    }
+  }),
+);
+
+/** A keepalive time in ms: whole seconds from 1 s to 32767 s (what TCP_KEEPIDLE and TCP_KEEPINTVL take). */
+const keepaliveSeconds = v.pipe(
+  duration(true),
+  v.check(
+    (ms) => ms % 1000 === 0 && ms <= 32_767_000,
+    (issue) => `expected whole seconds between 1s and 32767s, got "${formatDuration(Number(issue.input))}"`,
+  ),
+);
+
+/** `tcp_keepalive = { idle = "60s", interval = "10s", count = 5 }` (keys left out: DEFAULTS.tcpKeepalive) or `"off"`. */
+export const tcpKeepalive = v.lazy((input) =>
+  typeof input === "string"
+    ? v.pipe(
+        v.literal("off", (issue) => `expected "off" or a table such as { idle = "60s", interval = "10s", count = 5 }, got ${describe(issue.input)}`),
+        v.transform(() => null),
+      )
+    : v.pipe(
+        table(
+          {
+            idle: v.optional(keepaliveSeconds),
+            interval: v.optional(keepaliveSeconds),
+            count: v.optional(v.pipe(count(1), v.maxValue(127, expected("a whole number from 1 to 127")))),
+          },
+          {},
+          'a table such as { idle = "60s", interval = "10s", count = 5 }, or "off"',
+        ),
+        v.transform(
+          (k): TcpKeepalive => ({
+            idle: k.idle ?? DEFAULTS.tcpKeepalive.idle,
+            interval: k.interval ?? DEFAULTS.tcpKeepalive.interval,
+            count: k.count ?? DEFAULTS.tcpKeepalive.count,
+          }),
+        ),
+      ),
+);
+
+/** The local address of upstream connections: an IP address of this machine (a name would be looked up on every connect). */
+export const sourceAddress = v.pipe(
+  v.string(expected('an IP address such as "127.0.0.2"')),
+  v.check(
+    (text) => isIP(text) !== 0,
+    (issue) => `expected an IP address such as "127.0.0.2" or "::1", got ${describe(issue.input)}`,
+  ),
+);
+
+/** The session-control keys of a listener and a backend (their table entries). */
+export const SESSION_CONTROL_KEYS = {
+  upload_rate: v.optional(rate),
+  download_rate: v.optional(rate),
+  upload_rate_per_ip: v.optional(rate),
+  download_rate_per_ip: v.optional(rate),
+  tcp_keepalive: v.optional(tcpKeepalive),
+  tcp_user_timeout: v.optional(duration()),
+};
+
+/** `{ controls }` when any session-control key is given, else `{}` (a config without them is unchanged). */
+export function sessionControls(keys: {
+  upload_rate?: number;
+  download_rate?: number;
+  upload_rate_per_ip?: number;
+  download_rate_per_ip?: number;
+  tcp_keepalive?: TcpKeepalive | null;
+  tcp_user_timeout?: number;
+}): { controls?: SessionControls } {
+  const { upload_rate, download_rate, upload_rate_per_ip, download_rate_per_ip, tcp_keepalive, tcp_user_timeout } = keys;
+  const given = [upload_rate, download_rate, upload_rate_per_ip, download_rate_per_ip, tcp_keepalive, tcp_user_timeout];
+  if (given.every((value) => value === undefined)) return {};
+  return {
+    controls: {
+      uploadRate: upload_rate ?? DEFAULTS.rate,
+      downloadRate: download_rate ?? DEFAULTS.rate,
+      uploadRatePerIp: upload_rate_per_ip ?? DEFAULTS.rate,
+      downloadRatePerIp: download_rate_per_ip ?? DEFAULTS.rate,
+      tcpKeepalive: tcp_keepalive ?? null,
+      tcpUserTimeout: tcp_user_timeout ?? DEFAULTS.tcpUserTimeout,
+    },
+  };
 }

@@ -15,6 +15,7 @@ import { install, listenTls, loadCertificates, type LoadedCertificates } from ".
 import { readClientCertificate } from "./client-cert-route.ts";
 import { event, heldBack, LogLimiter } from "../util/log.ts";
 import { listenErrorText } from "../util/errors.ts";
+import { removeStaleSocket } from "../util/unix-socket.ts";
 import { Admission } from "./admission.ts";
 import type { ClientSocket, ListenerContext, ListenerOptions, RouterContext } from "./context.ts";
 import type { ListenerView } from "./handle.ts";
@@ -22,6 +23,7 @@ import { ClientHelloStep } from "./preface/client-hello.ts";
 import type { PrefaceStep } from "./preface/preface.ts";
 import { ProxyHeaderStep } from "./preface/proxy-header.ts";
 import { Session } from "./session.ts";
+import { setTcpOptions } from "./connector.ts";
 import { NO_TICKS, type Ticks } from "./timers.ts";
 import { DEFAULTS } from "../config/defaults.ts";
 
@@ -112,9 +114,10 @@ export class Listener implements ListenerContext, ListenerView {
         // A socket an older process (upgrade), the supervisor (workers) or systemd bound: adopted, not bound again.
         this.server = (Bun.listen as unknown as (options: unknown) => TCPSocketListener<unknown>)({ ...common, fd: inherited.fd });
         this.inheritedPort = inherited.port;
-      } else
-        this.server =
-          address.kind === "unix" ? Bun.listen({ ...common, unix: address.path }) : Bun.listen({ ...common, hostname: address.host, port: address.port });
+      } else if (address.kind === "unix") {
+        removeStaleSocket(address.path); // a socket file a dead process left behind (util/unix-socket.ts)
+        this.server = Bun.listen({ ...common, unix: address.path });
+      } else this.server = Bun.listen({ ...common, hostname: address.host, port: address.port });
     } catch (error) {
       throw new ListenError(`cannot listen on ${formatAddress(address)}: ${listenErrorText(error)}`);
     }
@@ -198,6 +201,7 @@ export class Listener implements ListenerContext, ListenerView {
     if (router.capacity > 0 && this.readsFirst && router.prefacing >= router.capacity * DEFAULTS.prefaceShare) return this.refuse(socket, "prefacing");
     const session = new Session(this, socket);
     socket.data = session;
+    if (this.options.tcp !== null) setTcpOptions(socket, this.options.tcp, router.log);
     this.active++;
     this.accepted++;
     router.sessionOpened(session);

@@ -362,6 +362,10 @@ export class Session implements PipeOwner, UpstreamOwner, PrefaceContext {
     session.info.serverName = record.sni === "" ? null : record.sni;
     session.routedTo = backend;
     session.state = "connecting";
+    // The new process's limits apply from now on (the queued bytes below go out at once).
+    const rates = listener.options.rates;
+    const backendRates = backendLimits(backend);
+    if (rates !== null || backendRates !== null) session.limit(rates, backendRates);
     const down = Buffer.from(record.down, "base64");
     const up = Buffer.from(record.up, "base64");
     if (down.length > 0) session.down.push(down);

@@ -193,7 +193,9 @@ const BAD: [name: string, text: string, errors: string[]][] = [
   [
     "dns_servers under [defaults] (it is a top-level key)",
     '[defaults]\ndns_servers = ["127.0.0.1"]\n' + VALID,
-    ["defaults.dns_servers: unknown key (expected one of: connect_timeout, idle_timeout, write_timeout, half_closed_timeout, max_session_duration, hello_timeout, drain_timeout, queue_timeout, resolve_interval)"],
+    [
+      "defaults.dns_servers: unknown key (expected one of: connect_timeout, idle_timeout, write_timeout, half_closed_timeout, max_session_duration, hello_timeout, drain_timeout, queue_timeout, resolve_interval)",
+    ],
   ],
   [
     "an unknown balance",
@@ -237,7 +239,7 @@ const BAD: [name: string, text: string, errors: string[]][] = [
     '[defaults]\nconnect-timeout = "1s"\n[[listeners]]\nlisten = "127.0.0.1:11000"\nbackend = "redis"\nport = 11000\n[backends.redis]\ntargets = [{ address = "127.0.0.1:6379", Weight = 2 }]\n[backends.redis.health]\nexpected = "+PONG"\n',
     [
       'defaults.connect-timeout: unknown key (did you mean "connect_timeout"?)',
-      "listeners[0].port: unknown key (expected one of: name, listen, mode, backend, routes, hello_timeout, accept_proxy, trusted, allow, deny, max_connections_per_ip, connection_rate_per_ip, tls, tls_policy, max_connections, connect_timeout, idle_timeout, write_timeout, half_closed_timeout, max_session_duration)",
+      "listeners[0].port: unknown key (expected one of: name, listen, mode, backend, routes, hello_timeout, accept_proxy, trusted, allow, deny, max_connections_per_ip, connection_rate_per_ip, tls, tls_policy, max_connections, connect_timeout, idle_timeout, write_timeout, half_closed_timeout, max_session_duration, upload_rate, download_rate, upload_rate_per_ip, download_rate_per_ip, tcp_keepalive, tcp_user_timeout, protocol, max_flows, max_flows_per_ip, responses)",
       'backends.redis.targets[0].Weight: unknown key (did you mean "weight"?)',
       'backends.redis.health.expected: unknown key (did you mean "expect"?)',
     ],
@@ -281,7 +283,7 @@ const BAD: [name: string, text: string, errors: string[]][] = [
   [
     "a bad admin address, and an unknown admin key",
     VALID + '[admin]\nlisten = "9901"\nport = 9901\n',
-    ['admin.listen: "9901": expected host:port', "admin.port: unknown key (expected one of: listen, token_file, protect_reads)"],
+    ['admin.listen: "9901": expected host:port', "admin.port: unknown key (expected one of: listen, token_file, protect_reads, tls)"],
   ],
   [
     "the admin listener on a listener's address",
@@ -646,11 +648,11 @@ describe("a valid config resolves to a typed Config", () => {
   test("[admin] token_file is read at load (relative to the config file), protect_reads is kept", () => {
     const dir = mkdtempSync(join(tmpdir(), "tcprouter-token-"));
     try {
-      writeFileSync(join(dir, "admin.token"), "s3cret-token\n");
+      writeFileSync(join(dir, "admin.token"), "s3cret-token\n", { mode: 0o600 });
       const text = VALID + '[admin]\nlisten = "127.0.0.1:9901"\ntoken_file = "admin.token"\nprotect_reads = true\n';
       const config = parseConfig(text, "toml", join(dir, "router.toml"));
       expect(config.admin).toMatchObject({ tokenFile: join(dir, "admin.token"), protectReads: true });
-      writeFileSync(join(dir, "empty.token"), " \n");
+      writeFileSync(join(dir, "empty.token"), " \n", { mode: 0o600 });
       expect(errorsOf(text.replace("admin.token", join(dir, "empty.token")))).toEqual([
         `admin.token_file: ${join(dir, "empty.token")} is empty (expected the admin token)`,
       ]);
@@ -821,7 +823,7 @@ test("the plan lists each listener with its backend and targets", () => {
   ).toBe("admin 127.0.0.1:9901: changes only with $TCPROUTER_ADMIN_TOKEN set; reads open");
   const dir = mkdtempSync(join(tmpdir(), "tcprouter-plan-"));
   try {
-    writeFileSync(join(dir, "admin.token"), "t0ken\n");
+    writeFileSync(join(dir, "admin.token"), "t0ken\n", { mode: 0o600 });
     const token = `${VALID}[admin]\nlisten = "unix:/run/a.sock"\ntoken_file = "admin.token"\nprotect_reads = true\n`;
     expect(
       renderPlan(parseConfig(token, "toml", join(dir, "r.toml")))
@@ -844,7 +846,7 @@ listener tls-in 127.0.0.1:8443 (sni, hello_timeout 5s, accept_proxy from 127.0.0
     127.0.0.1:8080 weight 1
   default → backend web (round-robin, retries 2, no health checks, send_proxy v1)
     127.0.0.1:8080 weight 1
-listener 127.0.0.1:6380 (tls ${CERTS}/localhost.pem (default; localhost upstream.test)) → backend redis-tls (round-robin, retries 2, no health checks, tls verifying upstream.test against ${CERTS}/ca.pem)
+listener 127.0.0.1:6380 (tls ${CERTS}/localhost.pem (default; localhost upstream.test), tls_policy (TLSv1.2-TLSv1.3; ciphers default; curves default; verify_client off)) → backend redis-tls (round-robin, retries 2, no health checks, tls verifying upstream.test against ${CERTS}/ca.pem)
   127.0.0.1:6379 weight 1
 `;
 
@@ -931,6 +933,6 @@ test("several listener certificates: names come from each certificate's subjectA
   );
   expect(config.listeners[0]!.tls!.certificates.map((c) => c.names)).toEqual([["localhost", "upstream.test"], ["*.apps.example.com"], ["www.example.com"]]);
   expect(renderPlan(config).split("\n")[2]).toBe(
-    `listener 127.0.0.1:8443 (tls ${CERTS}/localhost.pem (default; localhost upstream.test), ${CERTS}/apps.pem (*.apps.example.com), ${CERTS}/web.pem (www.example.com)) → backend app (round-robin, retries 2, no health checks)`,
+    `listener 127.0.0.1:8443 (tls ${CERTS}/localhost.pem (default; localhost upstream.test), ${CERTS}/apps.pem (*.apps.example.com), ${CERTS}/web.pem (www.example.com), tls_policy (TLSv1.2-TLSv1.3; ciphers default; curves default; verify_client off)) → backend app (round-robin, retries 2, no health checks)`,
   );
 });
