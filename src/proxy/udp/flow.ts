@@ -98,7 +98,8 @@ export class Flow implements FlowView {
     if (this.state === "open") return this.send(datagram);
     if (this.closed) return this.listener.drop("send_failed");
     if (!this.hold(datagram)) return;
-    this.read(this.reader!.push(datagram));
+    // a Uint8Array view: the reader must not change the bytes it is given (see asBytes in udp-listener.ts)
+    this.read(this.reader!.push(new Uint8Array(datagram.buffer, datagram.byteOffset, datagram.length)));
   }
 
   private count(datagram: Buffer): void {

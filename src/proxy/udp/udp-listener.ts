@@ -178,7 +178,7 @@ export class UdpListener implements FlowOwner, UdpListenerView {
     if (quic) {
       // A first datagram that is no QUIC Initial (or does not decrypt) gets no flow and no socket.
       reader = new QuicInitialReader();
-      result = reader.push(datagram);
+      result = reader.push(asBytes(datagram));
       if (result.state === "error") {
         if (counted) this.admission.release(host);
         this.drop("quic_error");
@@ -267,6 +267,15 @@ export class UdpListener implements FlowOwner, UdpListenerView {
     if (this.active === 0) return;
     for (const flow of [...this.eachFlow()]) flow.tick(now, this.idleSweeps);
   }
+}
+
+/**
+ * The datagram as a plain Uint8Array over the same memory, for the QUIC reader: it unmasks a
+ * header in a `slice()`, which copies a Uint8Array but is a view of a Buffer, so a Buffer given
+ * to it would be changed before it is forwarded (src/protocol/quic.ts, Bun 1.4.5).
+ */
+function asBytes(datagram: Buffer): Uint8Array {
+  return new Uint8Array(datagram.buffer, datagram.byteOffset, datagram.length);
 }
 
 function admissionRules(options: UdpListenerOptions) {

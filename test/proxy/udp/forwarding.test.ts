@@ -211,3 +211,32 @@ describe("UDP forwarding", () => {
     expect((await check.next()).toString()).toBe("still here");
   });
 });
+
+describe("UDP listeners shared by workers (reusePort)", () => {
+  test("two routers bind one UDP port with SO_REUSEPORT; each client stays with one of them", async () => {
+    await using target = await udpTarget("");
+    const probe = await Bun.udpSocket({ hostname: "127.0.0.1", port: 0 });
+    const port = probe.port;
+    probe.close();
+    const toml = config([target.address]).replace("127.0.0.1:0", `127.0.0.1:${port}`);
+    const one = await createRouter(parseConfig(toml, "toml"), { reusePort: true });
+    const two = await createRouter(parseConfig(toml, "toml"), { reusePort: true });
+    try {
+      const clients = [];
+      for (let i = 0; i < 16; i++) clients.push(await udpClient(port));
+      for (const client of clients) client.send("a");
+      for (const client of clients) expect((await client.next()).toString()).toBe("a");
+      for (const client of clients) client.send("b");
+      for (const client of clients) expect((await client.next()).toString()).toBe("b");
+      const flows = (router: typeof one) => router.view.udpListeners![0]!;
+      // every client has exactly one flow, in one process or the other, and both took some
+      expect(flows(one).active + flows(two).active).toBe(16);
+      expect(flows(one).accepted + flows(two).accepted).toBe(16);
+      expect(Math.min(flows(one).active, flows(two).active)).toBeGreaterThan(0);
+      for (const client of clients) client.close();
+    } finally {
+      await one.stop({ drainTimeout: 0 });
+      await two.stop({ drainTimeout: 0 });
+    }
+  });
+});
