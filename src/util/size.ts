@@ -2,17 +2,19 @@
  * Byte sizes and rates as a config writes them: a whole number of bytes, or a number with a
  * unit: `B`, decimal `kB`/`KB` (1000), `MB`, `GB`, or binary `KiB` (1024), `MiB`, `GiB`.
  * `"100MB"` is 100,000,000 bytes, `"64MiB"` 67,108,864; `"1.5MB"` works too (rounded down to
- * a whole byte). Rates use the same words per second.
+ * a whole byte). Rates use the same words per second. Units are written as here: a lower-case
+ * `b` is bits in most tools (`"100Mb"`, `"10mbit"`), so it is refused rather than read as bytes.
  */
 
 const UNITS: Readonly<Record<string, number>> = {
-  b: 1,
-  kb: 1e3,
-  mb: 1e6,
-  gb: 1e9,
-  kib: 1024,
-  mib: 1024 ** 2,
-  gib: 1024 ** 3,
+  B: 1,
+  kB: 1e3,
+  KB: 1e3,
+  MB: 1e6,
+  GB: 1e9,
+  KiB: 1024,
+  MiB: 1024 ** 2,
+  GiB: 1024 ** 3,
 };
 
 export class SizeError extends Error {}
@@ -25,9 +27,12 @@ export function parseSize(input: string | number): number {
   }
   const match = /^\s*(\d+(?:\.\d+)?)\s*([A-Za-z]*)\s*$/.exec(input);
   if (match === null) throw new SizeError(`"${input}" is not a size (use bytes, or a number with B, kB, MB, GB, KiB, MiB or GiB: "64MiB", "100MB")`);
-  const unit = match[2]!.toLowerCase();
+  const unit = match[2]!;
   const factor = unit === "" ? 1 : UNITS[unit];
-  if (factor === undefined) throw new SizeError(`"${input}": unknown unit "${match[2]}" (B, kB, MB, GB, KiB, MiB or GiB)`);
+  if (factor === undefined) {
+    const why = /^[kKmMgG]?i?b(it|its|ps)?$/.test(unit) ? "a lower-case b is bits; sizes are bytes" : "use";
+    throw new SizeError(`"${input}": unknown unit "${unit}" (${why}: B, kB, MB, GB, KiB, MiB or GiB)`);
+  }
   const bytes = Math.floor(Number(match[1]) * factor);
   if (!Number.isSafeInteger(bytes)) throw new SizeError(`"${input}" is too large`);
   return bytes;

@@ -29,7 +29,13 @@ describe("parseSize", () => {
     ["", 'is not a size (use bytes, or a number with B, kB, MB, GB, KiB, MiB or GiB: "64MiB", "100MB")'],
     ["MB", "is not a size"],
     ["-1MB", "is not a size"],
-    ["10 parsecs", 'unknown unit "parsecs"'],
+    ["10 parsecs", 'unknown unit "parsecs" (use: B, kB, MB, GB, KiB, MiB or GiB)'],
+    // A lower-case b is bits in most tools: "100Mb" read as 100 MB would be eight times the rate meant.
+    ["100Mb", 'unknown unit "Mb" (a lower-case b is bits; sizes are bytes: B, kB, MB, GB, KiB, MiB or GiB)'],
+    ["10Mbps", "a lower-case b is bits"],
+    ["1kb", "a lower-case b is bits"],
+    ["64mib", "a lower-case b is bits"],
+    ["512b", "a lower-case b is bits"],
     ["10Mb/s", "is not a size"],
     ["99999999999999GiB", "is too large"],
   ])("refuses %p", (text, message) => {
