@@ -445,10 +445,12 @@ const systemLookup: HostLookup = async (host) => {
  * are left to the bind.
  */
 export async function checkAddressClashes(config: Config, resolveHost: HostLookup = systemLookup): Promise<string[]> {
-  const entries: { at: string; owner: string; address: Address }[] = config.listeners.map((listener, i) => ({
+  const entries: { at: string; owner: string; address: Address; udp?: boolean }[] = config.listeners.map((listener, i) => ({
     at: `listeners[${i}].listen`,
     owner: `listeners[${i}]`,
     address: listener.listen,
+    // a UDP socket never clashes with a TCP one on the same address
+    ...(listener.protocol === "udp" ? { udp: true } : {}),
   }));
   if (config.admin !== undefined) entries.push({ at: "admin.listen", owner: "the admin", address: config.admin.listen });
   const resolved = await Promise.all(
@@ -460,12 +462,13 @@ export async function checkAddressClashes(config: Config, resolveHost: HostLooku
     }),
   );
   const errors: string[] = [];
-  const seen: { owner: string; ip: string; port: number; text: string }[] = [];
+  const seen: { owner: string; ip: string; port: number; text: string; udp: boolean }[] = [];
   for (const entry of resolved) {
     if (entry === null) continue;
     const text = formatAddress(entry.address);
-    const same = seen.find((other) => other.port === entry.port && other.ip === entry.ip);
-    const overlap = seen.find((other) => other.port === entry.port && overlaps(other.ip, entry.ip));
+    const udp = entry.udp === true;
+    const same = seen.find((other) => other.port === entry.port && other.ip === entry.ip && other.udp === udp);
+    const overlap = seen.find((other) => other.port === entry.port && other.udp === udp && overlaps(other.ip, entry.ip));
     if (same !== undefined && same.text.toLowerCase() !== text.toLowerCase()) {
       const resolvedText = formatHostPort(entry.ip, entry.port);
       const what = resolvedText === text ? `${text} is ${same.text}` : `${text} is ${resolvedText}`;
@@ -473,7 +476,7 @@ export async function checkAddressClashes(config: Config, resolveHost: HostLooku
     } else if (same === undefined && overlap !== undefined) {
       errors.push(`${entry.at}: ${text} overlaps ${overlap.text}, which ${overlap.owner} already listens on (${wildcardWords(overlap.ip, entry.ip)})`);
     }
-    if (same === undefined) seen.push({ owner: entry.owner, ip: entry.ip, port: entry.port, text });
+    if (same === undefined) seen.push({ owner: entry.owner, ip: entry.ip, port: entry.port, text, udp });
   }
   return errors;
 }

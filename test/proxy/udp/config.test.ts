@@ -9,6 +9,7 @@ import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { ConfigError, parseConfig } from "../../../src/index.ts";
+import { checkAddressClashes } from "../../../src/config/checks.ts";
 import { DEFAULTS } from "../../../src/config/defaults.ts";
 import { AccessLog } from "../../../src/observe/access-log.ts";
 import { Metrics } from "../../../src/observe/metrics.ts";
@@ -81,7 +82,7 @@ health = { interval = "1s" }
     expect(backend).toContain("backends.dns.health: a check over UDP needs a reply to expect");
   });
 
-  test("a backend serves TCP or UDP listeners, not both; a TCP and a UDP listener may share an address", () => {
+  test("a backend serves TCP or UDP listeners, not both; a TCP and a UDP listener may share an address", async () => {
     const shared = errorsOf(`
 [[listeners]]
 listen = "127.0.0.1:53"
@@ -99,6 +100,14 @@ ${BACKEND}`).join("\n");
       "toml",
     );
     expect(ok.listeners.map((l) => l.protocol ?? "tcp")).toEqual(["tcp", "udp"]);
+    // nor do they clash once resolved, or under a wildcard: a UDP socket is not a TCP one
+    const wide = parseConfig(
+      `[[listeners]]\nlisten = "0.0.0.0:53"\nbackend = "tcp"\n[[listeners]]\nname = "udp"\nlisten = "127.0.0.1:53"\nprotocol = "udp"\nbackend = "dns"\n[[listeners]]\nname = "udp2"\nlisten = "0.0.0.0:53"\nprotocol = "udp"\nbackend = "dns"\n${BACKEND}\n[backends.tcp]\ntargets = ["127.0.0.1:5353"]`,
+      "toml",
+    );
+    expect(await checkAddressClashes(wide)).toEqual([
+      "listeners[2].listen: 0.0.0.0:53 overlaps 127.0.0.1:53, which listeners[1] already listens on (0.0.0.0 listens on every IPv4 address of this machine)",
+    ]);
   });
 
   test("a UDP backend's health check runs over UDP, and check prints the UDP listener", async () => {
