@@ -66,13 +66,14 @@ export class UdpListeners implements UdpListenerGroup {
   /** Makes a prepared plan live: kept and new listeners get their options; removed ones close (their flows with it). */
   commit(plan: UdpPlan, backends: ReadonlyMap<string, Backend>): { opened: string[]; closed: string[]; kept: string[] } {
     for (const [index, listener] of plan.next.entries()) listener.configure(udpListenerOptions(plan.configs[index]!, backends));
+    const name = (listener: UdpListener) => `udp ${formatAddress(listener.address)}`;
     const closed = this.listeners.filter((listener) => !plan.next.includes(listener));
+    const closedNames = closed.map(name); // the bound addresses, read before the sockets close
     for (const listener of closed) listener.close("listener_closed");
     const kept = plan.next.filter((listener) => !plan.opened.includes(listener));
     this.listeners = [...plan.next];
     this.startSweep();
-    const name = (listener: UdpListener) => `udp ${formatAddress(listener.address)}`;
-    return { opened: plan.opened.map(name), closed: closed.map(name), kept: kept.map(name) };
+    return { opened: plan.opened.map(name), closed: closedNames, kept: kept.map(name) };
   }
 
   /** Undoes `prepare` (another listener failed to bind): closes what it bound. */

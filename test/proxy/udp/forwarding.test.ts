@@ -6,7 +6,7 @@
  * Flows and descriptors go back to where they started after each test.
  */
 import { afterEach, beforeEach, describe, expect, test } from "bun:test";
-import { fdCount, waitFor } from "../../helpers/net.ts";
+import { fdCount, hasIPv6Loopback, waitFor } from "../../helpers/net.ts";
 import { startRouter } from "../../helpers/router.ts";
 import { udpClient, udpTarget } from "../../helpers/udp.ts";
 import { createRouter, parseConfig } from "../../../src/index.ts";
@@ -237,6 +237,63 @@ describe("UDP listeners shared by workers (reusePort)", () => {
     } finally {
       await one.stop({ drainTimeout: 0 });
       await two.stop({ drainTimeout: 0 });
+    }
+  });
+});
+
+describe("UDP listeners across reloads", () => {
+  test("a reload that removes the listener ends its flows (listener_closed); one whose bind fails changes nothing", async () => {
+    await using target = await udpTarget("");
+    await using router = await startRouter(config([target.address]));
+    await using client = await udpClient(router.port);
+    client.send("x");
+    await client.next();
+    // a new UDP listener on a port that is taken: the reload throws and the open flow goes on
+    await using squatter = await udpTarget("");
+    const taken = `${config([target.address])}\n[[listeners]]\nname = "second"\nlisten = "${squatter.address}"\nprotocol = "udp"\nbackend = "dns"\n`;
+    expect(() => router.reload(parseConfig(taken, "toml"))).toThrow(/cannot listen on udp 127\.0\.0\.1:\d+: .*in use/i);
+    client.send("still");
+    expect((await client.next()).toString()).toBe("still");
+    const reasons: string[] = [];
+    router.view.observe({ flowClosed: (flow) => void reasons.push(flow.reason!) });
+    const tcpOnly = `[[listeners]]\nlisten = "127.0.0.1:0"\nbackend = "dns"\n[backends.dns]\ntargets = ["127.0.0.1:1"]\n`;
+    const summary = router.reload(parseConfig(tcpOnly, "toml"));
+    expect(summary.closed).toEqual([`udp 127.0.0.1:${router.port}`]);
+    expect(reasons).toEqual(["listener_closed"]);
+    expect(router.view.udpListeners).toHaveLength(0);
+  });
+});
+
+describe.skipIf(!(await hasIPv6Loopback()))("UDP over IPv6", () => {
+  test("forwards between IPv6 clients and IPv6 targets", async () => {
+    const received: string[] = [];
+    const target = await Bun.udpSocket({
+      hostname: "::1",
+      port: 0,
+      socket: {
+        data(s, data, port, address) {
+          received.push(address);
+          s.send(Buffer.concat([Buffer.from("6:"), data]), port, address);
+        },
+      },
+    });
+    try {
+      await using router = await startRouter(config([`[::1]:${target.port}`]).replace("127.0.0.1:0", "[::1]:0"));
+      const replies: string[] = [];
+      const client = await Bun.udpSocket({
+        hostname: "::1",
+        port: 0,
+        connect: { hostname: "::1", port: router.port },
+        socket: { data: (_s, data) => void replies.push(data.toString()) },
+      });
+      client.send("hi");
+      await waitFor(() => replies.length === 1, 2000, "the reply");
+      expect(replies).toEqual(["6:hi"]);
+      expect(received).toEqual(["::1"]);
+      expect([...udpListener(router).flows][0]!.clientHost).toBe("::1");
+      client.close();
+    } finally {
+      target.close();
     }
   });
 });
