@@ -10,11 +10,10 @@
  * and tls.toml.
  */
 import { dirname, resolve } from "node:path";
-import * as v from "valibot";
 import { checkFiles, withFiles } from "./checks.ts";
 import { at, tomlErrorLine } from "./messages.ts";
 import { ConfigSchema } from "./schema.ts";
-import { interpolate } from "./interpolate.ts";
+import { interpolate, safeParseInterpolated } from "./interpolate.ts";
 import type { Config, ConfigFormat } from "./types.ts";
 
 export type * from "./types.ts";
@@ -72,14 +71,15 @@ export function parseConfig(
     throw new ConfigError(source, [`${line === null ? "" : `line ${line}: `}not valid ${format.toUpperCase()}: ${message}`]);
   }
   // ${NAME} and ${NAME:-default} in string values (interpolate.ts), before anything reads them.
-  const { data, errors: unset } = interpolate(parsed, env);
+  const interpolated = interpolate(parsed, env);
+  const { data, errors: unset } = interpolated;
   const envErrors = unset.map(({ path, message }) =>
     at(
       path.map((key) => ({ key })),
       message,
     ),
   );
-  const result = v.safeParse(ConfigSchema, data);
+  const result = safeParseInterpolated(ConfigSchema, interpolated); // "${MAX}" → 100 where a number belongs
   const base = dirname(resolve(source));
   const fileErrors = checkFiles(data, base).map(({ path, message }) =>
     at(
