@@ -5,12 +5,15 @@
  * see through (an `isRecord` check before a loose object, and a check that refuses unknown
  * keys), so `table()` registers its keys (values.ts `TABLES`) and this walker turns each into
  * an object with `additionalProperties: false`; everything else is the converter's, in input
- * mode (what a file holds, before the transforms).
+ * mode (what a file holds, before the transforms). Where the file takes a number or a boolean
+ * it may also hold one environment variable reference, `"${MAX}"` (interpolate.ts), so the
+ * schema takes that string there too.
  *
  *   npm run schema        # writes schema/tcprouter.schema.json (a test checks it is current)
  */
 import { type ConversionConfig, type JsonSchema, toJsonSchema } from "@valibot/to-json-schema";
 import type * as v from "valibot";
+import { WHOLE_REFERENCE } from "./interpolate.ts";
 import { ConfigSchema } from "./schema.ts";
 import { TABLES } from "./values.ts";
 
@@ -71,6 +74,14 @@ function alternatives(getter: (input: unknown) => AnySchema): JsonSchema {
   return options.length === 1 ? options[0]! : { anyOf: options };
 }
 
+/** Each number or boolean of the schema as itself or a `"${NAME}"` string (`definitions.reference`). */
+function withReferences(node: unknown): unknown {
+  if (Array.isArray(node)) return node.map(withReferences);
+  if (node === null || typeof node !== "object") return node;
+  const out = Object.fromEntries(Object.entries(node).map(([key, value]) => [key, withReferences(value)]));
+  return ["number", "integer", "boolean"].includes(out.type as string) ? { anyOf: [out, { $ref: "#/definitions/reference" }] } : out;
+}
+
 /** The whole config file's JSON Schema. */
 export function configJsonSchema(): JsonSchema {
   return {
@@ -78,7 +89,15 @@ export function configJsonSchema(): JsonSchema {
     $id: "https://tcprouter.invalid/schema/tcprouter.schema.json",
     title: "tcprouter config",
     description: "A tcprouter config file (TOML or JSON): listeners, backends, targets, health checks, admin. Reference: docs/config.md.",
-    ...walk(ConfigSchema as unknown as AnySchema),
+    ...(withReferences(walk(ConfigSchema as unknown as AnySchema)) as JsonSchema),
+    definitions: {
+      reference: {
+        type: "string",
+        pattern: WHOLE_REFERENCE.source,
+        // biome-ignore lint/suspicious/noTemplateCurlyInString: the config's own ${NAME} syntax
+        description: 'an environment variable holding the value: "${NAME}" or "${NAME:-default}"',
+      },
+    },
   };
 }
 

@@ -1,3 +1,4 @@
+// biome-ignore-all lint/suspicious/noTemplateCurlyInString: these strings are config values holding ${NAME} references
 /**
  * The config's JSON Schema (config/json-schema.ts → schema/tcprouter.schema.json): the shipped
  * file is what the valibot schema generates now, every config the loader accepts validates
@@ -61,4 +62,18 @@ test("a misspelled key is flagged where it is, and a JSON config may name its sc
   config.listeners[0] = { listen: "127.0.0.1:11000", backend: "redis" } as (typeof config.listeners)[0];
   expect(validate(config)).toBe(true);
   expect(() => parseConfig(JSON.stringify(config), "json")).not.toThrow();
+  const { listeners, ...rest } = config;
+  expect(validate({ ...rest, listners: listeners })).toBe(false);
+  expect(validate.errors).toContainEqual(expect.objectContaining({ instancePath: "", params: { additionalProperty: "listners" } }));
+});
+
+test("where a number or a boolean belongs, the schema also takes one environment variable reference, as the loader does", () => {
+  const config = {
+    listeners: [{ listen: "127.0.0.1:11000", backend: "redis", max_connections: "${MAX:-100}", accept_proxy: "${PROXY:-false}" }],
+    backends: { redis: { targets: ["127.0.0.1:6379"] } },
+  };
+  expect(validate(config)).toBe(true);
+  expect(parseConfig(JSON.stringify(config), "json", "env.json", {}).listeners[0]!.maxConnections).toBe(100);
+  config.listeners[0]!.max_connections = "1${MAX:-100}";
+  expect(validate(config)).toBe(false);
 });
