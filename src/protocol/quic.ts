@@ -170,7 +170,8 @@ export class QuicInitialReader {
     const mask = headerProtectionMask(keys, d.subarray(pnOffset + 4, pnOffset + 20));
     const first = d[start]! ^ (mask[0]! & 0x0f);
     const pnLength = (first & 3) + 1;
-    const unprotected = d.slice(start, pnOffset + pnLength);
+    // A copy: on a Node Buffer `slice` is a view, and the datagram is forwarded unchanged.
+    const unprotected = Uint8Array.prototype.slice.call(d, start, pnOffset + pnLength);
     unprotected[0] = first;
     let truncated = 0;
     for (let i = 0; i < pnLength; i++) {

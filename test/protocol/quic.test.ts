@@ -366,3 +366,13 @@ function setVersion(packet: Uint8Array, version: number): Uint8Array {
   copy.set([version >>> 24, (version >> 16) & 0xff, (version >> 8) & 0xff, version & 0xff], 1);
   return copy;
 }
+
+// Regression: the header protection was removed in `d.slice(...)`, a view on a Node Buffer, so
+// the caller's datagram was changed and went to the target unprotected. The reader copies now.
+test("reading an Initial given as a Buffer leaves the datagram's bytes as they were", () => {
+  const datagram = Buffer.from(V1_SAMPLE.packet);
+  const before = Buffer.from(datagram);
+  const result = new QuicInitialReader().push(datagram);
+  expect(result.state).toBe("done");
+  expect(datagram.equals(before)).toBe(true);
+});
