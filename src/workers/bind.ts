@@ -30,6 +30,8 @@ export function holdListeners(config: Config, given: readonly InheritedListener[
   const held: InheritedListener[] = [];
   try {
     for (const listener of config.listeners) {
+      // A UDP listener is bound by each worker with SO_REUSEPORT (proxy/udp): no datagram waits in an accept queue.
+      if (listener.protocol === "udp") continue;
       const address = listener.listen;
       const name = formatAddress(address);
       const known = given.find((g) => g.address === name);
