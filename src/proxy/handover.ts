@@ -22,6 +22,7 @@ interface RouterParts {
   readonly listeners: readonly Listener[];
   readonly backends: ReadonlyMap<string, Backend>;
   readonly sessions: ReadonlySet<Session>;
+  readonly udp: { stop(): void };
 }
 
 export class Handover implements HandoverApi {
@@ -42,6 +43,9 @@ export class Handover implements HandoverApi {
 
   stopAccepting(): void {
     for (const listener of this.router.listeners) listener.close();
+    // UDP flows do not move: the new process has bound the same ports (SO_REUSEPORT), and a
+    // client's next datagram opens a flow there once these sockets are closed.
+    this.router.udp.stop();
   }
 
   /** Every target's admin state, weight, health and counters. */

@@ -133,6 +133,46 @@ describe("upgrade in place", () => {
     60_000,
   );
 
+  test("a UDP listener answers through an upgrade: the new process binds the port beside the old one, flows start again there", async () => {
+    const echo = await Bun.udpSocket({
+      hostname: HOST,
+      port: 0,
+      socket: {
+        data(socket, datagram, port, address) {
+          socket.send(datagram, port, address);
+        },
+      },
+    });
+    const port = freePort();
+    const tcp = listen(); // the TCP listener the test waits for (serve() polls a TCP port)
+    await using old = await serve(
+      `[[listeners]]\nname = "dns"\nlisten = "${HOST}:${port}"\nprotocol = "udp"\nbackend = "u"\n[[listeners]]\nlisten = "${HOST}:${port}"\nbackend = "t"\n[backends.u]\ntargets = ["${HOST}:${echo.port}"]\n[backends.t]\ntargets = ["${HOST}:${tcp.port}"]\n`,
+      port,
+    );
+    let next: number | undefined;
+    const replies: string[] = [];
+    const client = await Bun.udpSocket({
+      socket: {
+        data(_socket, datagram) {
+          replies.push(datagram.toString());
+        },
+      },
+    });
+    try {
+      client.send("before", port, HOST);
+      await waitFor(() => replies.includes("before"), 5000, "a reply before");
+      next = await upgrade(old);
+      await within(old.proc.exited, 10_000, "the old process to exit");
+      client.send("after", port, HOST);
+      await waitFor(() => replies.includes("after"), 5000, "a reply after, from the new process");
+    } finally {
+      client.close();
+      echo.close();
+      await tcp[Symbol.asyncDispose]();
+      kill(next);
+    }
+  }, 60_000);
+
   test("bytes queued toward a client that stopped reading move with the session", async () => {
     await using upstream = listen(source(8 * MiB));
     const port = freePort();

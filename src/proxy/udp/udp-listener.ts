@@ -114,19 +114,19 @@ export class UdpListener implements FlowOwner, UdpListenerView {
     this.admission.rules = admissionRules(options);
   }
 
-  /** Binds the address (with SO_REUSEPORT when workers share it). Throws ListenError with a one-line reason. */
+  /**
+   * Binds the address, always with SO_REUSEPORT: workers share the port, and an upgrade's new
+   * process binds it next to the old one. Throws ListenError with a one-line reason.
+   */
   open(): void {
     const { host, port } = this.options;
     const where = `udp ${formatHostPort(host, port)}`;
     let fd = -1;
     try {
       const common = { binaryType: "buffer" as const, socket: listenerHandlers };
-      let made: unknown;
-      if (this.router.reusePort) {
-        fd = bindReusePort(host, port);
-        // `fd` is missing from Bun's types for udpSocket; it adopts the socket (BUN-NOTES.md).
-        made = Bun.peek((Bun.udpSocket as unknown as (options: unknown) => Promise<ListenSocket>)({ ...common, fd }));
-      } else made = Bun.peek(Bun.udpSocket({ ...common, hostname: host, port } as unknown as udp.SocketOptions<"buffer">));
+      fd = bindReusePort(host, port);
+      // `fd` is missing from Bun's types for udpSocket; it adopts the socket (BUN-NOTES.md).
+      const made: unknown = Bun.peek((Bun.udpSocket as unknown as (options: unknown) => Promise<ListenSocket>)({ ...common, fd }));
       if (made instanceof Promise) throw new Error("the bind did not complete at once");
       this.socket = made as ListenSocket;
       this.socket.listener = this;
