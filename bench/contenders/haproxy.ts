@@ -20,12 +20,12 @@ export const HAPROXY_MISSING = "haproxy not installed";
 /**
  * The global and defaults sections every bench HAProxy config starts with: mode tcp, no
  * logging, long client/server timeouts; maxconn fits the 20k fd hard limit (2 fds per session).
- * `defaults` lines are added to the defaults section.
+ * `defaults` lines are added to the defaults section, `global` lines to the global one.
  */
-export function haproxyHead(defaults: string[] = []): string {
+export function haproxyHead(defaults: string[] = [], global: string[] = []): string {
   return `global
   maxconn 9000
-
+${global.map((line) => `  ${line}\n`).join("")}
 defaults
   mode tcp
   maxconn 9000

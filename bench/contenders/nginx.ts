@@ -5,9 +5,11 @@ import { HOST, freePort } from "../runner/net.ts";
 import { run, versionOf, workDir } from "../runner/procs.ts";
 import { launch, type Instance } from "./launch.ts";
 
-const NGINX_STREAM_MODULE = "/usr/lib/nginx/modules/ngx_stream_module.so";
+export const NGINX_STREAM_MODULE = "/usr/lib/nginx/modules/ngx_stream_module.so";
 
 export interface Nginx {
+  /** The nginx binary; null when not installed. */
+  bin: string | null;
   version: string;
   /** Why it cannot run here (not installed, no stream module); undefined when it can. */
   skip: string | undefined;
@@ -21,6 +23,7 @@ export async function findNginx(): Promise<Nginx> {
   const dynamic = build.includes("--with-stream=dynamic");
   const hasStream = existsSync(NGINX_STREAM_MODULE) || (build.includes("--with-stream") && !dynamic);
   return {
+    bin,
     version: bin ? await versionOf([bin, "-v"]) : "not installed",
     skip: !bin ? "nginx not installed" : !hasStream ? "nginx stream module not installed" : undefined,
     async start(targetPort, tag) {
@@ -35,9 +38,13 @@ export async function findNginx(): Promise<Nginx> {
   };
 }
 
-function nginxConfig(port: number, targetPort: number, prefix: string, loadModule: boolean): string {
+/**
+ * nginx.conf of one stream forwarder from `port` to `targetPort`, pid file and logs under
+ * `prefix`; `main` lines go to the main context (e.g. `worker_shutdown_timeout 2s;`).
+ */
+export function nginxConfig(port: number, targetPort: number, prefix: string, loadModule: boolean, main: string[] = []): string {
   return `${loadModule ? `load_module ${NGINX_STREAM_MODULE};\n` : ""}worker_processes auto;
-worker_rlimit_nofile 20000;
+${main.map((line) => `${line}\n`).join("")}worker_rlimit_nofile 20000;
 pid ${prefix}/nginx.pid;
 error_log ${prefix}/logs/error.log error;
 

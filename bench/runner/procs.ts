@@ -222,9 +222,46 @@ export async function versionOf(argv: string[]): Promise<string> {
   }
 }
 
+/**
+ * Processes the bench started only indirectly, known by PID: the new tcprouter an upgrade
+ * starts, a daemonized nginx master (and the master its binary upgrade starts). Neither is a
+ * Subprocess of the bench, so `stop()` cannot reach them; cleanup stops them by PID.
+ */
+const tracked = new Set<number>();
+
+/** Registers `pid` (started by the bench, indirectly) to be stopped by cleanup. */
+export function trackPid(pid: number): void {
+  refuseWhenStopping();
+  tracked.add(pid);
+}
+
+/** True while `pid` runs (a zombie has exited: it counts as gone). */
+export function pidAlive(pid: number): boolean {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
+    return stat[stat.lastIndexOf(")") + 2] !== "Z";
+  } catch {
+    return false;
+  }
+}
+
+/** SIGTERM to a tracked `pid` (and what it started), SIGKILL after `graceMs`; then forgets it. */
+export async function stopPid(pid: number, graceMs = 3000, signal: NodeJS.Signals = "SIGTERM"): Promise<void> {
+  const kids = descendants(pid);
+  if (pidAlive(pid)) {
+    killPid(pid, signal);
+    const deadline = Date.now() + graceMs;
+    while (pidAlive(pid) && Date.now() < deadline) await Bun.sleep(20);
+    if (pidAlive(pid)) killPid(pid, "SIGKILL");
+  }
+  for (const kid of kids) if (pidAlive(kid)) killPid(kid, "SIGKILL");
+  tracked.delete(pid);
+}
+
 /** Kills everything still registered and removes the temp dir. Safe to call twice. */
 export async function cleanup(): Promise<void> {
   stopping = true;
+  await Promise.all([...tracked].map((pid) => stopPid(pid, 2000)));
   await Promise.all([...live].map((p) => stop(p, 2000)));
   if (dir) rmSync(dir, { recursive: true, force: true });
 }
