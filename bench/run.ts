@@ -30,6 +30,7 @@ const SUITES: Record<string, { about: string; load: () => Promise<SuiteModule> }
     about: "upgrade in place under load: tcprouter SIGUSR2, HAProxy master-worker reload, nginx binary upgrade",
     load: () => import("./suites/upgrade.ts"),
   },
+  udp: { about: "DNS queries/s, bulk UDP and memory per idle flow: direct, tcprouter UDP listeners, nginx stream UDP", load: () => import("./suites/udp.ts") },
 };
 /** `--suite main`: the redis suite's name before there were suites/. */
 const ALIASES: Record<string, string> = { main: "redis" };
