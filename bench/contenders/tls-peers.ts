@@ -1,18 +1,24 @@
 /**
  * The two ends of the TLS suite (bench/suites/tls.ts), each run as its own process:
  *
- *   bun bench/contenders/tls-peers.ts server --port P
+ *   bun bench/contenders/tls-peers.ts server --port P [--plain]
  *       A TLS server (Bun.listen, the db.example.com test certificate, EC P-256) speaking a
  *       line protocol after the handshake: `PING` → `PONG`; `UP n` → reads n bytes, `OK`;
  *       `UPH n` → the same with `OK <sha256>`; `DOWN n` → writes n bytes of a fixed pattern.
- *   bun bench/contenders/tls-peers.ts handshakes --port P --servername N --concurrency C --seconds S
+ *       `--plain`: the same protocol over plain TCP (the peer behind a proxy that terminates TLS).
+ *   bun bench/contenders/tls-peers.ts handshakes --port P --servername N --concurrency C --seconds S [--cert F --key F]
  *       C loops of: connect, full TLS handshake (no resumption), PING/PONG, close. Prints
- *       {"sessions":…,"errors":…,"ms":…} on stdout.
+ *       {"sessions":…,"errors":…,"ms":…} on stdout. `--cert`/`--key`: a client certificate
+ *       (PEM files) shown to a server that asks for one (read once, before the loops).
  *   bun bench/contenders/tls-peers.ts bulk --port P --servername N --bytes B --direction up|down
  *       One TLS session moving B bytes one way. Prints {"bytes":…,"ms":…}.
  *   bun bench/contenders/tls-peers.ts check --port P --servername N
  *       One verified session (CA: the test CA): certificate CN, PONG, 1 MiB each way by
- *       sha256. Prints {"cn":…,"authorized":…,"up":…,"down":…}; exits 1 on any failure.
+ *       sha256. Prints {"cn":…,"authorized":…,"up":…,"down":…,"protocol":…,"cipher":…,"group":…}
+ *       (what the first session negotiated); exits 1 on any failure. `--cert`/`--key` as above.
+ *   bun bench/contenders/tls-peers.ts refused --port P --servername N
+ *       A session without a client certificate must be closed without a PONG (within 5 s).
+ *       Prints {"refused":true,"how":…}; exits 1 if a PONG came back or nothing happened.
  *
  * The timing loops do not verify the certificate (the check does, once): the generator shares
  * the cores with what it measures, and a signature check per session is its cost, not theirs.
@@ -36,10 +42,16 @@ const { positionals, values } = parseArgs({
     seconds: { type: "string", default: "5" },
     bytes: { type: "string", default: String(64 * 1024 * 1024) },
     direction: { type: "string", default: "up" },
+    plain: { type: "boolean", default: false },
+    cert: { type: "string" },
+    key: { type: "string" },
   },
 });
 const port = Number(values.port);
 const serverName = values.servername!;
+if ((values.cert === undefined) !== (values.key === undefined)) throw new Error("--cert and --key go together");
+/** The client certificate and key (PEM text), read once; none when not given. */
+const clientCert = values.cert === undefined ? {} : { cert: readFileSync(values.cert, "utf8"), key: readFileSync(values.key!, "utf8") };
 
 // ── Server ─────────────────────────────────────────────────────────────────────────────────
 
@@ -61,7 +73,7 @@ function serve(): void {
   Bun.listen<Conn>({
     hostname: HOST,
     port,
-    tls: { cert: Bun.file(`${CERTS}/db.pem`), key: Bun.file(`${CERTS}/db.key`) },
+    ...(values.plain ? {} : { tls: { cert: Bun.file(`${CERTS}/db.pem`), key: Bun.file(`${CERTS}/db.key`) } }),
     socket: {
       binaryType: "buffer",
       open(socket) {
@@ -165,7 +177,7 @@ const clientHandlers = {
  * that, and a write before `open` (which, with no `handshake` handler, fires after the
  * handshake) makes Bun close the connection.
  */
-async function connect(verify: boolean, name = serverName): Promise<Socket<Client>> {
+async function connect(verify: boolean, name = serverName, withCert = true): Promise<Socket<Client>> {
   let opened!: () => void;
   let failed!: (error: Error) => void;
   const open = new Promise<void>((resolveOpen, reject) => {
@@ -181,7 +193,9 @@ async function connect(verify: boolean, name = serverName): Promise<Socket<Clien
     onDrain() {},
     onClose: (error) => failed(error ?? new Error("closed during the handshake")),
   };
-  const tls = verify ? { serverName: name, ca: readFileSync(`${CERTS}/ca.pem`, "utf8") } : { serverName: name, rejectUnauthorized: false };
+  const tls = verify
+    ? { serverName: name, ca: readFileSync(`${CERTS}/ca.pem`, "utf8"), ...(withCert ? clientCert : {}) }
+    : { serverName: name, rejectUnauthorized: false, ...(withCert ? clientCert : {}) };
   const socket = await Bun.connect<Client>({ hostname: HOST, port, tls, data: client, socket: clientHandlers });
   await open;
   return socket;
@@ -264,6 +278,10 @@ async function check(): Promise<void> {
   let socket = await connect(true);
   const authorized = socket.authorized;
   const cn = String(socket.getPeerCertificate()?.subject?.CN ?? "");
+  const protocol = socket.getTLSVersion();
+  const cipher = socket.getCipher()?.standardName ?? socket.getCipher()?.name ?? "";
+  const key = socket.getEphemeralKeyInfo() as { name?: string; type?: string } | null;
+  const group = key?.name ?? key?.type ?? "";
   socket.write("PING\n");
   await until(socket, (c) => c.text.includes("PONG\n"), "PONG");
   socket.end();
@@ -283,7 +301,27 @@ async function check(): Promise<void> {
   socket.end();
 
   const ok = authorized && cn === serverName && up && down;
-  process.stdout.write(`${JSON.stringify({ cn, authorized, up, down })}\n`);
+  process.stdout.write(`${JSON.stringify({ cn, authorized, up, down, protocol, cipher, group })}\n`);
+  process.exit(ok ? 0 : 1);
+}
+
+/** A session without a client certificate: closed without a PONG is refused; a PONG (or nothing in 5 s) is not. */
+async function refused(): Promise<void> {
+  let how: string;
+  try {
+    const socket = await connect(false, serverName, false);
+    socket.write("PING\n");
+    const closed = until(socket, (c) => c.text.includes("PONG\n"), "PONG").then(
+      () => "PONG",
+      (error: Error) => error.message,
+    );
+    how = await Promise.race([closed, Bun.sleep(5000).then(() => "neither a PONG nor a close in 5 s")]);
+    socket.end();
+  } catch (error) {
+    how = `handshake failed: ${(error as Error).message}`;
+  }
+  const ok = how !== "PONG" && !how.startsWith("neither");
+  process.stdout.write(`${JSON.stringify({ refused: ok, how })}\n`);
   process.exit(ok ? 0 : 1);
 }
 
@@ -293,5 +331,6 @@ if (role === "server") serve();
 else if (role === "handshakes") await handshakes();
 else if (role === "bulk") await bulk();
 else if (role === "check") await check();
-else throw new Error(`unknown role "${role}" (server, handshakes, bulk, check)`);
+else if (role === "refused") await refused();
+else throw new Error(`unknown role "${role}" (server, handshakes, bulk, check, refused)`);
 if (role !== "server") process.exit(0);
