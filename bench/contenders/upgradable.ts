@@ -70,6 +70,15 @@ async function until(what: string, done: () => boolean, ms = UPGRADE_DEADLINE_MS
 
 const allGone = (pids: number[]) => pids.every((pid) => !pidAlive(pid));
 
+/** The pid in a pid file; 0 while it is absent or being rewritten (nginx renames it on USR2). */
+function readPid(file: string): number {
+  try {
+    return Number(readFileSync(file, "utf8").trim()) || 0;
+  } catch {
+    return 0;
+  }
+}
+
 async function tcprouter(cmd: string | undefined): Promise<UpgradeContender> {
   const command = `${cmd ?? DEFAULT_TCPROUTER_CMD} --listen ${HOST}:PORT --to ${HOST}:TARGET --drain-timeout ${HARD_STOP_S}s --log-level info`;
   return {
@@ -168,9 +177,10 @@ async function nginx(): Promise<UpgradeContender> {
       writeFileSync(cfg, nginxConfig(port, targetPort, prefix, existsSync(NGINX_STREAM_MODULE), [`worker_shutdown_timeout ${HARD_STOP_S}s;`]));
       // daemonized: nginx forks its master and this command returns
       const started = await run([found.bin!, "-p", prefix, "-e", join(prefix, "logs/error.log"), "-c", cfg], 10_000);
-      const readPid = (file: string) => (existsSync(file) ? Number(readFileSync(file, "utf8").trim()) || 0 : 0);
+      if (started.code !== 0) throw new Error(`${tag}: nginx did not start (${started.code}): ${(started.stdout + started.stderr).trim()}`);
+      // the daemon writes its pid file after the command returned
+      await until("nginx.pid", () => readPid(pidFile) !== 0, 10_000);
       let master = readPid(pidFile);
-      if (started.code !== 0 || master === 0) throw new Error(`${tag}: nginx did not start (${started.code}): ${(started.stdout + started.stderr).trim()}`);
       trackPid(master);
       await waitForPort(port, 15_000, () => pidAlive(master));
       return {
@@ -182,12 +192,14 @@ async function nginx(): Promise<UpgradeContender> {
           const t0 = performance.now();
           process.kill(old, "SIGUSR2");
           // the new master writes nginx.pid (the old one's is renamed nginx.pid.oldbin) and starts its workers
+          let next = 0;
           await until("the new nginx master", () => {
             const now = readPid(pidFile);
-            return now !== 0 && now !== old && pidAlive(now) && descendants(now).length > 0;
+            if (now === 0 || now === old || !pidAlive(now)) return false;
+            if (next !== now) trackPid(now); // stopped by cleanup even if this upgrade fails
+            next = now;
+            return descendants(now).length > 0;
           });
-          const next = readPid(pidFile);
-          trackPid(next);
           process.kill(old, "SIGWINCH");
           process.kill(old, "SIGQUIT");
           const gone = await until(`the old nginx master ${old} and its workers to exit`, () => allGone(oldTree));

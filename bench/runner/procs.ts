@@ -245,16 +245,17 @@ export function pidAlive(pid: number): boolean {
   }
 }
 
-/** SIGTERM to a tracked `pid` (and what it started), SIGKILL after `graceMs`; then forgets it. */
-export async function stopPid(pid: number, graceMs = 3000, signal: NodeJS.Signals = "SIGTERM"): Promise<void> {
-  const kids = descendants(pid);
-  if (pidAlive(pid)) {
-    killPid(pid, signal);
-    const deadline = Date.now() + graceMs;
-    while (pidAlive(pid) && Date.now() < deadline) await Bun.sleep(20);
-    if (pidAlive(pid)) killPid(pid, "SIGKILL");
-  }
-  for (const kid of kids) if (pidAlive(kid)) killPid(kid, "SIGKILL");
+/**
+ * SIGTERM to a tracked `pid` and every process it started (a master stopping mid-upgrade may
+ * still fork workers: each one hears the signal itself), SIGKILL to what is left after
+ * `graceMs`; then forgets it.
+ */
+export async function stopPid(pid: number, graceMs = 3000): Promise<void> {
+  const tree = [pid, ...descendants(pid)].filter(pidAlive);
+  for (const one of tree) killPid(one, "SIGTERM");
+  const deadline = Date.now() + graceMs;
+  while (tree.some(pidAlive) && Date.now() < deadline) await Bun.sleep(20);
+  for (const one of [...tree, ...tree.flatMap((p) => (pidAlive(p) ? descendants(p) : []))]) if (pidAlive(one)) killPid(one, "SIGKILL");
   tracked.delete(pid);
 }
 
