@@ -4,7 +4,7 @@
  *
  *   bun run bench/run.ts --suite udp [--rounds N] [--seconds N] [--clients N] [--max-qps N] [--rate R]
  *                        [--length N] [--flows N] [--only ROW[,ROW]] [--contenders A[,B]]
- *                        [--nginx-reuseport] [--tcprouter-cmd CMD] [--smoke] [--json] [--markdown]
+ *                        [--tcprouter-cmd CMD] [--smoke] [--json] [--markdown]
  *
  * Targets: DNS queries/s through tcprouter ≥ 1.0 × nginx; memory per idle flow ≤ nginx's. CPU
  * per query (the proxy's processes, /proc/PID/stat) is reported against nginx's, no target.
@@ -14,8 +14,15 @@
  * - tcprouter: `--config` with a UDP listener to dnsmasq (`responses = 1`, `idle_timeout =
  *   "10s"`), a UDP listener to iperf3 and a TCP listener on the same port (iperf3's control
  *   connection), each with its own backend.
+ * - tcprouter-noresp (DNS row only): the same without `responses`, so a flow lasts while its
+ *   client port sends (idle_timeout = "10s"). dnsperf keeps up to 100 queries in flight over
+ *   its 10 sockets; tcprouter's `responses = 1` ends a flow at its first answer, so the answers
+ *   to the other queries in flight on that port are lost (dnsperf waits 5 s for each), while
+ *   nginx's `proxy_responses 1` expects one answer per datagram the client sent.
  * - nginx: `stream { server { listen … udp; proxy_pass; proxy_responses 1; proxy_timeout 10s; } }`
  *   for DNS, a UDP and a TCP server block for iperf3; `worker_processes auto`.
+ * - nginx-reuseport: the same with `listen … udp reuseport` (a socket per worker, the kernel
+ *   keeps a client's datagrams on one worker; without it both workers read the one socket).
  * Before timing, `dig a.bench.test +short` through each must answer 10.0.0.1.
  *
  * Rows:
@@ -46,15 +53,15 @@ import { measureFlows, startUdpEcho } from "./workloads/udp-flows.ts";
 import { writeFileSync } from "node:fs";
 import { join } from "node:path";
 
-const CONTENDERS = ["direct", "tcprouter", "nginx"] as const;
+const CONTENDERS = ["direct", "tcprouter", "tcprouter-noresp", "nginx", "nginx-reuseport"] as const;
 type ContenderName = (typeof CONTENDERS)[number];
 const ROW_IDS = ["dns", "bulk", "flows"] as const;
 type RowId = (typeof ROW_IDS)[number];
 
 const ROWS: Record<RowId, { title: string; unit: string; cpuUnit: string; contenders: readonly ContenderName[] }> = {
   dns: { title: "DNS (dnsperf → dnsmasq)", unit: "queries/s", cpuUnit: "µs/query", contenders: CONTENDERS },
-  bulk: { title: "bulk UDP (iperf3 -u)", unit: "datagrams/s", cpuUnit: "µs/datagram", contenders: CONTENDERS },
-  flows: { title: "idle flow RSS", unit: "KiB/flow", cpuUnit: "", contenders: ["tcprouter", "nginx"] },
+  bulk: { title: "bulk UDP (iperf3 -u)", unit: "datagrams/s", cpuUnit: "µs/datagram", contenders: ["direct", "tcprouter", "nginx", "nginx-reuseport"] },
+  flows: { title: "idle flow RSS", unit: "KiB/flow", cpuUnit: "", contenders: ["tcprouter", "nginx", "nginx-reuseport"] },
 };
 
 /** The DNS flows' idle timeout (tcprouter `idle_timeout`, nginx `proxy_timeout`), as the issue asks of nginx. */
@@ -74,10 +81,9 @@ export const HELP = `bun run bench/run.ts --suite udp [flags]
   --max-qps N           dnsperf -Q (default: none, as many as answered; dnsperf keeps 100 in flight)
   --rate R              iperf3 -u -b (default 200M)
   --length N            iperf3 -l, bytes per datagram (default 1400)
-  --flows N             idle flows for the memory row (default 2000; smoke 500; at most ${MAX_FLOWS})
+  --flows N             idle flows for the memory row (default 2000; smoke 300; at most ${MAX_FLOWS})
   --only ROW[,ROW]      ${ROW_IDS.join(",")} (default: all)
   --contenders A[,B]    ${CONTENDERS.join(",")} (default: all)
-  --nginx-reuseport     nginx: "listen … udp reuseport" (one socket per worker; default: one shared socket)
   --tcprouter-cmd CMD   command instead of "bun run src/cli.ts", e.g. dist/tcprouter
 ${COMMON_HELP}`;
 
@@ -94,7 +100,6 @@ function parseFlags(args: string[]) {
       flows: { type: "string" },
       only: { type: "string" },
       contenders: { type: "string" },
-      "nginx-reuseport": { type: "boolean", default: false },
       "tcprouter-cmd": { type: "string" },
     },
     HELP,
@@ -102,7 +107,7 @@ function parseFlags(args: string[]) {
   const int = (flag: string, raw: string | undefined, dflt: number, smokeDflt: number) => positiveInt(flag, raw, dflt, smokeDflt, values.smoke);
   const rate = values.rate ?? "200M";
   if (!/^\d+(\.\d+)?[KMG]?$/.test(rate)) fail(`--rate: expected a rate like 200M, got "${rate}"`);
-  const flows = int("flows", values.flows, 2000, 500);
+  const flows = int("flows", values.flows, 2000, 300);
   if (flows > MAX_FLOWS) fail(`--flows: at most ${MAX_FLOWS}`);
   const length = int("length", values.length, 1400, 1400);
   if (length < 16 || length > 65_000) fail(`--length: expected 16..65000, got ${length}`);
@@ -116,7 +121,6 @@ function parseFlags(args: string[]) {
     flows,
     rows: listOf("only", values.only, ROW_IDS),
     contenders: listOf("contenders", values.contenders, CONTENDERS),
-    reuseport: values["nginx-reuseport"],
     command: values["tcprouter-cmd"] ?? DEFAULT_TCPROUTER_CMD,
     tcprouterCmd: values["tcprouter-cmd"],
     smoke: values.smoke,
@@ -174,13 +178,13 @@ function nginxStarter(reuseport: boolean): Starter {
 const echoProbe = (port: number) => () => udpAnswers(port, Buffer.from("probe"), 300);
 
 /** A proxy contender: the DNS + iperf3 instance, and fresh instances for the memory row. */
-function proxy(name: ContenderName, starter: Starter): Pick<Contender, "start" | "startFlows"> {
+function proxy(name: ContenderName, starter: Starter, dnsResponses: number): Pick<Contender, "start" | "startFlows"> {
   return {
     async start(targets) {
       const dnsPort = await freeUdpPort();
       const iperfPort = await freeDualPort();
       const servers: StreamServer[] = [
-        { port: dnsPort, target: targets.dns, udp: true, responses: 1, idleSeconds: DNS_IDLE_S },
+        { port: dnsPort, target: targets.dns, udp: true, ...(dnsResponses ? { responses: dnsResponses } : {}), idleSeconds: DNS_IDLE_S },
         { port: iperfPort, target: targets.iperf, udp: true, idleSeconds: BULK_IDLE_S },
         { port: iperfPort, target: targets.iperf, udp: false, idleSeconds: BULK_IDLE_S },
       ];
@@ -191,6 +195,18 @@ function proxy(name: ContenderName, starter: Starter): Pick<Contender, "start" |
       const port = await freeUdpPort();
       return starter(tag, [{ port, target: echoPort, udp: true, idleSeconds: FLOW_IDLE_S }], echoProbe(port));
     },
+  };
+}
+
+function nginxContender(name: ContenderName, nginx: { version: string; skip: string | undefined }, reuseport: boolean): Contender {
+  return {
+    name,
+    version: nginx.version,
+    skip: nginx.skip,
+    command:
+      `nginx -c nginx.conf -g "daemon off;" (worker_processes auto; stream: listen … udp${reuseport ? " reuseport" : ""}; ` +
+      `DNS proxy_responses 1, proxy_timeout ${DNS_IDLE_S}s; iperf3 udp + tcp server blocks; flows row: proxy_timeout ${FLOW_IDLE_S}s)`,
+    ...proxy(name, nginxStarter(reuseport), 1),
   };
 }
 
@@ -212,17 +228,16 @@ async function contenders(opts: Options): Promise<Contender[]> {
       command:
         `${opts.command} --config udp.toml --log-level warn (protocol = "udp": DNS with responses = 1, idle_timeout = "${DNS_IDLE_S}s"; ` +
         `iperf3 with a TCP listener on the same port; flows row: idle_timeout = "${FLOW_IDLE_S}s")`,
-      ...proxy("tcprouter", tcprouterStarter(opts.command)),
+      ...proxy("tcprouter", tcprouterStarter(opts.command), 1),
     },
-    nginx: {
-      name: "nginx",
-      version: nginx.version,
-      skip: nginx.skip,
-      command:
-        `nginx -c nginx.conf -g "daemon off;" (worker_processes auto; stream: listen … udp${opts.reuseport ? " reuseport" : ""}; ` +
-        `DNS proxy_responses 1, proxy_timeout ${DNS_IDLE_S}s; iperf3 udp + tcp server blocks; flows row: proxy_timeout ${FLOW_IDLE_S}s)`,
-      ...proxy("nginx", nginxStarter(opts.reuseport)),
+    "tcprouter-noresp": {
+      name: "tcprouter-noresp",
+      skip: tcprouterMissing(opts.tcprouterCmd),
+      command: `the same, DNS without responses (a flow per client port, idle_timeout = "${DNS_IDLE_S}s")`,
+      ...proxy("tcprouter-noresp", tcprouterStarter(opts.command), 0),
     },
+    nginx: nginxContender("nginx", nginx, false),
+    "nginx-reuseport": nginxContender("nginx-reuseport", nginx, true),
   };
   return opts.contenders.map((name) => all[name]);
 }
@@ -321,7 +336,6 @@ export async function main(args: string[]): Promise<void> {
     rate: opts.rate,
     length: opts.length,
     flows: opts.flows,
-    nginxReuseport: opts.reuseport,
     rows,
     smoke: opts.smoke,
   };
@@ -353,15 +367,15 @@ export async function main(args: string[]): Promise<void> {
       running.set(c.name, r);
       if (rows.includes("dns")) await checkDig(r.dnsPort);
       const cpu = r.pid === undefined ? "" : `; CPU read from ${cpuTicks(r.pid).processes} process(es)`;
-      say(`check ${c.name}: dig a.bench.test → ${DNS_ANSWER}${cpu}`);
+      say(`check ${c.name}: ${rows.includes("dns") ? `dig a.bench.test → ${DNS_ANSWER}` : "started"}${cpu}`);
     } catch (error) {
       failed.set(c.name, failure(error));
       say(`check ${c.name}: FAILED ${(error as Error).message}`);
     }
   }
 
-  // warm-up, untimed: one second of dnsperf through each (the JIT, for tcprouter)
-  if (rows.includes("dns")) {
+  // warm-up, untimed: one second of dnsperf through each (the JIT, for tcprouter); not under --smoke
+  if (rows.includes("dns") && !opts.smoke) {
     for (const [name, r] of running) if (!failed.has(name)) await runDnsperf(r.dnsPort, queryFile, 1, opts.clients, opts.maxQps).catch(() => {});
     say("warm-up done");
   }
@@ -483,44 +497,54 @@ interface Target {
   met: boolean | null;
 }
 
-/** The issue's targets (queries/s ≥ 1.0 × nginx, KiB/flow ≤ nginx's) and the CPU ratios (reported, no target). */
+/**
+ * The issue's targets (queries/s ≥ 1.0 × nginx, KiB/flow ≤ nginx's), each also against
+ * nginx-reuseport, and the CPU ratios (reported, no target).
+ */
 function targetLines(lines: Line[]): Target[] {
-  const line = (row: RowId, name: ContenderName) => lines.find((l) => l.row === row && l.contender === name);
+  const medianOf = (row: RowId, name: ContenderName) => lines.find((l) => l.row === row && l.contender === name)?.median ?? null;
+  const cpuOf = (row: RowId, name: ContenderName) => lines.find((l) => l.row === row && l.contender === name)?.cpu?.median ?? null;
+  const has = (row: RowId, name: ContenderName) => lines.some((l) => l.row === row && l.contender === name);
   const out: Target[] = [];
-  const dns = line("dns", "tcprouter")?.vsNginx ?? null;
-  if (line("dns", "tcprouter")) {
-    const met = dns === null ? null : dns >= 1.0;
-    out.push({ name: "dns queries/s tcprouter / nginx ≥ 1.0", ratio: dns, met, text: `target dns: tcprouter / nginx queries/s ≥ 1.0: ${verdict(dns, met)}` });
-    const cpu = line("dns", "tcprouter")?.cpu?.vsNginx ?? null;
-    out.push({
-      name: "dns CPU µs/query tcprouter / nginx",
-      ratio: cpu,
-      met: null,
-      text: `CPU per query tcprouter / nginx: ${cpu === null ? "not measured" : cpu.toFixed(3)} (lower is better; no target)`,
-    });
-  }
-  if (line("bulk", "tcprouter")) {
-    const cpu = line("bulk", "tcprouter")?.cpu?.vsNginx ?? null;
-    out.push({
-      name: "bulk CPU µs/datagram tcprouter / nginx",
-      ratio: cpu,
-      met: null,
-      text: `CPU per datagram tcprouter / nginx: ${cpu === null ? "not measured" : cpu.toFixed(3)} (lower is better; no target)`,
-    });
-  }
-  if (line("flows", "tcprouter")) {
-    const flows = line("flows", "tcprouter")?.vsNginx ?? null;
-    const met = flows === null ? null : flows <= 1.0;
-    out.push({
-      name: "flow KiB tcprouter / nginx ≤ 1.0",
-      ratio: flows,
-      met,
-      text: `target flows: tcprouter KiB/flow ≤ nginx's (ratio ≤ 1.0): ${verdict(flows, met)}`,
-    });
+  for (const nginx of ["nginx", "nginx-reuseport"] as const) {
+    for (const tcprouter of ["tcprouter", "tcprouter-noresp"] as const) {
+      if (!has("dns", tcprouter) || !has("dns", nginx)) continue;
+      const ratio = ratioOf(medianOf("dns", tcprouter), medianOf("dns", nginx));
+      const met = ratio === null ? null : ratio >= 1.0;
+      const name = `dns queries/s ${tcprouter} / ${nginx} ≥ 1.0`;
+      out.push({ name, ratio, met, text: `target dns: ${tcprouter} / ${nginx} queries/s ≥ 1.0: ${verdict(ratio, met)}` });
+      const cpu = ratioOf(cpuOf("dns", tcprouter), cpuOf("dns", nginx));
+      out.push({
+        name: `dns CPU µs/query ${tcprouter} / ${nginx}`,
+        ratio: cpu,
+        met: null,
+        text: `  CPU per query ${tcprouter} / ${nginx}: ${fmt3(cpu)} (lower is better; no target)`,
+      });
+    }
+    if (has("bulk", "tcprouter") && has("bulk", nginx)) {
+      const cpu = ratioOf(cpuOf("bulk", "tcprouter"), cpuOf("bulk", nginx));
+      out.push({
+        name: `bulk CPU µs/datagram tcprouter / ${nginx}`,
+        ratio: cpu,
+        met: null,
+        text: `CPU per datagram tcprouter / ${nginx}: ${fmt3(cpu)} (lower is better; no target)`,
+      });
+    }
+    if (has("flows", "tcprouter") && has("flows", nginx)) {
+      const ratio = ratioOf(medianOf("flows", "tcprouter"), medianOf("flows", nginx));
+      const met = ratio === null ? null : ratio <= 1.0;
+      out.push({
+        name: `flow KiB tcprouter / ${nginx} ≤ 1.0`,
+        ratio,
+        met,
+        text: `target flows: tcprouter KiB/flow ≤ ${nginx}'s (ratio ≤ 1.0): ${verdict(ratio, met)}`,
+      });
+    }
   }
   return out;
 }
 
+const fmt3 = (x: number | null) => (x === null ? "not measured" : x.toFixed(3));
 const verdict = (ratio: number | null, met: boolean | null) => (ratio === null ? "not measured" : `${ratio.toFixed(3)}, ${met ? "met" : "NOT met"}`);
 
 const TABLE_NOTE =
