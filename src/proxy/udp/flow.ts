@@ -8,7 +8,8 @@
  * mode; no upstream socket yet, the Initials held), `open` once the upstream socket exists,
  * `closed`. A flow holds at most DEFAULTS.udp.pendingDatagrams datagrams while it cannot send;
  * more are dropped and counted. It ends after its listener's idle timeout, after `responses`
- * replies, when its target answers ICMP port unreachable, or when told to (target down, drain).
+ * replies for each datagram its client sent, when its target answers ICMP port unreachable,
+ * or when told to (target down, drain).
  *
  * The flow owns its upstream socket and its place on the target (acquire / release) and gives
  * both back in `close`, the one place it ends. The listener's socket is the listener's.
@@ -238,8 +239,10 @@ export class Flow implements FlowView {
     this.down.bytes += datagram.length;
     this.idle = 0;
     this.listener.reply(this, datagram);
+    // `responses` replies per datagram the client sent (nginx's proxy_responses): a client with
+    // several queries in flight on one port gets every answer before the flow ends.
     const responses = this.listener.options.responses;
-    if (responses > 0 && this.down.datagrams >= responses) this.close("responses");
+    if (responses > 0 && this.down.datagrams >= responses * this.up.datagrams) this.close("responses");
   }
 
   /** The upstream socket reported an error: ICMP port unreachable shows as ECONNREFUSED on a connected socket. */

@@ -111,6 +111,29 @@ describe("UDP forwarding", () => {
     expect(router.target(target.port, "dns").active).toBe(0);
   });
 
+  // Regression: a flow ended after `responses` replies in all, so a client with two queries in
+  // flight on one port (dnsperf, a stub resolver) lost the second answer. As nginx's
+  // proxy_responses, it is now `responses` replies per datagram the client sent.
+  test("with responses = 1, every query in flight on one client port is answered before the flow ends", async () => {
+    const held: Buffer[] = [];
+    // The target answers only once it has both queries, so both are in flight at once.
+    await using target = await udpTarget("", (data) => {
+      held.push(data);
+      return held.length === 2 ? held.splice(0) : [];
+    });
+    const closed: FlowView[] = [];
+    await using router = await startRouter(config([target.address], "responses = 1"));
+    router.view.observe({ flowClosed: (flow) => void closed.push(flow) });
+    await using client = await udpClient(router.port);
+    client.send("q1");
+    client.send("q2");
+    const answers = [(await client.next()).toString(), (await client.next()).toString()];
+    expect(answers.sort()).toEqual(["q1", "q2"]);
+    await waitFor(() => closed.length === 1, 2000, "the flow to end after both answers");
+    expect(closed[0]!.reason).toBe("responses");
+    expect([closed[0]!.up.datagrams, closed[0]!.down.datagrams]).toEqual([2, 2]);
+  });
+
   test("ends an idle flow after idle_timeout and frees its place on the target", async () => {
     await using target = await udpTarget("");
     await using router = await startRouter(config([target.address], 'idle_timeout = "200ms"'));
