@@ -177,8 +177,10 @@ async function takeOverIfUpgrade(): Promise<Takeover | null> {
 
 /** One `listening on …` line per listener, with where it forwards (`to`: the --to address, or null with a config). */
 function logListening(handle: RouterHandle, config: Config, to: string | null, log: Logger): void {
-  for (const [index, bound] of handle.listeners.entries()) {
-    const listener = config.listeners[index]!;
+  for (const bound of handle.listeners) {
+    // By name: the handle lists TCP listeners before UDP ones, whatever the file's order.
+    const listener = config.listeners.find((l) => l.name === bound.name);
+    if (listener === undefined) continue;
     const backend = listener.backend === null ? null : config.backends.get(listener.backend)!;
     const targets = backend === null ? "" : `backend ${backend.name} (${backend.targets.length} target${backend.targets.length === 1 ? "" : "s"})`;
     const routes = listener.routes.length === 0 ? "" : `${listener.routes.length} route${listener.routes.length === 1 ? "" : "s"}`;

@@ -167,3 +167,25 @@ test("refuses the connection over --max-connections at once", async () => {
   expect(second.bytesIn).toBe(0);
   await cli.stderrMatch(/ WARN .*max_connections 1 reached/);
 }, 20_000);
+
+// Regression: the `listening on` lines were paired with the config's listeners by index, but
+// the handle lists TCP listeners before UDP ones: a UDP listener written first showed the TCP
+// listener's address with the UDP listener's backend.
+test("each listening line names its own listener's backend, a UDP listener written first included", async () => {
+  const { mkdtempSync, rmSync, writeFileSync } = await import("node:fs");
+  const { freePort } = await import("../helpers/net.ts");
+  const dir = mkdtempSync("/tmp/tcprouter-cli-");
+  try {
+    const [udpPort, tcpPort] = [freePort(), freePort()];
+    writeFileSync(
+      `${dir}/c.toml`,
+      `[[listeners]]\nlisten = "${HOST}:${udpPort}"\nprotocol = "udp"\nbackend = "dns"\n[[listeners]]\nlisten = "${HOST}:${tcpPort}"\nbackend = "app"\n[backends.dns]\ntargets = ["${HOST}:53"]\n[backends.app]\ntargets = ["${HOST}:6379"]\n`,
+    );
+    await using cli = spawnCli(["--config", `${dir}/c.toml`]);
+    await cli.stderrMatch(new RegExp(`listening on ${HOST}:${tcpPort} → backend app`));
+    await cli.stderrMatch(new RegExp(`listening on ${HOST}:${udpPort} → backend dns`));
+    expect(cli.stderrText).not.toContain(`${HOST}:${tcpPort} → backend dns`);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+}, 20_000);
