@@ -106,13 +106,7 @@ export default defineCommand({
       exitWithSupervisor(log);
       reportReady();
     }
-    logListening(handle, config, flags.config ? null : flags.to!, log);
-    if (admin !== null && !isWorker()) {
-      const changes = auth.token === null ? "read-only: no token" : "changes with the token";
-      log.info(event(`admin on ${admin.url} (/metrics, /healthz, /readyz, /status, /api: ${changes})`, { admin: admin.address, control: auth.token !== null }));
-    }
-    if (takeover !== null) systemd.mainPid(process.pid);
-    systemd.ready();
+    // The signal handlers first: whoever waits for the `listening on` lines (or READY=1) may signal at once.
     const drainAndExit = stopOnSignals(handle, log, () => accessLog?.close());
     reopenOnUser1(accessLog, log);
     reloadOnHangup(handle, log, flags.config);
@@ -125,6 +119,13 @@ export default defineCommand({
       log,
       readyTimeout: flagDuration("upgrade-timeout", flags["upgrade-timeout"]),
     });
+    logListening(handle, config, flags.config ? null : flags.to!, log);
+    if (admin !== null && !isWorker()) {
+      const changes = auth.token === null ? "read-only: no token" : "changes with the token";
+      log.info(event(`admin on ${admin.url} (/metrics, /healthz, /readyz, /status, /api: ${changes})`, { admin: admin.address, control: auth.token !== null }));
+    }
+    if (takeover !== null) systemd.mainPid(process.pid);
+    systemd.ready();
     await new Promise(() => {}); // serve until a signal
   },
 });

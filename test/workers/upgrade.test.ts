@@ -36,7 +36,12 @@ let wrapper: string;
 beforeEach(() => {
   dir = mkdtempSync("/tmp/tcprouter-upgrade-");
   wrapper = `${dir}/tcprouter.ts`;
-  writeFileSync(wrapper, `import "${ROOT}src/cli.ts";\n`);
+  // The program never changes on disk: a test marks the next start as broken with a file
+  // (exits at once) or as hanging (never ready), as a bad package upgrade would behave.
+  writeFileSync(
+    wrapper,
+    `if (await Bun.file("${dir}/broken").exists()) process.exit(3);\nif (await Bun.file("${dir}/hang").exists()) await Bun.sleep(60_000);\nawait import("${ROOT}src/cli.ts");\n`,
+  );
 });
 
 afterEach(() => {
@@ -49,6 +54,9 @@ async function serve(config: string, port: number, extra: string[] = [], env: Re
   writeFileSync(file, config);
   const child = spawn([process.execPath, "run", wrapper, "--config", file, ...extra], env);
   await waitForListening(port, 10_000);
+  // The `listening on` lines come once the signal handlers are in place (a SIGUSR2 before
+  // them would be lost); at --log-level warn there are none, and those tests wait otherwise.
+  if (!extra.includes("warn")) await child.stderrMatch(/listening on/, 10_000);
   return child;
 }
 
@@ -272,7 +280,7 @@ tls = { cert = "${CERTS}/localhost.pem", key = "${CERTS}/localhost.key" }
         expect(found.length).toBe(1);
         current = found[0]!;
         pids.push(current);
-        await Bun.sleep(100);
+        await Bun.sleep(300); // its signal handlers are in place a moment after it took over
       }
     } finally {
       running = false;
@@ -288,7 +296,7 @@ tls = { cert = "${CERTS}/localhost.pem", key = "${CERTS}/localhost.key" }
     const port = freePort();
     await using old = await serve(plain(port, upstream.port), port);
     await using client = await dial(port);
-    writeFileSync(wrapper, "process.exit(3);\n");
+    writeFileSync(`${dir}/broken`, "");
     old.proc.kill("SIGUSR2");
     await waitFor(() => old.stderrText.includes("upgrade failed"), 25_000, "the failure line");
     expect(old.stderrText).toContain("upgrade failed: the new process exited (exit code 3) before it was ready; this process keeps serving");
@@ -304,7 +312,7 @@ tls = { cert = "${CERTS}/localhost.pem", key = "${CERTS}/localhost.key" }
     await using upstream = listen(echo);
     const port = freePort();
     await using old = await serve(plain(port, upstream.port), port, ["--upgrade-timeout", "1s"]);
-    writeFileSync(wrapper, "await Bun.sleep(60_000);\n");
+    writeFileSync(`${dir}/hang`, "");
     old.proc.kill("SIGUSR2");
     await waitFor(() => old.stderrText.includes("upgrade failed"), 25_000, "the failure line");
     expect(old.stderrText).toContain("upgrade failed: the new process was not ready within 1000 ms; this process keeps serving");
