@@ -18,7 +18,7 @@ import { describeSource } from "../backend/sources/all.ts";
 import type { HealthConfig, ListenerCertificate, SessionControls, TlsPolicy } from "../config/types.ts";
 import type { SrvTargetConfig } from "../config/types.ts";
 import { UsageError } from "./args.ts";
-import { checkAddressClashes } from "../config/checks.ts";
+import { checkAddressClashes } from "../config/address-clash.ts";
 
 export const configArgs = {
   config: {

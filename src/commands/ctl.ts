@@ -14,7 +14,7 @@
  */
 import { readFileSync } from "node:fs";
 import { defineCommand, type ArgsDef } from "citty";
-import { readToken } from "../config/checks.ts";
+import { readToken } from "../config/files.ts";
 import { DEFAULTS } from "../config/defaults.ts";
 import { AddressError, formatAddress, parseAddress, type Address } from "../util/address.ts";
 import { parseDuration } from "../util/duration.ts";

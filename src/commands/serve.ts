@@ -5,7 +5,7 @@ import { AddressError, parseAddress, type Address } from "../util/address.ts";
 import { adminExposure, startAdmin, type AdminServer } from "../observe/admin.ts";
 import { loadAdminAuth, OPEN_READS, type AdminAuth } from "../observe/control.ts";
 import { ConfigError, configWarnings, loadConfig, type Config } from "../config/load.ts";
-import { checkAddressClashes } from "../config/checks.ts";
+import { checkAddressClashes } from "../config/address-clash.ts";
 import { createLogger, event, type LogFormat, type LogLevel, type Logger } from "../util/log.ts";
 import { forwardConfig } from "../proxy/forward.ts";
 import { createRouter, ListenError, OptionsError } from "../proxy/router.ts";

@@ -10,7 +10,7 @@
  * and tls.toml.
  */
 import { dirname, resolve } from "node:path";
-import { checkFiles, withFiles } from "./checks.ts";
+import { checkFiles, withFiles } from "./files.ts";
 import { at, tomlErrorLine } from "./messages.ts";
 import { ConfigSchema } from "./schema.ts";
 import { interpolate, safeParseInterpolated } from "./interpolate.ts";

@@ -18,7 +18,7 @@
  */
 import { createHash, timingSafeEqual } from "node:crypto";
 import { DEFAULTS } from "../config/defaults.ts";
-import { readToken } from "../config/checks.ts";
+import { readToken } from "../config/files.ts";
 import { ADMIN_STATES, MAX_WEIGHT, type AdminState, type Backend, type TargetState } from "../backend/backend.ts";
 import { formatDuration, parseDuration } from "../util/duration.ts";
 import { event, type Logger } from "../util/log.ts";

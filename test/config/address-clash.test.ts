@@ -10,7 +10,7 @@ import { afterAll, describe, expect, test } from "bun:test";
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { checkAddressClashes, type HostLookup } from "../../src/config/checks.ts";
+import { checkAddressClashes, type HostLookup } from "../../src/config/address-clash.ts";
 import { parseConfig } from "../../src/config/load.ts";
 import { freePort, run } from "../helpers/net.ts";
 

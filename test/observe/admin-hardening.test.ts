@@ -17,7 +17,7 @@ import { chmodSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { connect } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { readToken } from "../../src/config/checks.ts";
+import { readToken } from "../../src/config/files.ts";
 import { adminExposure, startAdmin } from "../../src/observe/admin.ts";
 import { parseAddress } from "../../src/util/address.ts";
 import { echo, freePort, HOST, listen, run, spawnCli } from "../helpers/net.ts";

@@ -9,7 +9,7 @@ import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { ConfigError, parseConfig } from "../../../src/index.ts";
-import { checkAddressClashes } from "../../../src/config/checks.ts";
+import { checkAddressClashes } from "../../../src/config/address-clash.ts";
 import { DEFAULTS } from "../../../src/config/defaults.ts";
 import { AccessLog } from "../../../src/observe/access-log.ts";
 import { Metrics } from "../../../src/observe/metrics.ts";
