@@ -14,14 +14,10 @@
 import pkg from "../../package.json" with { type: "json" };
 import { ADMIN_STATES, type Backend, type TargetState } from "../backend/backend.ts";
 import type { CloseReason, FlowView, RouterView, SessionObserver, SessionView } from "../proxy/handle.ts";
-import { escapeLabel, Histogram, Output, writeProcessMetrics } from "./prometheus.ts";
+import { CONNECT_BUCKETS, escapeLabel, Histogram, Output, SESSION_BUCKETS, writeProcessMetrics } from "./prometheus.ts";
 import type { SourceMetric, SourceView } from "../backend/sources/source.ts";
 import { rateStats } from "../proxy/rate.ts";
-
-/** Upper bounds (seconds) of the connect-duration buckets: loopback to a slow remote dial. */
-export const CONNECT_BUCKETS = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10] as const;
-/** Upper bounds (seconds) of the session-duration buckets: one request to a day-long tunnel. */
-export const SESSION_BUCKETS = [0.005, 0.05, 0.5, 1, 5, 10, 30, 60, 300, 900, 3600, 14_400, 86_400] as const;
+import { FlowMetrics } from "./udp-metrics.ts";
 
 /**
  * Close reasons exported at zero from the start. A reason not listed here is counted too,
@@ -81,26 +77,6 @@ interface TargetCell {
   timeouts: number;
 }
 
-/** UDP close reasons exported at zero from the start (others from their first flow). */
-export const FLOW_CLOSE_REASONS: readonly string[] = [
-  "idle_timeout",
-  "responses",
-  "port_unreachable",
-  "no_target",
-  "no_route",
-  "hello_timeout",
-  "target_down",
-  "drained",
-] satisfies CloseReason[];
-
-/** One UDP listener's flows that ended: by close reason, and how long they lasted. */
-interface FlowCell {
-  /** `listener="…"` */
-  readonly labels: string;
-  readonly closed: Record<string, number>;
-  readonly duration: Histogram;
-}
-
 /** Bytes of one listener, for the status page. */
 export interface ListenerBytes {
   up: number;
@@ -118,8 +94,8 @@ export class Metrics implements SessionObserver {
   private readonly live = new Map<SessionView, RouteCell>();
   /** The session layer calls `connectFailed` (else failures are derived from the targets' counts). */
   private failuresHooked = false;
-  /** UDP listeners by name. */
-  private readonly flows = new Map<string, FlowCell>();
+  /** The UDP listeners' flows (udp-metrics.ts). */
+  private readonly flows = new FlowMetrics();
 
   constructor(readonly router: RouterView) {}
 
@@ -167,10 +143,7 @@ export class Metrics implements SessionObserver {
   }
 
   flowClosed(flow: FlowView): void {
-    const cell = this.flowCell(flow.listener.name);
-    const reason = flow.reason ?? "idle_timeout";
-    cell.closed[reason] = (cell.closed[reason] ?? 0) + 1;
-    cell.duration.observe((Date.now() - flow.openedAt) / 1000);
+    this.flows.closed(flow);
   }
 
   /** Bytes through each listener (by name) since start, open sessions included. */
@@ -268,7 +241,7 @@ export class Metrics implements SessionObserver {
 
   /** By backend × target: connect attempts that failed or timed out, and how long connects took. */
   private writeConnects(out: Output): void {
-    this.renderUdp(out);
+    this.flows.write(out, this.router.udpListeners ?? []);
 
     out.family(
       "tcprouter_connect_failures_total",
@@ -294,61 +267,6 @@ export class Metrics implements SessionObserver {
     out.family("tcprouter_connect_duration_seconds", "histogram", "Time from picking a target to the upstream connection being open, by backend and target.");
     for (const cells of this.targets.values())
       for (const cell of cells.values()) out.histogram("tcprouter_connect_duration_seconds", cell.labels, cell.connect);
-  }
-
-  /** The UDP families (docs/udp.md), when the router has UDP listeners or had some. */
-  private renderUdp(out: Output): void {
-    const listeners = this.router.udpListeners ?? [];
-    for (const listener of listeners) this.flowCell(listener.name);
-    if (this.flows.size === 0) return;
-    const labels = (name: string) => this.flowCell(name).labels;
-    out.family("tcprouter_udp_flows_active", "gauge", "UDP flows open now (one per client address:port), by listener.");
-    for (const listener of listeners) out.sample("tcprouter_udp_flows_active", labels(listener.name), listener.active);
-    out.family("tcprouter_udp_flows_total", "counter", "UDP flows started, by listener.");
-    for (const listener of listeners) out.sample("tcprouter_udp_flows_total", labels(listener.name), listener.accepted);
-    out.family("tcprouter_udp_flows_closed_total", "counter", "UDP flows ended, by listener and close reason.");
-    for (const cell of this.flows.values())
-      for (const [reason, count] of Object.entries(cell.closed))
-        out.sample("tcprouter_udp_flows_closed_total", `${cell.labels},reason="${escapeLabel(reason)}"`, count);
-    out.family("tcprouter_udp_flow_duration_seconds", "histogram", "How long UDP flows lasted, from their first datagram to their end, by listener.");
-    for (const cell of this.flows.values()) out.histogram("tcprouter_udp_flow_duration_seconds", cell.labels, cell.duration);
-    out.family(
-      "tcprouter_udp_datagrams_total",
-      "counter",
-      'Datagrams read from clients (direction="up", dropped ones included) and from upstreams (direction="down"), by listener.',
-    );
-    for (const listener of listeners)
-      for (const [direction, count] of [
-        ["up", listener.datagramsUp],
-        ["down", listener.datagramsDown],
-      ] as const)
-        out.sample("tcprouter_udp_datagrams_total", `${labels(listener.name)},direction="${direction}"`, count);
-    out.family("tcprouter_udp_bytes_total", "counter", "Bytes of those datagrams (PROXY headers not counted), by listener and direction.");
-    for (const listener of listeners)
-      for (const [direction, count] of [
-        ["up", listener.bytesUp],
-        ["down", listener.bytesDown],
-      ] as const)
-        out.sample("tcprouter_udp_bytes_total", `${labels(listener.name)},direction="${direction}"`, count);
-    out.family(
-      "tcprouter_udp_dropped_total",
-      "counter",
-      "Datagrams not forwarded, by listener and reason (limits, ACLs, no target or route, bad QUIC Initials, full buffers).",
-    );
-    for (const listener of listeners)
-      for (const [reason, count] of Object.entries(listener.dropped))
-        out.sample("tcprouter_udp_dropped_total", `${labels(listener.name)},reason="${reason}"`, count);
-  }
-
-  private flowCell(name: string): FlowCell {
-    let cell = this.flows.get(name);
-    if (cell === undefined) {
-      const closed: Record<string, number> = {};
-      for (const reason of FLOW_CLOSE_REASONS) closed[reason] = 0;
-      cell = { labels: `listener="${escapeLabel(name)}"`, closed, duration: new Histogram(SESSION_BUCKETS) };
-      this.flows.set(name, cell);
-    }
-    return cell;
   }
 
   private listenerCell(name: string): ListenerCell {

@@ -105,3 +105,8 @@ function maxFds(): number | null {
     return null;
   }
 }
+
+/** Upper bounds (seconds) of the connect-duration buckets: loopback to a slow remote dial. */
+export const CONNECT_BUCKETS = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10] as const;
+/** Upper bounds (seconds) of the session-duration buckets: one request to a day-long tunnel. */
+export const SESSION_BUCKETS = [0.005, 0.05, 0.5, 1, 5, 10, 30, 60, 300, 900, 3600, 14_400, 86_400] as const;
