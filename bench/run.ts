@@ -1,7 +1,7 @@
 /**
  * tcprouter bench, the one entry point: picks the suite, which parses its own flags and runs.
  *
- *   bun run bench/run.ts [--suite redis|backends|tls|observability|balancer|failover|upgrade|udp|quic] [--smoke] [--rounds N] [--markdown] [--json] …
+ *   bun run bench/run.ts [--suite redis|backends|tls|observability|balancer|failover|upgrade|udp|quic|syscalls] [--smoke] [--rounds N] [--markdown] [--json] …
  *   npm run bench -- --suite tls --smoke
  *
  * Everything a suite starts is stopped on exit, on error and on Ctrl-C (runner/procs.ts).
@@ -31,6 +31,10 @@ const SUITES: Record<string, { about: string; load: () => Promise<SuiteModule> }
     load: () => import("./suites/upgrade.ts"),
   },
   quic: { about: "QUIC (HTTP/3) handshakes/s through a UDP listener in sni mode against the server directly (ngtcp2)", load: () => import("./suites/quic.ts") },
+  syscalls: {
+    about: "system calls per request of each proxy (strace -c), and with --perf its CPU samples per part (perf record)",
+    load: () => import("./suites/syscalls.ts"),
+  },
   udp: { about: "DNS queries/s, bulk UDP and memory per idle flow: direct, tcprouter UDP listeners, nginx stream UDP", load: () => import("./suites/udp.ts") },
 };
 /** `--suite main`: the redis suite's name before there were suites/. */
