@@ -4,16 +4,17 @@
  * letting a child do that (prctl PR_SET_PTRACER under Yama), and integer socket options
  * (TCP_KEEPINTVL, TCP_KEEPCNT, TCP_USER_TIMEOUT) that Bun has no call for.
  *
- * libc is opened on first use; where it cannot be (not glibc Linux) every call fails with an
- * Error naming what is missing, and callers say what they cannot do.
+ * libc is opened on first use (libc.ts); where it cannot be (not glibc Linux) every call fails
+ * with an Error naming what is missing, and callers say what they cannot do.
  */
-import { dlopen, FFIType, ptr } from "bun:ffi";
+import { ptr } from "bun:ffi";
+import { type Libc, requireLibc } from "./libc.ts";
 
 const SYS_PIDFD_OPEN = 434;
 const SYS_PIDFD_GETFD = 438;
 const PR_SET_PTRACER = 0x59616d61;
 
-export const SOL_SOCKET = 1;
+export { SOL_SOCKET } from "./libc.ts";
 export const SO_KEEPALIVE = 9;
 export const IPPROTO_TCP = 6;
 export const TCP_KEEPIDLE = 4;
@@ -21,31 +22,8 @@ export const TCP_KEEPINTVL = 5;
 export const TCP_KEEPCNT = 6;
 export const TCP_USER_TIMEOUT = 18;
 
-function openLibc() {
-  return dlopen("libc.so.6", {
-    dup: { args: [FFIType.i32], returns: FFIType.i32 },
-    close: { args: [FFIType.i32], returns: FFIType.i32 },
-    syscall: { args: [FFIType.i64, FFIType.i64, FFIType.i64, FFIType.i64], returns: FFIType.i64 },
-    prctl: { args: [FFIType.i32, FFIType.u64, FFIType.u64, FFIType.u64, FFIType.u64], returns: FFIType.i32 },
-    setsockopt: { args: [FFIType.i32, FFIType.i32, FFIType.i32, FFIType.ptr, FFIType.u32], returns: FFIType.i32 },
-    getsockopt: { args: [FFIType.i32, FFIType.i32, FFIType.i32, FFIType.ptr, FFIType.ptr], returns: FFIType.i32 },
-    __errno_location: { args: [], returns: FFIType.ptr },
-  }).symbols;
-}
-
-type Libc = ReturnType<typeof openLibc>;
-let libc: Libc | null | undefined;
-
 function c(): Libc {
-  if (libc === undefined) {
-    try {
-      libc = openLibc();
-    } catch {
-      libc = null;
-    }
-  }
-  if (libc === null) throw new Error("libc.so.6 cannot be opened (descriptor passing needs glibc on Linux)");
-  return libc;
+  return requireLibc("descriptor passing needs glibc on Linux");
 }
 
 /** A new descriptor for the same open socket; Bun knows nothing of it (no events, no close). */

@@ -2,61 +2,27 @@
  * systemd integration without libsystemd: readiness notifications (sd_notify(3)) and socket
  * activation (sd_listen_fds(3)).
  *
- * Bun has no unix datagram client and no getsockname(), so both go through `bun:ffi` to libc.
- * libc is opened lazily, on the first call that needs it: a process started without
+ * Bun has no unix datagram client and no getsockname(), so both go through `bun:ffi` to libc
+ * (libc.ts). libc is opened lazily, on the first call that needs it: a process started without
  * NOTIFY_SOCKET (or LISTEN_FDS) never loads ffi. Nothing here throws: a notification that cannot
  * be sent returns false, an fd that cannot be inspected gives null.
  *
  * Linux only (x86_64 and aarch64 share the struct layouts used here).
  */
-import { dlopen, FFIType, ptr } from "bun:ffi";
+import { ptr } from "bun:ffi";
 import type { Address } from "./address.ts";
+import { getIntOption } from "./fds.ts";
+import { AF_INET, AF_INET6, AF_UNIX, libc, SOCK_CLOEXEC, SOCK_DGRAM, SOCK_STREAM, SOCKADDR_UN_SIZE, SOL_SOCKET, sockaddrUn } from "./libc.ts";
 
-const AF_UNIX = 1;
-const AF_INET = 2;
-const AF_INET6 = 10;
-const SOCK_STREAM = 1;
-const SOCK_DGRAM = 2;
-const SOCK_CLOEXEC = 0o2000000;
 const MSG_NOSIGNAL = 0x4000;
 const CLOCK_MONOTONIC = 1;
-const SOL_SOCKET = 1;
 const SO_TYPE = 3;
 const SO_ACCEPTCONN = 30;
 const F_GETFD = 1;
 const F_SETFD = 2;
 const FD_CLOEXEC = 1;
-/** sizeof(struct sockaddr_un): 2 bytes of family, 108 of path. */
-const SOCKADDR_UN_SIZE = 110;
 /** The first descriptor systemd passes (SD_LISTEN_FDS_START). */
 export const LISTEN_FDS_START = 3;
-
-type Libc = ReturnType<typeof openLibc>;
-let libc: Libc | null | undefined;
-
-function openLibc() {
-  return dlopen("libc.so.6", {
-    socket: { args: [FFIType.i32, FFIType.i32, FFIType.i32], returns: FFIType.i32 },
-    sendto: { args: [FFIType.i32, FFIType.ptr, FFIType.u64, FFIType.i32, FFIType.ptr, FFIType.u32], returns: FFIType.i64 },
-    close: { args: [FFIType.i32], returns: FFIType.i32 },
-    clock_gettime: { args: [FFIType.i32, FFIType.ptr], returns: FFIType.i32 },
-    getsockname: { args: [FFIType.i32, FFIType.ptr, FFIType.ptr], returns: FFIType.i32 },
-    getsockopt: { args: [FFIType.i32, FFIType.i32, FFIType.i32, FFIType.ptr, FFIType.ptr], returns: FFIType.i32 },
-    fcntl: { args: [FFIType.i32, FFIType.i32, FFIType.i32], returns: FFIType.i32 },
-  }).symbols;
-}
-
-/** libc's functions, opened on first use; null where libc.so.6 cannot be opened (not glibc Linux). */
-function getLibc(): Libc | null {
-  if (libc === undefined) {
-    try {
-      libc = openLibc();
-    } catch {
-      libc = null;
-    }
-  }
-  return libc;
-}
 
 // ---------------------------------------------------------------------------------------------
 // Notifications
@@ -73,10 +39,7 @@ export function notifyAddress(value: string): { address: Uint8Array; length: num
   // A path needs its NUL terminator; an abstract name is exactly its bytes.
   const length = 2 + name.length + (abstract ? 0 : 1);
   if (length > SOCKADDR_UN_SIZE) return null;
-  const address = new Uint8Array(SOCKADDR_UN_SIZE);
-  new DataView(address.buffer).setUint16(0, AF_UNIX, true);
-  address.set(name, 2);
-  return { address, length };
+  return { address: sockaddrUn(name), length };
 }
 
 /**
@@ -87,7 +50,7 @@ export function notifyAddress(value: string): { address: Uint8Array; length: num
 export function notify(state: string, env: Record<string, string | undefined> = process.env): boolean {
   const target = notifyAddress(env.NOTIFY_SOCKET ?? "");
   if (target === null) return false;
-  const c = getLibc();
+  const c = libc();
   if (c === null) return false;
   const fd = c.socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
   if (fd < 0) return false;
@@ -134,7 +97,7 @@ export function status(text: string, env?: Record<string, string | undefined>): 
 
 /** CLOCK_MONOTONIC in microseconds, as the decimal string systemd expects; null without libc. */
 export function monotonicUsec(): string | null {
-  const c = getLibc();
+  const c = libc();
   if (c === null) return null;
   const timespec = new BigInt64Array(2); // tv_sec, tv_nsec
   if (c.clock_gettime(CLOCK_MONOTONIC, ptr(timespec)) !== 0) return null;
@@ -205,7 +168,7 @@ export function listenFds(env: Record<string, string | undefined> = process.env,
 
 /** Sets FD_CLOEXEC on `fd`; false when it cannot (not open, no libc). */
 export function setCloseOnExec(fd: number): boolean {
-  const c = getLibc();
+  const c = libc();
   if (c === null) return false;
   const flags = c.fcntl(fd, F_GETFD, 0);
   if (flags < 0) return false;
@@ -226,21 +189,19 @@ export interface SocketInfo {
  * match. Null when `fd` is not an AF_INET, AF_INET6 or AF_UNIX socket.
  */
 export function socketInfo(fd: number): SocketInfo | null {
-  const c = getLibc();
+  const c = libc();
   if (c === null) return null;
   const storage = new Uint8Array(128); // sizeof(struct sockaddr_storage)
   const length = new Uint32Array([storage.length]);
   if (c.getsockname(fd, ptr(storage), ptr(length)) !== 0) return null;
   const address = decodeSockaddr(storage, length[0]!);
   if (address === null) return null;
-  const type = intOption(c, fd, SO_TYPE);
-  return { address, type: type === SOCK_STREAM ? "stream" : type === SOCK_DGRAM ? "dgram" : "other", listening: intOption(c, fd, SO_ACCEPTCONN) === 1 };
-}
-
-function intOption(c: Libc, fd: number, option: number): number | null {
-  const value = new Int32Array(1);
-  const length = new Uint32Array([4]);
-  return c.getsockopt(fd, SOL_SOCKET, option, ptr(value), ptr(length)) === 0 ? value[0]! : null;
+  const type = getIntOption(fd, SOL_SOCKET, SO_TYPE);
+  return {
+    address,
+    type: type === SOCK_STREAM ? "stream" : type === SOCK_DGRAM ? "dgram" : "other",
+    listening: getIntOption(fd, SOL_SOCKET, SO_ACCEPTCONN) === 1,
+  };
 }
 
 /** A struct sockaddr (as getsockname fills it) as an Address. */

@@ -13,54 +13,30 @@
  * ECONNREFUSED), so a non-blocking one is exact. Where libc cannot be opened (not glibc Linux)
  * nothing is removed and the bind reports what it finds.
  */
-import { dlopen, FFIType, ptr, read } from "bun:ffi";
+import { ptr } from "bun:ffi";
 import { lstatSync, unlinkSync } from "node:fs";
+import { AF_UNIX, errno, libc, SOCK_CLOEXEC, SOCK_NONBLOCK, SOCK_STREAM, SOCKADDR_UN_SIZE, sockaddrUn } from "./libc.ts";
 
-const AF_UNIX = 1;
-const SOCK_STREAM = 1;
-const SOCK_NONBLOCK = 0o4000;
-const SOCK_CLOEXEC = 0o2000000;
 const ECONNREFUSED = 111;
-/** sa_family (2 bytes) and sun_path (108 bytes, NUL-terminated). */
-const SOCKADDR_UN_SIZE = 110;
-
-function openLibc() {
-  return dlopen("libc.so.6", {
-    socket: { args: [FFIType.i32, FFIType.i32, FFIType.i32], returns: FFIType.i32 },
-    connect: { args: [FFIType.i32, FFIType.ptr, FFIType.u32], returns: FFIType.i32 },
-    close: { args: [FFIType.i32], returns: FFIType.i32 },
-    __errno_location: { args: [], returns: FFIType.ptr },
-  }).symbols;
-}
-
-let libc: ReturnType<typeof openLibc> | null | undefined;
 
 /** What a connect to a unix socket path says: someone listens, nobody does, or it cannot tell. */
 export type SocketProbe = "live" | "refused" | "unknown";
 
 /** Connects to the unix socket at `path` and closes at once. Synchronous (see the file comment). */
 export function probeSocket(path: string): SocketProbe {
-  if (libc === undefined) {
-    try {
-      libc = openLibc();
-    } catch {
-      libc = null;
-    }
-  }
+  const c = libc();
   const name = Buffer.from(path);
-  if (libc === null || name.length >= SOCKADDR_UN_SIZE - 2) return "unknown";
-  const address = new Uint8Array(SOCKADDR_UN_SIZE);
-  new DataView(address.buffer).setUint16(0, AF_UNIX, true);
-  address.set(name, 2);
-  const fd = libc.socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+  if (c === null || name.length >= SOCKADDR_UN_SIZE - 2) return "unknown";
+  const address = sockaddrUn(name);
+  const fd = c.socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
   if (fd < 0) return "unknown";
   try {
-    if (libc.connect(fd, ptr(address), SOCKADDR_UN_SIZE) === 0) return "live";
-    const errno = read.i32(libc.__errno_location()!, 0);
+    if (c.connect(fd, ptr(address), SOCKADDR_UN_SIZE) === 0) return "live";
+    const code = errno();
     // EAGAIN: the listener's backlog is full, so it is alive; anything else (EACCES) cannot tell.
-    return errno === ECONNREFUSED ? "refused" : errno === 11 ? "live" : "unknown";
+    return code === ECONNREFUSED ? "refused" : code === 11 ? "live" : "unknown";
   } finally {
-    libc.close(fd);
+    c.close(fd);
   }
 }
 
