@@ -15,100 +15,34 @@
  *   `*.localhost` always go to the system resolver.
  * - IP literals and unix paths are never looked up.
  *
- * A target source (source.ts): the router holds one Discovery among its sources. It is told
- * the live config and backends on every (re)load (`update`), and replaces a backend's targets
- * through `Backend.replaceTargets` when a name's addresses change. State is kept by name across
- * reloads: a name that stays keeps its addresses and its schedule. The Discovery owns its timers
- * and lookups; `stop()` ends them. It reports no status of its own (the targets show what it
- * found).
+ * A target source (source.ts): the router holds one Discovery among its sources. The schedule,
+ * the last good answers across reloads, the log lines and `replaceTargets` on a change are
+ * those of every followed name (name-following.ts); this file has what is a hostname's own: its
+ * A/AAAA lookup and a target per address. It reports no status of its own (the targets show
+ * what it found).
  */
 import { formatAddress } from "../../util/address.ts";
-import type { Backend, TargetOptions } from "../backend.ts";
-import type { Config } from "../../config/types.ts";
-import { formatDuration } from "../../util/duration.ts";
+import type { TargetOptions } from "../backend.ts";
+import type { BackendConfig } from "../../config/types.ts";
 import { DEFAULTS } from "../../config/defaults.ts";
-import { isHostname, lookup, nameOf, nextLookupDelay, type Answer, type DiscoveryOptions } from "./dns.ts";
-import { event, type Logger } from "../../util/log.ts";
-import type { SourceKind, SourceStatus, TargetSource } from "./source.ts";
+import { isHostname, lookup, nameOf, type Answer, type DiscoveryOptions } from "./dns.ts";
+import type { Logger } from "../../util/log.ts";
+import { type AnswerView, type FollowedName, NameFollower } from "./name-following.ts";
+import type { SourceKind } from "./source.ts";
 
 export { isHostname, lookup, nameOf, nextLookupDelay } from "./dns.ts";
 export type { Answer, DiscoveryOptions } from "./dns.ts";
 
-/** One name: its last good addresses, its schedule and the lookup in flight. */
-class Name {
-  /** The last good answer, sorted; null until the first one. */
-  addresses: string[] | null = null;
-  /** The shortest resolve interval of the backends that use the name. */
-  interval: number = DEFAULTS.discovery.resolveInterval;
-  /** Used by the live config (false for a name only looked up ahead of a reload). */
-  used = false;
-  /** The TTL of the last good answer in ms; null when unknown. */
-  ttl: number | null = null;
-  /** Failed lookups since the last good one; the first is logged. */
-  failures = 0;
-  pending: Promise<void> | null = null;
-  /** The servers of the last lookup (`String(servers)`), to notice a change of servers meanwhile. */
-  askedWith = "";
-  timer: ReturnType<typeof setTimeout> | undefined;
-  removed = false;
-
-  constructor(
-    readonly discovery: Discovery,
-    readonly host: string,
-  ) {}
-
-  schedule(delay: number): void {
-    clearTimeout(this.timer);
-    this.timer = setTimeout(due, delay, this);
-    this.timer.unref();
-  }
-
-  remove(): void {
-    this.removed = true;
-    clearTimeout(this.timer);
-    this.timer = undefined;
-  }
-}
-
-/** The wait after the last lookup of `name`: by TTL and interval after a good one, shorter after a failure. */
-function delayOf(name: Name): number {
-  if (name.failures > 0) return Math.max(DEFAULTS.discovery.minInterval, Math.min(name.interval, DEFAULTS.discovery.retryInterval));
-  return nextLookupDelay(name.interval, name.ttl);
-}
-
-function due(name: Name): void {
-  name.timer = undefined;
-  void name.discovery.lookupNow(name);
-}
-
-/** A backend whose targets include names, with its targets as configured. */
-interface User {
-  backend: Backend;
-  targets: readonly TargetOptions[];
-  hosts: Set<string>;
-}
-
-export class Discovery implements TargetSource {
+export class Discovery extends NameFollower<Answer> {
   readonly kind = "dns";
-  private readonly names = new Map<string, Name>();
-  private users: User[] = [];
-  /** undefined until the first config: then null (system resolver) or the servers. */
-  private servers: readonly string[] | null | undefined = undefined;
-  private readonly lookupTimeout: number;
-  /** Aborted by stop(): ends the lookups in flight. */
-  private readonly stopping = new AbortController();
-  private stopped = false;
 
-  constructor(
-    private readonly log: Logger,
-    options: DiscoveryOptions = {},
-  ) {
-    this.lookupTimeout = options.lookupTimeout ?? DEFAULTS.discovery.lookupTimeout;
+  constructor(log: Logger, options: DiscoveryOptions = {}) {
+    super(log, options.lookupTimeout ?? DEFAULTS.discovery.lookupTimeout, "lookup");
   }
 
   /** The last good addresses of a name; null when it never resolved (or is not known). */
   addresses(host: string): readonly string[] | null {
-    return this.names.get(nameOf(host))?.addresses ?? null;
+    return this.names.get(nameOf(host))?.answer?.addresses ?? null;
   }
 
   /**
@@ -139,172 +73,30 @@ export class Discovery implements TargetSource {
     return out;
   }
 
-  /**
-   * Looks up the names of `config` that have no address yet, with its `dns_servers`, so that a
-   * following `update(config)` starts with their addresses. Resolves when those lookups have
-   * ended; never rejects (failures are logged). The live servers do not change here: names
-   * already known are looked up with new servers by `update`.
-   */
-  async prefetch(config: Config): Promise<void> {
-    if (this.stopped) return;
-    const servers = config.dnsServers ?? null;
-    const waits: Promise<void>[] = [];
-    for (const [host, interval] of hostsOf(config)) {
-      let name = this.names.get(host);
-      if (name === undefined) {
-        name = new Name(this, host);
-        name.interval = interval;
-        this.names.set(host, name);
-      }
-      if (name.pending !== null) waits.push(name.pending);
-      else if (name.addresses === null) waits.push(this.lookupNow(name, servers));
-    }
-    await Promise.all(waits);
+  /** The names of a backend's hostname targets. */
+  protected namesOf(backend: BackendConfig): string[] {
+    return backend.targets.filter((target) => isHostname(target.address)).map((target) => nameOf((target.address as { host: string }).host));
   }
 
-  /**
-   * Makes `config` and its `backends` the live ones: names no backend uses any more are
-   * dropped, new names are looked up at once, names that stay keep their addresses and
-   * schedule. Synchronous; called by the router right after it built the backends from
-   * `expand`.
-   */
-  update(config: Config, backends: ReadonlyMap<string, Backend>): void {
-    if (this.stopped) return;
-    const wanted = hostsOf(config);
-    this.users = [];
-    for (const options of config.backends.values()) {
-      const backend = backends.get(options.name);
-      const hosts = new Set(options.targets.filter((target) => isHostname(target.address)).map((target) => nameOf((target.address as { host: string }).host)));
-      if (backend !== undefined && hosts.size > 0) this.users.push({ backend, targets: options.targets, hosts });
-    }
-    for (const [host, name] of this.names) {
-      if (wanted.has(host)) continue;
-      name.remove();
-      this.names.delete(host);
-    }
-    this.useServers(config.dnsServers ?? null);
-    for (const [host, interval] of wanted) {
-      let name = this.names.get(host);
-      if (name === undefined) {
-        name = new Name(this, host);
-        this.names.set(host, name);
-      }
-      const changed = name.used && name.interval !== interval;
-      name.used = true;
-      name.interval = interval;
-      if (name.pending !== null) continue; // it schedules the next lookup when it ends
-      if (name.addresses === null && name.failures === 0) void this.lookupNow(name);
-      else if (name.timer === undefined || changed) name.schedule(delayOf(name));
-    }
+  protected ask(name: FollowedName<Answer>, servers: readonly string[] | null, signal: AbortSignal): Promise<Answer> {
+    return lookup(name.name, servers, this.lookupTimeout, signal);
   }
 
-  /** None: what a name resolved to shows in the backend's targets. */
-  status(): Map<string, SourceStatus> {
-    return new Map();
+  protected view(answer: Answer): AnswerView {
+    return { list: answer.addresses.join(", "), key: answer.addresses.join(), addresses: answer.addresses };
   }
 
-  /** Ends every timer and lookup. Final. */
-  stop(): void {
-    this.stopped = true;
-    this.stopping.abort();
-    for (const name of this.names.values()) name.remove();
-    this.names.clear();
-    this.users = [];
+  protected fields(answer: Answer | null): { addresses: string[] } {
+    return { addresses: answer?.addresses ?? [] };
   }
 
-  /** @internal Starts a lookup of `name` unless one is in flight; resolves when it has ended. */
-  lookupNow(name: Name, servers: readonly string[] | null = this.servers ?? null): Promise<void> {
-    if (name.pending !== null) return name.pending;
-    clearTimeout(name.timer);
-    name.timer = undefined;
-    name.askedWith = String(servers);
-    name.pending = lookup(name.host, servers, this.lookupTimeout, this.stopping.signal).then(
-      (answer) => this.answered(name, answer),
-      (error: Error) => this.failed(name, error.message),
-    );
-    return name.pending;
+  protected kept(answer: Answer): string {
+    return answer.addresses.join(", ");
   }
 
-  private answered(name: Name, answer: Answer): void {
-    name.pending = null;
-    if (this.stopped || name.removed) return;
-    const before = name.addresses;
-    const failures = name.failures;
-    const changed = before === null || before.join() !== answer.addresses.join();
-    name.addresses = answer.addresses;
-    name.ttl = answer.ttl;
-    name.failures = 0;
-    const list = answer.addresses.join(", ");
-    if (failures > 0) {
-      const times = failures === 1 ? "1 failed lookup" : `${failures} failed lookups`;
-      this.log.info(event(`${name.host} resolved again: ${list} (after ${times})`, { name: name.host, addresses: answer.addresses, failures }));
-    } else if (before === null) {
-      this.log.info(event(`${name.host} resolved to ${list}`, { name: name.host, addresses: answer.addresses }));
-    } else if (changed) {
-      const added = answer.addresses.filter((ip) => !before.includes(ip));
-      const removed = before.filter((ip) => !answer.addresses.includes(ip));
-      const parts = [added.length > 0 ? `added ${added.join(", ")}` : "", removed.length > 0 ? `removed ${removed.join(", ")}` : ""].filter(Boolean);
-      this.log.info(event(`${name.host} now resolves to ${list} (${parts.join("; ")})`, { name: name.host, addresses: answer.addresses, added, removed }));
-    } else {
-      this.log.debug(`${name.host} still resolves to ${list}; next lookup in ${formatDuration(delayOf(name))}`);
-    }
-    if (changed) this.apply(name.host);
-    if (name.used) name.schedule(this.nextDelay(name));
-  }
-
-  private failed(name: Name, reason: string): void {
-    name.pending = null;
-    if (this.stopped || name.removed) return;
-    name.failures++;
-    if (name.failures === 1) {
-      const keeping = name.addresses === null ? "no targets from this name until it resolves" : `keeping ${name.addresses.join(", ")} until a lookup succeeds`;
-      this.log.warn(
-        event(`${name.host}: lookup failed (${reason}); ${keeping}; retrying every ${formatDuration(delayOf(name))}`, {
-          name: name.host,
-          reason,
-          addresses: name.addresses ?? [],
-        }),
-      );
-    } else {
-      this.log.debug(`${name.host}: lookup failed again (${reason})`);
-    }
-    if (name.used) name.schedule(this.nextDelay(name));
-  }
-
-  /** delayOf, or at once when the servers changed while the lookup was in flight. */
-  private nextDelay(name: Name): number {
-    return name.askedWith === String(this.servers ?? null) ? delayOf(name) : 0;
-  }
-
-  /** Gives every backend that uses `host` its targets from the current addresses. */
-  private apply(host: string): void {
-    for (const user of this.users) {
-      if (user.hosts.has(host)) user.backend.replaceTargets(this.expand(user.targets));
-    }
-  }
-
-  /** New servers: every known name is looked up again with them (its addresses stay meanwhile). */
-  private useServers(servers: readonly string[] | null): void {
-    const before = this.servers;
-    this.servers = servers;
-    if (before === undefined || String(before) === String(servers)) return;
+  protected override serversChanged(servers: readonly string[] | null): void {
     this.log.info(`looking names up with ${servers === null ? "the system resolver" : servers.join(", ")}`);
-    for (const name of this.names.values()) if (name.pending === null) void this.lookupNow(name);
   }
-}
-
-/** The names of a config's hostname targets, each with the shortest resolve interval of the backends that use it. */
-function hostsOf(config: Config): Map<string, number> {
-  const hosts = new Map<string, number>();
-  for (const backend of config.backends.values()) {
-    const interval = backend.resolveInterval ?? DEFAULTS.discovery.resolveInterval;
-    for (const target of backend.targets) {
-      if (!isHostname(target.address)) continue;
-      const host = nameOf(target.address.host);
-      hosts.set(host, Math.min(hosts.get(host) ?? Infinity, interval));
-    }
-  }
-  return hosts;
 }
 
 /** Hostname targets: no status line, nothing to merge, and `check` lists the names as targets. */
