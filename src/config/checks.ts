@@ -1,5 +1,4 @@
 import type * as v from "valibot";
-import { isIP } from "node:net";
 import { formatAddress, type Address } from "../util/address.ts";
 import { DEFAULTS } from "./defaults.ts";
 import { isAddress, isRecord, pathText } from "./messages.ts";
@@ -200,11 +199,7 @@ export function identity(address: Address): string {
   return address.kind === "unix" ? `unix:${address.path}` : formatAddress({ ...address, host: address.host.toLowerCase() });
 }
 
-/**
- * SRV targets (`{ srv = "…" }`): each name once per backend, and no hostname target next to
- * them (each name's source replaces the backend's targets when its answer changes, so a backend
- * follows one kind of name). Runs on the partly validated file.
- */
+/** SRV targets (`{ srv = "…" }`): each name once per backend. Runs on the partly validated file. */
 export function checkSrvTargets(file: unknown, issues: readonly v.BaseIssue<unknown>[]): { path: Key[]; message: string }[] {
   const errors: { path: Key[]; message: string }[] = [];
   const invalid = new Set(issues.map((issue) => pathText(issue.path)));
@@ -219,15 +214,6 @@ export function checkSrvTargets(file: unknown, issues: readonly v.BaseIssue<unkn
       const first = srv.get(target.srv);
       if (first === undefined) srv.set(target.srv, j);
       else errors.push({ path: ["backends", name, "targets", j], message: `srv "${target.srv}" is already listed as targets[${first}]` });
-    });
-    if (srv.size === 0) continue;
-    const [first] = srv.values();
-    targets.forEach((target, j) => {
-      if (!isRecord(target) || !isAddress(target.address) || target.address.kind !== "tcp" || isIP(target.address.host) !== 0) return;
-      errors.push({
-        path: ["backends", name, "targets", j],
-        message: `a hostname target cannot share a backend with srv targets (targets[${first}]): list its addresses, or give it a backend of its own`,
-      });
     });
   }
   return errors;

@@ -1,15 +1,17 @@
 /**
  * Every kind of target source (source.ts), in the order the router runs them: DNS expands
- * hostnames first; SRV adds the targets of SRV names (to backends without hostname targets);
- * Sentinel then gives its backends their one target. A new source is a new file with its
- * `SourceKind`, added here; nothing outside backend/ changes.
+ * hostnames first; SRV adds the targets of SRV names; Sentinel then gives its backends their
+ * one target. A source that replaces a backend's targets on its own (a name's answer changed)
+ * builds them as the router does, through every source, so one backend may have hostname and
+ * SRV targets. A new source is a new file with its `SourceKind`, added here; nothing outside
+ * backend/ changes.
  */
 import type { BackendConfig } from "../../config/types.ts";
 import type { Logger } from "../../util/log.ts";
 import { DNS } from "./discovery.ts";
 import { SENTINEL } from "./sentinel.ts";
 import { SRV } from "./srv.ts";
-import type { SourceFields, TargetSource } from "./source.ts";
+import { type Expand, expandTargets, type SourceFields, type TargetSource } from "./source.ts";
 
 export const SOURCE_KINDS = [DNS, SRV, SENTINEL] as const;
 
@@ -20,7 +22,10 @@ export type SourceEntries = { [K in SourceKindName]?: SourceFields };
 
 /** One new source of every kind, for a router. */
 export function createSources(log: Logger): TargetSource[] {
-  return SOURCE_KINDS.map((kind) => kind.create(log));
+  const sources: TargetSource[] = [];
+  const expand: Expand = (targets, backend) => expandTargets(sources, targets, backend);
+  for (const kind of SOURCE_KINDS) sources.push(kind.create(log, expand));
+  return sources;
 }
 
 /** What `check` prints for a backend whose targets come from a source (instead of its targets list); null for listed targets. */

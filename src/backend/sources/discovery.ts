@@ -28,7 +28,7 @@ import { DEFAULTS } from "../../config/defaults.ts";
 import { isHostname, lookup, nameOf, type Answer, type DiscoveryOptions } from "./dns.ts";
 import type { Logger } from "../../util/log.ts";
 import { type AnswerView, type FollowedName, NameFollower } from "./name-following.ts";
-import type { SourceKind } from "./source.ts";
+import type { Expand, SourceKind } from "./source.ts";
 
 export { isHostname, lookup, nameOf, nextLookupDelay } from "./dns.ts";
 export type { Answer, DiscoveryOptions } from "./dns.ts";
@@ -36,8 +36,8 @@ export type { Answer, DiscoveryOptions } from "./dns.ts";
 export class Discovery extends NameFollower<Answer> {
   readonly kind = "dns";
 
-  constructor(log: Logger, options: DiscoveryOptions = {}) {
-    super(log, options.lookupTimeout ?? DEFAULTS.discovery.lookupTimeout, "lookup");
+  constructor(log: Logger, options: DiscoveryOptions = {}, expand?: Expand) {
+    super(log, options.lookupTimeout ?? DEFAULTS.discovery.lookupTimeout, "lookup", expand);
   }
 
   /** The last good addresses of a name; null when it never resolved (or is not known). */
@@ -105,5 +105,5 @@ export const DNS: SourceKind<"dns"> = {
   summary: "",
   merge: (into, from) => ({ ...into, ...from }),
   describe: () => null,
-  create: (log) => new Discovery(log.withTag("dns")),
+  create: (log, expand) => new Discovery(log.withTag("dns"), {}, expand),
 };

@@ -13,7 +13,8 @@
  * - **Failures** keep the last good answer: one warn line until a lookup succeeds again (info
  *   "resolved again … (after N failed lookups)"), debug lines meanwhile.
  * - **Changes**: an answer that changes what a name gives replaces the targets of every backend
- *   that uses it (`Backend.replaceTargets`), with one info line; an unchanged one is a debug line.
+ *   that uses it (`Backend.replaceTargets`, with the targets every source gives: a backend may
+ *   follow hostnames and SRV names at once), with one info line; an unchanged one is a debug line.
  * - **Reloads** (`update`): names no backend uses any more are dropped, new ones asked at once,
  *   those that stay keep their answer and schedule; new `dns_servers` ask every name again
  *   (a lookup in flight with the old servers is followed by one at once).
@@ -26,7 +27,7 @@ import { formatDuration } from "../../util/duration.ts";
 import { event, type Logger } from "../../util/log.ts";
 import type { Backend, TargetOptions } from "../backend.ts";
 import { nextLookupDelay } from "./dns.ts";
-import type { SourceStatus, TargetSource } from "./source.ts";
+import type { Expand, SourceStatus, TargetSource } from "./source.ts";
 
 /** What every answer carries: the TTL that bounds the next lookup (ms; null: unknown). */
 export interface TimedAnswer {
@@ -114,6 +115,8 @@ export abstract class NameFollower<A extends TimedAnswer> implements TargetSourc
     protected readonly lookupTimeout: number,
     /** What log lines call one lookup: `lookup failed`, `SRV lookup failed`. */
     private readonly lookupWord: string,
+    /** A backend's targets from every source (the router's; all.ts); without it, from this one only. */
+    private readonly expandAll: Expand = (targets, backend) => this.expand(targets, backend),
   ) {}
 
   /** The names `backend` follows, in the form they are shared in. */
@@ -278,7 +281,7 @@ export abstract class NameFollower<A extends TimedAnswer> implements TargetSourc
   /** Gives every backend that uses `name` its targets from the current answers. */
   private apply(name: string): void {
     for (const user of this.users) {
-      if (user.names.has(name)) user.backend.replaceTargets(this.expand(user.options.targets, user.options));
+      if (user.names.has(name)) user.backend.replaceTargets(this.expandAll(user.options.targets, user.options));
     }
   }
 

@@ -61,6 +61,9 @@ export interface TargetSource {
 /** What observers may see of a source (admin, metrics): its status, nothing that changes it. */
 export type SourceView = Pick<TargetSource, "kind" | "status">;
 
+/** A backend's targets as the router builds them: every source's `expand`, in order (`expandTargets`). */
+export type Expand = (targets: readonly TargetOptions[], backend: BackendConfig) => TargetOptions[];
+
 /** A kind of source, for readers that have no live source: the status page, the supervisor, `check`. */
 export interface SourceKind<K extends string = string> {
   readonly kind: K;
@@ -70,8 +73,8 @@ export interface SourceKind<K extends string = string> {
   merge(into: SourceFields | undefined, from: SourceFields): SourceFields;
   /** What `check` prints instead of a backend's targets list when this source gives its targets; null when it does not. */
   describe(backend: BackendConfig): string | null;
-  /** A new source, logging with its own tag. */
-  create(log: Logger): TargetSource;
+  /** A new source, logging with its own tag. `expand` gives a backend's targets from every source, for one that replaces them on its own. */
+  create(log: Logger, expand: Expand): TargetSource;
 }
 
 /** A kind's `summary` with each `{field}` replaced by its value (`?` for a field it lacks). */

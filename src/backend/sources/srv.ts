@@ -23,8 +23,8 @@
  * configuration.
  *
  * A target source (source.ts): `expand` adds the targets of a backend's SRV names to its listed
- * ones (the config keeps hostname targets out of such backends, so this list is the whole
- * list). Following the names (prefetch, schedule, last good answers, log lines, applying a
+ * ones (hostname targets among them already expanded by DNS discovery; an address met twice is
+ * the first's). Following the names (prefetch, schedule, last good answers, log lines, applying a
  * change) is name-following.ts; this file has what is SRV's own: the SRV query, the records'
  * priorities, weights and ports.
  */
@@ -38,7 +38,7 @@ import { event, type Logger } from "../../util/log.ts";
 import type { TargetOptions } from "../backend.ts";
 import { lookup, nameOf } from "./dns.ts";
 import { type AnswerView, type FollowedName, type NameFields, NameFollower } from "./name-following.ts";
-import type { SourceKind } from "./source.ts";
+import type { Expand, SourceKind } from "./source.ts";
 
 /** One SRV record with the addresses of its host (sorted; empty when it has none yet). */
 export interface SrvEntry {
@@ -160,8 +160,8 @@ function describeTargets(targets: readonly TargetOptions[]): string {
 export class SrvSource extends NameFollower<SrvAnswer> {
   readonly kind = "srv";
 
-  constructor(log: Logger, lookupTimeout: number = DEFAULTS.discovery.lookupTimeout) {
-    super(log, lookupTimeout, "SRV lookup");
+  constructor(log: Logger, lookupTimeout: number = DEFAULTS.discovery.lookupTimeout, expand?: Expand) {
+    super(log, lookupTimeout, "SRV lookup", expand);
   }
 
   /** The targets an SRV target gives now (none before its first answer). */
@@ -235,5 +235,5 @@ export const SRV: SourceKind<"srv"> = {
   summary: "",
   merge: (into, from) => ({ ...into, ...from }),
   describe: () => null,
-  create: (log) => new SrvSource(log.withTag("srv")),
+  create: (log, expand) => new SrvSource(log.withTag("srv"), DEFAULTS.discovery.lookupTimeout, expand),
 };

@@ -61,10 +61,21 @@ describe("srv targets in the config", () => {
     ['{ srv = "_redis._tcp.example.internal", weight = 2 }', "backends.redis.targets[0].weight: not with srv (the weight is each SRV record's)"],
     ['{ srv = "_redis._tcp.example.internal", backup = true }', "backends.redis.targets[0].backup: not with srv"],
     ['{ srv = "_redis._tcp.x" }, { srv = "_redis._tcp.x" }', 'backends.redis.targets[1]: srv "_redis._tcp.x" is already listed as targets[0]'],
-    ['{ srv = "_redis._tcp.x" }, "redis.svc:6379"', "backends.redis.targets[1]: a hostname target cannot share a backend with srv targets (targets[0])"],
   ])("refuses %s", (targets, message) => {
     const toml = `[[listeners]]\nlisten = "127.0.0.1:0"\nbackend = "redis"\n[backends.redis]\ntargets = [${targets}]\n`;
     expect(() => parseConfig(toml, "toml")).toThrow(message);
+  });
+
+  // Once refused ("a hostname target cannot share a backend with srv targets"): each source
+  // replaced the backend's targets with its own only. Both now build them through every source.
+  test("may share a backend with hostname targets", () => {
+    const config = parseConfig(
+      `[[listeners]]\nlisten = "127.0.0.1:0"\nbackend = "redis"\n[backends.redis]\ntargets = [{ srv = "_redis._tcp.x" }, "redis.svc:6379"]\n`,
+      "toml",
+    );
+    const backend = config.backends.get("redis")!;
+    expect(backend.targets.map((t) => t.address)).toEqual([{ kind: "tcp", host: "redis.svc", port: 6379 }]);
+    expect(backend.srv).toEqual([{ srv: "_redis._tcp.x", maxConnections: 0 }]);
   });
 });
 
@@ -162,6 +173,39 @@ describe.skipIf(!hasDnsmasq())("SRV discovery against dnsmasq", () => {
     await dnsmasq.hup("127.0.0.4 h.example.internal\n");
     await waitFor(() => router.backends().get("redis")![0]?.key === `127.0.0.4:${first.port}`, 8000, "the moved host");
     expect(await ask(router.port)).toBe("+moved\r\n");
+  }, 20_000);
+
+  test("a backend with hostname and SRV targets keeps both as either one changes", async () => {
+    await using a = named("a", "127.0.0.1");
+    await using _moved = named("moved", "127.0.0.2", a.port);
+    await using c = named("c", "127.0.0.3");
+    await using dnsmasq = await startDnsmasq(
+      [`--srv-host=${SRV},c.example.internal,${c.port},10,1`, "--host-record=c.example.internal,127.0.0.3"],
+      "127.0.0.1 h.example.internal\n",
+    );
+    await using router = await startRouter(
+      `dns_servers = ["${dnsmasq.address}"]\n[[listeners]]\nlisten = "127.0.0.1:0"\nbackend = "redis"\n` +
+        `[backends.redis]\nresolve_interval = "1s"\ntargets = ["h.example.internal:${a.port}", { srv = "${SRV}" }]\n`,
+    );
+    const targets = () =>
+      router
+        .backends()
+        .get("redis")!
+        .map((t) => `${t.key} ${t.name}`);
+    // at start: the hostname's address, then the SRV record's
+    expect(targets()).toEqual([`127.0.0.1:${a.port} h.example.internal:${a.port}`, `127.0.0.3:${c.port} c.example.internal:${c.port}`]);
+
+    // the hostname moves: its new address, and the SRV target stays
+    await dnsmasq.hup("127.0.0.2 h.example.internal\n");
+    await waitFor(() => targets()[0]?.startsWith("127.0.0.2"), 8000, "the moved hostname");
+    expect(targets()).toEqual([`127.0.0.2:${a.port} h.example.internal:${a.port}`, `127.0.0.3:${c.port} c.example.internal:${c.port}`]);
+
+    // the SRV record goes (NXDOMAIN keeps the last targets), then comes back with another port:
+    // the SRV target changes, and the hostname's stays
+    await dnsmasq.restart([`--srv-host=${SRV},a.example.internal,${a.port},10,1`, "--host-record=a.example.internal,127.0.0.1"]);
+    await waitFor(() => targets()[1]?.startsWith("127.0.0.1"), 8000, "the new SRV record");
+    expect(targets()).toEqual([`127.0.0.2:${a.port} h.example.internal:${a.port}`, `127.0.0.1:${a.port} a.example.internal:${a.port}`]);
+    expect(router.view.reloads).toBe(0);
   }, 20_000);
 
   test("a failed SRV lookup keeps the last targets", async () => {
