@@ -67,12 +67,14 @@ const weightPath = (port: number) => `/api/backends/redis/targets/${HOST}:${port
 /** Client sessions in a loop (each one echo exchange), `workers` at a time, until disposed. */
 function clientLoop(port: number, workers = 4) {
   let stop = false;
-  const state = { completed: 0, failures: [] as string[] };
+  /** completed: sessions every worker finished; byWorker: each worker's own count. */
+  const state = { completed: 0, byWorker: Array.from({ length: workers }, () => 0), failures: [] as string[] };
   const loops = Array.from({ length: workers }, async (_, worker) => {
     for (let i = 0; !stop; i++) {
       try {
         await exchange(port, `worker ${worker} message ${i}`);
         state.completed++;
+        state.byWorker[worker]!++;
       } catch (error) {
         state.failures.push((error as Error).message);
       }
@@ -209,6 +211,10 @@ describe("maint", () => {
       expect(entry).toMatchObject({ target: `${HOST}:${a.port}`, state: "maint", was: "ready", active: 0 });
       expect(entry!.closed).toBeGreaterThanOrEqual(onA.length);
       for (const peer of onA) await waitFor(() => peer.hungUp, 5000, "a session on a to be closed");
+      // A loop session on a when it was closed fails when its worker notices; once every worker
+      // has finished a session since, every such failure is counted.
+      const marks = [...loop.byWorker];
+      await waitFor(() => loop.byWorker.every((n, worker) => n > marks[worker]!), 10_000, "every worker to finish a session after the close");
       const sessionsOnA = r.target(a.port).sessions;
       const failedBefore = loop.failures.length;
       const before = loop.completed;
