@@ -3,7 +3,7 @@
  * `tls` (HTTPS, mTLS). schema.ts resolves it into `AdminConfig`.
  */
 import * as v from "valibot";
-import type { AdminTlsConfig } from "./types.ts";
+import type { AdminTlsConfig } from "./admin-types.ts";
 import { address, boolean, filePath, table, verifyClient } from "./values.ts";
 
 /**

@@ -8,7 +8,7 @@ import { DEFAULTS } from "./defaults.ts";
 import { Health } from "./health-schema.ts";
 import { describe, isRecord } from "./messages.ts";
 import { Sentinel } from "./sentinel-schema.ts";
-import { BALANCES, type BackendTlsConfig, type SrvTargetConfig, type TargetConfig } from "./types.ts";
+import { BALANCES, type BackendTlsConfig, type SrvTargetConfig, type TargetConfig } from "./backend-types.ts";
 import {
   boolean,
   cipherList,

@@ -8,7 +8,7 @@ import { formatDuration } from "../util/duration.ts";
 import { Secret } from "../util/secret.ts";
 import { DEFAULTS } from "./defaults.ts";
 import { describe, isRecord } from "./messages.ts";
-import type { HealthAuth, HealthConfig, HealthStep, HttpCheck } from "./types.ts";
+import type { HealthAuth, HealthConfig, HealthStep, HttpCheck } from "./health-types.ts";
 import { address, boolean, bytes, count, duration, expected, filePath, table } from "./values.ts";
 
 /** The keys of one step; a step has exactly one. */

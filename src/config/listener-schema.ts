@@ -6,7 +6,7 @@
  */
 import * as v from "valibot";
 import { describe } from "./messages.ts";
-import type { ListenerCertificate, ListenerTlsConfig, RouteConfig, TlsPolicy } from "./types.ts";
+import type { ListenerCertificate, ListenerTlsConfig, RouteConfig, TlsPolicy } from "./listener-types.ts";
 import {
   alpnList,
   boolean,

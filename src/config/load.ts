@@ -3,11 +3,12 @@
  * durations in ms, addresses parsed. Every error is found in one pass and reported as one line
  * that starts with its path: `listeners[1].backend: unknown backend "cache"`.
  *
- * Each section has one schema in schema.ts (valibot), made of the value schemas in values.ts;
- * a new section or key is one entry there plus one line in its transform, its default in
- * defaults.ts and its type in types.ts. Relations between sections (references, duplicates) are
- * checked once, in `checkReferences` (checks.ts). Annotated references: test/fixtures/config/example.toml
- * and tls.toml.
+ * Each section has one schema (valibot; listener-schema.ts, backend-schema.ts, …, put together in
+ * schema.ts), made of the value schemas in values.ts; a new section or key is one entry there
+ * plus one line in schema.ts's transform, its default in defaults.ts and its type in the
+ * section's types file (listener-types.ts, …; types.ts re-exports them). Relations between
+ * sections (references, duplicates) are checked once, in `checkReferences` (checks.ts).
+ * Annotated references: test/fixtures/config/example.toml and tls.toml.
  */
 import { dirname, resolve } from "node:path";
 import { checkFiles, withFiles } from "./files.ts";

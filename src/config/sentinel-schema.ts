@@ -5,7 +5,7 @@
 import * as v from "valibot";
 import { DEFAULTS } from "./defaults.ts";
 import { Auth } from "./health-schema.ts";
-import type { SentinelConfig } from "./types.ts";
+import type { SentinelConfig } from "./backend-types.ts";
 import { address, duration, expected, name, table } from "./values.ts";
 
 export const Sentinel = v.pipe(

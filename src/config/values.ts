@@ -13,7 +13,7 @@ import { parseServerNamePattern } from "../protocol/sni.ts";
 import { createSecureContext } from "node:tls";
 import { isIP } from "node:net";
 import { parseSize } from "../util/size.ts";
-import { type SessionControls, type TcpKeepalive, TLS_VERSIONS } from "./types.ts";
+import { type SessionControls, type TcpKeepalive, TLS_VERSIONS } from "./socket-types.ts";
 
 type Message = (issue: v.BaseIssue<unknown>) => string;
 
