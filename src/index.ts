@@ -1,5 +1,5 @@
 /** The library API. */
-export { createRouter, OptionsError, ListenError } from "./proxy/router.ts";
+export { createRouter, OptionsError, ListenError } from "./proxy/create-router.ts";
 export { DEFAULTS } from "./config/defaults.ts";
 export type { RouterHandle, RouterOptions, BoundListener, Stats, StopSummary, ReloadSummary } from "./proxy/handle.ts";
 export { forward, forwardConfig } from "./proxy/forward.ts";

@@ -8,7 +8,7 @@ import { ConfigError, configWarnings, loadConfig, type Config } from "../config/
 import { checkAddressClashes } from "../config/address-clash.ts";
 import { createLogger, event, type LogFormat, type LogLevel, type Logger } from "../util/log.ts";
 import { forwardConfig } from "../proxy/forward.ts";
-import { createRouter, ListenError, OptionsError } from "../proxy/router.ts";
+import { createRouter, ListenError, OptionsError } from "../proxy/create-router.ts";
 import { holdListeners } from "../workers/bind.ts";
 import type { RouterHandle } from "../proxy/handle.ts";
 import { workerAdminAddress } from "../workers/admin.ts";

@@ -24,7 +24,7 @@ import { formatAddress, parseAddress, type Address } from "../util/address.ts";
 import { defaultLogger, type Logger } from "../util/log.ts";
 import { Metrics } from "./metrics.ts";
 import { listenErrorText } from "../util/errors.ts";
-import { ListenError } from "../proxy/router.ts";
+import { ListenError } from "../proxy/listener.ts";
 import type { RouterView } from "../proxy/handle.ts";
 import type { Stats } from "../proxy/handle.ts";
 import { control, failure, OPEN_READS, type AdminAuth } from "./control.ts";

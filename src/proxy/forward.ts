@@ -7,7 +7,7 @@ import type { Config, ListenerConfig } from "../config/types.ts";
 import { parseDuration } from "../util/duration.ts";
 import type { Logger } from "../util/log.ts";
 import { DEFAULTS } from "../config/defaults.ts";
-import { createRouter, OptionsError } from "./router.ts";
+import { createRouter, OptionsError } from "./create-router.ts";
 import type { RouterHandle } from "./handle.ts";
 
 export interface ForwardOptions {

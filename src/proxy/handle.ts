@@ -2,7 +2,8 @@
  * The shapes of a running router as its users see them: the options of `createRouter`, the
  * handle it returns with what `stats()`, `stop()` and `reload()` answer, the read-only view that
  * metrics, the admin endpoints and the supervisor read, and the observer interface that metrics
- * and the access log implement. router.ts implements them; no class of the proxy is exposed.
+ * and the access log implement. router.ts and create-router.ts implement them; no class of the
+ * proxy is exposed.
  */
 import type { Backend, TargetState } from "../backend/backend.ts";
 import type { SourceView } from "../backend/sources/source.ts";

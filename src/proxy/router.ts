@@ -1,34 +1,25 @@
 /**
  * The router owns the listeners, the backends and every open session: it counts them, sweeps
- * idle ones and drains them on stop. `createRouter(config)` runs a whole config;
- * `forward({ listen, to })` (forward.ts) is the one-route form.
+ * idle ones and drains them on stop. A listener's options come from its config through
+ * listener-options.ts; `createRouter(config)` (create-router.ts) runs a whole config and
+ * returns the handle, `forward({ listen, to })` (forward.ts) is the one-route form.
  */
 import { formatAddress } from "../util/address.ts";
 import { Backend, type TargetState } from "../backend/backend.ts";
-import { ALERT_UNRECOGNIZED_NAME, tlsAlert } from "../protocol/sni.ts";
-import { CidrSet } from "../util/cidr.ts";
-import { loadCertificates, type LoadedCertificates } from "./certificates.ts";
-import { DEFAULTS } from "../config/defaults.ts";
-import type { Config, ListenerConfig } from "../config/types.ts";
+import type { Config } from "../config/types.ts";
 import { createSources } from "../backend/sources/all.ts";
 import { expandTargets, type TargetSource } from "../backend/sources/source.ts";
-import { parseDuration } from "../util/duration.ts";
 import { sessionCapacity } from "../util/fd-limit.ts";
-import { Listener, ListenError } from "./listener.ts";
-import type { Counters, ListenerOptions, RouterContext } from "./context.ts";
+import { Listener } from "./listener.ts";
+import type { Counters, RouterContext } from "./context.ts";
 import type { InheritedListener } from "./handover-record.ts";
-import { Handover } from "./handover.ts";
-import { DefaultRoute, ServerNameRoute, ServerNameRoutes } from "./route.ts";
-import { ClientCertRoute } from "./client-cert-route.ts";
+import { DefaultRoute } from "./route.ts";
+import { keptCertificates, listenerOptions } from "./listener-options.ts";
 import { NO_TICKS, ticksOf, tickFor } from "./timers.ts";
-import { rateLimits } from "./rate.ts";
-import { hasTcpOptions } from "./connector.ts";
-import { defaultLogger, event, type Logger } from "../util/log.ts";
-import type { CloseReason, Limits, ReloadSummary, RouterHandle, RouterOptions, RouterView, SessionObserver, Stats, StopSummary } from "./handle.ts";
+import { event, type Logger } from "../util/log.ts";
+import type { CloseReason, Limits, ReloadSummary, RouterView, SessionObserver, Stats, StopSummary } from "./handle.ts";
 import type { Session } from "./session.ts";
 import { UdpListeners, type UdpPlan } from "./udp/udp-listeners.ts";
-
-export class OptionsError extends Error {}
 
 export class Router implements RouterContext, RouterView {
   readonly sessions = new Set<Session>();
@@ -282,120 +273,6 @@ export class Router implements RouterContext, RouterView {
   }
 }
 
-/**
- * The certificates of the TLS listeners a reload keeps, read before anything changes. Throws
- * ListenError for a file that cannot be read, or a kept listener that would turn TLS on or off
- * (the socket handlers are fixed when the address is bound).
- */
-function keptCertificates(config: Config, current: Map<string, Listener>): Map<Listener, LoadedCertificates> {
-  const loaded = new Map<Listener, LoadedCertificates>();
-  for (const options of config.listeners) {
-    const address = formatAddress(options.listen);
-    const listener = current.get(address);
-    if (listener === undefined) continue;
-    if ((options.tls === null) !== !listener.options.tls) {
-      throw new ListenError(
-        `${address}: tls cannot be ${options.tls === null ? "removed from" : "added to"} a listener that stays open; use a new address, or restart`,
-      );
-    }
-    if (options.tls === null) continue;
-    let certificates: LoadedCertificates;
-    try {
-      certificates = loadCertificates(options.tls);
-    } catch (error) {
-      throw new ListenError(`${address}: ${(error as Error).message}`);
-    }
-    const refusal = listener.cannotTake(certificates);
-    if (refusal !== null) throw new ListenError(`${address}: ${refusal}`);
-    loaded.set(listener, certificates);
-  }
-  return loaded;
-}
-
-/** A listener's runtime options from its (validated) config. */
-function listenerOptions(config: ListenerConfig, backends: Map<string, Backend>): ListenerOptions {
-  const backend = config.backend === null ? null : (backends.get(config.backend) ?? null);
-  const sets = (list: string[]) => (list.length > 0 ? new CidrSet(list) : null);
-  const route =
-    config.mode === "sni"
-      ? new ServerNameRoute(
-          new ServerNameRoutes(
-            config.routes.map((route) => ({
-              ...(route.serverNames.length > 0 ? { serverNames: route.serverNames } : {}),
-              ...(route.alpn.length > 0 ? { alpn: route.alpn } : {}),
-              backend: backends.get(route.backend)!,
-            })),
-          ),
-          backend,
-          UNRECOGNIZED_NAME,
-        )
-      : config.routes.length > 0
-        ? new ClientCertRoute(
-            config.routes.map((route) => ({ ...route.client!, backend: backends.get(route.backend)! })),
-            backend,
-          )
-        : new DefaultRoute(backend);
-  return {
-    name: config.name,
-    address: config.listen,
-    route,
-    maxConnections: config.maxConnections,
-    connectTimeout: config.connectTimeout,
-    idleTimeout: config.idleTimeout,
-    writeTimeout: config.writeTimeout,
-    halfClosedTimeout: config.halfClosedTimeout,
-    maxSessionDuration: config.maxSessionDuration,
-    helloTimeout: config.helloTimeout,
-    acceptProxy: config.acceptProxy ? new CidrSet(config.trusted) : null,
-    allow: sets(config.allow),
-    deny: sets(config.deny),
-    maxConnectionsPerIp: config.maxConnectionsPerIp,
-    connectionRatePerIp: config.connectionRatePerIp,
-    tls: config.tls,
-    rates: rateLimits(config.controls),
-    tcp: hasTcpOptions(config.controls) ? config.controls! : null,
-  };
-}
-
-/** The alert an SNI listener sends a client whose server name has no route. */
-const UNRECOGNIZED_NAME = tlsAlert(ALERT_UNRECOGNIZED_NAME);
-
 function sweepSessions(router: Router): void {
   router.sweep();
 }
-
-/**
- * Opens every listener of a validated config. Rejects with ListenError (a one-line message)
- * after closing whatever it had opened.
- */
-export async function createRouter(config: Config, options: RouterOptions = {}): Promise<RouterHandle> {
-  const highWaterMark = Math.max(1, options.highWaterMark ?? DEFAULTS.highWaterMark);
-  const limits = { highWaterMark, lowWaterMark: Math.min(options.lowWaterMark ?? DEFAULTS.lowWaterMark, highWaterMark) };
-  const log = options.logger ?? defaultLogger;
-  const router = new Router(config.defaults.drainTimeout, limits, log);
-  router.reusePort = options.reusePort ?? false;
-  router.observers = [...(options.observers ?? [])];
-  router.inherited = new Map((options.inherited ?? []).map((listener) => [listener.address, listener]));
-  await router.start(config);
-  return {
-    view: router,
-    handover: new Handover(router),
-    get listeners() {
-      return [...router.listeners, ...router.udp.listeners].map((listener) => {
-        const bound = listener.address;
-        return { name: listener.options.name, address: formatAddress(bound), port: bound.kind === "tcp" ? bound.port : 0 };
-      });
-    },
-    resolve: async (next) => void (await Promise.all(router.sources.map((source) => source.prefetch(next)))),
-    reload: (next) => {
-      const summary = router.reload(next);
-      router.counters.reloads++;
-      return summary;
-    },
-    stats: () => router.stats(),
-    backends: () => new Map([...router.backends].map(([name, backend]) => [name, backend.targets])),
-    stop: (stopOptions) => router.stop(stopOptions?.drainTimeout === undefined ? undefined : parseDuration(stopOptions.drainTimeout)),
-  };
-}
-
-export { ListenError };

@@ -6,7 +6,7 @@ import { join } from "node:path";
 import { AccessLog, AccessLogError, type AccessLogFormat } from "../../src/observe/access-log.ts";
 import { parseConfig } from "../../src/config/load.ts";
 import type { ForwardOptions } from "../../src/proxy/forward.ts";
-import { createRouter } from "../../src/proxy/router.ts";
+import { createRouter } from "../../src/proxy/create-router.ts";
 import { buildClientHello } from "../helpers/client-hello.ts";
 import { captureLogger, dial, echo, freePort, HOST, listen, MiB, slowReader, source, spawnCli, waitFor, type Behaviour, type Peer } from "../helpers/net.ts";
 import { type Forwarder, startForward } from "../helpers/router.ts";

@@ -4,7 +4,7 @@ import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { startAdmin, type Status } from "../../src/observe/admin.ts";
-import { ListenError } from "../../src/proxy/router.ts";
+import { ListenError } from "../../src/proxy/listener.ts";
 import { dial, echo, freePort, HOST, listen, spawnCli, waitFor } from "../helpers/net.ts";
 import { scrape } from "../helpers/prometheus.ts";
 import { type Forwarder, startForward } from "../helpers/router.ts";

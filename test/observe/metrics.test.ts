@@ -5,7 +5,7 @@ import { parseConfig } from "../../src/config/load.ts";
 import { CLOSE_REASONS } from "../../src/observe/metrics.ts";
 import { escapeLabel, Histogram } from "../../src/observe/prometheus.ts";
 import { forward, forwardConfig } from "../../src/proxy/forward.ts";
-import { createRouter } from "../../src/proxy/router.ts";
+import { createRouter } from "../../src/proxy/create-router.ts";
 import { captureLogger, dial, echo, freePort, HOST, listen, patternBytes, unacceptingListener, waitFor, type Peer } from "../helpers/net.ts";
 import { parse, promtool, promtoolCheck, scrape } from "../helpers/prometheus.ts";
 

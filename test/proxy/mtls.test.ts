@@ -10,7 +10,7 @@ import { tmpdir } from "node:os";
 import { AccessLog } from "../../src/observe/access-log.ts";
 import { PP2_CLIENT_CERT_CONN, PP2_CLIENT_CERT_SESS, PP2_CLIENT_SSL } from "../../src/protocol/proxy-protocol.ts";
 import { parseConfig } from "../../src/config/load.ts";
-import { createRouter } from "../../src/proxy/router.ts";
+import { createRouter } from "../../src/proxy/create-router.ts";
 import { captureLogger, dial, freePort, hasCommand, listen, ROOT, spawn, waitFor, type Behaviour } from "../helpers/net.ts";
 import { startRouter } from "../helpers/router.ts";
 import { CERTS, clientCerts, firstLine, openssl, proxyReader } from "../helpers/tls.ts";

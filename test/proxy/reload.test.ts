@@ -4,7 +4,7 @@ import { mkdtempSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { parseConfig } from "../../src/config/load.ts";
-import { createRouter } from "../../src/proxy/router.ts";
+import { createRouter } from "../../src/proxy/create-router.ts";
 import { captureLogger, dial, echo, freePort, HOST, listen, spawnCli, waitFor, type Peer, exchange } from "../helpers/net.ts";
 
 function toml(listeners: { port: number }[], targets: number[]): string {
