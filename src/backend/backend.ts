@@ -2,45 +2,23 @@
  * A backend is a named pool of targets with a balancer, optional health checks, retries and a
  * queue for sessions that arrive while every target is full.
  *
- * The backend owns its target objects: the balancer reads them, the health checker sets
- * `healthy`, sessions count themselves in `active` through `acquire`/`release`, and the admin
- * API changes `state` and `weight` through `setState`/`setWeight`.
+ * The backend owns its target objects (target.ts): the balancer reads them, the health checker
+ * sets `healthy`, sessions count themselves in `active` through `acquire`/`release`, and the
+ * admin API changes `state` and `weight` through `setState`/`setWeight`. An upgrade in place
+ * restores them and counts the sessions it hands over through handover.ts.
  */
-import { readFileSync } from "node:fs";
 import { DEFAULTS } from "../config/defaults.ts";
-import type { SessionControls } from "../config/types.ts";
-import { formatAddress, type Address } from "../util/address.ts";
+import type { BackendTlsConfig, SessionControls } from "../config/types.ts";
 import { createBalancer, isAvailable, type Balance, type Balancer, type Target } from "./balancer.ts";
 import { HealthChecker, sameChecks, type HealthConfig } from "./health/checker.ts";
 import { Ejector, SlowStart } from "./health/recovery.ts";
+import { enable, targetStates, type AdminState, type TargetOptions, type TargetState } from "./target.ts";
+import { loadUpstreamTls, type UpstreamTls } from "./upstream-tls.ts";
 import { defaultLogger, LogLimiter, type Logger } from "../util/log.ts";
 
-/**
- * What an operator set a target to (admin API, `tcprouter ctl`), apart from its health:
- * - `ready`: takes new sessions (when healthy and not full);
- * - `drain`: no new sessions; open ones go on until they end;
- * - `maint`: no new sessions; open ones go on unless the change asked to close them.
- * Health checks keep running in every state, so a target shows its health before it is made ready.
- */
-export const ADMIN_STATES = ["ready", "drain", "maint"] as const;
-export type AdminState = (typeof ADMIN_STATES)[number];
-
-/** The highest runtime weight, HAProxy's (`set weight`); 0 takes no new sessions, as in HAProxy. */
-export const MAX_WEIGHT = 256;
-
-export interface TargetOptions {
-  address: Address;
-  /** ≥ 1. Default DEFAULTS.weight. */
-  weight?: number;
-  /** 0 = no limit. Default DEFAULTS.maxConnections. */
-  maxConnections?: number;
-  /** Used only when no primary target is available. Default false. */
-  backup?: boolean;
-  /** The configured address when this target is one address of a hostname (`redis.svc:6379`). Default: the address. */
-  name?: string;
-  /** The local address its upstream connections are made from. Default: the backend's `source`. */
-  source?: string;
-}
+// What callers use with a backend's methods, defined with the target and its TLS options.
+export { ADMIN_STATES, MAX_WEIGHT, type AdminState, type TargetOptions, type TargetState } from "./target.ts";
+export type { UpstreamTls } from "./upstream-tls.ts";
 
 export interface BackendOptions {
   name: string;
@@ -56,16 +34,7 @@ export interface BackendOptions {
   /** Send a PROXY protocol header to targets. Default null (none). */
   sendProxy?: "v1" | "v2" | null;
   /** Dial targets over TLS. Default null (plain TCP). */
-  tls?: {
-    serverName: string | null;
-    ca: string | null;
-    verify: boolean;
-    cert?: string | null;
-    key?: string | null;
-    minVersion?: "TLSv1.2" | "TLSv1.3" | null;
-    maxVersion?: "TLSv1.2" | "TLSv1.3" | null;
-    ciphers?: string | null;
-  } | null;
+  tls?: BackendTlsConfig | null;
   /** Without active checks: this many failed connects within `failTimeout` mark a target down for `failTimeout` (health/recovery.ts); 0 = off. Default DEFAULTS.maxFails. */
   maxFails?: number;
   /** ms. Default DEFAULTS.failTimeout. */
@@ -76,66 +45,6 @@ export interface BackendOptions {
   controls?: SessionControls | null;
   /** The local address upstream connections are made from. Default null (the system's choice). */
   source?: string | null;
-}
-
-/** TLS options for Bun.connect, built once per backend. */
-export interface UpstreamTls {
-  serverName?: string;
-  ca?: string;
-  rejectUnauthorized: boolean;
-  /** A client certificate (PEM chain) and its key, for targets that ask (mTLS). */
-  cert?: string;
-  key?: string;
-  /** OpenSSL version numbers (0x0303 TLS 1.2, 0x0304 TLS 1.3): Bun.connect takes no names. */
-  minVersion?: number;
-  maxVersion?: number;
-  ciphers?: string;
-}
-
-/**
- * One target and its counters. A reload keeps the object of a target whose address stays
- * (sessions on it keep counting in `active`) and updates its settings in place.
- */
-export interface TargetState extends Target {
-  /** The address as configured: `key` for a literal address, the hostname form (`redis.svc:6379`) for a resolved one. */
-  name: string;
-  /** The weight the balancer uses: the file's, or a runtime one (0..MAX_WEIGHT) set with `setWeight`. */
-  weight: number;
-  /** The weight the config file gives. A reload that changes it drops a runtime weight; one that keeps it keeps the runtime weight. */
-  configuredWeight: number;
-  /** Set by an operator; kept across reloads and DNS updates while the target's key stays. New targets start ready. */
-  state: AdminState;
-  /** `state === "ready" && weight > 0`, kept by the backend: what the balancer reads. */
-  enabled: boolean;
-  maxConnections: number;
-  backup: boolean;
-  /** Its own source address (TargetOptions.source); absent = the backend's. */
-  source?: string;
-  /** ms since the epoch until which passive ejection (max_fails) keeps it down; 0 or absent = not ejected. */
-  ejectedUntil?: number;
-  /** ms since the epoch at which its slow start ends (`weight` is ramping until then); 0 or absent = none. */
-  slowStartUntil?: number;
-  /** Sessions connected to this target since start (failed attempts are in connectFailures). */
-  sessions: number;
-  connectFailures: number;
-}
-
-const TLS_VERSION_NUMBER = { "TLSv1.2": 0x0303, "TLSv1.3": 0x0304 } as const;
-
-/** A target as an older process hands it to the new one in an upgrade (see Backend.restore). */
-export interface SavedTarget {
-  state: AdminState;
-  weight: number;
-  configuredWeight: number;
-  healthy: boolean;
-  sessions: number;
-  connectFailures: number;
-}
-
-/** What an upgrade carries over of a target (see Backend.restore). */
-export function saveTarget(target: TargetState): SavedTarget {
-  const { state, weight, configuredWeight, healthy, sessions, connectFailures } = target;
-  return { state, weight, configuredWeight, healthy, sessions, connectFailures };
 }
 
 /** A session waiting in a backend's queue for a free place (the proxy's Session). */
@@ -181,19 +90,7 @@ export class Backend {
     this.sendProxy = options.sendProxy ?? null;
     this.controls = options.controls ?? null;
     this.source = options.source ?? null;
-    const tls = options.tls ?? null;
-    this.tls =
-      tls === null
-        ? null
-        : {
-            ...(tls.serverName ? { serverName: tls.serverName } : {}),
-            ...(tls.ca ? { ca: readFileSync(tls.ca, "utf8") } : {}),
-            rejectUnauthorized: tls.verify,
-            ...(tls.cert && tls.key ? { cert: readFileSync(tls.cert, "utf8"), key: readFileSync(tls.key, "utf8") } : {}),
-            ...(tls.minVersion ? { minVersion: TLS_VERSION_NUMBER[tls.minVersion] } : {}),
-            ...(tls.maxVersion ? { maxVersion: TLS_VERSION_NUMBER[tls.maxVersion] } : {}),
-            ...(tls.ciphers ? { ciphers: tls.ciphers } : {}),
-          };
+    this.tls = loadUpstreamTls(options.tls ?? null);
     this.balance = options.balance ?? DEFAULTS.balance;
     this.balancer = previous !== undefined && previous.balance === this.balance ? previous.balancer : createBalancer(this.balance);
     this.targets = targetStates(options.targets, previous?.targets ?? []);
@@ -311,28 +208,6 @@ export class Backend {
     return was;
   }
 
-  /**
-   * A session handed over by an older process (an upgrade), connected to the target with this
-   * key: counted on it as `acquire` counts a new one. Null when this config has no such target.
-   */
-  adopt(key: string): TargetState | null {
-    const target = this.targets.find((t) => t.key === key) ?? null;
-    if (target !== null) target.active++;
-    return target;
-  }
-
-  /** What an older process knew of the target with this key (an upgrade): admin state, runtime weight, health, counters. */
-  restore(key: string, saved: SavedTarget): void {
-    const target = this.targets.find((t) => t.key === key);
-    if (target === undefined) return;
-    target.state = saved.state;
-    if (target.configuredWeight === saved.configuredWeight) target.weight = saved.weight; // as a reload keeps a runtime weight
-    target.healthy = saved.healthy;
-    target.sessions += saved.sessions;
-    target.connectFailures += saved.connectFailures;
-    enable(target);
-  }
-
   /** The targets whose key (`10.0.0.5:6379`) or configured name (`redis.svc:6379`, maybe several addresses) is `id`. */
   find(id: string): TargetState[] {
     const byKey = this.targets.find((target) => target.key === id);
@@ -368,47 +243,6 @@ export class Backend {
     this.ejector?.stop();
     this.slowStart.stop();
   }
-}
-
-/**
- * The states of `targets`, reusing the object of each key already in `previous`: its admin
- * state stays, and so does a runtime weight unless the file's weight for it changed (the file
- * wins then, as HAProxy does when it loads a server-state file).
- */
-function targetStates(targets: readonly TargetOptions[], previous: readonly TargetState[]): TargetState[] {
-  const kept = new Map(previous.map((target) => [target.key, target]));
-  return targets.map((target) => {
-    const key = formatAddress(target.address);
-    const configured = target.weight ?? DEFAULTS.weight;
-    const state = kept.get(key) ?? {
-      address: target.address,
-      key,
-      name: key,
-      weight: configured,
-      configuredWeight: configured,
-      state: "ready",
-      maxConnections: 0,
-      backup: false,
-      healthy: true,
-      enabled: true,
-      active: 0,
-      sessions: 0,
-      connectFailures: 0,
-    };
-    state.name = target.name ?? key;
-    if (state.configuredWeight !== configured) state.weight = state.configuredWeight = configured;
-    state.maxConnections = target.maxConnections ?? DEFAULTS.maxConnections;
-    state.backup = target.backup ?? false;
-    if (target.source !== undefined) state.source = target.source;
-    else delete state.source;
-    enable(state);
-    return state;
-  });
-}
-
-/** `enabled` (what the balancer reads) from the admin state and weight: one field on the hot path. */
-function enable(target: TargetState): void {
-  target.enabled = target.state === "ready" && target.weight > 0;
 }
 
 function sameHealth(a: HealthConfig | null, b: HealthConfig | null): boolean {

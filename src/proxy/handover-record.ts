@@ -4,7 +4,7 @@
  * are the old process's: the new one takes copies with pidfd_getfd and puts its own in
  * `clientFd` / `upstreamFd` before adopting.
  */
-import type { SavedTarget } from "../backend/backend.ts";
+import type { SavedTarget } from "../backend/handover.ts";
 
 /** A listening socket bound by someone else (an older process, the supervisor, systemd), adopted by descriptor. */
 export interface InheritedListener {

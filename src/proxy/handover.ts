@@ -9,7 +9,8 @@
  * queued in each direction go along in its record. A TLS-terminated session, or one dialled
  * over TLS, cannot (its TLS state lives in this process) and drains here as on a stop.
  */
-import { NO_BACKEND, saveTarget, type Backend } from "../backend/backend.ts";
+import { NO_BACKEND, type Backend } from "../backend/backend.ts";
+import { adoptSession, restoreTarget, saveTarget } from "../backend/handover.ts";
 import { formatAddress } from "../util/address.ts";
 import type { HandoverApi, InheritedListener, SavedTargets, SessionRecord } from "./handover-record.ts";
 import type { Listener } from "./listener.ts";
@@ -59,7 +60,7 @@ export class Handover implements HandoverApi {
   restore(saved: SavedTargets): void {
     for (const [name, targets] of Object.entries(saved)) {
       const backend = this.router.backends.get(name);
-      if (backend !== undefined) for (const [key, target] of Object.entries(targets)) backend.restore(key, target);
+      if (backend !== undefined) for (const [key, target] of Object.entries(targets)) restoreTarget(backend, key, target);
     }
   }
 
@@ -90,7 +91,7 @@ export class Handover implements HandoverApi {
       const listener = listeners.find((l) => l.name === record.listener) ?? listeners[0];
       if (listener === undefined) continue;
       const backend = this.router.backends.get(record.backend) ?? NO_BACKEND;
-      listener.adopt(record, backend, backend.adopt(record.target));
+      listener.adopt(record, backend, adoptSession(backend, record.target));
     }
   }
 }

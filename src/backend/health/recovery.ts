@@ -15,7 +15,7 @@
  */
 import { formatAddress } from "../../util/address.ts";
 import { event, type Logger } from "../../util/log.ts";
-import type { TargetState } from "../backend.ts";
+import type { TargetState } from "../target.ts";
 
 /** A ramping target starts at this share of its weight. */
 export const SLOW_START_FLOOR = 0.05;
