@@ -214,7 +214,7 @@ describe("maint", () => {
       // A loop session on a when it was closed fails when its worker notices; once every worker
       // has finished a session since, every such failure is counted.
       const marks = [...loop.byWorker];
-      await waitFor(() => loop.byWorker.every((n, worker) => n > marks[worker]!), 10_000, "every worker to finish a session after the close");
+      await waitFor(() => loop.byWorker.every((n, worker) => n > marks[worker]!), 20_000, "every worker to finish a session after the close");
       const sessionsOnA = r.target(a.port).sessions;
       const failedBefore = loop.failures.length;
       const before = loop.completed;
