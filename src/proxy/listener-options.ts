@@ -11,7 +11,7 @@ import { loadCertificates, type LoadedCertificates } from "./certificates.ts";
 import type { Config, ListenerConfig } from "../config/types.ts";
 import { type Listener, ListenError } from "./listener.ts";
 import type { ListenerOptions } from "./context.ts";
-import { DefaultRoute, ServerNameRoute, ServerNameRoutes } from "./route.ts";
+import { DefaultRoute, ServerNameRoute } from "./route.ts";
 import { ClientCertRoute } from "./client-cert-route.ts";
 import { rateLimits } from "./rate.ts";
 import { hasTcpOptions } from "./connector.ts";
@@ -52,17 +52,7 @@ export function listenerOptions(config: ListenerConfig, backends: Map<string, Ba
   const sets = (list: string[]) => (list.length > 0 ? new CidrSet(list) : null);
   const route =
     config.mode === "sni"
-      ? new ServerNameRoute(
-          new ServerNameRoutes(
-            config.routes.map((route) => ({
-              ...(route.serverNames.length > 0 ? { serverNames: route.serverNames } : {}),
-              ...(route.alpn.length > 0 ? { alpn: route.alpn } : {}),
-              backend: backends.get(route.backend)!,
-            })),
-          ),
-          backend,
-          UNRECOGNIZED_NAME,
-        )
+      ? ServerNameRoute.of(config.routes, backends, backend, UNRECOGNIZED_NAME)
       : config.routes.length > 0
         ? new ClientCertRoute(
             config.routes.map((route) => ({ ...route.client!, backend: backends.get(route.backend)! })),

@@ -62,6 +62,21 @@ export class ServerNameRoute implements Route {
   match(info: RouteInfo): Backend | null {
     return this.table.match(info.serverName, info.alpn)?.backend ?? this.fallback;
   }
+
+  /** An SNI listener's route (TCP or QUIC) from its configured routes, each naming a backend of `backends`. */
+  static of(
+    routes: readonly { serverNames: string[]; alpn: string[]; backend: string }[],
+    backends: ReadonlyMap<string, Backend>,
+    fallback: Backend | null,
+    refusal: Uint8Array,
+  ): ServerNameRoute {
+    const rules = routes.map((route) => ({
+      ...(route.serverNames.length > 0 ? { serverNames: route.serverNames } : {}),
+      ...(route.alpn.length > 0 ? { alpn: route.alpn } : {}),
+      backend: backends.get(route.backend)!,
+    }));
+    return new ServerNameRoute(new ServerNameRoutes(rules), fallback, refusal);
+  }
 }
 
 /**

@@ -11,7 +11,7 @@ import type { Config, ListenerConfig } from "../../config/types.ts";
 import { formatAddress, formatHostPort } from "../../util/address.ts";
 import { CidrSet } from "../../util/cidr.ts";
 import type { CloseReason } from "../handle.ts";
-import { DefaultRoute, ServerNameRoute, ServerNameRoutes } from "../route.ts";
+import { DefaultRoute, ServerNameRoute } from "../route.ts";
 import type { UdpListenerOptions, UdpRouterContext } from "./context.ts";
 import { UdpListener, type UdpListenerGroup } from "./udp-listener.ts";
 
@@ -148,19 +148,7 @@ export function udpListenerOptions(config: ListenerConfig, backends: ReadonlyMap
   const backend = config.backend === null ? null : (backends.get(config.backend) ?? null);
   const sets = (list: string[]) => (list.length > 0 ? new CidrSet(list) : null);
   const quic = config.mode === "sni";
-  const route = quic
-    ? new ServerNameRoute(
-        new ServerNameRoutes(
-          config.routes.map((route) => ({
-            ...(route.serverNames.length > 0 ? { serverNames: route.serverNames } : {}),
-            ...(route.alpn.length > 0 ? { alpn: route.alpn } : {}),
-            backend: backends.get(route.backend)!,
-          })),
-        ),
-        backend,
-        NO_REFUSAL,
-      )
-    : new DefaultRoute(backend);
+  const route = quic ? ServerNameRoute.of(config.routes, backends, backend, NO_REFUSAL) : new DefaultRoute(backend);
   const address = config.listen.kind === "tcp" ? config.listen : { host: "", port: 0 };
   const udp = config.udp ?? { maxFlows: 0, maxFlowsPerIp: 0, responses: 0 };
   return {
