@@ -12,6 +12,23 @@ const COMMON_OPTIONS = {
   help: { type: "boolean", short: "h", default: false },
 } as const satisfies Options;
 
+/** The flags of the suites that run a tcprouter against a baseline build of it (redis, syscalls). */
+export const TCPROUTER_CMD_OPTIONS = {
+  "tcprouter-cmd": { type: "string" },
+  "baseline-cmd": { type: "string" },
+} as const satisfies Options;
+
+/** Their --help lines. */
+export const TCPROUTER_CMD_HELP = `  --tcprouter-cmd CMD   command instead of "bun run src/cli.ts", e.g. dist/tcprouter
+  --baseline-cmd CMD    also run this tcprouter as "tcprouter-base" (before/after in one run),
+                        e.g. "bun run ../before/src/cli.ts"; without it tcprouter-base is left out
+`;
+
+/** The contenders by default: every one named, but tcprouter-base only with --baseline-cmd. */
+export function defaultContenders<T extends string>(names: readonly T[], baselineCmd: string | undefined): T[] {
+  return names.filter((name) => name !== "tcprouter-base" || baselineCmd !== undefined);
+}
+
 /** The lines of --help every suite shares. */
 export const COMMON_HELP = `  --smoke               tiny counts, finishes in well under a minute (CI)
   --json                print the JSON result on stdout (the table goes to stderr)

@@ -10,7 +10,7 @@
 import { CONTENDER_NAMES, loadContenders, type Contender, type ContenderName } from "../contenders/forwarders.ts";
 import type { Instance } from "../contenders/launch.ts";
 import { DEFAULT_TCPROUTER_CMD } from "../contenders/tcprouter.ts";
-import { COMMON_HELP, fail, listOf, parseBenchFlags, positiveInt, say } from "../runner/flags.ts";
+import { COMMON_HELP, defaultContenders, fail, listOf, parseBenchFlags, positiveInt, say, TCPROUTER_CMD_HELP, TCPROUTER_CMD_OPTIONS } from "../runner/flags.ts";
 import { collectMeta, headerText } from "../runner/meta.ts";
 import { CLK_TCK, cpuTicks, ensureOwnFdLimit, softFdLimit } from "../runner/procs.ts";
 import { failure, roundLine, rotated } from "../runner/rounds.ts";
@@ -109,10 +109,7 @@ export const HELP = `bun run bench/run.ts [--suite redis] [flags]
   --sessions N          idle sessions for the memory row (default 5000; smoke 200)
   --only ROW[,ROW]      rows: ${ROW_IDS.join(",")}
   --contenders A[,B]    ${CONTENDER_NAMES.join(",")} (default: all)
-  --tcprouter-cmd CMD   command instead of "bun run src/cli.ts", e.g. dist/tcprouter
-  --baseline-cmd CMD    also run this tcprouter as "tcprouter-base" (before/after in one run),
-                        e.g. "bun run ../before/src/cli.ts"; without it tcprouter-base is left out
-${COMMON_HELP}`;
+${TCPROUTER_CMD_HELP}${COMMON_HELP}`;
 
 function parseFlags(args: string[]) {
   const values = parseBenchFlags(
@@ -124,8 +121,7 @@ function parseFlags(args: string[]) {
       sessions: { type: "string" },
       only: { type: "string" },
       contenders: { type: "string" },
-      "tcprouter-cmd": { type: "string" },
-      "baseline-cmd": { type: "string" },
+      ...TCPROUTER_CMD_OPTIONS,
     },
     HELP,
   );
@@ -140,9 +136,7 @@ function parseFlags(args: string[]) {
       sessions: int("sessions", values.sessions, 5_000, 200),
     } satisfies Params,
     rows: listOf("only", values.only, ROW_IDS),
-    contenders: values.contenders
-      ? listOf("contenders", values.contenders, CONTENDER_NAMES)
-      : CONTENDER_NAMES.filter((name) => name !== "tcprouter-base" || values["baseline-cmd"] !== undefined),
+    contenders: values.contenders ? listOf("contenders", values.contenders, CONTENDER_NAMES) : defaultContenders(CONTENDER_NAMES, values["baseline-cmd"]),
     tcprouterCmd: values["tcprouter-cmd"],
     baselineCmd: values["baseline-cmd"],
     json: values.json,

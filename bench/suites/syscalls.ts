@@ -24,7 +24,7 @@
  */
 import { CONTENDER_NAMES, loadContenders, type Contender, type ContenderName } from "../contenders/forwarders.ts";
 import type { Instance } from "../contenders/launch.ts";
-import { COMMON_HELP, fail, listOf, parseBenchFlags, positiveInt, say } from "../runner/flags.ts";
+import { COMMON_HELP, defaultContenders, fail, listOf, parseBenchFlags, positiveInt, say, TCPROUTER_CMD_HELP, TCPROUTER_CMD_OPTIONS } from "../runner/flags.ts";
 import { REDIS_TOOLS, collectMeta, headerText } from "../runner/meta.ts";
 import { CLK_TCK } from "../runner/procs.ts";
 import { failure, roundLine, rotated } from "../runner/rounds.ts";
@@ -50,9 +50,7 @@ export const HELP = `bun run bench/run.ts --suite syscalls [flags]   (run it und
   --contenders A[,B]    ${NAMES.join(",")} (default: tcprouter,bun-floor,haproxy,nginx; tcprouter-base with --baseline-cmd)
   --perf                also a second, untraced run per row under perf record -e cpu-clock (default: off)
   --rounds N            runs of each row per contender, the order rotated (default 1); the table shows medians
-  --tcprouter-cmd CMD   command instead of "bun run src/cli.ts", e.g. dist/tcprouter
-  --baseline-cmd CMD    also run this tcprouter as "tcprouter-base", e.g. "bun run ../before/src/cli.ts"
-${COMMON_HELP}`;
+${TCPROUTER_CMD_HELP}${COMMON_HELP}`;
 
 function parseFlags(args: string[]) {
   const values = parseBenchFlags(
@@ -63,8 +61,7 @@ function parseFlags(args: string[]) {
       only: { type: "string" },
       contenders: { type: "string" },
       perf: { type: "boolean", default: false },
-      "tcprouter-cmd": { type: "string" },
-      "baseline-cmd": { type: "string" },
+      ...TCPROUTER_CMD_OPTIONS,
     },
     HELP,
   );
@@ -75,9 +72,7 @@ function parseFlags(args: string[]) {
     rounds: positiveInt("rounds", values.rounds, 1, 1, smoke),
     requests: positiveInt("requests", values.requests, 20_000, 2_000, smoke),
     rows: ROWS.filter((row) => only.includes(row.id)),
-    contenders: values.contenders
-      ? listOf("contenders", values.contenders, NAMES)
-      : DEFAULT_NAMES.filter((name) => name !== "tcprouter-base" || values["baseline-cmd"] !== undefined),
+    contenders: values.contenders ? listOf("contenders", values.contenders, NAMES) : defaultContenders(DEFAULT_NAMES, values["baseline-cmd"]),
     perf: values.perf,
     tcprouterCmd: values["tcprouter-cmd"],
     baselineCmd: values["baseline-cmd"],
