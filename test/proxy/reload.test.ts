@@ -1,6 +1,6 @@
 /** Reload: a new config replaces listeners, backends and targets without dropping a session. */
 import { expect, test } from "bun:test";
-import { mkdtempSync, writeFileSync } from "node:fs";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { parseConfig } from "../../src/config/load.ts";
@@ -111,6 +111,7 @@ test("changes nothing when a new listener cannot be bound", async () => {
 test("SIGHUP reloads the config file, and an invalid file keeps the current config", async () => {
   await using upstream = listen(echo);
   const dir = mkdtempSync(join(tmpdir(), "tcprouter-reload-"));
+  await using _dir = { [Symbol.asyncDispose]: async () => rmSync(dir, { recursive: true, force: true }) };
   const file = join(dir, "tcprouter.toml");
   const [first, second] = [freePort(), freePort()];
   writeFileSync(file, toml([{ port: first }], [upstream.port]));

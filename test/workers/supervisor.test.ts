@@ -83,12 +83,14 @@ test("a worker that cannot start stops the supervisor with exit 1, not a restart
 }, 30_000);
 
 test("two workers append whole access log lines to one file", async () => {
-  const { mkdtempSync, readFileSync } = await import("node:fs");
+  const { mkdtempSync, readFileSync, rmSync } = await import("node:fs");
   const { tmpdir } = await import("node:os");
   const { join } = await import("node:path");
+  const dir = mkdtempSync(join(tmpdir(), "tcprouter-workers-"));
+  await using _dir = { [Symbol.asyncDispose]: async () => rmSync(dir, { recursive: true, force: true }) };
   await using upstream = listen(echo);
   const port = freePort();
-  const file = join(mkdtempSync(join(tmpdir(), "tcprouter-workers-")), "access.log");
+  const file = join(dir, "access.log");
   await using supervisor = spawnCli(["--listen", `${HOST}:${port}`, "--to", `${HOST}:${upstream.port}`, "--workers", "2", "--access-log", file]);
   await supervisor.stderrMatch(/\[worker 1\] listening/, 15_000);
   await supervisor.stderrMatch(/\[worker 2\] listening/, 15_000);
