@@ -19,6 +19,8 @@ export interface Dnsmasq extends AsyncDisposable {
   hostsFile: string;
   /** Writes the hosts file and sends SIGHUP. */
   hup(hosts: string): Promise<void>;
+  /** SIGTERM, and wait until it is gone: its port answers ICMP port unreachable from then on. */
+  stop(): Promise<void>;
   /** Stops it and starts it again on the same port with these record arguments. */
   restart(records: string[]): Promise<void>;
 }
@@ -99,6 +101,7 @@ export async function startDnsmasq(records: string[], hosts = ""): Promise<Dnsma
       writeFileSync(hostsFile, text);
       (child as Child | null)?.proc.kill("SIGHUP");
     },
+    stop,
     async restart(next: string[]) {
       await stop();
       await run(next);

@@ -6,7 +6,8 @@
  * with `await using`; processes are stopped by their PID.
  */
 import type { udp } from "bun";
-import { type Child, HOST, run, spawn, waitFor, within } from "./net.ts";
+import { hasDnsmasq, startDnsmasq } from "./dnsmasq.ts";
+import { HOST, run, spawn, waitFor } from "./net.ts";
 
 export interface UdpTarget extends AsyncDisposable {
   port: number;
@@ -92,11 +93,7 @@ export async function udpClient(port: number): Promise<UdpClient> {
 }
 
 export function hasDnsTools(): boolean {
-  return dnsmasqBinary() !== null && Bun.which("dig") !== null;
-}
-
-function dnsmasqBinary(): string | null {
-  return Bun.which("dnsmasq") ?? Bun.which("dnsmasq", { PATH: "/usr/sbin:/sbin" });
+  return hasDnsmasq() && Bun.which("dig") !== null;
 }
 
 export interface DnsTarget extends AsyncDisposable {
@@ -108,40 +105,7 @@ export interface DnsTarget extends AsyncDisposable {
 
 /** dnsmasq on 127.0.0.1 answering `name` (and names under it) with `ip`, nothing else; no upstream, no daemon. */
 export async function dnsTarget(name: string, ip: string): Promise<DnsTarget> {
-  let child: Child | null = null;
-  let port = 0;
-  for (let attempt = 0; child === null; attempt++) {
-    const probe = await Bun.udpSocket({ hostname: HOST, port: 0 });
-    port = probe.port;
-    probe.close();
-    const started = spawn([
-      dnsmasqBinary() ?? "dnsmasq",
-      "--no-daemon",
-      "--no-resolv",
-      "--no-hosts",
-      `--port=${port}`,
-      `--listen-address=${HOST}`,
-      "--bind-interfaces",
-      "--conf-file=/dev/null",
-      "--pid-file=",
-      "--log-facility=-",
-      `--address=/${name}/${ip}`,
-    ]);
-    await started.stderrMatch(/started, version|failed|FAILED|illegal|bad /i, 5000);
-    if (/started, version/.test(started.stderrText)) child = started;
-    else {
-      await started[Symbol.asyncDispose]();
-      if (attempt >= 4) throw new Error(`dnsmasq did not start: ${started.stderrText}`);
-    }
-  }
-  const stop = async () => {
-    const running = child;
-    child = null;
-    if (running === null) return;
-    running.proc.kill("SIGTERM");
-    await within(running.proc.exited, 5000, `dnsmasq ${running.proc.pid} to exit`);
-  };
-  return { port, address: `${HOST}:${port}`, stop, [Symbol.asyncDispose]: stop };
+  return startDnsmasq([`--address=/${name}/${ip}`]);
 }
 
 /** `dig @127.0.0.1 -p PORT NAME +short +tries=1 +time=2`: the answer lines ("" when none came). */
