@@ -53,3 +53,12 @@ export function listenErrorText(error: unknown): string {
 export function connectErrorText(error: unknown): string {
   return errorCode(error) ?? firstLine(error);
 }
+
+/**
+ * The socket and the error of a `Bun.udpSocket` error handler: Bun 1.4.5 calls it as
+ * `error(error)` with the socket as `this`, where its types say `error(socket, error)`. Both
+ * forms are read, so a fixed Bun changes nothing here.
+ */
+export function udpErrorArgs<S>(self: unknown, first: unknown, second?: unknown): [S | undefined, unknown] {
+  return first instanceof Error ? [self as S | undefined, first] : [first as S | undefined, second];
+}

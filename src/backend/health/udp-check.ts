@@ -9,7 +9,7 @@
  */
 import type { udp } from "bun";
 import type { Address } from "../../util/address.ts";
-import { errorCode, firstLine } from "../../util/errors.ts";
+import { errorCode, firstLine, udpErrorArgs } from "../../util/errors.ts";
 import type { HealthStep } from "../../config/types.ts";
 import { describeStep, matchStep } from "./check-steps.ts";
 
@@ -116,9 +116,8 @@ const probeHandlers = {
     socket.run?.datagram(data);
   },
   drain() {},
-  // Bun 1.4.5 calls error(error) with the socket as `this` (its types say error(socket, error)).
   error(this: unknown, first: unknown, second?: unknown) {
-    const socket = (first instanceof Error ? this : first) as ProbeSocket | undefined;
-    socket?.run?.error(first instanceof Error ? first : second);
+    const [socket, error] = udpErrorArgs<ProbeSocket>(this, first, second);
+    socket?.run?.error(error);
   },
 };

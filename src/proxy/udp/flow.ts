@@ -21,7 +21,7 @@ import { DEFAULTS } from "../../config/defaults.ts";
 import { encodeProxyV2 } from "../../protocol/proxy-protocol.ts";
 import type { QuicInitialReader, QuicInitialResult } from "../../protocol/quic.ts";
 import { formatHostPort } from "../../util/address.ts";
-import { errorCode, firstLine } from "../../util/errors.ts";
+import { errorCode, firstLine, udpErrorArgs } from "../../util/errors.ts";
 import { event, heldBack } from "../../util/log.ts";
 import type { CloseReason, FlowDirectionView, FlowView, SessionState } from "../handle.ts";
 import type { FlowOwner } from "./context.ts";
@@ -305,9 +305,8 @@ const upstreamHandlers = {
     socket.flow?.fromUpstream(datagram);
   },
   drain() {},
-  // Bun 1.4.5 calls error(error) with the socket as `this` (its types say error(socket, error)).
   error(this: unknown, first: unknown, second?: unknown) {
-    const socket = (first instanceof Error ? this : first) as Upstream | undefined;
-    socket?.flow?.upstreamError(first instanceof Error ? first : second);
+    const [socket, error] = udpErrorArgs<Upstream>(this, first, second);
+    socket?.flow?.upstreamError(error);
   },
 };

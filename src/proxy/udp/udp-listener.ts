@@ -13,7 +13,7 @@ import type { Backend } from "../../backend/backend.ts";
 import { QuicInitialReader } from "../../protocol/quic.ts";
 import type { Address } from "../../util/address.ts";
 import { formatHostPort } from "../../util/address.ts";
-import { listenErrorText } from "../../util/errors.ts";
+import { listenErrorText, udpErrorArgs } from "../../util/errors.ts";
 import { event, heldBack, LogLimiter } from "../../util/log.ts";
 import { Admission } from "../admission.ts";
 import type { DropReason, UdpListenerView } from "../handle.ts";
@@ -295,10 +295,8 @@ const listenerHandlers = {
     }
   },
   drain() {},
-  // Bun 1.4.5 calls error(error) with the socket as `this` (its types say error(socket, error)).
   error(this: unknown, first: unknown, second?: unknown) {
-    const socket = (first instanceof Error ? this : first) as ListenSocket | undefined;
-    const error = first instanceof Error ? first : second;
+    const [socket, error] = udpErrorArgs<ListenSocket>(this, first, second);
     const listener = socket?.listener;
     listener?.router.log.debug(`listener ${listener.name}: udp socket: ${(error as Error | undefined)?.message ?? String(error)}`);
   },
