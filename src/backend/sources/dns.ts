@@ -49,13 +49,26 @@ export async function lookup(
 ): Promise<Answer> {
   const name = nameOf(host);
   const system = servers === null || name === "localhost" || name.endsWith(".localhost");
-  let timer: ReturnType<typeof setTimeout> | undefined;
-  let abort = () => {};
   // A fresh resolver per lookup: no answer cached past the schedule, and cancel() ends only this lookup.
   const resolver = system ? null : new dns.Resolver({ timeout: Math.min(2000, timeout), tries: 2 });
+  const work = resolver === null ? lookupSystem(name) : lookupServers(resolver, name, servers!);
+  const answer = await withinDeadline(work, timeout, signal, () => resolver?.cancel());
+  if (answer.addresses.length === 0) throw new Error("ENOTFOUND (no A or AAAA record)");
+  answer.addresses = [...new Set(answer.addresses)].sort(compareIps);
+  return answer;
+}
+
+/**
+ * `work` (a DNS query) raced against its deadline: rejects with `timed out after …` once
+ * `timeout` ms pass and with `stopped` once `signal` is aborted, calling `cancel` (the
+ * resolver's) first.
+ */
+export async function withinDeadline<T>(work: Promise<T>, timeout: number, signal: AbortSignal | undefined, cancel: () => void): Promise<T> {
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  let abort = () => {};
   const deadline = new Promise<never>((_, reject) => {
     const end = (reason: string) => {
-      resolver?.cancel();
+      cancel();
       reject(new Error(reason));
     };
     timer = setTimeout(end, timeout, `timed out after ${formatDuration(timeout)}`);
@@ -64,10 +77,7 @@ export async function lookup(
     signal?.addEventListener("abort", abort);
   });
   try {
-    const answer = await Promise.race([resolver === null ? lookupSystem(name) : lookupServers(resolver, name, servers!), deadline]);
-    if (answer.addresses.length === 0) throw new Error("ENOTFOUND (no A or AAAA record)");
-    answer.addresses = [...new Set(answer.addresses)].sort(compareIps);
-    return answer;
+    return await Promise.race([work, deadline]);
   } finally {
     clearTimeout(timer);
     signal?.removeEventListener("abort", abort);

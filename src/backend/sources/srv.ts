@@ -33,10 +33,9 @@ import { isIP } from "node:net";
 import { DEFAULTS } from "../../config/defaults.ts";
 import type { BackendConfig, SrvTargetConfig } from "../../config/types.ts";
 import { formatAddress, formatHostPort } from "../../util/address.ts";
-import { formatDuration } from "../../util/duration.ts";
 import { event, type Logger } from "../../util/log.ts";
 import type { TargetOptions } from "../backend.ts";
-import { lookup, nameOf } from "./dns.ts";
+import { lookup, nameOf, withinDeadline } from "./dns.ts";
 import { type AnswerView, type FollowedName, type NameFields, NameFollower } from "./name-following.ts";
 import type { Expand, SourceKind } from "./source.ts";
 
@@ -98,57 +97,38 @@ export async function lookupSrv(
 ): Promise<SrvAnswer> {
   const resolver = new dns.Resolver({ timeout: Math.min(2000, timeout), tries: 2 });
   if (servers !== null) resolver.setServers(servers as string[]);
-  let timer: ReturnType<typeof setTimeout> | undefined;
-  let abort = () => {};
-  const deadline = new Promise<never>((_, reject) => {
-    const end = (reason: string) => {
-      resolver.cancel();
-      reject(new Error(reason));
-    };
-    timer = setTimeout(end, timeout, `timed out after ${formatDuration(timeout)}`);
-    abort = () => end("stopped");
-    if (signal?.aborted) abort();
-    signal?.addEventListener("abort", abort);
+  const query = resolver.resolveSrv(name).catch((error: unknown) => {
+    throw new Error(errorCode(error));
   });
-  try {
-    const records = await Promise.race([
-      resolver.resolveSrv(name).catch((error: unknown) => {
-        throw new Error(errorCode(error));
-      }),
-      deadline,
-    ]);
-    const hosts = [...new Set(records.map((record) => nameOf(record.name)).filter((host) => host !== ""))];
-    const failed: { host: string; reason: string }[] = [];
-    let ttl = Infinity;
-    const addresses = new Map<string, string[]>();
-    await Promise.all(
-      hosts.map(async (host) => {
-        if (isIP(host) !== 0) return void addresses.set(host, [host]);
-        try {
-          const answer = await lookup(host, servers, timeout, signal);
-          addresses.set(host, answer.addresses);
-          if (answer.ttl !== null) ttl = Math.min(ttl, answer.ttl);
-        } catch (error) {
-          failed.push({ host, reason: (error as Error).message });
-          addresses.set(host, [...(known.get(host) ?? [])]);
-        }
-      }),
-    );
-    const entries = records
-      .filter((record) => nameOf(record.name) !== "")
-      .map((record) => ({
-        host: nameOf(record.name),
-        port: record.port,
-        priority: record.priority,
-        weight: record.weight,
-        addresses: addresses.get(nameOf(record.name)) ?? [],
-      }))
-      .sort((a, b) => a.priority - b.priority || b.weight - a.weight || (a.host < b.host ? -1 : a.host > b.host ? 1 : a.port - b.port));
-    return { entries, ttl: ttl === Infinity ? null : ttl, failed };
-  } finally {
-    clearTimeout(timer);
-    signal?.removeEventListener("abort", abort);
-  }
+  const records = await withinDeadline(query, timeout, signal, () => resolver.cancel());
+  const hosts = [...new Set(records.map((record) => nameOf(record.name)).filter((host) => host !== ""))];
+  const failed: { host: string; reason: string }[] = [];
+  let ttl = Infinity;
+  const addresses = new Map<string, string[]>();
+  await Promise.all(
+    hosts.map(async (host) => {
+      if (isIP(host) !== 0) return void addresses.set(host, [host]);
+      try {
+        const answer = await lookup(host, servers, timeout, signal);
+        addresses.set(host, answer.addresses);
+        if (answer.ttl !== null) ttl = Math.min(ttl, answer.ttl);
+      } catch (error) {
+        failed.push({ host, reason: (error as Error).message });
+        addresses.set(host, [...(known.get(host) ?? [])]);
+      }
+    }),
+  );
+  const entries = records
+    .filter((record) => nameOf(record.name) !== "")
+    .map((record) => ({
+      host: nameOf(record.name),
+      port: record.port,
+      priority: record.priority,
+      weight: record.weight,
+      addresses: addresses.get(nameOf(record.name)) ?? [],
+    }))
+    .sort((a, b) => a.priority - b.priority || b.weight - a.weight || (a.host < b.host ? -1 : a.host > b.host ? 1 : a.port - b.port));
+  return { entries, ttl: ttl === Infinity ? null : ttl, failed };
 }
 
 /** `127.0.0.1:6380 (a.example.internal, weight 5), 127.0.0.2:6381 (b.example.internal, weight 1, backup)`. */
