@@ -221,6 +221,15 @@ export function checkSrvTargets(file: unknown, issues: readonly v.BaseIssue<unkn
 
 // ── UDP listeners ──────────────────────────────────────────────────────────────────────────
 
+/** Session controls of TCP sockets, on listeners and backends alike: no meaning for datagrams. */
+const TCP_CONTROL_KEYS: Record<string, string> = {
+  upload_rate: "bandwidth limits pause a TCP socket",
+  download_rate: "bandwidth limits pause a TCP socket",
+  upload_rate_per_ip: "bandwidth limits pause a TCP socket",
+  download_rate_per_ip: "bandwidth limits pause a TCP socket",
+  tcp_keepalive: "a TCP socket option",
+  tcp_user_timeout: "a TCP socket option",
+};
 /** Keys of a TCP listener a UDP listener refuses, and why (one error each, at the key's path). */
 const TCP_ONLY_KEYS: Record<string, string> = {
   tls: 'TLS runs over TCP; QUIC is routed by its server name with mode = "sni"',
@@ -234,23 +243,13 @@ const TCP_ONLY_KEYS: Record<string, string> = {
   write_timeout: "datagrams are never queued for a slow reader",
   half_closed_timeout: "a flow has no half-close; it ends after idle_timeout or responses",
   max_session_duration: "a flow ends after idle_timeout or responses",
-  upload_rate: "bandwidth limits pause a TCP socket",
-  download_rate: "bandwidth limits pause a TCP socket",
-  upload_rate_per_ip: "bandwidth limits pause a TCP socket",
-  download_rate_per_ip: "bandwidth limits pause a TCP socket",
-  tcp_keepalive: "a TCP socket option",
-  tcp_user_timeout: "a TCP socket option",
+  ...TCP_CONTROL_KEYS,
 };
 const UDP_ONLY_KEYS = ["max_flows", "max_flows_per_ip", "responses"];
 /** Backend keys that have no meaning for datagrams. */
 const TCP_BACKEND_KEYS: Record<string, string> = {
   tls: "datagrams are forwarded as they are (no DTLS)",
-  upload_rate: "bandwidth limits pause a TCP socket",
-  download_rate: "bandwidth limits pause a TCP socket",
-  upload_rate_per_ip: "bandwidth limits pause a TCP socket",
-  download_rate_per_ip: "bandwidth limits pause a TCP socket",
-  tcp_keepalive: "a TCP socket option",
-  tcp_user_timeout: "a TCP socket option",
+  ...TCP_CONTROL_KEYS,
 };
 
 /**
