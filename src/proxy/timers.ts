@@ -4,8 +4,9 @@
  * own idle sweeps (bytes read zero them) and sweeps without progress of its queues, and
  * closes itself when one passes its listener's limit (Session.tick).
  *
- * The tick is a tenth of the shortest timeout in use, between 10 ms and 1 s: a timeout fires
- * up to one tick late, never early.
+ * The tick is a tenth of the shortest timeout in use, between 10 ms and 1 s. A count starts at
+ * an event between two sweeps, so it takes one sweep more than the timeout holds ticks: a
+ * timeout fires up to a tick (plus the rounding up) late, never early.
  */
 
 /** The listener options the clock reads (context.ts's ListenerOptions has them). */
@@ -52,7 +53,8 @@ export function tickFor(listeners: readonly { options: TimerOptions }[]): number
 
 /** A listener's timeouts in sweeps of `tick` ms. */
 export function ticksOf(options: TimerOptions, tick: number): Ticks {
-  const sweeps = (ms: number) => (ms > 0 ? Math.ceil(ms / tick) : 0);
+  // +1: the first sweep after the event that starts a count comes anywhere within a tick.
+  const sweeps = (ms: number) => (ms > 0 ? Math.ceil(ms / tick) + 1 : 0);
   return {
     idle: sweeps(options.idleTimeout),
     halfClosed: sweeps(options.halfClosedTimeout),

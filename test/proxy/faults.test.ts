@@ -1,6 +1,6 @@
 /** Failures on either side end the session at once, are counted, and leave the forwarder serving. */
 import { expect, test } from "bun:test";
-import { dial, echo, freePort, HOST, listen, MiB, resetter, slowReader, source, unacceptingListener, waitFor } from "../helpers/net.ts";
+import { dial, echo, freePort, HOST, listen, MiB, type Peer, resetter, slowReader, source, unacceptingListener, waitFor } from "../helpers/net.ts";
 import { startForward } from "../helpers/router.ts";
 
 const ECONNRESET = 104;
@@ -104,6 +104,42 @@ test("closes the client when the upstream resets", async () => {
   expect(client.bytesIn).toBe(0);
   await waitFor(() => fwd.stats().activeSessions === 0, 5000, "the session to close");
   expect(fwd.matching("upstream_reset").length + fwd.matching("upstream_fin").length).toBe(1);
+}, 15_000);
+
+test("a session timer fires once its timeout has passed, never before", async () => {
+  // idle_timeout 1s is the shortest timer, so the session clock ticks every 100 ms. A count
+  // starts at a session's last byte, anywhere between two sweeps: five clients send theirs
+  // 20 ms apart, across one tick, and each must stay open the whole second (ten sweeps from the
+  // last byte would close most of them early).
+  await using upstream = listen(echo);
+  await using fwd = await startForward({ to: upstream.address, idleTimeout: "1s" });
+  const clients = await Promise.all(
+    Array.from({ length: 5 }, async () => {
+      const client = { sentAt: 0, endedAt: 0, peer: null as Peer | null };
+      client.peer = await dial(fwd.port, {
+        end: () => {
+          client.endedAt = performance.now();
+        },
+      });
+      return client;
+    }),
+  );
+  try {
+    for (const client of clients) {
+      client.peer!.write("last bytes");
+      client.sentAt = performance.now();
+      await Bun.sleep(20);
+    }
+    await waitFor(() => clients.every((client) => client.endedAt > 0), 5000, "the idle closes");
+    for (const client of clients) {
+      expect(client.peer!.text()).toBe("last bytes");
+      expect(client.endedAt - client.sentAt).toBeGreaterThanOrEqual(1000);
+      expect(client.endedAt - client.sentAt).toBeLessThan(1600);
+    }
+    expect(fwd.matching("idle_timeout")).toHaveLength(5);
+  } finally {
+    for (const client of clients) await client.peer?.[Symbol.asyncDispose]();
+  }
 }, 15_000);
 
 test("closes an idle session after the idle timeout and keeps an active one open", async () => {
