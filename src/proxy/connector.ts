@@ -31,7 +31,7 @@ export interface UpstreamOwner extends SessionView {
   readonly up: Pipe;
   readonly down: Pipe;
   readonly closed: boolean;
-  /** ms for one connect attempt; 0 = no limit. */
+  /** ms for one connect attempt; 0 = no limit (for the log line; the session clock counts it). */
   connectTimeout(): number;
   /** The PROXY header to send this target first. */
   proxyHeader(version: "v1" | "v2"): Uint8Array;
@@ -66,8 +66,10 @@ export class Connector implements Waiter {
   detail = "";
   /** performance.now() when the current attempt started (kept only when observed). */
   private dialedAt = 0;
-  /** The connect deadline, or the queue deadline while waiting. */
+  /** The queue deadline while waiting (the connect deadline is counted by the session clock: tick). */
   private timer: ReturnType<typeof setTimeout> | undefined;
+  /** Sweeps of the session clock since the current attempt was dialled; -1: no attempt under way. */
+  private sweeps = -1;
   /** Targets whose connect failed for this session (retries skip them). */
   private tried: Set<TargetState> | null = null;
   private queued = false;
@@ -125,8 +127,15 @@ export class Connector implements Waiter {
         ? Bun.connect({ ...options, unix: address.path })
         : Bun.connect({ ...options, hostname: address.host, port: address.port, ...(source === null ? {} : { localAddress: source }) });
     pending.catch(ignore); // connectError reports the failure
-    const timeout = session.connectTimeout();
-    if (timeout > 0) this.timer = setTimeout(connectTimedOut, timeout, this, timeout);
+    this.sweeps = 0;
+  }
+
+  /**
+   * One sweep of the session clock while an attempt is under way (Session.tick): fails it
+   * once `limit` sweeps have passed (retried like a refused connect while retries last).
+   */
+  tick(limit: number): void {
+    if (limit > 0 && this.sweeps >= 0 && ++this.sweeps >= limit) this.failed("connect_timeout", `connect timed out after ${this.session.connectTimeout()} ms`);
   }
 
   /** The backend has a free place again (see Backend.release). */
@@ -145,7 +154,7 @@ export class Connector implements Waiter {
       this.failed("connect_failed", `TLS: ${socket.getAuthorizationError()?.message ?? "certificate not verified"}`);
       return void socket.terminate();
     }
-    clearTimeout(this.timer);
+    this.sweeps = -1;
     const controls = this.backend.controls;
     if (controls !== null && hasTcpOptions(controls)) setTcpOptions(socket, controls, session.router.log);
     target(this.attempt).sessions++;
@@ -166,7 +175,7 @@ export class Connector implements Waiter {
   failed(reason: "connect_failed" | "connect_timeout", detail: string): void {
     const session = this.session;
     if (session.closed || session.upstream !== null || this.target === null) return;
-    clearTimeout(this.timer);
+    this.sweeps = -1;
     const backend = this.backend;
     const target = this.target;
     this.target = null;
@@ -208,9 +217,9 @@ export class Connector implements Waiter {
 
   /** The session ended: stop the timer, leave the queue, give the target's place back. */
   release(): void {
-    clearTimeout(this.timer);
     if (this.queued) {
       this.queued = false;
+      clearTimeout(this.timer);
       this.backend.dequeue(this);
     }
     if (this.target !== null) {
@@ -311,10 +320,6 @@ function ignore(): void {}
 /** The target of an attempt that dialled one (every attempt but an adopted socket's). */
 function target(attempt: Attempt): TargetState {
   return attempt.target!;
-}
-
-function connectTimedOut(connector: Connector, timeout: number): void {
-  connector.failed("connect_timeout", `connect timed out after ${timeout} ms`);
 }
 
 function queueTimedOut(connector: Connector): void {

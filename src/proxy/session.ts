@@ -216,6 +216,7 @@ export class Session implements PipeOwner, UpstreamOwner, PrefaceContext {
       if (t.hello > 0 && now - this.openedAt >= t.hello) this.fail("hello_timeout", `no complete TLS handshake within ${t.hello} ms`);
       return;
     }
+    if (state === "connecting") return this.connector!.tick(t.connect);
     if (state !== "open" && state !== "closing") return;
     if (state === "closing" && t.halfClosed > 0 && idle >= t.halfClosed) return this.close("half_closed_timeout");
     const queued = this.up.queued + this.down.queued;

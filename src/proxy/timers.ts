@@ -4,6 +4,9 @@
  * own idle sweeps (bytes read zero them) and sweeps without progress of its queues, and
  * closes itself when one passes its listener's limit (Session.tick).
  *
+ * The connect deadline of an upstream connect attempt runs on the same clock (Connector.tick):
+ * no timer is armed and cleared per connect.
+ *
  * The tick is a tenth of the shortest timeout in use, between 10 ms and 1 s. A count starts at
  * an event between two sweeps, so it takes one sweep more than the timeout holds ticks: a
  * timeout fires up to a tick (plus the rounding up) late, never early.
@@ -11,6 +14,7 @@
 
 /** The listener options the clock reads (context.ts's ListenerOptions has them). */
 export interface TimerOptions {
+  connectTimeout: number;
   idleTimeout: number;
   halfClosedTimeout: number;
   writeTimeout: number;
@@ -22,6 +26,8 @@ export interface TimerOptions {
 
 /** A listener's session timers: counts of sweeps, or ms where a clock is read; 0 = off. */
 export interface Ticks {
+  /** Sweeps of one upstream connect attempt (connect_timeout). */
+  connect: number;
   /** Sweeps without bytes either way (idle_timeout). */
   idle: number;
   /** Sweeps without bytes once one direction ended (half_closed_timeout). */
@@ -34,7 +40,7 @@ export interface Ticks {
   hello: number;
 }
 
-export const NO_TICKS: Ticks = { idle: 0, halfClosed: 0, write: 0, maxDuration: 0, hello: 0 };
+export const NO_TICKS: Ticks = { connect: 0, idle: 0, halfClosed: 0, write: 0, maxDuration: 0, hello: 0 };
 
 const MIN_TICK = 10;
 const MAX_TICK = 1000;
@@ -43,7 +49,7 @@ const MAX_TICK = 1000;
 export function tickFor(listeners: readonly { options: TimerOptions }[]): number {
   let shortest = Number.POSITIVE_INFINITY;
   for (const { options } of listeners) {
-    for (const ms of [options.idleTimeout, options.halfClosedTimeout, options.writeTimeout, options.maxSessionDuration])
+    for (const ms of [options.connectTimeout, options.idleTimeout, options.halfClosedTimeout, options.writeTimeout, options.maxSessionDuration])
       if (ms > 0) shortest = Math.min(shortest, ms);
     if (options.tls !== null) shortest = Math.min(shortest, options.helloTimeout);
   }
@@ -56,6 +62,7 @@ export function ticksOf(options: TimerOptions, tick: number): Ticks {
   // +1: the first sweep after the event that starts a count comes anywhere within a tick.
   const sweeps = (ms: number) => (ms > 0 ? Math.ceil(ms / tick) + 1 : 0);
   return {
+    connect: sweeps(options.connectTimeout),
     idle: sweeps(options.idleTimeout),
     halfClosed: sweeps(options.halfClosedTimeout),
     write: sweeps(options.writeTimeout),
