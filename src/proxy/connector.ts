@@ -45,6 +45,18 @@ export interface UpstreamOwner extends SessionView {
   socketClosed(side: "upstream", error: Error | undefined): void;
 }
 
+/** What dial passes to Bun.connect (localAddress is Bun's, missing from its types). */
+interface ConnectOptions {
+  hostname?: string;
+  port?: number;
+  unix?: string;
+  socket: typeof upstreamHandlers | typeof proxyFirstHandlers;
+  data: Attempt;
+  allowHalfOpen: true;
+  tls?: UpstreamTls;
+  localAddress?: string;
+}
+
 /** One connect attempt: the upstream socket's data. */
 export class Attempt {
   constructor(
@@ -118,15 +130,17 @@ export class Connector implements Waiter {
     this.attempt = new Attempt(this, session, target);
     // PROXY + TLS: the header goes first in clear, then the handshake (proxyFirstHandlers).
     const clearFirst = backend.tls !== null && backend.sendProxy !== null;
-    const tls = backend.tls === null || clearFirst ? {} : { tls: upstreamTls(backend.tls, target) };
-    const options = { socket: clearFirst ? proxyFirstHandlers : upstreamHandlers, data: this.attempt, allowHalfOpen: true, ...tls };
+    const socket = clearFirst ? proxyFirstHandlers : upstreamHandlers;
+    // One object literal per shape, no spreads: a spread costs a runtime call per connect.
+    const options: ConnectOptions =
+      address.kind === "unix"
+        ? { unix: address.path, socket, data: this.attempt, allowHalfOpen: true }
+        : { hostname: address.host, port: address.port, socket, data: this.attempt, allowHalfOpen: true };
+    if (backend.tls !== null && !clearFirst) options.tls = upstreamTls(backend.tls, target);
     // localAddress binds the source address (Bun has it, its types do not).
     const source = target.source ?? backend.source;
-    const pending =
-      address.kind === "unix"
-        ? Bun.connect({ ...options, unix: address.path })
-        : Bun.connect({ ...options, hostname: address.host, port: address.port, ...(source === null ? {} : { localAddress: source }) });
-    pending.catch(ignore); // connectError reports the failure
+    if (source !== null && address.kind !== "unix") options.localAddress = source;
+    (Bun.connect as (options: ConnectOptions) => Promise<unknown>)(options).catch(ignore); // connectError reports the failure
     this.sweeps = 0;
   }
 
