@@ -131,7 +131,8 @@ export interface UdpListenerView extends ListenerView {
 export interface RouterView {
   readonly listeners: readonly ListenerView[];
   readonly backends: ReadonlyMap<string, Backend>;
-  readonly sessions: ReadonlySet<SessionView>;
+  /** The open sessions, oldest first. */
+  readonly sessions: { readonly size: number } & Iterable<SessionView>;
   /** Stopping: listeners closed, sessions draining. */
   readonly draining: boolean;
   /** Reloads applied since start. */

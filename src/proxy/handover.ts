@@ -22,7 +22,7 @@ export type { SessionRecord };
 interface RouterParts {
   readonly listeners: readonly Listener[];
   readonly backends: ReadonlyMap<string, Backend>;
-  readonly sessions: ReadonlySet<Session>;
+  readonly sessions: Iterable<Session>;
   readonly udp: { stop(): void };
 }
 

@@ -19,10 +19,11 @@ import { NO_TICKS, ticksOf, tickFor } from "./timers.ts";
 import { event, type Logger } from "../util/log.ts";
 import type { CloseReason, Limits, ReloadSummary, RouterView, SessionObserver, Stats, StopSummary } from "./handle.ts";
 import type { Session } from "./session.ts";
+import { SessionList } from "./session-list.ts";
 import { UdpListeners, type UdpPlan } from "./udp/udp-listeners.ts";
 
 export class Router implements RouterContext, RouterView {
-  readonly sessions = new Set<Session>();
+  readonly sessions = new SessionList<Session>();
   readonly counters: Counters = {
     totalSessions: 0,
     bytesUp: 0,
@@ -219,7 +220,12 @@ export class Router implements RouterContext, RouterView {
   /** One tick of the session clock: each session checks its timers (Session.tick). */
   sweep(): void {
     const now = Date.now();
-    for (const session of this.sessions) session.tick(now);
+    // A session may close itself in tick (and leave the list): take the next one first.
+    for (let session = this.sessions.first; session !== null; ) {
+      const next: Session | null = session.listNext;
+      session.tick(now);
+      session = next;
+    }
   }
 
   stats(): Stats {

@@ -61,6 +61,9 @@ export class Session implements PipeOwner, UpstreamOwner, PrefaceContext {
   private countedIp = false;
   /** The last pipe left its FIN to close(2) (see closesAfter): close that socket, do not end() it. */
   private finByClose = false;
+  /** The router's list of open sessions (session-list.ts writes these). */
+  listPrev: Session | null = null;
+  listNext: Session | null = null;
 
   constructor(
     readonly listener: ListenerContext,
