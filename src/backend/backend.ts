@@ -132,9 +132,15 @@ export class Backend {
    * `full()` then tells whether waiting could help.
    */
   acquire(client: { readonly clientHost: string }, exclude: ReadonlySet<Target> | null): TargetState | null {
-    // Only source-hash reads the client's address: the others spare its getpeername(2).
-    const clientKey = this.balance === "source-hash" ? client.clientHost : "";
-    const target = this.balancer.pick(this.targets, clientKey, exclude) as TargetState | null;
+    const targets = this.targets;
+    let target: TargetState | null;
+    // One target: every balance picks it when it is available, and none has state to step.
+    if (targets.length === 1) target = onlyTarget(targets[0]!, exclude);
+    else {
+      // Only source-hash reads the client's address: the others spare its getpeername(2).
+      const clientKey = this.balance === "source-hash" ? client.clientHost : "";
+      target = this.balancer.pick(targets, clientKey, exclude) as TargetState | null;
+    }
     if (target !== null) target.active++;
     return target;
   }
@@ -251,3 +257,8 @@ function sameHealth(a: HealthConfig | null, b: HealthConfig | null): boolean {
 
 /** The backend of a session not routed yet (an SNI listener without a default route): no targets. */
 export const NO_BACKEND = new Backend({ name: "-", targets: [] }, defaultLogger);
+
+/** A backend's only target, when a balancer would pick it: available and not tried yet. */
+function onlyTarget(target: TargetState, exclude: ReadonlySet<Target> | null): TargetState | null {
+  return isAvailable(target) && (exclude === null || !exclude.has(target)) ? target : null;
+}
