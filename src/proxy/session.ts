@@ -44,7 +44,7 @@ export class Session implements PipeOwner, UpstreamOwner, PrefaceContext {
   /** The queues taken out by freeze (up, down), given back by thaw. */
   private frozen: [Uint8Array, Uint8Array] | null = null;
   /** What the preface learned, for the route. */
-  readonly info: RouteInfo = { serverName: null, alpn: [] };
+  readonly info: RouteInfo = { serverName: null, alpn: NO_ALPN };
   private upstreamSocket: Socket<Attempt> | null = null;
   private connector: Connector | null = null;
   private preface: Preface | null = null;
@@ -500,6 +500,9 @@ export class Session implements PipeOwner, UpstreamOwner, PrefaceContext {
     );
   }
 }
+
+/** A session's ALPN list until a ClientHello gives one (replaced, never changed in place). */
+const NO_ALPN: readonly string[] = Object.freeze([]);
 
 /** A plain listener's backend, or none yet (SNI mode: the route picks it). */
 function defaultBackend(listener: ListenerContext): Backend {
