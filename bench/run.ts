@@ -1,7 +1,7 @@
 /**
  * tcprouter bench, the one entry point: picks the suite, which parses its own flags and runs.
  *
- *   bun run bench/run.ts [--suite redis|backends|tls|observability|balancer|failover|upgrade|udp|quic|syscalls] [--smoke] [--rounds N] [--markdown] [--json] …
+ *   bun run bench/run.ts [--suite redis|backends|tls|observability|balancer|failover|upgrade|udp|quic|syscalls|instructions] [--smoke] [--rounds N] [--markdown] [--json] …
  *   npm run bench -- --suite tls --smoke
  *
  * Everything a suite starts is stopped on exit, on error and on Ctrl-C (runner/procs.ts).
@@ -34,6 +34,10 @@ const SUITES: Record<string, { about: string; load: () => Promise<SuiteModule> }
   syscalls: {
     about: "system calls per request of each proxy (strace -c), and with --perf its CPU samples per part (perf record)",
     load: () => import("./suites/syscalls.ts"),
+  },
+  instructions: {
+    about: "user-space instructions per new connection of each Bun-based proxy (valgrind's callgrind), and where they run",
+    load: () => import("./suites/instructions.ts"),
   },
   udp: { about: "DNS queries/s, bulk UDP and memory per idle flow: direct, tcprouter UDP listeners, nginx stream UDP", load: () => import("./suites/udp.ts") },
 };
