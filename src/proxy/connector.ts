@@ -82,6 +82,8 @@ export class Connector implements Waiter {
   private timer: ReturnType<typeof setTimeout> | undefined;
   /** Sweeps of the session clock since the current attempt was dialled; -1: no attempt under way. */
   private sweeps = -1;
+  /** The clock (performance.now) at the first sweep after the current attempt was dialled. */
+  private dialFrom = 0;
   /** Targets whose connect failed for this session (retries skip them). */
   private tried: Set<TargetState> | null = null;
   private queued = false;
@@ -146,10 +148,13 @@ export class Connector implements Waiter {
 
   /**
    * One sweep of the session clock while an attempt is under way (Session.tick): fails it
-   * once `limit` sweeps have passed (retried like a refused connect while retries last).
+   * once the clock is `limit` ms past the first sweep after the dial (retried like a refused
+   * connect while retries last).
    */
-  tick(limit: number): void {
-    if (limit > 0 && this.sweeps >= 0 && ++this.sweeps >= limit) this.failed("connect_timeout", `connect timed out after ${this.session.connectTimeout()} ms`);
+  tick(limit: number, clock: number): void {
+    if (limit === 0 || this.sweeps < 0) return;
+    if (++this.sweeps === 1) this.dialFrom = clock;
+    else if (clock - this.dialFrom >= limit) this.failed("connect_timeout", `connect timed out after ${this.session.connectTimeout()} ms`);
   }
 
   /** The backend has a free place again (see Backend.release). */

@@ -15,7 +15,7 @@ import type { Counters, RouterContext } from "./context.ts";
 import type { InheritedListener } from "./handover-record.ts";
 import { DefaultRoute } from "./route.ts";
 import { keptCertificates, listenerOptions } from "./listener-options.ts";
-import { NO_TICKS, ticksOf, tickFor } from "./timers.ts";
+import { NO_TIMERS, sweptTimers, tickFor } from "./timers.ts";
 import { event, type Logger } from "../util/log.ts";
 import type { CloseReason, Limits, ReloadSummary, RouterView, SessionObserver, Stats, StopSummary } from "./handle.ts";
 import type { Session } from "./session.ts";
@@ -144,7 +144,7 @@ export class Router implements RouterContext, RouterView {
     clearInterval(this.sweepTimer);
     this.sweepTimer = undefined;
     const tick = tickFor(this.listeners);
-    for (const listener of this.listeners) listener.ticks = tick > 0 ? ticksOf(listener.options, tick) : NO_TICKS;
+    for (const listener of this.listeners) listener.timers = tick > 0 ? sweptTimers(listener.options) : NO_TIMERS;
     if (tick === 0) return;
     this.sweepTimer = setInterval(sweepSessions, tick, this);
     this.sweepTimer.unref();
@@ -220,10 +220,11 @@ export class Router implements RouterContext, RouterView {
   /** One tick of the session clock: each session checks its timers (Session.tick). */
   sweep(): void {
     const now = Date.now();
+    const clock = performance.now();
     // A session may close itself in tick (and leave the list): take the next one first.
     for (let session = this.sessions.first; session !== null; ) {
       const next: Session | null = session.listNext;
-      session.tick(now);
+      session.tick(now, clock);
       session = next;
     }
   }

@@ -35,8 +35,10 @@ export class Session implements PipeOwner, UpstreamOwner, PrefaceContext {
   readonly router: RouterContext;
   /** Sweeps of the session clock since bytes last moved (pipes zero it). */
   idleTicks = 0;
-  /** Sweeps with bytes queued and none of them taken (see tick). */
-  private stallTicks = 0;
+  /** The clock (performance.now) at the first sweep after bytes last moved. */
+  private idleFrom = 0;
+  /** The clock at the first sweep that saw bytes queued and none of them taken since; -1 = none. */
+  private stallFrom = -1;
   /** Bytes delivered (read less queued) at the last sweep. */
   private delivered = 0;
   /** Counted in the router's sessions in handshake or preface. */
@@ -205,13 +207,15 @@ export class Session implements PipeOwner, UpstreamOwner, PrefaceContext {
   }
 
   /**
-   * One sweep of the router's clock (timers.ts): closes the session when one of its listener's
-   * timers has passed. Idle sweeps are zeroed by every chunk read; sweeps without progress
-   * count only while bytes are queued and their reader takes none of them.
+   * One sweep of the router's clock (timers.ts; `now` is Date.now(), `clock` performance.now()):
+   * closes the session when one of its listener's timers has passed. Every chunk read zeroes
+   * the idle sweeps, and the first sweep after that notes the clock; a stall is timed only
+   * while bytes are queued and their reader takes none of them.
    */
-  tick(now: number): void {
-    const t = this.listener.ticks;
-    const idle = ++this.idleTicks;
+  tick(now: number, clock: number): void {
+    const t = this.listener.timers;
+    if (++this.idleTicks === 1) this.idleFrom = clock;
+    const idle = clock - this.idleFrom;
     if (t.idle > 0 && idle >= t.idle) return this.close("idle_timeout");
     if (t.maxDuration > 0 && now - this.openedAt >= t.maxDuration) return this.close("max_duration", `open for ${t.maxDuration} ms`);
     const state = this.state;
@@ -219,19 +223,19 @@ export class Session implements PipeOwner, UpstreamOwner, PrefaceContext {
       if (t.hello > 0 && now - this.openedAt >= t.hello) this.fail("hello_timeout", `no complete TLS handshake within ${t.hello} ms`);
       return;
     }
-    if (state === "connecting") return this.connector!.tick(t.connect);
+    if (state === "connecting") return this.connector!.tick(t.connect, clock);
     if (state !== "open" && state !== "closing") return;
     if (state === "closing" && t.halfClosed > 0 && idle >= t.halfClosed) return this.close("half_closed_timeout");
     const queued = this.up.queued + this.down.queued;
     if (queued === 0) {
-      this.stallTicks = 0;
+      this.stallFrom = -1;
       return;
     }
     const delivered = this.up.bytes + this.down.bytes - queued;
-    if (delivered !== this.delivered) {
+    if (delivered !== this.delivered || this.stallFrom < 0) {
       this.delivered = delivered;
-      this.stallTicks = 0;
-    } else if (t.write > 0 && ++this.stallTicks >= t.write) {
+      this.stallFrom = clock;
+    } else if (t.write > 0 && clock - this.stallFrom >= t.write) {
       const side = this.down.queued > 0 ? "client" : "upstream";
       this.close("write_timeout", `the ${side} took none of ${queued} queued bytes`);
     }

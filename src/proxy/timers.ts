@@ -1,6 +1,6 @@
 /**
  * The session clock: one interval sweep over the open sessions, not one timer per session.
- * Each listener's timeouts are turned into counts of sweeps (`Ticks`); a session counts its
+ * Each listener's timeouts are turned into counts of sweeps (`SweptTimers`); a session counts its
  * own idle sweeps (bytes read zero them) and sweeps without progress of its queues, and
  * closes itself when one passes its listener's limit (Session.tick).
  *
@@ -24,15 +24,15 @@ export interface TimerOptions {
   tls: unknown;
 }
 
-/** A listener's session timers: counts of sweeps, or ms where a clock is read; 0 = off. */
-export interface Ticks {
-  /** Sweeps of one upstream connect attempt (connect_timeout). */
+/** A listener's timers the sweep runs, in ms; 0 = off. */
+export interface SweptTimers {
+  /** One upstream connect attempt (connect_timeout). */
   connect: number;
-  /** Sweeps without bytes either way (idle_timeout). */
+  /** No bytes either way (idle_timeout). */
   idle: number;
-  /** Sweeps without bytes once one direction ended (half_closed_timeout). */
+  /** No bytes once one direction ended (half_closed_timeout). */
   halfClosed: number;
-  /** Sweeps with bytes queued and none taken by their reader (write_timeout). */
+  /** Bytes queued and none taken by their reader (write_timeout). */
   write: number;
   /** ms from accept (max_session_duration). */
   maxDuration: number;
@@ -40,7 +40,7 @@ export interface Ticks {
   hello: number;
 }
 
-export const NO_TICKS: Ticks = { connect: 0, idle: 0, halfClosed: 0, write: 0, maxDuration: 0, hello: 0 };
+export const NO_TIMERS: SweptTimers = { connect: 0, idle: 0, halfClosed: 0, write: 0, maxDuration: 0, hello: 0 };
 
 const MIN_TICK = 10;
 const MAX_TICK = 1000;
@@ -57,15 +57,13 @@ export function tickFor(listeners: readonly { options: TimerOptions }[]): number
   return Math.min(MAX_TICK, Math.max(MIN_TICK, Math.floor(shortest / 10)));
 }
 
-/** A listener's timeouts in sweeps of `tick` ms. */
-export function ticksOf(options: TimerOptions, tick: number): Ticks {
-  // +1: the first sweep after the event that starts a count comes anywhere within a tick.
-  const sweeps = (ms: number) => (ms > 0 ? Math.ceil(ms / tick) + 1 : 0);
+/** A listener's timers, for a router whose sweep runs (tickFor > 0). */
+export function sweptTimers(options: TimerOptions): SweptTimers {
   return {
-    connect: sweeps(options.connectTimeout),
-    idle: sweeps(options.idleTimeout),
-    halfClosed: sweeps(options.halfClosedTimeout),
-    write: sweeps(options.writeTimeout),
+    connect: options.connectTimeout,
+    idle: options.idleTimeout,
+    halfClosed: options.halfClosedTimeout,
+    write: options.writeTimeout,
     maxDuration: options.maxSessionDuration,
     hello: options.tls !== null ? options.helloTimeout : 0,
   };

@@ -109,10 +109,10 @@ test("closes the client when the upstream resets", async () => {
 }, 15_000);
 
 test("a session timer fires once its timeout has passed, never before", async () => {
-  // idle_timeout 1s is the shortest timer, so the session clock ticks every 100 ms. A count
-  // starts at a session's last byte, anywhere between two sweeps: five clients send theirs
-  // 20 ms apart, across one tick, and each must stay open the whole second (ten sweeps from the
-  // last byte would close most of them early).
+  // idle_timeout 1s is the shortest timer, so the session clock ticks every 100 ms. A
+  // session's last byte comes anywhere between two sweeps: five clients send theirs 20 ms
+  // apart, across one tick, and each must stay open the whole second (ten sweeps from the last
+  // byte would close most of them early).
   await using upstream = listen(echo);
   await using fwd = await startForward({ to: upstream.address, idleTimeout: "1s" });
   const clients = await Promise.all(
@@ -142,6 +142,30 @@ test("a session timer fires once its timeout has passed, never before", async ()
   } finally {
     for (const client of clients) await client.peer?.[Symbol.asyncDispose]();
   }
+}, 15_000);
+
+test("a stalled event loop does not stretch a timeout: the sweep reads the clock, it does not count sweeps", async () => {
+  // The router runs in this process: a busy loop here stalls its sweeps (as a long GC pause or
+  // a slow reload would). Counted sweeps would need ten more after the stall (~900 ms); the
+  // first sweep after it sees the clock past idle_timeout and closes.
+  await using upstream = listen(echo);
+  await using fwd = await startForward({ to: upstream.address, idleTimeout: "1s" });
+  let endedAt = 0;
+  await using client = await dial(fwd.port, {
+    end: () => {
+      endedAt = performance.now();
+    },
+  });
+  client.write("last bytes");
+  await waitFor(() => client.text() === "last bytes", 5000, "the echo");
+  const lastByte = performance.now();
+  await Bun.sleep(250); // a sweep after the last byte has noted the clock
+  while (performance.now() - lastByte < 1300); // the stall
+  const resumed = performance.now();
+  await waitFor(() => endedAt > 0, 5000, "the idle close");
+  expect(endedAt - lastByte).toBeGreaterThanOrEqual(1000);
+  expect(endedAt - resumed).toBeLessThan(500);
+  expect(fwd.matching("idle_timeout")).toHaveLength(1);
 }, 15_000);
 
 test("closes an idle session after the idle timeout and keeps an active one open", async () => {
