@@ -49,8 +49,10 @@ export class Flow implements FlowView {
   reason: CloseReason | null = null;
   detail = "";
   readonly openedAt = Date.now();
-  /** Sweeps of the listener's clock without a datagram either way. */
+  /** Sweeps of the listener's clock without a datagram either way (a datagram zeroes it). */
   idle = 0;
+  /** The clock (performance.now) at the first sweep after the last datagram. */
+  private idleFrom = 0;
   /** Counted in the listener's per-address flows (max_flows_per_ip): give it back on close. */
   counted = false;
   /** Datagrams read before the upstream socket could take them (QUIC Initials), in order. */
@@ -256,13 +258,18 @@ export class Flow implements FlowView {
     this.close("upstream_reset", `${this.targetKey}: ${code ?? firstLine(error)}`);
   }
 
-  /** One sweep of the listener's clock: idle and hello timeouts. */
-  tick(now: number, idleSweeps: number): void {
+  /**
+   * One sweep of the listener's clock (`now` Date.now(), `clock` performance.now()): idle and
+   * hello timeouts. The first sweep after the last datagram notes the clock; the flow ends once
+   * the clock is `idleTimeout` ms past that note (never early: see proxy/timers.ts).
+   */
+  tick(now: number, clock: number, idleTimeout: number): void {
     if (this.state === "preface" && now - this.openedAt >= this.listener.options.helloTimeout) {
       this.listener.drop("quic_error", this.pending?.length ?? 0);
       return this.close("hello_timeout", `no whole QUIC ClientHello within ${this.listener.options.helloTimeout} ms`);
     }
-    if (idleSweeps > 0 && ++this.idle > idleSweeps) this.close("idle_timeout");
+    if (++this.idle === 1) this.idleFrom = clock;
+    else if (idleTimeout > 0 && clock - this.idleFrom >= idleTimeout) this.close("idle_timeout");
   }
 
   /**

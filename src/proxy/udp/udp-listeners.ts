@@ -124,14 +124,15 @@ export class UdpListeners implements UdpListenerGroup {
     }
     if (shortest === Number.POSITIVE_INFINITY) return;
     const tick = Math.min(MAX_TICK, Math.max(MIN_TICK, Math.floor(shortest / 10)));
-    for (const listener of this.listeners) listener.idleSweeps = listener.options.idleTimeout > 0 ? Math.ceil(listener.options.idleTimeout / tick) : 0;
+    for (const listener of this.listeners) listener.idleTimeout = listener.options.idleTimeout;
     this.timer = setInterval(sweepFlows, tick, this);
     this.timer.unref();
   }
 
   sweep(): void {
     const now = Date.now();
-    for (const listener of this.listeners) listener.sweep(now);
+    const clock = performance.now();
+    for (const listener of this.listeners) listener.sweep(now, clock);
   }
 }
 

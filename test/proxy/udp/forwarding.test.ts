@@ -152,6 +152,25 @@ describe("UDP forwarding", () => {
     expect(udpListener(router).accepted).toBe(2);
   });
 
+  test("a flow's idle timeout is timed by the clock: never early, and not stretched by a stalled event loop", async () => {
+    // idle_timeout 1s: the flow clock ticks every 100 ms. The router runs in this process, so
+    // a busy loop here stalls its sweeps; counted sweeps would need ten more after the stall.
+    await using target = await udpTarget("");
+    await using router = await startRouter(config([target.address], 'idle_timeout = "1s"'));
+    await using client = await udpClient(router.port);
+    let endedAt = 0;
+    router.view.observe({ flowClosed: () => void (endedAt = performance.now()) });
+    client.send("x");
+    expect((await client.next()).toString()).toBe("x");
+    const lastDatagram = performance.now();
+    await Bun.sleep(250); // a sweep after the last datagram has noted the clock
+    while (performance.now() - lastDatagram < 1300); // the stall
+    const resumed = performance.now();
+    await waitFor(() => endedAt > 0, 5000, "the idle flow to end");
+    expect(endedAt - lastDatagram).toBeGreaterThanOrEqual(1000);
+    expect(endedAt - resumed).toBeLessThan(500);
+  });
+
   test("drops and counts datagrams of new clients over max_flows and max_flows_per_ip", async () => {
     await using target = await udpTarget("");
     await using router = await startRouter(config([target.address], "max_flows = 2\nmax_flows_per_ip = 1"));
