@@ -3,7 +3,7 @@
  * per request (strace -c), and with --perf where its CPU samples land (the kernel, the
  * runtime's own binary, JIT code, libc, other libraries) and how many there are per request.
  *
- *   flock /tmp/tcprouter-bench.lock bun run bench/run.ts --suite syscalls [--perf] [--only ROW[,ROW]] [--requests N] [--smoke] [--json] [--markdown]
+ *   flock /tmp/tcprouter-bench.lock bun run bench/run.ts --suite syscalls [--perf] [--symbols N] [--only ROW[,ROW]] [--requests N] [--smoke] [--json] [--markdown]
  *
  * One dedicated redis-server; each contender of the redis suite's line-up (tcprouter,
  * bun-floor, HAProxy, nginx; --contenders) runs one instance in front of it for the whole run,
@@ -18,6 +18,11 @@
  *   -p PID,…`, then `perf report --no-children --sort dso -g none --stdio`: the share of samples
  *   per part, samples per request and µs per request (a sample is 500 µs of CPU at 2000 Hz),
  *   next to the CPU per request read from /proc (user + system ticks) over the same run.
+ * - with --symbols N (implies --perf), from the same perf files also `perf report --no-children
+ *   --sort sym -g none --stdio -F sample,sym`: per row, the N symbols ([k] kernel, [.] user
+ *   space) whose µs per request differ most between any two contenders, the contenders side by
+ *   side and each one's difference to bun-floor (when it runs). Samples are summed over the
+ *   rounds and divided by all their requests: µs/req = samples × 1e6/PERF_HZ ÷ requests.
  *
  * A load test must never run next to another on a small shared machine: run the suite under
  * `flock /tmp/tcprouter-bench.lock` (the lock every bench run on this machine takes).
@@ -31,7 +36,21 @@ import { failure, roundLine, rotated } from "../runner/rounds.ts";
 import { publish } from "../report/results.ts";
 import { markdownTable, median, textTable, type Table } from "../report/table.ts";
 import { checkRedisPath, redisRows, runRedisRow, startRedis, warmUp, type RedisRow } from "./workloads/redis.ts";
-import { PARTS, PERF_HZ, executables, perfDuring, perfMissing, processTree, straceDuring, type Calls, type Part, type PerfSplit } from "./workloads/tracing.ts";
+import {
+  PARTS,
+  PERF_HZ,
+  executables,
+  perfDuring,
+  perfMissing,
+  processTree,
+  straceDuring,
+  symbolLines,
+  type Calls,
+  type Part,
+  type PerfSplit,
+  type SymbolLine,
+  type SymbolRun,
+} from "./workloads/tracing.ts";
 
 /** Every row sends exactly --requests requests (scale 1). */
 const ROWS = redisRows(["ping", "ping-k0", "set-4k"], { ping: 1, "ping-k0": 1, "set-4k": 1 });
@@ -44,11 +63,14 @@ const NOT_WORK = ["futex", "restart_syscall"];
 const US_PER_SAMPLE = 1e6 / PERF_HZ;
 
 export const HELP = `bun run bench/run.ts --suite syscalls [flags]   (run it under: flock /tmp/tcprouter-bench.lock …)
-  system calls per request of each proxy (strace -c), and with --perf its CPU samples per part
+  system calls per request of each proxy (strace -c), and with --perf its CPU samples per part (--symbols: per symbol)
   --requests N          redis-benchmark -n of each row (default 20000; smoke 2000)
   --only ROW[,ROW]      ${ROW_IDS.join(",")} (default: all)
   --contenders A[,B]    ${NAMES.join(",")} (default: tcprouter,bun-floor,haproxy,nginx; tcprouter-base with --baseline-cmd)
   --perf                also a second, untraced run per row under perf record -e cpu-clock (default: off)
+  --symbols N           also the N symbols whose µs per request differ most between contenders, from
+                        the same perf samples summed over rounds, and each one's difference to bun-floor
+                        (implies --perf; default: off)
   --rounds N            runs of each row per contender, the order rotated (default 1); the table shows medians
 ${TCPROUTER_CMD_HELP}${COMMON_HELP}`;
 
@@ -61,19 +83,23 @@ function parseFlags(args: string[]) {
       only: { type: "string" },
       contenders: { type: "string" },
       perf: { type: "boolean", default: false },
+      symbols: { type: "string" },
       ...TCPROUTER_CMD_OPTIONS,
     },
     HELP,
   );
   const smoke = values.smoke;
   const only = listOf("only", values.only, ROW_IDS);
+  const symbols = values.symbols === undefined ? 0 : positiveInt("symbols", values.symbols, 0, 0, smoke);
   return {
     smoke,
     rounds: positiveInt("rounds", values.rounds, 1, 1, smoke),
     requests: positiveInt("requests", values.requests, 20_000, 2_000, smoke),
     rows: ROWS.filter((row) => only.includes(row.id)),
     contenders: values.contenders ? listOf("contenders", values.contenders, NAMES) : defaultContenders(DEFAULT_NAMES, values["baseline-cmd"]),
-    perf: values.perf,
+    perf: values.perf || symbols > 0,
+    /** How many symbols to show per row; 0: no symbol table. */
+    symbols,
     tcprouterCmd: values["tcprouter-cmd"],
     baselineCmd: values["baseline-cmd"],
     json: values.json,
@@ -114,6 +140,8 @@ interface Cell {
   contender: ContenderName;
   strace: StraceRun[];
   perf: PerfRun[];
+  /** With --symbols: each perf run's samples per symbol (kept out of the JSON's results: its symbol tables carry them). */
+  symbols: SymbolRun[];
   errors: string[];
 }
 
@@ -124,11 +152,11 @@ async function traceOnce(row: RedisRow, r: Running, redisPort: number, requests:
   return { round, requests: result.requests, processes: pids.length, syscalls };
 }
 
-async function sampleOnce(row: RedisRow, r: Running, redisPort: number, requests: number, round: number): Promise<PerfRun> {
+async function sampleOnce(row: RedisRow, r: Running, redisPort: number, requests: number, round: number, symbols: boolean): Promise<PerfRun> {
   const pids = processTree(r.pid);
   const binaries = executables(pids);
   const tag = `perf-${r.contender.name}-${row.id}-${round}`;
-  const { split, result } = await perfDuring(tag, pids, binaries, () => runRedisRow(row, r.instance.port, redisPort, requests, r.pid));
+  const { split, result } = await perfDuring(tag, pids, binaries, () => runRedisRow(row, r.instance.port, redisPort, requests, r.pid), symbols);
   const ticks = result.cpu === undefined ? 0 : result.cpu.user + result.cpu.system;
   const procCpuUsPerRequest = (ticks / CLK_TCK / result.requests) * 1e6;
   return { ...split, round, requests: result.requests, processes: pids.length, binaries, procCpuUsPerRequest };
@@ -141,7 +169,7 @@ const countedTotal = (run: StraceRun) =>
     .reduce((sum, [, c]) => sum + c.calls, 0) / run.requests;
 
 /** Per syscall, the median over runs of calls and errors per request; the total without NOT_WORK. */
-function summarize(cell: Cell) {
+function summarize({ symbols: _symbols, ...cell }: Cell) {
   const names = [...new Set(cell.strace.flatMap((run) => Object.keys(run.syscalls)))].sort();
   const perSyscall: Record<string, { calls: number; errors: number }> = {};
   for (const name of names) {
@@ -193,16 +221,19 @@ export async function main(args: string[]): Promise<void> {
     rows: opts.rows.map((row) => row.id),
     perf: opts.perf,
     ...(opts.perf ? { perfHz: PERF_HZ } : {}),
+    ...(opts.symbols > 0 ? { symbols: opts.symbols } : {}),
   };
   const meta = await collectMeta(all, params, tools);
-  say(`bench: syscalls, ${opts.rounds} round(s) of ${params.rows.join(",")} for ${runnable.map((c) => c.name).join(",")}${opts.perf ? ", with perf" : ""}`);
+  say(
+    `bench: syscalls, ${opts.rounds} round(s) of ${params.rows.join(",")} for ${runnable.map((c) => c.name).join(",")}${opts.perf ? ", with perf" : ""}${opts.symbols > 0 ? ` and its top ${opts.symbols} symbols` : ""}`,
+  );
 
   const redis = await startRedis();
   const perfSkip = opts.perf ? await perfMissing(redis.server.pid) : "not asked (--perf)";
   if (opts.perf && perfSkip) say(`skip perf: ${perfSkip}`);
 
   const cells: Cell[] = opts.rows.flatMap((row) =>
-    runnable.map((c) => ({ row: row.id, title: row.title, contender: c.name, strace: [], perf: [], errors: [] })),
+    runnable.map((c) => ({ row: row.id, title: row.title, contender: c.name, strace: [], perf: [], symbols: [], errors: [] })),
   );
   const cellOf = (row: RedisRow, name: ContenderName) => cells.find((cell) => cell.row === row.id && cell.contender === name)!;
   const running: Running[] = [];
@@ -234,8 +265,9 @@ export async function main(args: string[]): Promise<void> {
           const futex = perRequest(traced, "futex", "calls");
           progress(`strace: ${countedTotal(traced).toFixed(2)} syscalls/request (futex ${futex.toFixed(2)}), ${traced.processes} process(es)`);
           if (perfSkip) continue;
-          const sampled = await sampleOnce(row, r, redis.port, opts.requests, round);
+          const { symbols, ...sampled } = await sampleOnce(row, r, redis.port, opts.requests, round, opts.symbols > 0);
           cell.perf.push(sampled);
+          if (symbols) cell.symbols.push({ requests: sampled.requests, symbols });
           const us = (sampled.samples * US_PER_SAMPLE) / sampled.requests;
           progress(`perf:   ${sampled.samples} samples, ${us.toFixed(1)} µs/request (/proc ${sampled.procCpuUsPerRequest.toFixed(1)})`);
         } catch (error) {
@@ -251,6 +283,7 @@ export async function main(args: string[]): Promise<void> {
   const names = runnable.map((c) => c.name);
   const tables = opts.rows.map((row) => ({ row, table: syscallTable(row, names, summary) }));
   const perfTable = perfSkip ? null : perfTableOf(summary);
+  const symbolTables = perfSkip || opts.symbols === 0 ? [] : opts.rows.map((row) => symbolsOf(row, names, cells, opts.symbols));
   const errors = summary.flatMap((s) => s.errors.map((error) => `error: ${s.row} ${s.contender}: ${error}`));
   const countsNote =
     `system calls per request: strace -c -f on every process of the contender, ${opts.requests} requests per row; counts only ` +
@@ -261,6 +294,11 @@ export async function main(args: string[]): Promise<void> {
       ? `perf: ${perfSkip}`
       : `CPU samples (perf record -e cpu-clock -F ${PERF_HZ} -g, a second run without strace; perf report --sort dso, self time): share of samples per part; ` +
         `µs/req = samples × ${US_PER_SAMPLE} µs ÷ requests; /proc µs/req = user + system ticks of the same run (the redis suite's CPU figure).`;
+  const symbolsNote =
+    `symbols: perf report --no-children --sort sym -g none --stdio -F sample,sym of the same perf files (self time), samples summed over every round ` +
+    `and ÷ all their requests (µs/req = samples × ${US_PER_SAMPLE} µs ÷ requests); [k] kernel, [.] user space; the ${opts.symbols} symbols ` +
+    `whose µs/req differ most between two contenders, then the sums over every symbol. "(addresses without a symbol)" sums the samples perf ` +
+    `could not name (the stripped Bun binary, JIT code). "X vs bun-floor": X's µs/req minus bun-floor's.`;
   const text = [
     "",
     headerText(meta),
@@ -269,19 +307,35 @@ export async function main(args: string[]): Promise<void> {
     countsNote,
     ...(perfTable ? ["", `CPU samples per part, ${opts.requests} requests per row`, textTable(perfTable)] : []),
     perfNote,
+    ...symbolTables.flatMap((t) => ["", symbolHeading(t), textTable(t.table)]),
+    ...(symbolTables.length > 0 ? [symbolsNote] : []),
     ...errors,
     "",
   ].join("\n");
   const markdown = [
     ...tables.flatMap(({ row, table }) => [`**${heading(row, opts.requests)}**`, "", markdownTable(table), ""]),
     ...(perfTable ? ["**CPU samples per part (perf record -e cpu-clock, --sort dso)**", "", markdownTable(perfTable)] : []),
+    ...symbolTables.flatMap((t) => ["", `**${symbolHeading(t)}**`, "", markdownTable(t.table)]),
   ].join("\n");
-  const method = { counts: countsNote, perf: perfNote, notInTotal: NOT_WORK, usPerSample: US_PER_SAMPLE };
+  const method = {
+    counts: countsNote,
+    perf: perfNote,
+    ...(symbolTables.length > 0 ? { symbols: symbolsNote } : {}),
+    notInTotal: NOT_WORK,
+    usPerSample: US_PER_SAMPLE,
+  };
   publish(
     {
       text,
       markdown,
-      result: { ...meta, suite: "syscalls", method, perf: perfSkip ? { measured: false, skip: perfSkip } : { measured: true }, results: summary },
+      result: {
+        ...meta,
+        suite: "syscalls",
+        method,
+        perf: perfSkip ? { measured: false, skip: perfSkip } : { measured: true },
+        results: summary,
+        ...(symbolTables.length > 0 ? { symbols: symbolTables.map(({ table: _table, ...t }) => t) } : {}),
+      },
     },
     opts,
     "syscalls",
@@ -346,4 +400,63 @@ function perfTableOf(summary: Summary[]): Table {
   });
   const head = ["row", "contender", "binary", ...PARTS.map((part) => PART_HEAD[part]), "samples", "samples/req", "µs/req", "/proc µs/req"];
   return { head, rows: lines, text: 3, groups: summary.map((s) => s.row) };
+}
+
+const FLOOR: ContenderName = "bun-floor";
+const round3 = (x: number) => Math.round(x * 1000) / 1000;
+/** A difference in µs: signed, "0.00" when it rounds to nothing. */
+const fmtDiff = (x: number) => (Math.abs(x) < 0.005 ? "0.00" : `${x > 0 ? "+" : ""}${x.toFixed(2)}`);
+
+/** A symbol line for the JSON: µs per request to 3 decimals, the samples, and each contender minus bun-floor. */
+function symbolJson(line: SymbolLine, others: string[]) {
+  const us = (name: string) => line.usPerRequest[name]!;
+  return {
+    symbol: line.symbol,
+    usPerRequest: Object.fromEntries(Object.keys(line.usPerRequest).map((name) => [name, round3(us(name))])),
+    samples: line.samples,
+    ...(others.length > 0 ? { vsBunFloor: Object.fromEntries(others.map((name) => [name, round3(us(name) - us(FLOOR))])) } : {}),
+    spread: round3(line.spread),
+  };
+}
+
+/**
+ * One row's symbol table (--symbols): the top symbols by spread, then the kernel, user-space and
+ * total sums; columns: each contender's µs per request, then each other contender minus bun-floor
+ * when bun-floor has samples. A contender without perf runs shows "FAILED".
+ */
+function symbolsOf(row: RedisRow, contenders: ContenderName[], cells: Cell[], top: number) {
+  const runsOf = (name: ContenderName) => cells.find((cell) => cell.row === row.id && cell.contender === name)!.symbols;
+  const lines = symbolLines(Object.fromEntries(contenders.map((name) => [name, runsOf(name)])), top);
+  const measured = contenders.filter((name) => runsOf(name).length > 0);
+  const others = measured.includes(FLOOR) ? measured.filter((name) => name !== FLOOR) : [];
+  const cellsOf = (line: SymbolLine) => [
+    line.symbol,
+    ...contenders.map((name) => (line.usPerRequest[name] === undefined ? "FAILED" : line.usPerRequest[name].toFixed(2))),
+    ...others.map((name) => fmtDiff(line.usPerRequest[name]! - line.usPerRequest[FLOOR]!)),
+  ];
+  const sums = [lines.kernel, lines.user, lines.total];
+  const table: Table = {
+    head: ["symbol", ...contenders, ...others.map((name) => `${name} vs ${FLOOR}`)],
+    rows: [...lines.top.map(cellsOf), ...sums.map(cellsOf)],
+    text: 1,
+    groups: [...lines.top.map(() => "top"), ...sums.map(() => "sums")],
+  };
+  return {
+    row: row.id,
+    title: row.title,
+    top,
+    rounds: Object.fromEntries(measured.map((name) => [name, runsOf(name).length])),
+    requests: lines.requests,
+    lines: lines.top.map((line) => symbolJson(line, others)),
+    kernel: symbolJson(lines.kernel, others),
+    user: symbolJson(lines.user, others),
+    total: symbolJson(lines.total, others),
+    table,
+  };
+}
+
+function symbolHeading(t: ReturnType<typeof symbolsOf>): string {
+  const per = t.row === "ping-k0" ? "µs per request = per new connection" : "µs per request";
+  const rounds = Math.max(0, ...Object.values(t.rounds));
+  return `${t.row}: ${t.title}: top ${t.top} symbols by difference between contenders, ${per} (CPU samples summed over ${rounds} round(s))`;
 }

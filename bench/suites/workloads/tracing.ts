@@ -1,6 +1,7 @@
 /**
  * Watching a contender from outside while a load runs: `strace -c` (system calls counted per
- * name) and `perf record -e cpu-clock` (CPU samples per shared object), each attached by PID
+ * name) and `perf record -e cpu-clock` (CPU samples per shared object, and on request per
+ * symbol), each attached by PID
  * to every process of the contender's tree, registered with runner/procs.ts like any server,
  * and stopped with SIGTERM (both write their output on it). Their output files are removed
  * once read. The syscalls suite's measurements.
@@ -150,6 +151,27 @@ export function parsePerfReport(text: string): { dsos: Record<string, number>; e
   return { dsos, eventCount: count ? Number(count[1]) : null };
 }
 
+/** The name under which `perf report --sort sym` addresses without a symbol (`[.] 0x0000000000026006`) are summed. */
+export const NO_SYMBOL = "(addresses without a symbol)";
+
+/**
+ * Samples per symbol from `perf report … --sort sym --stdio -F sample,sym` (`   1234  [k] tcp_ack`),
+ * keyed `[k] tcp_ack` (kernel) or `[.] name` (user space). perf lists one line per symbol and
+ * shared object, so a name in two objects (`@plt`) comes twice: summed. An address perf could
+ * not name (the stripped Bun binary, JIT code without a perf map) is its own line each time;
+ * those are summed per mark under NO_SYMBOL.
+ */
+export function parsePerfSymbols(text: string): Record<string, number> {
+  const symbols: Record<string, number> = {};
+  for (const line of text.split("\n")) {
+    const m = /^\s*(\d+)\s+(\[.\])\s+(.+?)\s*$/.exec(line);
+    if (!m) continue;
+    const key = `${m[2]} ${/^0x[0-9a-f]+$/i.test(m[3]!) ? NO_SYMBOL : m[3]}`;
+    symbols[key] = (symbols[key] ?? 0) + Number(m[1]);
+  }
+  return symbols;
+}
+
 export interface PerfSplit {
   samples: number;
   /** Samples per part (PARTS). */
@@ -158,18 +180,30 @@ export interface PerfSplit {
   dsos: Record<string, number>;
   /** perf's `Event count (approx.)`: ns of CPU clock for cpu-clock. */
   eventCount: number | null;
+  /** Samples per symbol (parsePerfSymbols), when asked for. */
+  symbols?: Record<string, number>;
+}
+
+/** Runs `perf report` on `file` with `args`; its stdout, or an error with the first of its stderr. */
+async function perfReport(file: string, args: string[]): Promise<string> {
+  const report = await run(["perf", "report", "-i", file, "--no-children", ...args], 120_000);
+  if (report.code !== 0 || report.timedOut) throw new Error(`perf report failed (${report.code}): ${report.stderr.trim().replace(/\s+/g, " ").slice(0, 200)}`);
+  return report.stdout;
 }
 
 /**
  * `perf record -e cpu-clock -F 2000 -g -p PID,…` on `pids` while `load()` runs (it starts once
  * perf has written its header, i.e. opened its events), then `perf report --no-children --sort
- * dso -g none --stdio -n` split by part. `binaries` are the runtime's executable names.
+ * dso -g none --stdio -n` split by part. `binaries` are the runtime's executable names. With
+ * `symbols`, also `perf report --no-children --sort sym -g none --stdio -F sample,sym` of the
+ * same file, per symbol; it must count the same samples as the first.
  */
 export async function perfDuring<T>(
   tag: string,
   pids: number[],
   binaries: readonly string[],
   load: () => Promise<T>,
+  symbols = false,
 ): Promise<{ split: PerfSplit; result: T }> {
   const file = join(workDir(), `${tag}.data`);
   const recorder = startServer(tag, perfRecord(file, pids));
@@ -182,10 +216,7 @@ export async function perfDuring<T>(
     await stop(recorder.proc, DETACH_GRACE_MS);
   }
   try {
-    const report = await run(["perf", "report", "-i", file, "--no-children", "--sort", "dso", "-g", "none", "--stdio", "-n"], 120_000);
-    if (report.code !== 0 || report.timedOut)
-      throw new Error(`perf report failed (${report.code}): ${report.stderr.trim().replace(/\s+/g, " ").slice(0, 200)}`);
-    const { dsos, eventCount } = parsePerfReport(report.stdout);
+    const { dsos, eventCount } = parsePerfReport(await perfReport(file, ["--sort", "dso", "-g", "none", "--stdio", "-n"]));
     const parts = Object.fromEntries(PARTS.map((p) => [p, 0])) as Record<Part, number>;
     let samples = 0;
     for (const [dso, n] of Object.entries(dsos)) {
@@ -193,8 +224,70 @@ export async function perfDuring<T>(
       samples += n;
     }
     if (samples === 0) throw new Error("perf recorded no samples");
-    return { split: { samples, parts, dsos, eventCount }, result };
+    if (!symbols) return { split: { samples, parts, dsos, eventCount }, result };
+    const bySymbol = parsePerfSymbols(await perfReport(file, ["--sort", "sym", "-g", "none", "--stdio", "-F", "sample,sym"]));
+    const counted = Object.values(bySymbol).reduce((sum, n) => sum + n, 0);
+    if (counted !== samples) throw new Error(`perf report --sort sym counted ${counted} samples, --sort dso ${samples}`);
+    return { split: { samples, parts, dsos, eventCount, symbols: bySymbol }, result };
   } finally {
     for (const f of [file, `${file}.old`]) rmSync(f, { force: true });
   }
+}
+
+/** One perf run's samples per symbol and the requests it covered. */
+export interface SymbolRun {
+  requests: number;
+  symbols: Record<string, number>;
+}
+
+/** One symbol (or a sum of symbols) across contenders. */
+export interface SymbolLine {
+  symbol: string;
+  /** Per contender: samples summed over its runs. */
+  samples: Record<string, number>;
+  /** Per contender: those samples × 1e6/PERF_HZ ÷ the requests of those runs. */
+  usPerRequest: Record<string, number>;
+  /** The largest difference in µs per request between two contenders (one contender: its own). */
+  spread: number;
+}
+
+/**
+ * Per symbol, each contender's µs per request over all its runs (samples summed, ÷ all their
+ * requests; a symbol a contender never hit is 0): the `top` symbols with the largest spread
+ * first (ties by name), then the sums of every kernel ([k]) symbol, every user-space one and all.
+ * Contenders without runs are left out.
+ */
+export function symbolLines(runs: Record<string, SymbolRun[]>, top: number) {
+  const names = Object.keys(runs).filter((name) => runs[name]!.length > 0);
+  const requests = Object.fromEntries(names.map((name) => [name, runs[name]!.reduce((sum, run) => sum + run.requests, 0)]));
+  const sums = Object.fromEntries(names.map((name) => [name, {} as Record<string, number>]));
+  for (const name of names)
+    for (const run of runs[name]!) for (const [symbol, n] of Object.entries(run.symbols)) sums[name]![symbol] = (sums[name]![symbol] ?? 0) + n;
+  const line = (symbol: string, count: (sum: Record<string, number>) => number): SymbolLine => {
+    const samples = Object.fromEntries(names.map((name) => [name, count(sums[name]!)]));
+    const usPerRequest = Object.fromEntries(names.map((name) => [name, (samples[name]! * 1e6) / PERF_HZ / requests[name]!]));
+    const us = Object.values(usPerRequest);
+    return { symbol, samples, usPerRequest, spread: us.length === 1 ? us[0]! : Math.max(...us) - Math.min(...us) };
+  };
+  const symbols = [...new Set(names.flatMap((name) => Object.keys(sums[name]!)))];
+  const lines = symbols.map((symbol) => line(symbol, (sum) => sum[symbol] ?? 0));
+  lines.sort((a, b) => b.spread - a.spread || a.symbol.localeCompare(b.symbol));
+  const where = (keep: (symbol: string) => boolean) => (sum: Record<string, number>) =>
+    Object.entries(sum).reduce((acc, [symbol, n]) => acc + (keep(symbol) ? n : 0), 0);
+  return {
+    requests,
+    top: lines.slice(0, top),
+    kernel: line(
+      "all kernel symbols [k]",
+      where((symbol) => symbol.startsWith("[k] ")),
+    ),
+    user: line(
+      "all user-space symbols [.]",
+      where((symbol) => !symbol.startsWith("[k] ")),
+    ),
+    total: line(
+      "all samples",
+      where(() => true),
+    ),
+  };
 }
