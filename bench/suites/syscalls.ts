@@ -35,6 +35,7 @@ import { CLK_TCK } from "../runner/procs.ts";
 import { failure, roundLine, rotated } from "../runner/rounds.ts";
 import { publish } from "../report/results.ts";
 import { markdownTable, median, textTable, type Table } from "../report/table.ts";
+import { symbolHeading, symbolsOf } from "../report/symbols.ts";
 import { checkRedisPath, redisRows, runRedisRow, startRedis, warmUp, type RedisRow } from "./workloads/redis.ts";
 import {
   PARTS,
@@ -44,11 +45,9 @@ import {
   perfMissing,
   processTree,
   straceDuring,
-  symbolLines,
   type Calls,
   type Part,
   type PerfSplit,
-  type SymbolLine,
   type SymbolRun,
 } from "./workloads/tracing.ts";
 
@@ -283,7 +282,10 @@ export async function main(args: string[]): Promise<void> {
   const names = runnable.map((c) => c.name);
   const tables = opts.rows.map((row) => ({ row, table: syscallTable(row, names, summary) }));
   const perfTable = perfSkip ? null : perfTableOf(summary);
-  const symbolTables = perfSkip || opts.symbols === 0 ? [] : opts.rows.map((row) => symbolsOf(row, names, cells, opts.symbols));
+  const symbolTables =
+    perfSkip || opts.symbols === 0
+      ? []
+      : opts.rows.map((row) => symbolsOf(row, names, (name) => cells.find((cell) => cell.row === row.id && cell.contender === name)!.symbols, opts.symbols));
   const errors = summary.flatMap((s) => s.errors.map((error) => `error: ${s.row} ${s.contender}: ${error}`));
   const countsNote =
     `system calls per request: strace -c -f on every process of the contender, ${opts.requests} requests per row; counts only ` +
@@ -400,63 +402,4 @@ function perfTableOf(summary: Summary[]): Table {
   });
   const head = ["row", "contender", "binary", ...PARTS.map((part) => PART_HEAD[part]), "samples", "samples/req", "µs/req", "/proc µs/req"];
   return { head, rows: lines, text: 3, groups: summary.map((s) => s.row) };
-}
-
-const FLOOR: ContenderName = "bun-floor";
-const round3 = (x: number) => Math.round(x * 1000) / 1000;
-/** A difference in µs: signed, "0.00" when it rounds to nothing. */
-const fmtDiff = (x: number) => (Math.abs(x) < 0.005 ? "0.00" : `${x > 0 ? "+" : ""}${x.toFixed(2)}`);
-
-/** A symbol line for the JSON: µs per request to 3 decimals, the samples, and each contender minus bun-floor. */
-function symbolJson(line: SymbolLine, others: string[]) {
-  const us = (name: string) => line.usPerRequest[name]!;
-  return {
-    symbol: line.symbol,
-    usPerRequest: Object.fromEntries(Object.keys(line.usPerRequest).map((name) => [name, round3(us(name))])),
-    samples: line.samples,
-    ...(others.length > 0 ? { vsBunFloor: Object.fromEntries(others.map((name) => [name, round3(us(name) - us(FLOOR))])) } : {}),
-    spread: round3(line.spread),
-  };
-}
-
-/**
- * One row's symbol table (--symbols): the top symbols by spread, then the kernel, user-space and
- * total sums; columns: each contender's µs per request, then each other contender minus bun-floor
- * when bun-floor has samples. A contender without perf runs shows "FAILED".
- */
-function symbolsOf(row: RedisRow, contenders: ContenderName[], cells: Cell[], top: number) {
-  const runsOf = (name: ContenderName) => cells.find((cell) => cell.row === row.id && cell.contender === name)!.symbols;
-  const lines = symbolLines(Object.fromEntries(contenders.map((name) => [name, runsOf(name)])), top);
-  const measured = contenders.filter((name) => runsOf(name).length > 0);
-  const others = measured.includes(FLOOR) ? measured.filter((name) => name !== FLOOR) : [];
-  const cellsOf = (line: SymbolLine) => [
-    line.symbol,
-    ...contenders.map((name) => (line.usPerRequest[name] === undefined ? "FAILED" : line.usPerRequest[name].toFixed(2))),
-    ...others.map((name) => fmtDiff(line.usPerRequest[name]! - line.usPerRequest[FLOOR]!)),
-  ];
-  const sums = [lines.kernel, lines.user, lines.total];
-  const table: Table = {
-    head: ["symbol", ...contenders, ...others.map((name) => `${name} vs ${FLOOR}`)],
-    rows: [...lines.top.map(cellsOf), ...sums.map(cellsOf)],
-    text: 1,
-    groups: [...lines.top.map(() => "top"), ...sums.map(() => "sums")],
-  };
-  return {
-    row: row.id,
-    title: row.title,
-    top,
-    rounds: Object.fromEntries(measured.map((name) => [name, runsOf(name).length])),
-    requests: lines.requests,
-    lines: lines.top.map((line) => symbolJson(line, others)),
-    kernel: symbolJson(lines.kernel, others),
-    user: symbolJson(lines.user, others),
-    total: symbolJson(lines.total, others),
-    table,
-  };
-}
-
-function symbolHeading(t: ReturnType<typeof symbolsOf>): string {
-  const per = t.row === "ping-k0" ? "µs per request = per new connection" : "µs per request";
-  const rounds = Math.max(0, ...Object.values(t.rounds));
-  return `${t.row}: ${t.title}: top ${t.top} symbols by difference between contenders, ${per} (CPU samples summed over ${rounds} round(s))`;
 }
