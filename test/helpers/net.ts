@@ -25,6 +25,21 @@ export async function waitFor(condition: () => unknown, ms = 5000, what = "condi
   }
 }
 
+/**
+ * For a 1 s timeout swept every 100 ms by a router in this process: lets a sweep note the clock
+ * after `lastEvent` (performance.now() of the event), stalls the event loop until 1.3 s after
+ * it, and waits for `endedAt()` (0 until the close). The close comes never before the timeout,
+ * and within 500 ms of the loop resuming (counted sweeps would need ten more).
+ */
+export async function expectTimeoutAcrossStall(lastEvent: number, endedAt: () => number, what: string): Promise<void> {
+  await Bun.sleep(250);
+  while (performance.now() - lastEvent < 1300); // the stall
+  const resumed = performance.now();
+  await waitFor(() => endedAt() > 0, 5000, what);
+  if (endedAt() - lastEvent < 1000) throw new Error(`${what}: after ${endedAt() - lastEvent} ms, before the 1 s timeout`);
+  if (endedAt() - resumed >= 500) throw new Error(`${what}: ${endedAt() - resumed} ms after the loop resumed (counted sweeps?)`);
+}
+
 /** Resolves with the promise's value, or rejects naming `what` after `ms`. */
 export function within<T>(promise: Promise<T>, ms: number, what: string): Promise<T> {
   let timer: ReturnType<typeof setTimeout> | undefined;
