@@ -16,7 +16,6 @@ import type { Limits } from "./pipe.ts";
 import type { PrefaceStep } from "./preface/preface.ts";
 import type { RateLimits } from "./rate.ts";
 import type { Route } from "./route.ts";
-import type { SweptTimers } from "./timers.ts";
 import type { InheritedListener } from "./handover-record.ts";
 
 export interface ListenerOptions extends AdmissionRules {
@@ -89,8 +88,6 @@ export interface ListenerContext extends ListenerView {
   /** Replaced as a whole by a reload; a session reads it when it needs a value. */
   readonly options: ListenerOptions;
   readonly router: RouterContext;
-  /** The session timers the router's clock runs, in ms (set by the router; all 0 while it runs none). */
-  readonly timers: SweptTimers;
   readonly admission: Admission;
   /** Rate-limits the warn lines of clients turned away. */
   readonly denials: LogLimiter;

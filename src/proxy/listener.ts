@@ -23,8 +23,7 @@ import { ClientHelloStep } from "./preface/client-hello.ts";
 import type { PrefaceStep } from "./preface/preface.ts";
 import { ProxyHeaderStep } from "./preface/proxy-header.ts";
 import { Session } from "./session.ts";
-import { setTcpOptions } from "./connector.ts";
-import { NO_TIMERS, type SweptTimers } from "./timers.ts";
+import { setTcpOptions } from "./tcp-options.ts";
 import { DEFAULTS } from "../config/defaults.ts";
 
 export class ListenError extends Error {}
@@ -37,8 +36,6 @@ export class Listener implements ListenerContext, ListenerView {
   /** Sessions accepted; connections refused at accept. */
   accepted = 0;
   refused = 0;
-  /** The session timers the router's clock runs, in ms (set by the router; all 0 while it runs none). */
-  timers: SweptTimers = NO_TIMERS;
   /** The port of a socket adopted from its descriptor (Bun's listener does not know it); 0 = ask Bun. */
   private inheritedPort = 0;
   /** Turned away by allow/deny, per-IP limits, or a bad preface. */

@@ -15,7 +15,7 @@ import type { Counters, RouterContext } from "./context.ts";
 import type { InheritedListener } from "./handover-record.ts";
 import { DefaultRoute } from "./route.ts";
 import { keptCertificates, listenerOptions } from "./listener-options.ts";
-import { NO_TIMERS, sweptTimers, tickFor } from "./timers.ts";
+import { tickFor } from "./timers.ts";
 import { event, type Logger } from "../util/log.ts";
 import type { CloseReason, Limits, ReloadSummary, RouterView, SessionObserver, Stats, StopSummary } from "./handle.ts";
 import type { Session } from "./session.ts";
@@ -144,7 +144,6 @@ export class Router implements RouterContext, RouterView {
     clearInterval(this.sweepTimer);
     this.sweepTimer = undefined;
     const tick = tickFor(this.listeners);
-    for (const listener of this.listeners) listener.timers = tick > 0 ? sweptTimers(listener.options) : NO_TIMERS;
     if (tick === 0) return;
     this.sweepTimer = setInterval(sweepSessions, tick, this);
     this.sweepTimer.unref();

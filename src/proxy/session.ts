@@ -213,19 +213,22 @@ export class Session implements PipeOwner, UpstreamOwner, PrefaceContext {
    * while bytes are queued and their reader takes none of them.
    */
   tick(now: number, clock: number): void {
-    const t = this.listener.timers;
+    const o = this.listener.options; // timeouts in ms, 0 = off
     if (++this.idleTicks === 1) this.idleFrom = clock;
     const idle = clock - this.idleFrom;
-    if (t.idle > 0 && idle >= t.idle) return this.close("idle_timeout");
-    if (t.maxDuration > 0 && now - this.openedAt >= t.maxDuration) return this.close("max_duration", `open for ${t.maxDuration} ms`);
+    if (o.idleTimeout > 0 && idle >= o.idleTimeout) return this.close("idle_timeout");
+    const max = o.maxSessionDuration;
+    if (max > 0 && now - this.openedAt >= max) return this.close("max_duration", `open for ${max} ms`);
     const state = this.state;
     if (state === "handshake") {
-      if (t.hello > 0 && now - this.openedAt >= t.hello) this.fail("hello_timeout", `no complete TLS handshake within ${t.hello} ms`);
+      // Only a TLS listener's sessions have a handshake.
+      const hello = o.helloTimeout;
+      if (hello > 0 && now - this.openedAt >= hello) this.fail("hello_timeout", `no complete TLS handshake within ${hello} ms`);
       return;
     }
-    if (state === "connecting") return this.connector!.tick(t.connect, clock);
+    if (state === "connecting") return this.connector!.tick(o.connectTimeout, clock);
     if (state !== "open" && state !== "closing") return;
-    if (state === "closing" && t.halfClosed > 0 && idle >= t.halfClosed) return this.close("half_closed_timeout");
+    if (state === "closing" && o.halfClosedTimeout > 0 && idle >= o.halfClosedTimeout) return this.close("half_closed_timeout");
     const queued = this.up.queued + this.down.queued;
     if (queued === 0) {
       this.stallFrom = -1;
@@ -235,7 +238,7 @@ export class Session implements PipeOwner, UpstreamOwner, PrefaceContext {
     if (delivered !== this.delivered || this.stallFrom < 0) {
       this.delivered = delivered;
       this.stallFrom = clock;
-    } else if (t.write > 0 && clock - this.stallFrom >= t.write) {
+    } else if (o.writeTimeout > 0 && clock - this.stallFrom >= o.writeTimeout) {
       const side = this.down.queued > 0 ? "client" : "upstream";
       this.close("write_timeout", `the ${side} took none of ${queued} queued bytes`);
     }

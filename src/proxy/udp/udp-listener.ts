@@ -55,8 +55,6 @@ export class UdpListener implements FlowOwner, UdpListenerView {
   bytesUp = 0;
   bytesDown = 0;
   readonly dropped = Object.fromEntries(DROP_REASONS.map((reason) => [reason, 0])) as Record<DropReason, number>;
-  /** The flow idle timeout in ms while the group's clock runs (set by the group); 0 = not swept yet. */
-  idleTimeout = 0;
   /** Flows by client address, then port. */
   private readonly clients = new Map<string, Map<number, Flow>>();
   readonly admission: Admission;
@@ -265,7 +263,7 @@ export class UdpListener implements FlowOwner, UdpListenerView {
   /** One sweep of the group's clock. */
   sweep(now: number, clock: number): void {
     if (this.active === 0) return;
-    for (const flow of [...this.eachFlow()]) flow.tick(now, clock, this.idleTimeout);
+    for (const flow of [...this.eachFlow()]) flow.tick(now, clock, this.options.idleTimeout);
   }
 }
 

@@ -124,7 +124,6 @@ export class UdpListeners implements UdpListenerGroup {
     }
     if (shortest === Number.POSITIVE_INFINITY) return;
     const tick = Math.min(MAX_TICK, Math.max(MIN_TICK, Math.floor(shortest / 10)));
-    for (const listener of this.listeners) listener.idleTimeout = listener.options.idleTimeout;
     this.timer = setInterval(sweepFlows, tick, this);
     this.timer.unref();
   }
