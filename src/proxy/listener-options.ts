@@ -14,7 +14,7 @@ import type { ListenerOptions } from "./context.ts";
 import { DefaultRoute, ServerNameRoute } from "./route.ts";
 import { ClientCertRoute } from "./client-cert-route.ts";
 import { rateLimits } from "./rate.ts";
-import { hasTcpOptions } from "./connector.ts";
+import { hasTcpOptions } from "./tcp-options.ts";
 
 /**
  * The certificates of the TLS listeners a reload keeps, read before anything changes. Throws
