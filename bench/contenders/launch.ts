@@ -32,6 +32,21 @@ export async function launch(tag: string, argv: string[], port: number, cwd?: st
 }
 
 /** "direct": no process in between, the client connects to the target itself. */
+/**
+ * `start()` again while it fails because a port it picked is in use: a port freePort found free
+ * can be taken (as a connection's local port, on a machine busy with new connections) before the
+ * server binds it. Three tries; any other failure is thrown at once.
+ */
+export async function withFreshPorts(start: () => Promise<Instance>, tries = 3): Promise<Instance> {
+  for (let n = 1; ; n++) {
+    try {
+      return await start();
+    } catch (error) {
+      if (n >= tries || !/address already in use|EADDRINUSE/i.test((error as Error).message)) throw error;
+    }
+  }
+}
+
 export function directInstance(targetPort: number): Instance {
   return { port: targetPort, pid: undefined, stop: async () => {} };
 }

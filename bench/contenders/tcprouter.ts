@@ -7,7 +7,7 @@ import { existsSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { HOST, freePort } from "../runner/net.ts";
 import { workDir } from "../runner/procs.ts";
-import { ROOT, launch, type Instance } from "./launch.ts";
+import { ROOT, launch, withFreshPorts, type Instance } from "./launch.ts";
 
 /** `bun run src/cli.ts`, with the running bun where `bun` is not on the PATH. */
 export const DEFAULT_TCPROUTER_CMD = `${Bun.which("bun") ? "bun" : process.execPath} run src/cli.ts`;
@@ -29,10 +29,12 @@ export function tcprouterMissing(cmd: string | undefined): string | undefined {
  * `command --listen 127.0.0.1:PORT --to 127.0.0.1:TARGET --log-level warn` plus `extra` flags,
  * run by bash from the repo root; `command` is a shell word list (`bun run src/cli.ts`, `dist/tcprouter`).
  */
-export async function startForward(command: string, targetPort: number, tag: string, extra = ""): Promise<Instance> {
-  const port = await freePort();
-  const line = `exec ${command} --listen ${HOST}:${port} --to ${HOST}:${targetPort} --log-level warn${extra}`;
-  return launch(tag, ["bash", "-c", line], port, ROOT);
+export function startForward(command: string, targetPort: number, tag: string, extra = ""): Promise<Instance> {
+  return withFreshPorts(async () => {
+    const port = await freePort();
+    const line = `exec ${command} --listen ${HOST}:${port} --to ${HOST}:${targetPort} --log-level warn${extra}`;
+    return launch(tag, ["bash", "-c", line], port, ROOT);
+  });
 }
 
 /**

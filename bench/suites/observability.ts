@@ -21,7 +21,7 @@
  */
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
-import type { Instance } from "../contenders/launch.ts";
+import { type Instance, withFreshPorts } from "../contenders/launch.ts";
 import { DEFAULT_TCPROUTER_CMD, startForward } from "../contenders/tcprouter.ts";
 import { COMMON_HELP, listOf, parseBenchFlags, positiveInt, say } from "../runner/flags.ts";
 import { REDIS_TOOLS, collectMeta, headerText } from "../runner/meta.ts";
@@ -84,9 +84,14 @@ interface Running {
 async function start(kind: Kind, command: string, redisPort: number): Promise<Running> {
   const tag = `tcprouter-${kind}`;
   if (kind === "off") return { kind, instance: await startForward(command, redisPort, tag) };
-  const adminPort = await freePort();
   const accessLog = join(workDir(), "access.log");
-  return { kind, instance: await startForward(command, redisPort, tag, ` --admin ${HOST}:${adminPort} --access-log ${accessLog}`), adminPort, accessLog };
+  let adminPort = 0;
+  // A fresh admin port on each try too (the listen port is startForward's).
+  const instance = await withFreshPorts(async () => {
+    adminPort = await freePort();
+    return startForward(command, redisPort, tag, ` --admin ${HOST}:${adminPort} --access-log ${accessLog}`);
+  });
+  return { kind, instance, adminPort, accessLog };
 }
 
 async function metricsText(adminPort: number): Promise<string> {
