@@ -15,6 +15,7 @@ import { workerAdminAddress } from "../workers/admin.ts";
 import { isWorker, parseWorkers, reportReady, supervise } from "../workers/supervisor.ts";
 import { isUpgrade, takeOver, upgrade, UpgradeError, type Takeover } from "../workers/upgrade.ts";
 import * as systemd from "../util/systemd.ts";
+import { holdSignals } from "../util/signals.ts";
 import { activatedListeners } from "../workers/activation.ts";
 import { flagDuration, forwardArgs, logArgs, observeArgs, parseCount, processArgs, UsageError } from "./args.ts";
 import { configArgs } from "./check.ts";
@@ -53,6 +54,8 @@ export default defineCommand({
       );
     const exposure = observe.admin === null || isWorker() ? null : adminExposure(observe.admin, auth, adminTls);
     if (exposure !== null) log.warn(exposure);
+    // From here the process may hold listening sockets: a signal waits for its handler (util/signals.ts).
+    const early = holdSignals();
     const takeover = await takeOverIfUpgrade();
     if (workers > 1 && !isWorker()) {
       const anyPort = config.listeners.find((listener) => listener.listen.kind === "tcp" && listener.listen.port === 0);
@@ -72,6 +75,7 @@ export default defineCommand({
         listeners: held,
         takeover,
         upgradeTimeout: flagDuration("upgrade-timeout", flags["upgrade-timeout"]),
+        early,
       });
     }
     // Opened before listening: a path that cannot be opened stops the start.
@@ -119,6 +123,7 @@ export default defineCommand({
       log,
       readyTimeout: flagDuration("upgrade-timeout", flags["upgrade-timeout"]),
     });
+    early.release();
     logListening(handle, config, flags.config ? null : flags.to!, log);
     if (admin !== null && !isWorker()) {
       const changes = auth.token === null ? "read-only: no token" : "changes with the token";

@@ -22,6 +22,7 @@ import type { AdminAuth } from "../observe/control.ts";
 import { startSupervisorAdmin, WORKER_ADMIN_ENV, workerAdminPath, type SupervisorAdmin } from "./admin.ts";
 import type { HandoverApi, InheritedListener } from "../proxy/handover-record.ts";
 import * as systemd from "../util/systemd.ts";
+import type { HeldSignals } from "../util/signals.ts";
 import { type Takeover, upgrade } from "./upgrade.ts";
 import { programCommand } from "./program.ts";
 import { LISTENERS_ENV } from "./activation.ts";
@@ -70,6 +71,8 @@ export interface SupervisorOptions {
   takeover?: Takeover | null;
   /** SIGUSR2: how long a new supervisor may take to be ready. */
   upgradeTimeout?: number;
+  /** Signals that came while starting (util/signals.ts), handed over once the supervisor's handlers are on. */
+  early?: HeldSignals;
 }
 
 /** Starts `count` workers and supervises them until they have all exited; never returns. */
@@ -83,7 +86,8 @@ class Supervisor {
   private readonly log: Logger;
   private readonly admin: Address | null;
   private readonly listeners: InheritedListener[];
-  private readonly workers = new Map<number, { proc: Bun.Subprocess; started: number }>();
+  /** `ready`: this start of the worker has said it is ready (its signal handlers or its holding of signals are on). */
+  private readonly workers = new Map<number, { proc: Bun.Subprocess; started: number; ready: boolean }>();
   /** Indexes whose worker has been ready once: a later start that fails is retried, not fatal. */
   private readonly everReady = new Set<number>();
   private stopping: NodeJS.Signals | "failed" | null = null;
@@ -108,8 +112,9 @@ class Supervisor {
     process.on("SIGINT", () => this.stop("SIGINT"));
     process.on("SIGTERM", () => this.stop("SIGTERM"));
     process.on("SIGUSR2", () => this.upgrade());
-    for (const signal of ["SIGHUP", "SIGUSR1"] as const) process.on(signal, () => this.signalWorkers(signal));
+    for (const signal of ["SIGHUP", "SIGUSR1"] as const) process.on(signal, () => this.signalWorkers(signal, { startedOnly: true }));
     for (let index = 1; index <= this.count; index++) this.start(index);
+    this.options.early?.release();
     const pids = [...this.workers.values()].map((w) => w.proc.pid);
     this.log.info(event(`started ${this.count} workers (pids ${pids.join(", ")})`, { workers: this.count, pids }));
   }
@@ -152,10 +157,12 @@ class Supervisor {
         if (message === READY) this.ready(index);
       },
     });
-    this.workers.set(index, { proc, started: Date.now() });
+    this.workers.set(index, { proc, started: Date.now(), ready: false });
   }
 
   private ready(index: number): void {
+    const worker = this.workers.get(index);
+    if (worker !== undefined) worker.ready = true;
     // A (re)started worker starts from the file: it gets the admin changes made so far.
     void this.server?.replay(index);
     this.everReady.add(index);
@@ -211,8 +218,12 @@ class Supervisor {
     else this.start(index);
   }
 
-  private signalWorkers(signal: NodeJS.Signals): void {
-    for (const { proc } of this.workers.values()) proc.kill(signal);
+  /**
+   * `startedOnly`: skips a worker still starting. Before it holds signals, SIGHUP or SIGUSR1
+   * would kill it; and it reads the config file and opens the access log as they are now.
+   */
+  private signalWorkers(signal: NodeJS.Signals, { startedOnly = false } = {}): void {
+    for (const { proc, ready } of this.workers.values()) if (ready || !startedOnly) proc.kill(signal);
   }
 
   private stop(signal: NodeJS.Signals): void {
