@@ -86,8 +86,11 @@ class Supervisor {
   private readonly log: Logger;
   private readonly admin: Address | null;
   private readonly listeners: InheritedListener[];
-  /** `ready`: this start of the worker has said it is ready (its signal handlers or its holding of signals are on). */
-  private readonly workers = new Map<number, { proc: Bun.Subprocess; started: number; ready: boolean }>();
+  /**
+   * `ready`: this start of the worker has said it is ready (its signal handlers, or its holding
+   * of signals, are on); `pending`: SIGHUP/SIGUSR1 that came before, sent once it is.
+   */
+  private readonly workers = new Map<number, { proc: Bun.Subprocess; started: number; ready: boolean; pending: NodeJS.Signals[] }>();
   /** Indexes whose worker has been ready once: a later start that fails is retried, not fatal. */
   private readonly everReady = new Set<number>();
   private stopping: NodeJS.Signals | "failed" | null = null;
@@ -112,7 +115,7 @@ class Supervisor {
     process.on("SIGINT", () => this.stop("SIGINT"));
     process.on("SIGTERM", () => this.stop("SIGTERM"));
     process.on("SIGUSR2", () => this.upgrade());
-    for (const signal of ["SIGHUP", "SIGUSR1"] as const) process.on(signal, () => this.signalWorkers(signal, { startedOnly: true }));
+    for (const signal of ["SIGHUP", "SIGUSR1"] as const) process.on(signal, () => this.signalWorkers(signal, { whenReady: true }));
     for (let index = 1; index <= this.count; index++) this.start(index);
     this.options.early?.release();
     const pids = [...this.workers.values()].map((w) => w.proc.pid);
@@ -157,12 +160,15 @@ class Supervisor {
         if (message === READY) this.ready(index);
       },
     });
-    this.workers.set(index, { proc, started: Date.now(), ready: false });
+    this.workers.set(index, { proc, started: Date.now(), ready: false, pending: [] });
   }
 
   private ready(index: number): void {
     const worker = this.workers.get(index);
-    if (worker !== undefined) worker.ready = true;
+    if (worker !== undefined && !worker.ready) {
+      worker.ready = true;
+      for (const signal of worker.pending.splice(0)) worker.proc.kill(signal);
+    }
     // A (re)started worker starts from the file: it gets the admin changes made so far.
     void this.server?.replay(index);
     this.everReady.add(index);
@@ -219,11 +225,14 @@ class Supervisor {
   }
 
   /**
-   * `startedOnly`: skips a worker still starting. Before it holds signals, SIGHUP or SIGUSR1
-   * would kill it; and it reads the config file and opens the access log as they are now.
+   * `whenReady`: a worker still starting gets the signal once it says it is ready (before it
+   * holds signals, SIGHUP or SIGUSR1 would kill it); it may have read the config file already.
    */
-  private signalWorkers(signal: NodeJS.Signals, { startedOnly = false } = {}): void {
-    for (const { proc, ready } of this.workers.values()) if (ready || !startedOnly) proc.kill(signal);
+  private signalWorkers(signal: NodeJS.Signals, { whenReady = false } = {}): void {
+    for (const worker of this.workers.values()) {
+      if (worker.ready || !whenReady) worker.proc.kill(signal);
+      else if (!worker.pending.includes(signal)) worker.pending.push(signal);
+    }
   }
 
   private stop(signal: NodeJS.Signals): void {

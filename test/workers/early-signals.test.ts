@@ -54,19 +54,13 @@ test("SIGUSR1 and SIGHUP from the moment the port answers: each one handled, the
   }
 }, 30_000);
 
-test("--workers 2: SIGHUP from the moment the supervisor listens reaches no worker still starting; none dies", async () => {
+test("--workers 2: SIGHUP from the moment the supervisor listens reaches each worker once it is ready; none dies", async () => {
   await using upstream = listen(echo);
   const port = freePort();
   await using supervisor = spawnCli(["--listen", `${HOST}:${port}`, "--to", `${HOST}:${upstream.port}`, "--workers", "2"]);
   await untilAnswering(port, 10_000); // the supervisor binds before its workers start
-  const deadline = Date.now() + 15_000;
-  while (!/\[worker 2\] listening/.test(supervisor.stderrText) || !/\[worker 1\] listening/.test(supervisor.stderrText)) {
-    if (Date.now() > deadline || supervisor.proc.exitCode !== null) break;
-    process.kill(supervisor.proc.pid, "SIGHUP");
-    await Bun.sleep(2);
-  }
-  await barrage(supervisor.proc.pid, "SIGHUP", 10);
-  await waitFor(() => /\[worker \d\] SIGHUP: nothing to reload/.test(supervisor.stderrText), 5000, "a worker's SIGHUP line");
+  await barrage(supervisor.proc.pid, "SIGHUP", 5); // over before a worker can have started (Bun alone takes longer)
+  for (const n of [1, 2]) await supervisor.stderrMatch(new RegExp(`\\[worker ${n}\\] SIGHUP: nothing to reload`), 15_000);
   expect(supervisor.stderrText).not.toContain("died");
   expect(supervisor.stderrText).not.toContain("could not start");
   expect(supervisor.proc.exitCode).toBeNull();
