@@ -31,7 +31,6 @@ export async function launch(tag: string, argv: string[], port: number, cwd?: st
   return { port, pid: server.pid, stop: () => server.stop() };
 }
 
-/** "direct": no process in between, the client connects to the target itself. */
 /**
  * `start()` again while it fails because a port it picked is in use: a port freePort found free
  * can be taken (as a connection's local port, on a machine busy with new connections) before the
@@ -47,6 +46,7 @@ export async function withFreshPorts(start: () => Promise<Instance>, tries = 3):
   }
 }
 
+/** "direct": no process in between, the client connects to the target itself. */
 export function directInstance(targetPort: number): Instance {
   return { port: targetPort, pid: undefined, stop: async () => {} };
 }
