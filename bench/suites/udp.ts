@@ -43,6 +43,7 @@ import { DEFAULT_TCPROUTER_CMD, tcprouterMissing, tcprouterVersion } from "../co
 import { type StreamServer, freeDualPort, freeUdpPort, launchProbed, tcprouterUdpConfig, udpAnswers } from "../contenders/udp-launch.ts";
 import { COMMON_HELP, fail, listOf, parseBenchFlags, positiveInt, say } from "../runner/flags.ts";
 import { collectMeta, headerText } from "../runner/meta.ts";
+import { freeFixedPort } from "../runner/net.ts";
 import { CLK_TCK, cpuTicks, ensureOwnFdLimit, softFdLimit, workDir } from "../runner/procs.ts";
 import { failure, roundLine, rotated } from "../runner/rounds.ts";
 import { publish } from "../report/results.ts";
@@ -354,7 +355,8 @@ export async function main(args: string[]): Promise<void> {
   );
 
   // the targets: dnsmasq, the port iperf3 -s -1 takes per sample, the echo server
-  const dnsmasq = rows.includes("dns") ? await startDnsmasq(dnsmasqBin()!, await freeDualPort()) : undefined;
+  // below the ephemeral range: dnsmasq's bind fails on a port a connection left in TIME_WAIT
+  const dnsmasq = rows.includes("dns") ? await startDnsmasq(dnsmasqBin()!, await freeFixedPort()) : undefined;
   const echo = rows.includes("flows") ? await startUdpEcho() : undefined;
   const targets: Targets = { dns: dnsmasq?.port ?? (await freeUdpPort()), iperf: await freeDualPort(), echo: echo?.port ?? 0 };
   const queryFile = writeQueryFile();

@@ -8,6 +8,7 @@
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { freeFixedPort } from "../../bench/runner/net.ts";
 import { type Child, HOST, spawn, within } from "./net.ts";
 
 export interface Dnsmasq extends AsyncDisposable {
@@ -23,14 +24,6 @@ export interface Dnsmasq extends AsyncDisposable {
   stop(): Promise<void>;
   /** Stops it and starts it again on the same port with these record arguments. */
   restart(records: string[]): Promise<void>;
-}
-
-/** A UDP port that was free a moment ago on 127.0.0.1. */
-async function freeUdpPort(): Promise<number> {
-  const probe = await Bun.udpSocket({ hostname: HOST, port: 0 });
-  const port = probe.port;
-  probe.close();
-  return port;
 }
 
 export function hasDnsmasq(): boolean {
@@ -82,7 +75,7 @@ export async function startDnsmasq(records: string[], hosts = ""): Promise<Dnsma
   };
 
   for (let attempt = 0; ; attempt++) {
-    port = await freeUdpPort();
+    port = await freeFixedPort(); // below the ephemeral range: dnsmasq's bind fails on a port in TIME_WAIT
     try {
       await run(records);
       break;
